@@ -1,0 +1,36 @@
+from tachycore.plugins import Plugin
+
+WELCOME_TITLE = "Welcome to notes"
+
+
+class NotesPlugin(Plugin):
+    """A small business plugin: notes at /api/notes/, with an audit trail."""
+
+    name = "notes"
+    version = "1.0.0"
+    description = "Notes with a JSON API at /api/notes/; logs its lifecycle to the audit plugin."
+    depends_on = ("audit",)
+    urls = "demo.notes.urls"
+    default_options = {"page_size": 20}
+
+    def validate_options(self, options):
+        page_size = options.get("page_size", 20)
+        if not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 100:
+            raise ValueError(f"page_size must be a whole number from 1 to 100, got {page_size!r}")
+        return options
+
+    def install(self) -> None:
+        from .models import Note
+
+        # idempotent: a second install finds the note and adds nothing
+        Note.objects.get_or_create(title=WELCOME_TITLE, defaults={"body": "Created by install()."})
+
+    def after_enable(self) -> None:
+        from demo.audit.models import record
+
+        record(self.name, "enabled")
+
+    def after_disable(self) -> None:
+        from demo.audit.models import record
+
+        record(self.name, "disabled")

@@ -1,0 +1,8 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    # every plugin's URLs, at /api/<plugin name>/ while the plugin is enabled
+    path("", include("tachycore.urls")),
+]

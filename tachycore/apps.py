@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core.signals import setting_changed
+from django.db.models.signals import post_migrate
+
+
+class TachycoreConfig(AppConfig):
+    name = "tachycore"
+    verbose_name = "Plugin kernel"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks, handlers
+
+        checks.register()
+        post_migrate.connect(handlers.sync_built_in_plugins, sender=self,
+                             dispatch_uid="tachycore.sync_built_in_plugins")
+        setting_changed.connect(handlers.reset_plugin_manager,
+                                dispatch_uid="tachycore.reset_plugin_manager")

@@ -1,0 +1,75 @@
+"""System checks of the kernel: settings, the registry driver, plugins, SQLite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+
+def register() -> None:
+    checks.register(check_settings, "tachycore")
+    checks.register(check_registry, "tachycore")
+    checks.register(check_plugins, "tachycore")
+    checks.register(check_sqlite, checks.Tags.database)
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .conf import tachycore_settings
+
+    return [
+        checks.Error(f'TACHYCORE["{key}"]: {message}' if key else message,
+                     hint="See docs/configuration.md for the keys and their types.", id="tachycore.E001")
+        for key, message in tachycore_settings.errors()
+    ]
+
+
+def check_registry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .conf import tachycore_settings
+    from .registry import load_registry
+
+    if tachycore_settings.errors():
+        return []
+    try:
+        load_registry(tachycore_settings.REGISTRY)
+    except (ImproperlyConfigured, KeyError, TypeError) as e:
+        return [checks.Error(str(e), hint='Name a BasePluginRegistry subclass, e.g. '
+                             '"tachycore.registry.DatabaseRegistry".', id="tachycore.E002")]
+    return []
+
+
+def check_plugins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .errors import DependencyError
+    from .manager import plugin_manager
+
+    messages: list[checks.CheckMessage] = [
+        checks.Warning(f"app {label!r}: {problem}", hint="The site runs without this plugin.",
+                       id="tachycore.W001")
+        for label, problem in plugin_manager.discovery_problems
+    ]
+    for name in sorted(plugin_manager.plugins):
+        try:
+            plugin_manager._resolve([name])
+        except DependencyError as e:
+            messages.append(checks.Warning(
+                f"plugin {name!r}: {e}", hint="Enabling it will be refused until depends_on is fixed.",
+                id="tachycore.W002"))
+    return messages
+
+
+def check_sqlite(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    messages = []
+    for alias, database in settings.DATABASES.items():
+        if not database.get("ENGINE", "").endswith("sqlite3"):
+            continue
+        options = database.get("OPTIONS") or {}
+        if options.get("transaction_mode") != "IMMEDIATE" or "wal" not in options.get("init_command", "").lower():
+            messages.append(checks.Warning(
+                f"SQLite database {alias!r} is not set up for several processes: concurrent writers "
+                "(web workers, runjobs) may fail with 'database is locked'.",
+                hint="Wrap the entry with tachycore.db.configure_sqlite() (WAL, busy timeout, "
+                "IMMEDIATE transactions).", id="tachycore.W010"))
+    return messages

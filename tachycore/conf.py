@@ -1,0 +1,179 @@
+"""Typed, cached access to the per-app settings dicts (``TACHYCORE``, ``KV``, ``JOBS``).
+
+Each app declares its keys once, as a frozen dataclass of defaults. A value comes
+from, in order of precedence: the environment variable ``<APP>_<KEY>``, the
+settings dict, the default. Values are coerced to the declared kind; a bad value
+is reported by a system check naming the key (see :meth:`AppSettings.errors`)
+and raises ``ImproperlyConfigured`` if the code reads it anyway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_duration(value: Any) -> float:
+    """Return seconds from a number or a string such as ``"500ms"``, ``"5s"``, ``"2m"``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    else:
+        raise ValueError(f"cannot parse {value!r} as a duration (use seconds or '5s', '2m', '1h')")
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative ({value!r})")
+    return seconds
+
+
+def setting(default: Any, kind: str, *, minimum: float | None = None, choices=None):
+    """Declare one settings key: its default, its kind and simple bounds.
+
+    Kinds: ``bool``, ``int``, ``float``, ``duration`` (seconds), ``str``, ``list``,
+    ``json`` (any JSON value, a dict or list in the environment), ``dotted`` (an
+    import path or a dict with ``BACKEND``).
+    """
+    meta = {"kind": kind, "minimum": minimum, "choices": choices}
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda: json.loads(json.dumps(default)), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _coerce(value: Any, kind: str, from_env: bool) -> Any:
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"expected true or false, got {value!r}")
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+    if kind == "float":
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, got {value!r}") from None
+    if kind == "duration":
+        return parse_duration(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        return value
+    if kind == "list":
+        if from_env and isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"expected a list, got {value!r}")
+        return list(value)
+    if kind in ("json", "dotted"):
+        if from_env and isinstance(value, str) and value.strip()[:1] in ("{", "["):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"invalid JSON: {e}") from None
+        if kind == "dotted" and not (isinstance(value, str) or (isinstance(value, dict) and "BACKEND" in value)):
+            raise ValueError(f"expected a dotted path or a dict with 'BACKEND', got {value!r}")
+        return value
+    raise AssertionError(f"unknown setting kind {kind!r}")
+
+
+def _check_bounds(value: Any, meta: dict) -> None:
+    if meta["minimum"] is not None and value < meta["minimum"]:
+        raise ValueError(f"must be at least {meta['minimum']}, got {value!r}")
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ValueError(f"must be one of {', '.join(map(repr, meta['choices']))}, got {value!r}")
+
+
+class AppSettings:
+    """The settings of one app, read lazily, cached, and reset on ``setting_changed``."""
+
+    def __init__(self, setting_name: str, defaults: type) -> None:
+        self.setting_name = setting_name
+        self.defaults = defaults
+        self._cached: tuple[Any, list[tuple[str, str]]] | None = None
+        setting_changed.connect(self._reset, weak=False)
+
+    def _reset(self, *, setting: str, **kwargs: Any) -> None:
+        if setting == self.setting_name:
+            self._cached = None
+
+    def reset(self) -> None:
+        """Forget the cached values (environment variables are read again)."""
+        self._cached = None
+
+    def _load(self) -> tuple[Any, list[tuple[str, str]]]:
+        if self._cached is not None:
+            return self._cached
+        user = getattr(django_settings, self.setting_name, {}) or {}
+        errors: list[tuple[str, str]] = []
+        if not isinstance(user, dict):
+            errors.append(("", f"settings.{self.setting_name} must be a dict"))
+            user = {}
+        fields = {f.name: f for f in dataclasses.fields(self.defaults)}
+        errors += [(key, "unknown key") for key in user if key not in fields]
+        values = {}
+        for name, field in fields.items():
+            env_name = f"{self.setting_name}_{name}"
+            from_env = env_name in os.environ
+            if not from_env and name not in user:
+                continue
+            raw = os.environ[env_name] if from_env else user[name]
+            try:
+                value = _coerce(raw, field.metadata["kind"], from_env)
+                _check_bounds(value, field.metadata)
+            except ValueError as e:
+                source = f"environment variable {env_name}" if from_env else f"{self.setting_name}[{name!r}]"
+                errors.append((name, f"{source}: {e}"))
+                continue
+            values[name] = value
+        self._cached = (self.defaults(**values), errors)
+        return self._cached
+
+    def errors(self) -> list[tuple[str, str]]:
+        """Return ``(key, message)`` for every unknown key or bad value."""
+        return list(self._load()[1])
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in {f.name for f in dataclasses.fields(self.defaults)}:
+            raise AttributeError(name)
+        values, errors = self._load()
+        for key, message in errors:
+            if key == name:
+                raise ImproperlyConfigured(message)
+        return getattr(values, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class TachycoreDefaults:
+    """``settings.TACHYCORE`` keys and their defaults (env ``TACHYCORE_<KEY>``)."""
+
+    #: the registry driver: a dotted path, or ``{"BACKEND": path, "OPTIONS": {...}}``
+    REGISTRY: Any = setting("tachycore.registry.DatabaseRegistry", "dotted")
+    #: how often a process compares its plugin state with the registry's version
+    STATE_CHECK_INTERVAL: float = setting(0.5, "duration")
+    #: how many times the dual-write driver tries a flush before reporting it failed
+    FLUSH_RETRIES: int = setting(3, "int", minimum=1)
+
+
+tachycore_settings = AppSettings("TACHYCORE", TachycoreDefaults)

@@ -1,0 +1,70 @@
+"""Exceptions raised by the plugin kernel; each message names the plugin or key at fault."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class PluginError(Exception):
+    """Base class of every error the plugin manager raises for a refused operation."""
+
+
+class PluginNotFound(PluginError, LookupError):
+    """No plugin with that name is discovered or recorded in the registry."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown plugin {name!r}")
+        self.name = name
+
+
+class PluginAlreadyExists(PluginError):
+    """``add`` of a plugin that is already in the registry."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"plugin {name!r} is already added")
+        self.name = name
+
+
+class PluginMissing(PluginError):
+    """The registry names a plugin whose package is no longer installed."""
+
+    def __init__(self, name: str, operation: str) -> None:
+        super().__init__(
+            f"cannot {operation} plugin {name!r}: its package is missing "
+            "(only 'disable' and 'remove' work on a missing plugin)"
+        )
+        self.name = name
+
+
+class DependencyError(PluginError):
+    """``depends_on`` names an unknown plugin, forms a cycle, or blocks a disable or remove."""
+
+
+class PluginStateError(PluginError):
+    """The operation does not fit the plugin's state (remove an enabled or built-in plugin...)."""
+
+
+class InvalidOptions(PluginError, ValueError):
+    """A plugin's ``options`` are not a JSON object or were refused by the plugin."""
+
+
+class HookFailed(PluginError):
+    """A lifecycle hook raised; the operation was rolled back and the error recorded."""
+
+    def __init__(self, name: str, hook: str, error: BaseException) -> None:
+        super().__init__(f"plugin {name!r}: hook {hook}() failed: {type(error).__name__}: {error}")
+        self.name = name
+        self.hook = hook
+        self.error = error
+
+
+class RegistryError(Exception):
+    """A registry driver could not read or write its store."""
+
+
+class RegistryFlushError(RegistryError):
+    """The dual-write registry could not persist changes; they are kept and retried."""
+
+
+class RegistryConfigurationError(ImproperlyConfigured):
+    """``TACHYCORE["REGISTRY"]`` names a driver that cannot be loaded."""

@@ -1,0 +1,33 @@
+"""Signal handlers connected in ``TachycoreConfig.ready()``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import router
+
+logger = logging.getLogger("tachycore.plugins")
+
+
+def sync_built_in_plugins(*, using: str, **kwargs: Any) -> None:
+    """After ``migrate``: add, install and enable built-in plugins not recorded yet."""
+    from .manager import plugin_manager
+    from .models import ApplicationPlugin
+    from .registry import DatabaseRegistry
+
+    registry = plugin_manager.registry
+    if plugin_manager.busy:
+        return  # a plugin's own migrations, run by the manager mid-operation
+    if isinstance(registry, DatabaseRegistry) and using != router.db_for_write(ApplicationPlugin):
+        return
+    enabled = plugin_manager.ensure_built_ins()
+    if enabled and kwargs.get("verbosity", 1) >= 1:
+        logger.info("enabled built-in plugins: %s", ", ".join(enabled))
+
+
+def reset_plugin_manager(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TACHYCORE":
+        from .manager import plugin_manager
+
+        plugin_manager.reset()

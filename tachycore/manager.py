@@ -1,0 +1,520 @@
+"""The plugin manager: the lifecycle of every plugin, over the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.core.management import call_command
+from django.db import DatabaseError, router, transaction
+from django.utils.module_loading import module_has_submodule
+
+from .conf import tachycore_settings
+from .errors import (
+    DependencyError,
+    HookFailed,
+    InvalidOptions,
+    PluginAlreadyExists,
+    PluginError,
+    PluginMissing,
+    PluginNotFound,
+    PluginStateError,
+)
+from .plugins import Plugin
+from .registry import BasePluginRegistry, PluginRecord, load_registry
+
+logger = logging.getLogger("tachycore.plugins")
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    """What the manager knows of one plugin: its code (if installed) and its registry row."""
+
+    name: str
+    status: str  # enabled | disabled | added | not added | missing
+    version: str  # the version of the code, or of the registry row for a missing plugin
+    installed_version: str  # the version recorded at install or upgrade
+    description: str
+    package_name: str
+    added: bool
+    installed: bool
+    enabled: bool
+    built_in: bool
+    missing: bool
+    depends_on: tuple[str, ...]
+    dependents: tuple[str, ...]
+    options: dict[str, Any]
+    last_error: str
+    urls: str | None
+
+    @property
+    def upgradable(self) -> bool:
+        return self.installed and not self.missing and self.version != self.installed_version
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["depends_on"] = list(self.depends_on)
+        data["dependents"] = list(self.dependents)
+        data["upgradable"] = self.upgradable
+        return data
+
+
+def _status(record: PluginRecord | None, plugin: Plugin | None) -> str:
+    if plugin is None:
+        return "missing"
+    if record is None:
+        return "not added"
+    if record.enabled:
+        return "enabled"
+    return "disabled" if record.installed else "added"
+
+
+class PluginManager:
+    """Adds, installs, enables, disables, upgrades and removes plugins.
+
+    The registry is the truth; each process keeps the state it last read and
+    compares the registry's version with it at most every
+    ``TACHYCORE["STATE_CHECK_INTERVAL"]``, so a change made by another process
+    (``manage.py pm``, the admin) is followed without a restart.
+    """
+
+    def __init__(self, registry: BasePluginRegistry | None = None,
+                 plugins: Iterable[Plugin] | None = None) -> None:
+        self._registry = registry
+        self._plugins = {plugin.name: plugin for plugin in plugins} if plugins is not None else None
+        self._discovery_problems: list[tuple[str, str]] = []
+        self._lock = threading.RLock()
+        self._state: dict[str, PluginRecord] = {}
+        self._state_version: int | None = None
+        self._last_check = 0.0
+        self._loaded: set[str] = set()
+        self._busy = threading.local()
+        self._async_checker: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def registry(self) -> BasePluginRegistry:
+        if self._registry is None:
+            self._registry = load_registry(tachycore_settings.REGISTRY)
+        return self._registry
+
+    @property
+    def plugins(self) -> dict[str, Plugin]:
+        """The plugins whose code is installed, by name (discovered on first use)."""
+        if self._plugins is None:
+            from .discovery import discover_plugins
+
+            found = discover_plugins()
+            self._plugins, self._discovery_problems = found.plugins, found.problems
+        return self._plugins
+
+    @property
+    def discovery_problems(self) -> list[tuple[str, str]]:
+        self.plugins  # noqa: B018 (discovers)
+        return list(self._discovery_problems)
+
+    def reset(self) -> None:
+        """Forget the registry driver and the loaded state (after a settings change)."""
+        with self._lock:
+            self._registry = None
+            self._state, self._state_version, self._loaded = {}, None, set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether this thread is inside a lifecycle operation."""
+        return getattr(self._busy, "value", False)
+
+    # -- state of this process ------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> bool:
+        """Re-read the registry if its version moved; return whether the state changed."""
+        now = time.monotonic()
+        interval = tachycore_settings.STATE_CHECK_INTERVAL
+        if not force and self._state_version is not None and now - self._last_check < interval:
+            return False
+        if _in_event_loop():
+            # the ORM refuses to run on an event loop: check from a worker thread
+            if self._async_checker is None:
+                self._async_checker = concurrent.futures.ThreadPoolExecutor(1, "tachycore-state")
+            return self._async_checker.submit(self._check, force).result()
+        return self._check(force)
+
+    def _check(self, force: bool) -> bool:
+        with self._lock:
+            try:
+                version = self.registry.version()
+                if version == self._state_version and not force:
+                    return False
+                records = {record.name: record for record in self.registry.list()}
+            except DatabaseError as e:
+                # before the first migrate the table does not exist: nothing is enabled yet
+                logger.debug("plugin registry unreadable: %s", e)
+                return False
+            finally:
+                self._last_check = time.monotonic()
+            self._apply(records, version)
+            return True
+
+    def _apply(self, records: dict[str, PluginRecord], version: int) -> None:
+        self._state, self._state_version = records, version
+        for name, record in records.items():
+            if name in self.plugins:
+                self.plugins[name].options = {**self.plugins[name].default_options, **record.options}
+        enabled = {name for name, record in records.items() if record.enabled and name in self.plugins}
+        self._loaded &= enabled
+        newcomers = [name for name in self._dependency_order(enabled) if name not in self._loaded]
+        for hook in ("before_load", "load"):
+            for name in newcomers:
+                try:
+                    getattr(self.plugins[name], hook)()
+                except Exception:
+                    logger.exception("plugin %r: %s() failed in this process", name, hook)
+        self._loaded.update(newcomers)
+
+    def is_enabled(self, name: str) -> bool:
+        """Whether ``name`` is enabled (and its code installed), as of the last state check."""
+        self.refresh()
+        record = self._state.get(name)
+        return bool(record and record.enabled and name in self.plugins)
+
+    def enabled_plugins(self) -> list[Plugin]:
+        """The enabled plugins whose code is installed, dependencies first."""
+        self.refresh()
+        enabled = {name for name, record in self._state.items() if record.enabled and name in self.plugins}
+        return [self.plugins[name] for name in self._dependency_order(enabled)]
+
+    # -- reading -------------------------------------------------------------------------
+
+    def list(self) -> list[PluginInfo]:
+        """Every plugin, discovered or recorded, sorted by name."""
+        records = {record.name: record for record in self.registry.list()}
+        names = sorted(set(records) | set(self.plugins))
+        return [self._info(name, records.get(name)) for name in names]
+
+    def get(self, name: str) -> PluginInfo:
+        """One plugin; ``PluginNotFound`` if it is neither discovered nor recorded."""
+        record = self.registry.get(name)
+        if record is None and name not in self.plugins:
+            raise PluginNotFound(name)
+        return self._info(name, record)
+
+    def _info(self, name: str, record: PluginRecord | None) -> PluginInfo:
+        plugin = self.plugins.get(name)
+        return PluginInfo(
+            name=name,
+            status=_status(record, plugin),
+            version=plugin.version if plugin else (record.version if record else ""),
+            installed_version=record.version if record and record.installed else "",
+            description=plugin.description if plugin else "",
+            package_name=plugin.package_name if plugin else (record.package_name if record else ""),
+            added=record is not None,
+            installed=bool(record and record.installed),
+            enabled=bool(record and record.enabled),
+            built_in=plugin.built_in if plugin else bool(record and record.built_in),
+            missing=plugin is None,
+            depends_on=tuple(plugin.depends_on) if plugin else (),
+            dependents=tuple(self._dependents_of(name)),
+            options=dict(record.options) if record else dict(plugin.default_options if plugin else {}),
+            last_error=record.last_error if record else "",
+            urls=plugin.urls if plugin else None,
+        )
+
+    def _dependents_of(self, name: str) -> list[str]:
+        return sorted(other.name for other in self.plugins.values() if name in other.depends_on)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def add(self, name: str, options: dict[str, Any] | None = None) -> PluginInfo:
+        """Record a discovered plugin in the registry (neither installed nor enabled)."""
+        plugin = self._code(name, "add")
+        if self.registry.get(name) is not None:
+            raise PluginAlreadyExists(name)
+        options = self._validated_options(plugin, options)
+        with self._changing():
+            self._add(plugin, options)
+        return self.get(name)
+
+    def install(self, name: str) -> PluginInfo:
+        """Run the plugin's migrations and ``install()``; adds it first when needed."""
+        plugin = self._code(name, "install")
+        record = self.registry.get(name)
+        if record is None or not record.installed:
+            self._migrate([plugin])
+            with self._changing():
+                self._install(plugin, record)
+        return self.get(name)
+
+    def enable(self, *names: str, options: dict[str, Any] | None = None) -> list[str]:
+        """Enable plugins and their dependencies (first); return the names newly enabled.
+
+        Installs what is not installed yet. All of it commits at once, or, when a
+        hook fails, nothing does and the error is recorded on the plugin.
+        """
+        self._require_names(names, "enable")
+        if options is not None and len(names) != 1:
+            raise InvalidOptions("options can be given when enabling one plugin only")
+        for name in names:
+            self._code(name, "enable")
+        if options is not None:
+            options = self._validated_options(self.plugins[names[0]], options)
+        records = {record.name: record for record in self.registry.list()}
+        order = self._resolve(names)
+        todo = [name for name in order if not (name in records and records[name].enabled)]
+        self._migrate([self.plugins[n] for n in todo if not (n in records and records[n].installed)])
+        with self._changing():
+            if options is not None and names[0] in records:
+                self.registry.update(names[0], options=options)
+            for name in todo:
+                plugin = self.plugins[name]
+                record = records.get(name)
+                if record is None:
+                    record = self._add(plugin, options if name == names[0] else None)
+                if not record.installed:
+                    self._install(plugin, record)
+                self._hook(plugin, "before_enable")
+                self.registry.update(name, enabled=True, last_error="")
+                self._hook(plugin, "before_load")
+                self._hook(plugin, "load")
+                self._loaded.add(name)
+                self._hook(plugin, "after_enable")
+        return todo
+
+    def disable(self, *names: str) -> list[str]:
+        """Disable plugins (dependents named in the same call first); return those disabled.
+
+        Refused, naming them, while an enabled plugin outside ``names`` depends on one.
+        Works on a missing plugin (no hooks run: its code is gone).
+        """
+        self._require_names(names, "disable")
+        records = {record.name: record for record in self.registry.list()}
+        for name in names:
+            self._recorded(name, records, "disable")
+        self._refuse_if_needed(names, records, "disable")
+        todo = [name for name in self._teardown_order(names) if records[name].enabled]
+        with self._changing():
+            for name in todo:
+                self._disable(name)
+        return todo
+
+    def upgrade(self, name: str) -> tuple[str, str]:
+        """Run new migrations and ``upgrade(from_version)``; return ``(from, to)`` versions."""
+        plugin = self._code(name, "upgrade")
+        record = self._recorded(name, None, "upgrade")
+        if not record.installed:
+            raise PluginStateError(f"plugin {name!r} is not installed: install it before upgrading")
+        if record.version == plugin.version:
+            return record.version, plugin.version
+        self._migrate([plugin])
+        with self._changing():
+            self._hook(plugin, "upgrade", record.version)
+            self.registry.update(name, version=plugin.version, last_error="")
+        return record.version, plugin.version
+
+    def remove(self, name: str, force: bool = False) -> None:
+        """Delete the plugin's registry row (its tables stay).
+
+        Built-in plugins cannot be removed (unless their code is gone); an
+        enabled plugin needs ``force=True``, which disables it first.
+        """
+        records = {record.name: record for record in self.registry.list()}
+        record = self._recorded(name, records, "remove")
+        plugin = self.plugins.get(name)
+        if record.built_in and plugin is not None:
+            raise PluginStateError(f"plugin {name!r} is built in and cannot be removed (disable it instead)")
+        if record.enabled and not force:
+            raise PluginStateError(f"plugin {name!r} is enabled: disable it first, or remove it with --force")
+        if record.enabled:
+            self._refuse_if_needed([name], records, "remove")
+        with self._changing():
+            if record.enabled:
+                self._disable(name)
+            if plugin:
+                self._hook(plugin, "before_remove")
+            self.registry.remove(name)
+            self._loaded.discard(name)
+            if plugin:
+                self._hook(plugin, "after_remove")
+
+    def ensure_built_ins(self) -> list[str]:
+        """Add, install and enable every built-in plugin not recorded yet; return their names."""
+        recorded = {record.name for record in self.registry.list()}
+        missing = [name for name, plugin in self.plugins.items() if plugin.built_in and name not in recorded]
+        return self.enable(*missing) if missing else []
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _add(self, plugin: Plugin, options: dict[str, Any] | None) -> PluginRecord:
+        record = self.registry.add(PluginRecord(
+            name=plugin.name, package_name=plugin.package_name, version=plugin.version,
+            built_in=plugin.built_in, options=options or {},
+        ))
+        plugin.options = {**plugin.default_options, **record.options}
+        self._hook(plugin, "after_add")
+        return record
+
+    def _install(self, plugin: Plugin, record: PluginRecord | None) -> None:
+        if record is None:
+            record = self._add(plugin, None)
+        self._hook(plugin, "install")
+        self.registry.update(plugin.name, installed=True, version=plugin.version)
+
+    def _disable(self, name: str) -> None:
+        plugin = self.plugins.get(name)
+        if plugin:
+            self._hook(plugin, "before_disable")
+        self.registry.update(name, enabled=False)
+        self._loaded.discard(name)
+        if plugin:
+            self._hook(plugin, "after_disable")
+
+    def _migrate(self, plugins: list[Plugin]) -> None:
+        """Apply the migrations of these plugins' apps (outside the state transaction:
+        SQLite cannot alter tables inside one)."""
+        for plugin in plugins:
+            app = plugin.app_config
+            if app is not None and module_has_submodule(app.module, "migrations"):
+                self._busy.value = True
+                try:
+                    call_command("migrate", app.label, verbosity=0, interactive=False)
+                except Exception as e:
+                    raise HookFailed(plugin.name, "migrate", e) from e
+                finally:
+                    self._busy.value = False
+
+    def _hook(self, plugin: Plugin, hook: str, *args: Any) -> None:
+        try:
+            getattr(plugin, hook)(*args)
+        except Exception as e:
+            raise HookFailed(plugin.name, hook, e) from e
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """One transaction for the state and the hooks' writes; on failure, put every
+        record back as it was (drivers outside the database too) and record the error."""
+        from .models import ApplicationPlugin
+
+        with self._lock:
+            snapshot = {record.name: record for record in self.registry.list()}
+            self._busy.value = True
+            try:
+                with transaction.atomic(using=router.db_for_write(ApplicationPlugin)):
+                    yield
+            except Exception as e:
+                self._restore(snapshot)
+                if isinstance(e, HookFailed) and self.registry.get(e.name) is not None:
+                    self.registry.update(e.name, last_error=str(e))
+                logger.warning("plugin operation rolled back: %s", e)
+                raise
+            finally:
+                self._busy.value = False
+                self.refresh(force=True)
+
+    def _restore(self, snapshot: dict[str, PluginRecord]) -> None:
+        current = {record.name: record for record in self.registry.list()}
+        for name in set(snapshot) | set(current):
+            if current.get(name) != snapshot.get(name):
+                self.registry.restore(name, snapshot.get(name))
+
+    # -- rules ---------------------------------------------------------------------------
+
+    def _require_names(self, names: tuple[str, ...], operation: str) -> None:
+        if not names:
+            raise PluginError(f"name at least one plugin to {operation}")
+
+    def _code(self, name: str, operation: str) -> Plugin:
+        plugin = self.plugins.get(name)
+        if plugin is None:
+            if self.registry.get(name) is not None:
+                raise PluginMissing(name, operation)
+            raise PluginNotFound(name)
+        return plugin
+
+    def _recorded(self, name: str, records: dict[str, PluginRecord] | None, operation: str) -> PluginRecord:
+        record = records.get(name) if records is not None else self.registry.get(name)
+        if record is None:
+            if name in self.plugins:
+                raise PluginStateError(f"cannot {operation} plugin {name!r}: it is not added")
+            raise PluginNotFound(name)
+        return record
+
+    def _validated_options(self, plugin: Plugin, options: Any) -> dict[str, Any]:
+        if options is None:
+            return {}
+        if not isinstance(options, dict):
+            raise InvalidOptions(f"options of plugin {plugin.name!r} must be a JSON object, got {options!r}")
+        try:
+            return plugin.validate_options(dict(options))
+        except (ValueError, TypeError) as e:
+            raise InvalidOptions(f"options of plugin {plugin.name!r} refused: {e}") from e
+
+    def _resolve(self, names: Iterable[str]) -> list[str]:
+        """``names`` and everything they depend on, dependencies first."""
+        order: list[str] = []
+        visiting: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in order:
+                return
+            if name in visiting:
+                cycle = " -> ".join([*visiting[visiting.index(name):], name])
+                raise DependencyError(f"dependency cycle: {cycle}")
+            plugin = self.plugins.get(name)
+            if plugin is None:
+                what = "is missing" if self.registry.get(name) else "is not installed"
+                raise DependencyError(f"plugin {visiting[-1]!r} depends on {name!r}, which {what}")
+            visiting.append(name)
+            for dependency in plugin.depends_on:
+                visit(dependency)
+            visiting.pop()
+            order.append(name)
+
+        for name in names:
+            visit(name)
+        return order
+
+    def _dependency_order(self, names: set[str]) -> list[str]:
+        """``names`` (code installed), dependencies first; a cycle falls back to name order."""
+        try:
+            return [name for name in self._resolve(sorted(names)) if name in names]
+        except DependencyError:
+            return sorted(names)
+
+    def _teardown_order(self, names: Iterable[str]) -> list[str]:
+        """``names``, each before the plugins it depends on."""
+        with_code = [name for name in names if name in self.plugins]
+        ordered = list(reversed(self._dependency_order(set(with_code))))
+        return ordered + [name for name in names if name not in self.plugins]
+
+    def _refuse_if_needed(self, names: Iterable[str], records: dict[str, PluginRecord],
+                          operation: str) -> None:
+        leaving = set(names)
+        for name in names:
+            blockers = [
+                dependent for dependent in self._dependents_of(name)
+                if dependent not in leaving and dependent in records and records[dependent].enabled
+            ]
+            if blockers:
+                raise DependencyError(
+                    f"cannot {operation} plugin {name!r}: enabled plugins depend on it: "
+                    f"{', '.join(blockers)} (disable them first)"
+                )
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+plugin_manager = PluginManager()
+pm = plugin_manager

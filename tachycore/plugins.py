@@ -1,0 +1,123 @@
+"""The base class of every plugin: subclass it in an app's ``plugin.py``."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django.apps import AppConfig
+    from django.dispatch import Signal
+
+logger = logging.getLogger("tachycore.plugins")
+
+
+class Plugin:
+    """A unit of the site that can be added, installed, enabled, disabled, upgraded, removed.
+
+    Subclass it in ``<app>/plugin.py``; the kernel finds it at start. Every hook
+    is a no-op by default. Hooks that raise roll the operation back. The hooks
+    run in this order (see docs/plugins.md):
+
+    * ``add``: ``after_add``
+    * ``install``: the app's migrations, then ``install``
+    * ``enable``: install when needed, then ``before_enable``, ``before_load``,
+      ``load``, ``after_enable`` (dependencies first)
+    * ``disable``: ``before_disable``, ``after_disable`` (dependents first)
+    * ``upgrade``: the app's migrations, then ``upgrade(from_version)``
+    * ``remove``: ``before_remove``, ``after_remove``
+    * at start of each process, for each enabled plugin: ``before_load`` for
+      all, then ``load`` for all (dependencies first)
+    """
+
+    #: unique name; defaults to the app label
+    name: str = ""
+    version: str = "0.1.0"
+    description: str = ""
+    #: added, installed and enabled automatically; cannot be removed
+    built_in: bool = False
+    #: names of plugins that must be enabled before this one
+    depends_on: tuple[str, ...] | list[str] = ()
+    #: dotted urlconf mounted at ``/api/<name>/`` while the plugin is enabled
+    urls: str | None = None
+    #: options a plugin has before the site sets any
+    default_options: dict[str, Any] = {}
+
+    def __init__(self, app_config: AppConfig | None = None) -> None:
+        self.app_config = app_config
+        if not self.name:
+            self.name = app_config.label if app_config else type(self).__name__.lower()
+        self.options: dict[str, Any] = dict(self.default_options)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.version}>"
+
+    @property
+    def package_name(self) -> str:
+        """The importable package the plugin lives in."""
+        return self.app_config.name if self.app_config else type(self).__module__
+
+    @property
+    def app_label(self) -> str | None:
+        return self.app_config.label if self.app_config else None
+
+    def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Check and normalise options before they are stored; raise ``ValueError`` to refuse."""
+        return options
+
+    def is_enabled(self) -> bool:
+        """Whether the plugin is enabled now, as this process last saw the registry."""
+        from tachycore.manager import plugin_manager
+
+        return plugin_manager.is_enabled(self.name)
+
+    def connect(self, signal: Signal, receiver, sender: Any = None, dispatch_uid: str | None = None):
+        """Connect ``receiver`` to ``signal`` so that it runs only while this plugin is enabled."""
+
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            if self.is_enabled():
+                return receiver(*args, **kwargs)
+            return None
+
+        gated.__wrapped__ = receiver  # type: ignore[attr-defined]
+        uid = dispatch_uid or f"tachycore:{self.name}:{receiver.__module__}.{receiver.__qualname__}"
+        signal.connect(gated, sender=sender, weak=False, dispatch_uid=uid)
+        return gated
+
+    # -- lifecycle hooks (no-ops) --------------------------------------------------------
+
+    def before_load(self) -> None:
+        """Before ``load``, in every process where the plugin is enabled."""
+
+    def load(self) -> None:
+        """Make the plugin live in this process (register things, warm caches)."""
+
+    def install(self) -> None:
+        """Create what the plugin needs (data, defaults); must be safe to run twice."""
+
+    def after_add(self) -> None:
+        """After the plugin was recorded in the registry."""
+
+    def before_enable(self) -> None:
+        """Before the plugin is marked enabled; raise to refuse."""
+
+    def after_enable(self) -> None:
+        """After the plugin is enabled and loaded; raising rolls the enable back."""
+
+    def before_disable(self) -> None:
+        """Before the plugin is marked disabled; raise to refuse."""
+
+    def after_disable(self) -> None:
+        """After the plugin was marked disabled."""
+
+    def before_remove(self) -> None:
+        """Before the plugin's registry row is deleted; raise to refuse."""
+
+    def after_remove(self) -> None:
+        """After the plugin's registry row was deleted. Its tables are kept."""
+
+    def upgrade(self, from_version: str) -> None:
+        """Migrate the plugin's data from ``from_version`` to ``self.version``."""
+
+    def handle_sync_message(self, message: Any) -> None:
+        """A sync message for this plugin from another process."""

@@ -1,0 +1,31 @@
+"""Test settings: the demo site plus test plugin apps, on SQLite unless DATABASE_URL says otherwise."""
+
+import os
+import tempfile
+
+import environ
+
+from demo.settings import *  # noqa: F403
+from demo.settings import INSTALLED_APPS
+from tachycore.db import configure_sqlite
+
+env = environ.Env()
+
+# a file, not :memory:, so that subprocesses started by tests share the test database
+_SQLITE_PATH = os.path.join(tempfile.gettempdir(), f"tachybundle-tests-{os.getuid()}.sqlite3")
+
+DATABASES = {
+    "default": configure_sqlite(env.db("DATABASE_URL", default=f"sqlite:///{_SQLITE_PATH}")),
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"].setdefault("TEST", {"NAME": DATABASES["default"]["NAME"]})
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.plugin_apps.toolbox"]
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+TACHYCORE = {
+    # tests wait for other processes' changes: check often
+    "STATE_CHECK_INTERVAL": "50ms",
+}
+LOGGING = {"version": 1, "disable_existing_loggers": False}
