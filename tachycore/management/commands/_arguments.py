@@ -1,18 +1,25 @@
-"""Argument parsers shared by the kernel's management commands."""
+"""Argument validators shared by the kernel's management commands.
+
+They raise ``CommandError`` (exit status 1 with a one-line message), not
+argparse errors, so that every bad value a user types is reported alike.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
+from django.core.management.base import CommandError
 
-def json_object(value: str) -> dict[str, Any]:
-    """An argparse type: a JSON object given on the command line."""
+
+def json_object(value: str | None, what: str) -> dict[str, Any] | None:
+    """Parse ``value`` as a JSON object; ``None`` stays ``None``."""
+    if value is None:
+        return None
     try:
         data = json.loads(value)
     except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
+        raise CommandError(f"{what} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object, got {value}")
+        raise CommandError(f"{what} must be a JSON object, got {value}")
     return data

@@ -24,12 +24,12 @@ class Command(BaseCommand):
         listing.add_argument("--json", action="store_true", help="print JSON")
         add = actions.add_parser("add", help="record a discovered plugin in the registry")
         add.add_argument("name")
-        add.add_argument("--options", type=json_object, help="plugin options as a JSON object")
+        add.add_argument("--options", help="plugin options as a JSON object")
         install = actions.add_parser("install", help="run a plugin's migrations and install()")
         install.add_argument("name")
         enable = actions.add_parser("enable", help="enable plugins (their dependencies first)")
         enable.add_argument("names", nargs="+", metavar="name")
-        enable.add_argument("--options", type=json_object, help="plugin options as a JSON object")
+        enable.add_argument("--options", help="plugin options as a JSON object")
         disable = actions.add_parser("disable", help="disable plugins")
         disable.add_argument("names", nargs="+", metavar="name")
         upgrade = actions.add_parser("upgrade", help="migrate a plugin to the version of its code")
@@ -72,16 +72,16 @@ class Command(BaseCommand):
             if info.last_error:
                 self.stdout.write(f"{info.name}: last error: {info.last_error}")
 
-    def do_add(self, *, name: str, options: dict | None, **kwargs: Any) -> None:
-        self.manager.add(name, options=options)
+    def do_add(self, *, name: str, options: str | None, **kwargs: Any) -> None:
+        self.manager.add(name, options=json_object(options, "--options"))
         self.stdout.write(f"Added {name}.")
 
     def do_install(self, *, name: str, **options: Any) -> None:
         self.manager.install(name)
         self.stdout.write(f"Installed {name}.")
 
-    def do_enable(self, *, names: list[str], options: dict | None, **kwargs: Any) -> None:
-        enabled = self.manager.enable(*names, options=options)
+    def do_enable(self, *, names: list[str], options: str | None, **kwargs: Any) -> None:
+        enabled = self.manager.enable(*names, options=json_object(options, "--options"))
         if enabled:
             self.stdout.write(f"Enabled {', '.join(enabled)}.")
         else:
