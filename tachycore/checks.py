@@ -61,8 +61,13 @@ def check_plugins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
 
 
 def check_sqlite(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    return sqlite_problems(settings.DATABASES)
+
+
+def sqlite_problems(databases: dict[str, dict[str, Any]]) -> list[checks.CheckMessage]:
+    """Warnings for SQLite entries of ``databases`` not set up for several processes."""
     messages = []
-    for alias, database in settings.DATABASES.items():
+    for alias, database in databases.items():
         if not database.get("ENGINE", "").endswith("sqlite3"):
             continue
         options = database.get("OPTIONS") or {}

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.core.management import call_command
-from django.db import DatabaseError, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.utils.module_loading import module_has_submodule
 
 from .conf import tachycore_settings
@@ -126,6 +126,9 @@ class PluginManager:
         with self._lock:
             self._registry = None
             self._state, self._state_version, self._loaded = {}, None, set()
+            if self._async_checker is not None:
+                self._async_checker.shutdown(wait=True)
+                self._async_checker = None
 
     @property
     def busy(self) -> bool:
@@ -144,8 +147,15 @@ class PluginManager:
             # the ORM refuses to run on an event loop: check from a worker thread
             if self._async_checker is None:
                 self._async_checker = concurrent.futures.ThreadPoolExecutor(1, "tachycore-state")
-            return self._async_checker.submit(self._check, force).result()
+            return self._async_checker.submit(self._check_and_close, force).result()
         return self._check(force)
+
+    def _check_and_close(self, force: bool) -> bool:
+        # the checker thread outlives requests: hold no connection between checks
+        try:
+            return self._check(force)
+        finally:
+            connections.close_all()
 
     def _check(self, force: bool) -> bool:
         with self._lock:
