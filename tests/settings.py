@@ -12,13 +12,20 @@ from tachycore.db import configure_sqlite
 env = environ.Env()
 
 # a file, not :memory:, so that subprocesses started by tests share the test database
-_SQLITE_PATH = os.path.join(tempfile.gettempdir(), f"tachybundle-tests-{os.getuid()}.sqlite3")
+_SQLITE_PATH = os.path.join(tempfile.gettempdir(), "tachybundle-tests.sqlite3")
 
 DATABASES = {
     "default": configure_sqlite(env.db("DATABASE_URL", default=f"sqlite:///{_SQLITE_PATH}")),
 }
+# one test database per test run, so that two runs on one machine do not collide;
+# subprocesses started by the tests get the test database's name in DATABASE_URL
+_RUN = os.getpid()
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"].setdefault("TEST", {"NAME": DATABASES["default"]["NAME"]})
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"tachybundle-test-{_RUN}.sqlite3")
+    }
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_RUN}"}
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.plugin_apps.toolbox"]
 
