@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import IntegrityError, router, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from tachycore.errors import PluginAlreadyExists, PluginNotFound
 
@@ -79,6 +80,21 @@ class DatabaseRegistry(BasePluginRegistry):
             deleted, _ = self._manager(write=True).filter(name=name).delete()
             if not deleted:
                 raise PluginNotFound(name)
+            self._bump()
+
+    def restore(self, name: str, record: PluginRecord | None) -> None:
+        """Put the row back exactly as ``record``, timestamps included."""
+        with transaction.atomic(using=self._db(write=True)):
+            rows = self._manager(write=True).filter(name=name)
+            if record is None:
+                rows.delete()
+            else:
+                values = {field: getattr(record, field) for field in _FIELDS[1:-2]}
+                stamps = {"created": record.created or timezone.now(), "updated": record.updated or timezone.now()}
+                # QuerySet.update() leaves auto_now alone, so the timestamps are kept as given
+                if not rows.update(**values, **stamps):
+                    self._manager(write=True).create(name=name, **values)
+                    rows.update(**stamps)
             self._bump()
 
     def version(self) -> int:

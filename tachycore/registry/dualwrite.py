@@ -6,6 +6,7 @@ import atexit
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 from tachycore.errors import RegistryFlushError
@@ -40,7 +41,7 @@ class DualWriteRegistry(BasePluginRegistry):
         self._hydrated = False
         self._seen_version: int | None = None
         self.last_flush_error: BaseException | None = None
-        atexit.register(self._flush_at_exit)
+        _open_registries.add(self)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -76,7 +77,7 @@ class DualWriteRegistry(BasePluginRegistry):
         with self._lock:
             self._hydrate()
             added = self.memory.add(record)
-            self._pending[added.name] = added
+            self._pending[added.name] = added.copy()
             self._try_flush()
             return added
 
@@ -84,7 +85,7 @@ class DualWriteRegistry(BasePluginRegistry):
         with self._lock:
             self._hydrate()
             updated = self.memory.update(name, **changes)
-            self._pending[name] = updated
+            self._pending[name] = updated.copy()
             self._try_flush()
             return updated
 
@@ -99,7 +100,7 @@ class DualWriteRegistry(BasePluginRegistry):
         with self._lock:
             self._hydrate()
             self.memory.restore(name, record)
-            self._pending[name] = record
+            self._pending[name] = record.copy() if record else None
             self._try_flush()
 
     # -- flushing ------------------------------------------------------------------------
@@ -143,8 +144,15 @@ class DualWriteRegistry(BasePluginRegistry):
                 f"{type(self.persistent).__name__} after {retries} tries: {self.last_flush_error}"
             ) from self.last_flush_error
 
-    def _flush_at_exit(self) -> None:
+
+
+_open_registries: weakref.WeakSet[DualWriteRegistry] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for registry in list(_open_registries):
         try:
-            self.flush()
+            registry.flush()
         except RegistryFlushError as e:
             logger.error("%s", e)

@@ -98,5 +98,13 @@ class JSONFileRegistry(BasePluginRegistry):
             if records.pop(name, None) is None:
                 raise PluginNotFound(name)
 
+    def restore(self, name: str, record: PluginRecord | None) -> None:
+        """Put the record back exactly as given (``None``: absent)."""
+        with self._locked() as records:
+            if record is None:
+                records.pop(name, None)
+            else:
+                records[name] = record.copy()
+
     def version(self) -> int:
         return self._read()[0]
