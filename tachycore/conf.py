@@ -170,10 +170,27 @@ class TachycoreDefaults:
 
     #: the registry driver: a dotted path, or ``{"BACKEND": path, "OPTIONS": {...}}``
     REGISTRY: Any = setting("tachycore.registry.DatabaseRegistry", "dotted")
-    #: how often a process compares its plugin state with the registry's version
+    #: how often a request compares this process's state with the database while no
+    #: cross-process sync adapter is listening (SQLite, or a lost listener connection)
     STATE_CHECK_INTERVAL: float = setting(0.5, "duration")
     #: how many times the dual-write driver tries a flush before reporting it failed
     FLUSH_RETRIES: int = setting(3, "int", minimum=1)
+    #: start the process services (supervisor node, sync listener, heartbeat, reconcile) in
+    #: web processes at their first request and in the kernel's commands
+    START_RUNTIME: bool = setting(True, "bool")
+    #: the sync message adapter: "auto" (PostgreSQL LISTEN/NOTIFY on PostgreSQL, in-process
+    #: memory otherwise), a dotted path, or {"BACKEND": path, "OPTIONS": {...}}
+    PUBSUB: Any = setting("auto", "dotted")
+    #: the slow periodic check that repairs lost sync messages
+    RECONCILE_INTERVAL: float = setting(5.0, "duration")
+    #: how often a process writes its supervisor heartbeat
+    HEARTBEAT_INTERVAL: float = setting(5.0, "duration")
+    #: a node whose heartbeat is older than this is stale
+    NODE_TIMEOUT: float = setting(30.0, "duration")
+    #: stopped and stale node rows older than this are deleted
+    NODE_RETENTION: float = setting(86400.0, "duration")
+    #: paths (prefixes) served during maintenance to everyone, so that staff can sign in
+    MAINTENANCE_EXEMPT_PATHS: list = setting(["/admin/login/", "/admin/logout/", "/static/"], "list")
 
 
 tachycore_settings = AppSettings("TACHYCORE", TachycoreDefaults)

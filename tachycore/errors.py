@@ -68,3 +68,11 @@ class RegistryFlushError(RegistryError):
 
 class RegistryConfigurationError(ImproperlyConfigured):
     """``TACHYCORE["REGISTRY"]`` names a driver that cannot be loaded."""
+
+
+class SyncMessageError(ValueError):
+    """A sync message that cannot be sent: not JSON, or over the size limit."""
+
+
+class PubSubConfigurationError(ImproperlyConfigured):
+    """``TACHYCORE["PUBSUB"]`` names an adapter that cannot be loaded."""

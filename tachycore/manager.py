@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.core.management import call_command
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, router, transaction
 from django.utils.module_loading import module_has_submodule
 
+from . import sync
 from .conf import tachycore_settings
 from .errors import (
     DependencyError,
@@ -29,8 +27,12 @@ from .errors import (
 )
 from .plugins import Plugin
 from .registry import BasePluginRegistry, PluginRecord, load_registry
+from .state import WatchedState
 
 logger = logging.getLogger("tachycore.plugins")
+
+#: the sync message every other process gets after a plugin state change commits
+STATE_CHANNEL = "plugin-state-changed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,27 +78,25 @@ def _status(record: PluginRecord | None, plugin: Plugin | None) -> str:
     return "disabled" if record.installed else "added"
 
 
-class PluginManager:
+class PluginManager(WatchedState):
     """Adds, installs, enables, disables, upgrades and removes plugins.
 
-    The registry is the truth; each process keeps the state it last read and
-    compares the registry's version with it at most every
-    ``TACHYCORE["STATE_CHECK_INTERVAL"]``, so a change made by another process
-    (``manage.py pm``, the admin) is followed without a restart.
+    The registry is the truth; each process keeps the states it last read.
+    After a change commits, a ``plugin-state-changed`` sync message tells the
+    other processes to re-read; they also compare the registry's version with
+    theirs on requests (see ``tachycore.state.check_interval``) and in the
+    runtime's periodic reconcile, so a lost message is repaired.
     """
 
     def __init__(self, registry: BasePluginRegistry | None = None,
                  plugins: Iterable[Plugin] | None = None) -> None:
+        super().__init__()
         self._registry = registry
         self._plugins = {plugin.name: plugin for plugin in plugins} if plugins is not None else None
         self._discovery_problems: list[tuple[str, str]] = []
-        self._lock = threading.RLock()
         self._state: dict[str, PluginRecord] = {}
-        self._state_version: int | None = None
-        self._last_check = 0.0
         self._loaded: set[str] = set()
         self._busy = threading.local()
-        self._async_checker: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- configuration -------------------------------------------------------------------
 
@@ -125,10 +125,8 @@ class PluginManager:
         """Forget the registry driver and the loaded state (after a settings change)."""
         with self._lock:
             self._registry = None
-            self._state, self._state_version, self._loaded = {}, None, set()
-            if self._async_checker is not None:
-                self._async_checker.shutdown(wait=True)
-                self._async_checker = None
+            self._state, self._loaded = {}, set()
+            self.forget()
 
     @property
     def busy(self) -> bool:
@@ -139,42 +137,21 @@ class PluginManager:
 
     def refresh(self, force: bool = False) -> bool:
         """Re-read the registry if its version moved; return whether the state changed."""
-        now = time.monotonic()
-        interval = tachycore_settings.STATE_CHECK_INTERVAL
-        if not force and self._state_version is not None and now - self._last_check < interval:
-            return False
-        if _in_event_loop():
-            # the ORM refuses to run on an event loop: check from a worker thread
-            if self._async_checker is None:
-                self._async_checker = concurrent.futures.ThreadPoolExecutor(1, "tachycore-state")
-            return self._async_checker.submit(self._check_and_close, force).result()
-        return self._check(force)
-
-    def _check_and_close(self, force: bool) -> bool:
-        # the checker thread outlives requests: hold no connection between checks
         try:
-            return self._check(force)
-        finally:
-            connections.close_all()
+            return super().refresh(force)
+        except DatabaseError as e:
+            # before the first migrate the table does not exist: nothing is enabled yet
+            logger.debug("plugin registry unreadable: %s", e)
+            return False
 
-    def _check(self, force: bool) -> bool:
-        with self._lock:
-            try:
-                version = self.registry.version()
-                if version == self._state_version and not force:
-                    return False
-                records = {record.name: record for record in self.registry.list()}
-            except DatabaseError as e:
-                # before the first migrate the table does not exist: nothing is enabled yet
-                logger.debug("plugin registry unreadable: %s", e)
-                return False
-            finally:
-                self._last_check = time.monotonic()
-            self._apply(records, version)
-            return True
+    def _read_version(self) -> int:
+        return self.registry.version()
+
+    def _load(self, version: int) -> None:
+        self._apply({record.name: record for record in self.registry.list()}, version)
 
     def _apply(self, records: dict[str, PluginRecord], version: int) -> None:
-        self._state, self._state_version = records, version
+        self._state, self._version = records, version
         for name, record in records.items():
             if name in self.plugins:
                 self.plugins[name].options = {**self.plugins[name].default_options, **record.options}
@@ -417,15 +394,23 @@ class PluginManager:
             try:
                 with transaction.atomic(using=router.db_for_write(ApplicationPlugin)):
                     yield
+                    sync.publish(STATE_CHANNEL, {"version": self.registry.version()})
             except Exception as e:
                 self._restore(snapshot)
                 if isinstance(e, HookFailed) and self.registry.get(e.name) is not None:
                     self.registry.update(e.name, last_error=str(e))
-                logger.warning("plugin operation rolled back: %s", e)
+                self._record_failure(e)
                 raise
             finally:
                 self._busy.value = False
-                self.refresh(force=True)
+                self.reload()
+
+    def _record_failure(self, error: Exception) -> None:
+        from .runtime import runtime
+
+        message = f"plugin operation rolled back: {error}"
+        logger.warning("%s", message)
+        runtime.supervisor.record_error(message)
 
     def _restore(self, snapshot: dict[str, PluginRecord]) -> None:
         current = {record.name: record for record in self.registry.list()}
@@ -516,14 +501,6 @@ class PluginManager:
                     f"cannot {operation} plugin {name!r}: enabled plugins depend on it: "
                     f"{', '.join(blockers)} (disable them first)"
                 )
-
-
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 plugin_manager = PluginManager()

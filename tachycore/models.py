@@ -43,3 +43,52 @@ class RegistryState(models.Model):
 
     def __str__(self) -> str:
         return f"registry version {self.version}"
+
+
+class SiteState(models.Model):
+    """A single row: the site's maintenance mode, with a version raised on every change."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.BigIntegerField(default=0)
+    maintenance = models.BooleanField(default=False)
+    message = models.TextField(blank=True)
+    changed = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "tachycore_site_state"
+
+    def __str__(self) -> str:
+        return "maintenance" if self.maintenance else "running"
+
+
+class NodeStatus(models.TextChoices):
+    INITIALIZING = "initializing"
+    RUNNING = "running"
+    COMMANDING = "commanding"
+    MAINTAINING = "maintaining"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+class Node(models.Model):
+    """One process of the site (web worker, command, dispatcher), kept alive by heartbeats."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    kind = models.CharField(max_length=20)
+    name = models.CharField(max_length=200, blank=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    status = models.CharField(max_length=20, choices=NodeStatus.choices, default=NodeStatus.INITIALIZING)
+    started = models.DateTimeField()
+    heartbeat = models.DateTimeField(db_index=True)
+    #: the maintenance state this process has picked up
+    maintenance = models.BooleanField(default=False)
+    #: the newest errors first: [{"at": iso time, "message": text}, ...]
+    last_errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        db_table = "tachycore_nodes"
+        ordering = ["kind", "hostname", "pid"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.hostname}:{self.pid}"

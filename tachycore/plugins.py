@@ -84,6 +84,13 @@ class Plugin:
         signal.connect(gated, sender=sender, weak=False, dispatch_uid=uid)
         return gated
 
+    def publish(self, payload: Any) -> None:
+        """Send a sync message to this plugin in every other process (after commit);
+        it arrives in their ``handle_sync_message``."""
+        from tachycore import sync
+
+        sync.publish(f"plugin:{self.name}", payload)
+
     # -- lifecycle hooks (no-ops) --------------------------------------------------------
 
     def before_load(self) -> None:

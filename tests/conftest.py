@@ -44,6 +44,7 @@ def subprocess_env(transactional_db) -> dict[str, str]:
     db = connection.settings_dict
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["TACHYCORE_START_RUNTIME"] = "true"
     env["PYTHONPATH"] = str(ROOT)
     if connection.vendor == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"

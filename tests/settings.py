@@ -34,5 +34,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 TACHYCORE = {
     # tests wait for other processes' changes: check often
     "STATE_CHECK_INTERVAL": "50ms",
+    "RECONCILE_INTERVAL": "1s",
+    "HEARTBEAT_INTERVAL": "1s",
+    # the pytest process is no node (its test transactions would block the node writes);
+    # subprocesses started by tests are: tests.conftest.subprocess_env turns it on
+    "START_RUNTIME": False,
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}

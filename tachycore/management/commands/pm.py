@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from tachycore.errors import PluginError, RegistryError
+from tachycore.management.base import KernelCommand
 from tachycore.manager import PluginManager, plugin_manager
 
 from ._arguments import json_object
 
 
-class Command(BaseCommand):
+class Command(KernelCommand):
     help = "List, add, install, enable, disable, upgrade and remove plugins."
     requires_system_checks: list[str] = []
     manager: PluginManager = plugin_manager
@@ -81,11 +82,14 @@ class Command(BaseCommand):
         self.stdout.write(f"Installed {name}.")
 
     def do_enable(self, *, names: list[str], options: str | None, **kwargs: Any) -> None:
-        enabled = self.manager.enable(*names, options=json_object(options, "--options"))
+        parsed = json_object(options, "--options")
+        enabled = self.manager.enable(*names, options=parsed)
         if enabled:
             self.stdout.write(f"Enabled {', '.join(enabled)}.")
         else:
             self.stdout.write(f"Already enabled: {', '.join(names)}.")
+        if parsed is not None and names[0] not in enabled:
+            self.stdout.write(f"Updated the options of {names[0]}.")
 
     def do_disable(self, *, names: list[str], **options: Any) -> None:
         disabled = self.manager.disable(*names)

@@ -1,0 +1,46 @@
+"""``manage.py supervisor``: the live processes of the site, from any process."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from tachycore.supervisor import list_nodes, prune_nodes
+
+
+class Command(BaseCommand):
+    help = "List the site's processes (nodes) with their status and heartbeat age."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--all", action="store_true", help="include stale and stopped nodes")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.add_argument("--prune", action="store_true",
+                            help='delete node rows older than TACHYCORE["NODE_RETENTION"] first')
+
+    def handle(self, *, all: bool, json: bool, prune: bool, **options: Any) -> None:
+        if prune:
+            self.stderr.write(f"Pruned {prune_nodes()} old node rows.")
+        nodes = list_nodes(include_gone=all)
+        if json:
+            self.stdout.write(_dumps([node.to_json() for node in nodes]))
+            return
+        if not nodes:
+            self.stdout.write("No live nodes.")
+            return
+        rows = [("NODE", "KIND", "STATUS", "HEARTBEAT", "MAINTENANCE", "ERRORS", "PROCESS")]
+        for node in nodes:
+            status = f"{node.status} (stale)" if node.stale else node.status
+            rows.append((node.id, node.kind, status, f"{node.heartbeat_age:.1f}s ago",
+                         "on" if node.maintenance else "off", str(len(node.last_errors)), node.name))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        for node in nodes:
+            for error in node.last_errors[:3]:
+                self.stdout.write(f"{node.id}: {error['at']}: {error['message']}")
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, indent=2)

@@ -1,0 +1,52 @@
+"""``KernelMiddleware``: starts the kernel's process services and enforces maintenance mode."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+
+from .conf import tachycore_settings
+
+RETRY_AFTER_SECONDS = 60
+
+
+class KernelMiddleware:
+    """Put it after ``AuthenticationMiddleware``.
+
+    The first request a process serves registers it as a supervisor node and
+    starts its sync listener. While the site is in maintenance, every request
+    from a user who is not staff gets a 503 with the message: JSON
+    ``{"detail": ...}`` under ``/api/``, an HTML page elsewhere. Paths in
+    ``TACHYCORE["MAINTENANCE_EXEMPT_PATHS"]`` (the admin login) stay open so
+    that staff can sign in.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from .maintenance import maintenance
+        from .runtime import runtime
+
+        if not runtime.started and tachycore_settings.START_RUNTIME:
+            runtime.start(kind="web")
+        state = maintenance.current()
+        if state.enabled and not self._let_through(request):
+            return self._unavailable(request, state.message)
+        return self.get_response(request)
+
+    def _let_through(self, request: HttpRequest) -> bool:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_active and user.is_staff:
+            return True
+        return any(request.path.startswith(prefix) for prefix in tachycore_settings.MAINTENANCE_EXEMPT_PATHS)
+
+    def _unavailable(self, request: HttpRequest, message: str) -> HttpResponse:
+        text = message or "The site is down for maintenance. Please try again soon."
+        if request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", ""):
+            response: HttpResponse = JsonResponse({"detail": text, "maintenance": True}, status=503)
+        else:
+            html = render_to_string("tachycore/maintenance.html", {"message": text}, request=request)
+            response = HttpResponse(html, status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response

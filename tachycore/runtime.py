@@ -1,0 +1,225 @@
+"""The kernel's per-process services: the sync listener, the node heartbeat, the reconcile loop."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from django.db import DatabaseError, connections
+
+from .conf import tachycore_settings
+from .models import NodeStatus
+from .pubsub import BasePubSub, load_pubsub
+from .supervisor import Supervisor, new_node_id
+
+logger = logging.getLogger("tachycore.runtime")
+
+PLUGIN_CHANNEL_PREFIX = "plugin:"
+
+
+class Runtime:
+    """Started once per process (and again in a forked child): by the first request
+    through ``KernelMiddleware``, by the kernel's commands, by ``runjobs``.
+
+    It registers the process as a supervisor node, listens for sync messages
+    from other processes, and runs one background thread that writes the
+    heartbeat and re-checks shared state every ``RECONCILE_INTERVAL`` (repairing
+    lost messages).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._pid: int | None = None
+        self._started = False
+        self._subscribers: dict[str, list[Callable[[Any], None]]] = defaultdict(list)
+        self._reconnect_callbacks: list[Callable[[], None]] = []
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pubsub: BasePubSub | None = None
+        self._supervisor: Supervisor | None = None
+
+    # -- per-process identity -------------------------------------------------------------
+
+    def _ensure_process(self) -> None:
+        if self._pid != os.getpid():  # first use, or a forked child: nothing is inherited
+            self._pid = os.getpid()
+            self._started = False
+            self._thread = None
+            self._stop = threading.Event()
+            self._wake = threading.Event()
+            self._supervisor = Supervisor(new_node_id())
+            self._supervisor.wake = self._wake.set
+            self._pubsub = None
+
+    @property
+    def supervisor(self) -> Supervisor:
+        with self._lock:
+            self._ensure_process()
+            return self._supervisor
+
+    @property
+    def node_id(self) -> str:
+        return self.supervisor.node_id
+
+    @property
+    def pubsub(self) -> BasePubSub:
+        with self._lock:
+            self._ensure_process()
+            if self._pubsub is None:
+                self._pubsub = load_pubsub(tachycore_settings.PUBSUB, self._supervisor.node_id,
+                                           self._dispatch, self._reconnected)
+            return self._pubsub
+
+    @property
+    def started(self) -> bool:
+        return self._pid == os.getpid() and self._started
+
+    @property
+    def push_live(self) -> bool:
+        """Whether changes made by other processes reach this one as messages now."""
+        return self.started and self._pubsub is not None and self._pubsub.cross_process and self._pubsub.listening
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, kind: str = "web", name: str = "", status: str = NodeStatus.RUNNING,
+              listen: bool = True) -> None:
+        """Register this process as a node and start its background work (once)."""
+        with self._lock:
+            self._ensure_process()
+            if self._started:
+                return
+            self._started = True
+            if listen:
+                self.pubsub.start()
+            self._supervisor.register(kind, name or _process_name(), status)
+            self._thread = threading.Thread(target=self._loop, name="tachycore-runtime", daemon=True)
+            self._thread.start()
+        if listen and self.pubsub.cross_process:
+            self.pubsub.wait_listening(2.0)
+        self._reconcile()
+
+    def stop(self) -> None:
+        """Stop the background work; the thread marks the node stopped as it ends."""
+        with self._lock:
+            if not self.started:
+                return
+            self._started = False
+            self._stop.set()
+            self._wake.set()
+            if self._pubsub is not None:
+                self._pubsub.stop()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(10)
+
+    def _loop(self) -> None:
+        """Write the node row when asked and on each heartbeat; reconcile periodically."""
+        heartbeat = tachycore_settings.HEARTBEAT_INTERVAL
+        reconcile = tachycore_settings.RECONCILE_INTERVAL
+        next_beat = time.monotonic()
+        next_reconcile = next_beat + reconcile  # start() reconciled already
+        supervisor = self._supervisor
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(max(0.0, min(next_beat, next_reconcile) - time.monotonic()))
+                woken = self._wake.is_set()
+                self._wake.clear()
+                now = time.monotonic()
+                if now >= next_reconcile:
+                    self._reconcile()
+                    next_reconcile = now + reconcile
+                if woken or now >= next_beat:
+                    supervisor.write()
+                    next_beat = now + heartbeat
+                connections.close_all()  # hold no idle connection between rounds
+        finally:
+            supervisor.status = NodeStatus.STOPPED
+            supervisor.write()
+            supervisor.registered = False
+            connections.close_all()
+
+    def _reconcile(self) -> None:
+        """Compare every watched state with the database (repairs lost messages)."""
+        from .maintenance import maintenance
+        from .manager import plugin_manager
+
+        for state in (plugin_manager, maintenance):
+            try:
+                state.refresh(force=True)
+            except DatabaseError as e:
+                logger.debug("reconcile: %s", e)
+            except Exception as e:
+                self.supervisor.record_error(f"reconcile of {type(state).__name__} failed: {e}")
+
+    # -- messages -------------------------------------------------------------------------
+
+    def publish(self, channel: str, payload: Any) -> None:
+        """Send now (``tachycore.sync.publish`` calls this after commit). A failure is
+        recorded, not raised: the change is committed, and the reconcile repairs."""
+        try:
+            self.pubsub.publish(channel, payload)
+        except Exception as e:
+            self.supervisor.record_error(f"sync message on {channel!r} not sent: {type(e).__name__}: {e}")
+
+    def subscribe(self, channel: str, callback: Callable[[Any], None]) -> None:
+        with self._lock:
+            if callback not in self._subscribers[channel]:
+                self._subscribers[channel].append(callback)
+
+    def unsubscribe(self, channel: str, callback: Callable[[Any], None]) -> None:
+        with self._lock:
+            if callback in self._subscribers[channel]:
+                self._subscribers[channel].remove(callback)
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if callback not in self._reconnect_callbacks:
+                self._reconnect_callbacks.append(callback)
+
+    def _dispatch(self, channel: str, payload: Any, origin: str) -> None:
+        try:
+            if channel.startswith(PLUGIN_CHANNEL_PREFIX):
+                self._to_plugin(channel[len(PLUGIN_CHANNEL_PREFIX):], payload)
+            for callback in list(self._subscribers.get(channel, ())):
+                try:
+                    callback(payload)
+                except Exception as e:
+                    self.supervisor.record_error(f"sync subscriber of {channel!r} failed: {type(e).__name__}: {e}")
+        finally:
+            connections.close_all()  # the listener thread holds no idle connection
+
+    def _to_plugin(self, name: str, payload: Any) -> None:
+        from .manager import plugin_manager
+
+        plugin = plugin_manager.plugins.get(name)
+        if plugin is not None and plugin_manager.is_enabled(name):
+            try:
+                plugin.handle_sync_message(payload)
+            except Exception as e:
+                self.supervisor.record_error(f"plugin {name!r}: handle_sync_message() failed: {e}")
+
+    def _reconnected(self) -> None:
+        self._reconcile()
+        for callback in list(self._reconnect_callbacks):
+            try:
+                callback()
+            except Exception as e:
+                self.supervisor.record_error(f"sync reconnect callback failed: {e}")
+        connections.close_all()
+
+
+def _process_name() -> str:
+    import sys
+
+    return " ".join(os.path.basename(arg) if i == 0 else arg for i, arg in enumerate(sys.argv[:3]))
+
+
+runtime = Runtime()
+atexit.register(runtime.stop)

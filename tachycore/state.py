@@ -1,0 +1,105 @@
+"""How a process keeps its copy of shared state (plugin states, maintenance) up to date."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import threading
+import time
+from typing import Any
+
+from django.db import connections
+
+from .conf import tachycore_settings
+
+_async_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def check_interval() -> float:
+    """How stale a copy may get before a reader checks the database again.
+
+    While a cross-process sync listener is connected, changes arrive as
+    messages and the check only repairs lost ones (``RECONCILE_INTERVAL``);
+    otherwise readers poll one version row (``STATE_CHECK_INTERVAL``).
+    """
+    from .runtime import runtime
+
+    if runtime.push_live:
+        return tachycore_settings.RECONCILE_INTERVAL
+    return tachycore_settings.STATE_CHECK_INTERVAL
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _run_and_close(fn, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    finally:
+        connections.close_all()  # the worker thread outlives requests: hold no connection
+
+
+def run_outside_event_loop(fn, *args: Any) -> Any:
+    """Call ``fn`` here, or on a worker thread when this thread runs an event loop
+    (the ORM refuses to run on one)."""
+    global _async_executor
+    if not _in_event_loop():
+        return fn(*args)
+    with _executor_lock:
+        if _async_executor is None:
+            _async_executor = concurrent.futures.ThreadPoolExecutor(1, "tachycore-state")
+    return _async_executor.submit(_run_and_close, fn, *args).result()
+
+
+class WatchedState(abc.ABC):
+    """A process-local copy of database state, tagged with the version it was read at."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._version: Any = None
+        self._last_check = 0.0
+
+    @abc.abstractmethod
+    def _read_version(self) -> Any:
+        """The current version in the database (cheap: one row)."""
+
+    @abc.abstractmethod
+    def _load(self, version: Any) -> None:
+        """Read the full state and make it this process's copy."""
+
+    def refresh(self, force: bool = False) -> bool:
+        """Re-read the state if its version moved; return whether it did.
+
+        Without ``force`` the version is read at most every :func:`check_interval`.
+        """
+        if not force and self._version is not None and time.monotonic() - self._last_check < check_interval():
+            return False
+        return run_outside_event_loop(self._check)
+
+    def _check(self) -> bool:
+        with self._lock:
+            try:
+                version = self._read_version()
+                if version == self._version:
+                    return False
+                self._load(version)
+            finally:
+                self._last_check = time.monotonic()
+            return True
+
+    def reload(self) -> None:
+        """Read the full state now, whatever the version."""
+        with self._lock:
+            run_outside_event_loop(lambda: self._load(self._read_version()))
+            self._last_check = time.monotonic()
+
+    def forget(self) -> None:
+        with self._lock:
+            self._version, self._last_check = None, 0.0

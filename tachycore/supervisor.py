@@ -1,0 +1,140 @@
+"""The supervisor: every process of the site is a node with a heartbeat, a status and its errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError
+from django.utils import timezone
+
+from .conf import tachycore_settings
+from .models import Node, NodeStatus
+
+logger = logging.getLogger("tachycore.supervisor")
+
+MAX_ERRORS = 10
+
+
+def new_node_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+class Supervisor:
+    """This process's node row.
+
+    Changes (status, maintenance seen, errors) are kept in memory and written by
+    the runtime's background thread, on its own connection and outside any
+    transaction of the caller, at once and then with every heartbeat. Database
+    errors are logged, never raised: a process keeps serving when its heartbeat
+    cannot be written (before ``migrate``, or during a failover).
+    """
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.kind = ""
+        self.name = ""
+        self.status = NodeStatus.INITIALIZING
+        self.maintenance = False
+        self.started = timezone.now()
+        self.errors: deque[dict[str, str]] = deque(maxlen=MAX_ERRORS)
+        self.registered = False
+        #: set by the runtime: asks its thread to write the row now
+        self.wake: Callable[[], None] = lambda: None
+        self._lock = threading.Lock()
+
+    def register(self, kind: str, name: str = "", status: str = NodeStatus.RUNNING) -> None:
+        self.kind, self.name, self.status = kind, name[:200], status
+        self.registered = True
+        self.wake()
+
+    def _values(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "name": self.name, "hostname": socket.gethostname()[:255], "pid": os.getpid(),
+            "status": self.status, "started": self.started, "heartbeat": timezone.now(),
+            "maintenance": self.maintenance, "last_errors": list(self.errors),
+        }
+
+    def write(self) -> None:
+        """Write the node row now (heartbeat, status, maintenance seen, errors)."""
+        if not self.registered:
+            return
+        with self._lock:
+            try:
+                Node.objects.update_or_create(id=self.node_id, defaults=self._values())
+            except DatabaseError as e:
+                logger.warning("supervisor: cannot write node %s: %s", self.node_id, e)
+
+    def set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self.wake()
+
+    def set_maintenance(self, enabled: bool) -> None:
+        """Record that this process picked up maintenance mode (or its end)."""
+        self.maintenance = enabled
+        if self.status in (NodeStatus.RUNNING, NodeStatus.MAINTAINING):
+            self.status = NodeStatus.MAINTAINING if enabled else NodeStatus.RUNNING
+        self.wake()
+
+    def record_error(self, message: str) -> None:
+        """Keep an error on this node (the newest ten), for ``manage.py supervisor`` and the admin."""
+        self.errors.appendleft({"at": timezone.now().isoformat(), "message": message[:2000]})
+        self.wake()
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeInfo:
+    """A node as another process sees it."""
+
+    id: str
+    kind: str
+    name: str
+    hostname: str
+    pid: int
+    status: str
+    started: datetime
+    heartbeat: datetime
+    heartbeat_age: float
+    stale: bool
+    maintenance: bool
+    last_errors: list[dict[str, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["started"] = self.started.isoformat()
+        data["heartbeat"] = self.heartbeat.isoformat()
+        return data
+
+
+def list_nodes(include_gone: bool = False) -> list[NodeInfo]:
+    """Nodes with a fresh heartbeat (and, with ``include_gone``, stale and stopped ones)."""
+    now = timezone.now()
+    timeout = tachycore_settings.NODE_TIMEOUT
+    nodes = []
+    for node in Node.objects.all():
+        age = (now - node.heartbeat).total_seconds()
+        stale = age > timeout and node.status != NodeStatus.STOPPED
+        if not include_gone and (stale or node.status == NodeStatus.STOPPED):
+            continue
+        nodes.append(NodeInfo(
+            id=node.id, kind=node.kind, name=node.name, hostname=node.hostname, pid=node.pid,
+            status=node.status, started=node.started, heartbeat=node.heartbeat, heartbeat_age=round(age, 1),
+            stale=stale, maintenance=node.maintenance, last_errors=node.last_errors,
+        ))
+    return nodes
+
+
+def prune_nodes() -> int:
+    """Delete node rows whose heartbeat is older than ``NODE_RETENTION``; return how many."""
+    cutoff = timezone.now() - timedelta(seconds=tachycore_settings.NODE_RETENTION)
+    deleted, _ = Node.objects.filter(heartbeat__lt=cutoff).delete()
+    return deleted

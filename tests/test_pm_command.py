@@ -1,0 +1,522 @@
+"""``manage.py pm`` as users run it: output, stored rows, exit status and messages."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from demo.audit.models import AuditEvent
+from demo.notes.models import Note
+from demo.notes.plugin import WELCOME_TITLE, NotesPlugin
+from tachycore.models import ApplicationPlugin
+
+from .conftest import manage
+
+
+def pm(*args: str) -> str:
+    """Run ``manage.py pm`` in this process; return what it printed."""
+    out = io.StringIO()
+    call_command("pm", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def registry_rows() -> list[dict]:
+    """Every registry row, every column: equal snapshots mean nothing was written."""
+    return list(ApplicationPlugin.objects.order_by("name").values())
+
+
+def row(name: str) -> ApplicationPlugin:
+    return ApplicationPlugin.objects.get(name=name)
+
+
+def parse_table(output: str) -> dict[str, dict[str, str]]:
+    """The rows of ``pm list`` by plugin name, each as ``{column: cell}``."""
+    lines = output.splitlines()
+    header = lines[0]
+    found = list(re.finditer(r"\S+(?: \S+)*", header))  # columns are 2+ spaces apart
+    columns = [match.group() for match in found]
+    starts = [match.start() for match in found]
+    table = {}
+    for line in lines[1:]:
+        if not line.strip() or ": last error: " in line:
+            continue
+        cells = [
+            line[start:end].strip() for start, end in zip(starts, [*starts[1:], None], strict=True)
+        ]
+        table[cells[0]] = dict(zip(columns, cells, strict=True))
+    return table
+
+
+def assert_refused(env: dict[str, str], *args: str, says: tuple[str, ...]) -> str:
+    """``manage.py pm <args>`` in a new process exits 1 with a one-line message and writes nothing."""
+    before = registry_rows()
+    events_before = AuditEvent.objects.count()
+    result = manage(env, "pm", *args)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1, result.stderr
+    for text in says:
+        assert text in message
+    assert result.stdout == ""
+    assert registry_rows() == before
+    assert AuditEvent.objects.count() == events_before
+    return message
+
+
+@pytest.fixture
+def ghost(db) -> ApplicationPlugin:
+    """A registry row whose package is not installed (it was uninstalled with pip)."""
+    return ApplicationPlugin.objects.create(
+        name="ghost",
+        package_name="ghost_plugin",
+        version="0.3.0",
+        enabled=True,
+        installed=True,
+    )
+
+
+# -- pm list ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_list__fresh_site_shows_discovered_plugins_not_added_and_built_in_enabled():
+    table = parse_table(pm("list"))
+
+    # other apps of the site may bring plugins of their own: check the demo's and the test's
+    assert {"audit", "notes", "toolbox"} <= set(table)
+    assert table["toolbox"]["STATUS"] == "enabled"
+    assert table["toolbox"]["BUILT-IN"] == "yes"
+    assert table["toolbox"]["VERSION"] == "2.0.0"
+    assert table["notes"]["STATUS"] == "not added"
+    assert table["notes"]["DEPENDS ON"] == "audit"
+    assert table["notes"]["PACKAGE"] == "demo.notes"
+    assert table["audit"]["STATUS"] == "not added"
+
+
+@pytest.mark.django_db
+def test_list__shows_added_enabled_and_disabled(ghost):
+    pm("enable", "notes")
+    pm("disable", "notes")
+    pm("remove", "audit", "--force")
+    pm("add", "audit")
+
+    table = parse_table(pm("list"))
+
+    assert table["notes"]["STATUS"] == "disabled"
+    assert table["audit"]["STATUS"] == "added"
+    assert table["toolbox"]["STATUS"] == "enabled"
+    assert table["ghost"]["STATUS"] == "missing"
+
+
+@pytest.mark.django_db
+def test_list__json_has_one_object_per_plugin_sorted_by_name(ghost):
+    pm("add", "audit")
+
+    data = json.loads(pm("list", "--json"))
+
+    names = [item["name"] for item in data]
+    assert names == sorted(set(names))
+    by_name = {item["name"]: item for item in data}
+    assert {name: by_name[name]["status"] for name in ("audit", "ghost", "notes", "toolbox")} == {
+        "audit": "added",
+        "ghost": "missing",
+        "notes": "not added",
+        "toolbox": "enabled",
+    }
+    notes = by_name["notes"]
+    assert notes["version"] == "1.0.0"
+    assert notes["package_name"] == "demo.notes"
+    assert notes["depends_on"] == ["audit"]
+    assert notes["added"] is False
+    assert notes["enabled"] is False
+    assert notes["missing"] is False
+    assert notes["options"] == {"page_size": 20}
+    assert notes["urls"] == "demo.notes.urls"
+    assert by_name["audit"]["dependents"] == ["notes"]
+    assert by_name["audit"]["added"] is True
+    assert by_name["audit"]["installed"] is False
+    assert by_name["toolbox"]["built_in"] is True
+    assert by_name["toolbox"]["installed"] is True
+    assert by_name["toolbox"]["installed_version"] == "2.0.0"
+    assert by_name["toolbox"]["upgradable"] is False
+    assert by_name["ghost"]["missing"] is True
+    assert by_name["ghost"]["version"] == "0.3.0"
+    assert by_name["ghost"]["package_name"] == "ghost_plugin"
+
+
+@pytest.mark.django_db
+def test_list__shows_pending_upgrade(monkeypatch):
+    pm("install", "notes")
+    monkeypatch.setattr(NotesPlugin, "version", "1.1.0")
+
+    table = parse_table(pm("list"))
+    data = {item["name"]: item for item in json.loads(pm("list", "--json"))}
+
+    assert table["notes"]["VERSION"] == "1.0.0 -> 1.1.0"
+    assert data["notes"]["upgradable"] is True
+    assert data["notes"]["installed_version"] == "1.0.0"
+
+
+@pytest.mark.django_db
+def test_list__shows_last_error():
+    pm("enable", "notes")
+    pm("disable", "notes")
+    ApplicationPlugin.objects.filter(name="notes").update(last_error="hook install() failed: boom")
+
+    output = pm("list")
+
+    assert parse_table(output)["notes"]["STATUS"] == "disabled (error)"
+    assert "notes: last error: hook install() failed: boom" in output.splitlines()
+
+
+# -- pm add / install ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_add__records_plugin_neither_installed_nor_enabled():
+    assert pm("add", "notes").strip() == "Added notes."
+
+    notes = row("notes")
+    assert (notes.enabled, notes.installed, notes.built_in) == (False, False, False)
+    assert notes.package_name == "demo.notes"
+    assert notes.version == "1.0.0"
+    assert not Note.objects.exists()  # install() did not run
+
+
+@pytest.mark.django_db
+def test_add__stores_options():
+    pm("add", "notes", "--options", '{"page_size": 5}')
+
+    assert row("notes").options == {"page_size": 5}
+
+
+@pytest.mark.django_db
+def test_add__twice_is_refused():
+    pm("add", "notes")
+    before = registry_rows()
+
+    with pytest.raises(CommandError, match="'notes' is already added"):
+        pm("add", "notes")
+    assert registry_rows() == before
+
+
+@pytest.mark.django_db
+def test_install__marks_installed_and_runs_install_hook():
+    assert pm("install", "notes").strip() == "Installed notes."
+
+    notes = row("notes")
+    assert notes.installed is True
+    assert notes.enabled is False
+    assert list(Note.objects.values_list("title", flat=True)) == [WELCOME_TITLE]
+
+
+@pytest.mark.django_db
+def test_install__twice_creates_the_welcome_note_once():
+    pm("install", "notes")
+    assert pm("install", "notes").strip() == "Installed notes."
+
+    assert Note.objects.filter(title=WELCOME_TITLE).count() == 1
+    assert ApplicationPlugin.objects.filter(name="notes").count() == 1
+
+
+@pytest.mark.django_db
+def test_install__again_after_remove_keeps_one_welcome_note():
+    pm("install", "notes")
+    pm("remove", "notes")
+    pm("install", "notes")  # install() runs a second time on the kept tables
+
+    assert row("notes").installed is True
+    assert Note.objects.filter(title=WELCOME_TITLE).count() == 1
+
+
+# -- pm enable / disable ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_enable__enables_dependency_first_and_prints_both():
+    assert pm("enable", "notes").strip() == "Enabled audit, notes."
+
+    for name in ("audit", "notes"):
+        assert row(name).enabled is True
+        assert row(name).installed is True
+    events = list(AuditEvent.objects.order_by("id").values_list("plugin", "event"))
+    assert events == [("audit", "enabled"), ("notes", "enabled")]
+    assert Note.objects.filter(title=WELCOME_TITLE).count() == 1
+
+
+@pytest.mark.django_db
+def test_enable__already_enabled_says_so_and_runs_no_hooks():
+    pm("enable", "notes")
+    events = AuditEvent.objects.count()
+
+    assert pm("enable", "notes").strip() == "Already enabled: notes."
+    assert AuditEvent.objects.count() == events
+
+
+@pytest.mark.django_db
+def test_enable__stores_options():
+    pm("enable", "notes", "--options", '{"page_size": 7}')
+
+    assert row("notes").options == {"page_size": 7}
+    assert row("notes").enabled is True
+
+
+@pytest.mark.django_db
+def test_disable__dependent_and_dependency_in_one_call():
+    pm("enable", "notes")
+
+    assert pm("disable", "notes", "audit").strip() == "Disabled notes, audit."
+
+    assert row("notes").enabled is False
+    assert row("audit").enabled is False
+    assert row("notes").installed is True
+    assert AuditEvent.objects.filter(plugin="notes", event="disabled").count() == 1
+
+
+@pytest.mark.django_db
+def test_disable__order_of_names_does_not_matter():
+    pm("enable", "notes")
+
+    assert pm("disable", "audit", "notes").strip() == "Disabled notes, audit."
+    assert not ApplicationPlugin.objects.filter(name__in=["notes", "audit"], enabled=True).exists()
+
+
+@pytest.mark.django_db
+def test_disable__already_disabled_says_so():
+    pm("enable", "notes")
+    pm("disable", "notes")
+
+    assert pm("disable", "notes").strip() == "Already disabled: notes."
+
+
+@pytest.mark.django_db
+def test_disable__not_added_plugin_is_refused():
+    before = registry_rows()
+
+    with pytest.raises(CommandError, match="'notes': it is not added"):
+        pm("disable", "notes")
+    assert registry_rows() == before
+
+
+# -- pm upgrade ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_upgrade__stores_new_version_and_runs_hook_with_old_version(monkeypatch):
+    pm("enable", "notes")
+    calls = []
+    monkeypatch.setattr(NotesPlugin, "version", "1.1.0")
+    monkeypatch.setattr(
+        NotesPlugin, "upgrade", lambda self, from_version: calls.append(from_version)
+    )
+
+    assert pm("upgrade", "notes").strip() == "Upgraded notes from 1.0.0 to 1.1.0."
+
+    assert row("notes").version == "1.1.0"
+    assert row("notes").enabled is True
+    assert calls == ["1.0.0"]
+
+
+@pytest.mark.django_db
+def test_upgrade__at_current_version_changes_nothing():
+    pm("install", "notes")
+    before = registry_rows()
+
+    assert pm("upgrade", "notes").strip() == "notes is already at version 1.0.0."
+    assert registry_rows() == before
+
+
+@pytest.mark.django_db
+def test_upgrade__not_installed_is_refused(monkeypatch):
+    pm("add", "notes")
+    monkeypatch.setattr(NotesPlugin, "version", "1.1.0")
+
+    with pytest.raises(CommandError, match="not installed"):
+        pm("upgrade", "notes")
+    assert row("notes").version == "1.0.0"
+
+
+# -- pm remove -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_remove__force_disables_then_deletes_row_and_keeps_data():
+    pm("enable", "notes")
+
+    assert pm("remove", "notes", "--force").strip() == "Removed notes."
+
+    assert not ApplicationPlugin.objects.filter(name="notes").exists()
+    assert row("audit").enabled is True
+    assert AuditEvent.objects.filter(plugin="notes", event="disabled").count() == 1
+    assert Note.objects.filter(title=WELCOME_TITLE).count() == 1  # tables stay
+
+
+@pytest.mark.django_db
+def test_remove__disabled_plugin_needs_no_force():
+    pm("enable", "notes")
+    pm("disable", "notes")
+
+    assert pm("remove", "notes").strip() == "Removed notes."
+    assert not ApplicationPlugin.objects.filter(name="notes").exists()
+
+
+@pytest.mark.django_db
+def test_remove__force_on_a_needed_dependency_is_refused():
+    pm("enable", "notes")
+    before = registry_rows()
+
+    with pytest.raises(CommandError, match="notes"):
+        pm("remove", "audit", "--force")
+    assert registry_rows() == before
+
+
+# -- refusals, as a user sees them in a shell ---------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("add", "nosuch"),
+        ("install", "nosuch"),
+        ("enable", "nosuch"),
+        ("enable", "notes", "nosuch"),
+        ("disable", "nosuch"),
+        ("upgrade", "nosuch"),
+        ("remove", "nosuch"),
+    ],
+)
+def test_refused__unknown_plugin(subprocess_env, args):
+    message = assert_refused(subprocess_env, *args, says=("nosuch",))
+    assert "unknown plugin" in message
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("enable", "notes", "--options", "[1]"),
+        ("enable", "notes", "--options", "{bad"),
+        ("add", "notes", "--options", "[1]"),
+        ("add", "notes", "--options", "{bad"),
+    ],
+)
+def test_refused__options_not_a_json_object(subprocess_env, args):
+    assert_refused(subprocess_env, *args, says=("--options",))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["enable", "add"])
+def test_refused__options_rejected_by_plugin(subprocess_env, action):
+    assert_refused(
+        subprocess_env,
+        action,
+        "notes",
+        "--options",
+        '{"page_size": 0}',
+        says=("notes", "page_size"),
+    )
+    assert not Note.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refused__options_rejected_by_plugin_already_added(subprocess_env):
+    pm("add", "notes", "--options", '{"page_size": 5}')
+
+    assert_refused(
+        subprocess_env, "enable", "notes", "--options", '{"page_size": 1000}', says=("page_size",)
+    )
+    assert row("notes").options == {"page_size": 5}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refused__disable_dependency_of_enabled_plugin(subprocess_env):
+    pm("enable", "notes")
+
+    message = assert_refused(subprocess_env, "disable", "audit", says=("audit", "notes"))
+    assert "depend" in message
+    assert row("audit").enabled is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refused__remove_enabled_plugin_without_force(subprocess_env):
+    pm("enable", "notes")
+
+    assert_refused(subprocess_env, "remove", "notes", says=("notes", "--force"))
+    assert row("notes").enabled is True
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("force", [(), ("--force",)])
+def test_refused__remove_built_in_plugin(subprocess_env, force):
+    assert_refused(subprocess_env, "remove", "toolbox", *force, says=("toolbox", "built in"))
+    assert row("toolbox").enabled is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refused__missing_subcommand_name(subprocess_env):
+    before = registry_rows()
+    result = manage(subprocess_env, "pm", "enable")
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert registry_rows() == before
+
+
+# -- a plugin whose package is gone ---------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_package__site_still_passes_check(subprocess_env, ghost):
+    pm("enable", "notes")
+
+    result = manage(subprocess_env, "check")
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.django_db
+def test_missing_package__other_plugins_still_serve(client, ghost):
+    pm("enable", "notes")
+
+    response = client.get("/api/notes/")
+
+    assert response.status_code == 200
+    assert [note["title"] for note in response.json()] == [WELCOME_TITLE]
+
+
+@pytest.mark.django_db
+def test_missing_package__listed_as_missing(ghost):
+    table = parse_table(pm("list"))
+
+    assert table["ghost"]["STATUS"] == "missing"
+    assert table["ghost"]["VERSION"] == "0.3.0"
+    assert table["ghost"]["PACKAGE"] == "ghost_plugin"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_package__enable_is_refused(subprocess_env, ghost):
+    assert_refused(subprocess_env, "enable", "ghost", says=("ghost", "package is missing"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_package__disable_then_remove(subprocess_env, ghost):
+    disabled = manage(subprocess_env, "pm", "disable", "ghost")
+
+    assert disabled.returncode == 0, disabled.stderr
+    assert disabled.stdout.strip() == "Disabled ghost."
+    assert row("ghost").enabled is False
+
+    removed = manage(subprocess_env, "pm", "remove", "ghost")
+
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.strip() == "Removed ghost."
+    assert not ApplicationPlugin.objects.filter(name="ghost").exists()
+    assert row("toolbox").enabled is True
