@@ -29,5 +29,21 @@ def sync_built_in_plugins(*, using: str, **kwargs: Any) -> None:
 def reset_plugin_manager(*, setting: str, **kwargs: Any) -> None:
     if setting == "TACHYCORE":
         from .manager import plugin_manager
+        from .runtime import runtime
 
         plugin_manager.reset()
+        runtime.reset_pubsub()
+
+
+def follow_plugin_states(payload: Any) -> None:
+    """A ``plugin-state-changed`` message from another process: re-read the registry."""
+    from .manager import plugin_manager
+
+    plugin_manager.refresh(force=True)
+
+
+def follow_maintenance(payload: Any) -> None:
+    """A ``maintenance-changed`` message from another process: re-read the site state."""
+    from .maintenance import maintenance
+
+    maintenance.refresh(force=True)

@@ -77,6 +77,12 @@ class Runtime:
                                            self._dispatch, self._reconnected)
             return self._pubsub
 
+    def reset_pubsub(self) -> None:
+        """Forget the adapter (after ``TACHYCORE`` changed); refused while it listens."""
+        with self._lock:
+            if not self.started:
+                self._pubsub = None
+
     @property
     def started(self) -> bool:
         return self._pid == os.getpid() and self._started
@@ -120,11 +126,14 @@ class Runtime:
             thread.join(10)
 
     def _loop(self) -> None:
-        """Write the node row when asked and on each heartbeat; reconcile periodically."""
+        """Write the node row when asked and on each heartbeat; reconcile periodically
+        (every ``RECONCILE_INTERVAL`` while messages arrive, every ``STATE_CHECK_INTERVAL``
+        while no cross-process listener is connected, as on SQLite)."""
+        from .state import check_interval
+
         heartbeat = tachycore_settings.HEARTBEAT_INTERVAL
-        reconcile = tachycore_settings.RECONCILE_INTERVAL
         next_beat = time.monotonic()
-        next_reconcile = next_beat + reconcile  # start() reconciled already
+        next_reconcile = next_beat + check_interval()  # start() reconciled already
         supervisor = self._supervisor
         try:
             while not self._stop.is_set():
@@ -134,7 +143,7 @@ class Runtime:
                 now = time.monotonic()
                 if now >= next_reconcile:
                     self._reconcile()
-                    next_reconcile = now + reconcile
+                    next_reconcile = now + check_interval()
                 if woken or now >= next_beat:
                     supervisor.write()
                     next_beat = now + heartbeat

@@ -26,14 +26,37 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis used by tests; skipped when unreachable, except in CI where that fails."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except (redis.RedisError, OSError) as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and Redis is not reachable at {REDIS_URL}: {e}")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {e}")
+    return REDIS_URL
+
+
 @pytest.fixture(autouse=True)
 def _fresh_plugin_manager():
     """Each test starts with a manager that has read nothing yet."""
+    from tachycore.maintenance import maintenance
     from tachycore.manager import plugin_manager
+    from tachycore.runtime import runtime
 
     plugin_manager.reset()
+    maintenance.forget()
     yield
+    runtime.stop()
+    runtime.reset_pubsub()
     plugin_manager.reset()
+    maintenance.forget()
 
 
 @pytest.fixture
