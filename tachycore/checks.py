@@ -12,6 +12,8 @@ def register() -> None:
     checks.register(check_settings, "tachycore")
     checks.register(check_registry, "tachycore")
     checks.register(check_plugins, "tachycore")
+    checks.register(check_pubsub, "tachycore")
+    checks.register(check_middleware, "tachycore")
     checks.register(check_sqlite, checks.Tags.database)
 
 
@@ -38,6 +40,45 @@ def check_registry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     except (ImproperlyConfigured, KeyError, TypeError) as e:
         return [checks.Error(str(e), hint='Name a BasePluginRegistry subclass, e.g. '
                              '"tachycore.registry.DatabaseRegistry".', id="tachycore.E002")]
+    return []
+
+
+def check_pubsub(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from django.utils.module_loading import import_string
+
+    from .conf import tachycore_settings
+    from .pubsub import BasePubSub, resolve_pubsub_config
+
+    if tachycore_settings.errors() or tachycore_settings.PUBSUB == "auto":
+        return []
+    backend, _ = resolve_pubsub_config(tachycore_settings.PUBSUB)
+    try:
+        cls = import_string(backend)
+    except ImportError as e:
+        problem = f"cannot import {backend!r}: {e}"
+    else:
+        if isinstance(cls, type) and issubclass(cls, BasePubSub):
+            return []
+        problem = f"{backend!r} is not a BasePubSub subclass"
+    return [checks.Error(f'TACHYCORE["PUBSUB"]: {problem}',
+                         hint='Use "auto", or tachycore.pubsub.memory.MemoryPubSub, '
+                         "tachycore.pubsub.postgres.PostgresPubSub, tachycore.pubsub.redis.RedisPubSub.",
+                         id="tachycore.E003")]
+
+
+def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    middleware = list(settings.MIDDLEWARE)
+    kernel = "tachycore.middleware.KernelMiddleware"
+    auth = "django.contrib.auth.middleware.AuthenticationMiddleware"
+    if kernel not in middleware:
+        return [checks.Warning(
+            f"{kernel} is not in MIDDLEWARE: web processes do not register as nodes, do not listen "
+            "for sync messages and do not serve maintenance mode.",
+            hint=f"Add {kernel!r} after {auth!r}.", id="tachycore.W020")]
+    if auth in middleware and middleware.index(kernel) < middleware.index(auth):
+        return [checks.Warning(
+            f"{kernel} comes before {auth}: staff cannot pass maintenance mode.",
+            hint=f"Move it after {auth!r}.", id="tachycore.W021")]
     return []
 
 

@@ -193,18 +193,21 @@ class Runtime:
                 self._reconnect_callbacks.append(callback)
 
     def _dispatch(self, channel: str, payload: Any, origin: str) -> None:
-        try:
-            if channel.startswith(PLUGIN_CHANNEL_PREFIX):
-                self._to_plugin(channel[len(PLUGIN_CHANNEL_PREFIX):], payload)
-            for callback in list(self._subscribers.get(channel, ())):
-                try:
-                    callback(payload)
-                except Exception as e:
-                    self.supervisor.record_error(f"sync subscriber of {channel!r} failed: {type(e).__name__}: {e}")
-        finally:
-            connections.close_all()  # the listener thread holds no idle connection
+        # the listener thread keeps its database connection between messages (a new
+        # connection would cost more than the rest of the work); a broken one is dropped
+        failed = False
+        if channel.startswith(PLUGIN_CHANNEL_PREFIX):
+            failed = not self._to_plugin(channel[len(PLUGIN_CHANNEL_PREFIX):], payload)
+        for callback in list(self._subscribers.get(channel, ())):
+            try:
+                callback(payload)
+            except Exception as e:
+                failed = True
+                self.supervisor.record_error(f"sync subscriber of {channel!r} failed: {type(e).__name__}: {e}")
+        if failed:
+            connections.close_all()
 
-    def _to_plugin(self, name: str, payload: Any) -> None:
+    def _to_plugin(self, name: str, payload: Any) -> bool:
         from .manager import plugin_manager
 
         plugin = plugin_manager.plugins.get(name)
@@ -213,6 +216,8 @@ class Runtime:
                 plugin.handle_sync_message(payload)
             except Exception as e:
                 self.supervisor.record_error(f"plugin {name!r}: handle_sync_message() failed: {e}")
+                return False
+        return True
 
     def _reconnected(self) -> None:
         self._reconcile()
