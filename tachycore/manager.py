@@ -162,9 +162,18 @@ class PluginManager(WatchedState):
             for name in newcomers:
                 try:
                     getattr(self.plugins[name], hook)()
-                except Exception:
-                    logger.exception("plugin %r: %s() failed in this process", name, hook)
+                except Exception as e:
+                    self._load_failed(name, hook, e)
         self._loaded.update(newcomers)
+
+    def _load_failed(self, name: str, hook: str, error: Exception) -> None:
+        """A plugin could not load in this process: the node shows it (status ``error``)."""
+        from .models import NodeStatus
+        from .runtime import runtime
+
+        logger.exception("plugin %r: %s() failed in this process", name, hook)
+        runtime.supervisor.record_error(f"plugin {name!r}: {hook}() failed: {type(error).__name__}: {error}")
+        runtime.supervisor.set_status(NodeStatus.ERROR)
 
     def is_enabled(self, name: str) -> bool:
         """Whether ``name`` is enabled (and its code installed), as of the last state check."""

@@ -77,6 +77,12 @@ class Runtime:
                                            self._dispatch, self._reconnected)
             return self._pubsub
 
+    def reset(self) -> None:
+        """Stop, and start over with a new node id at next use (tests)."""
+        self.stop()
+        with self._lock:
+            self._pid = None
+
     def reset_pubsub(self) -> None:
         """Forget the adapter (after ``TACHYCORE`` changed); refused while it listens."""
         with self._lock:

@@ -53,8 +53,7 @@ def _fresh_plugin_manager():
     plugin_manager.reset()
     maintenance.forget()
     yield
-    runtime.stop()
-    runtime.reset_pubsub()
+    runtime.reset()
     plugin_manager.reset()
     maintenance.forget()
 

@@ -429,3 +429,17 @@ def test_connect__receiver_runs_only_while_enabled(make):
     signal.send("off again")
 
     assert received == ["on"]
+
+
+def test_boot__a_failing_load_marks_this_node_in_error_and_the_others_still_load(make, calls):
+    from tachycore.runtime import runtime
+
+    registry = MemoryRegistry()
+    make(registry=registry, a={}, b={}).enable("a", "b")
+    fresh = make(registry=registry, a={"fail": ["load"]}, b={})
+
+    fresh.refresh(force=True)
+
+    assert ("b", "load") in calls[-2:]
+    assert runtime.supervisor.status == "error"
+    assert "plugin 'a': load() failed: RuntimeError: load broke" in runtime.supervisor.errors[0]["message"]
