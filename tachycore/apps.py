@@ -11,11 +11,12 @@ class TachycoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, handlers, sync
+        from . import checks, handlers, runtime, sync
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
         from .manager import STATE_CHANNEL
 
         checks.register()
+        runtime.exit_on_sigterm()
         sync.subscribe(STATE_CHANNEL, handlers.follow_plugin_states)
         sync.subscribe(MAINTENANCE_CHANNEL, handlers.follow_maintenance)
         post_migrate.connect(handlers.sync_built_in_plugins, sender=self,

@@ -235,6 +235,22 @@ class Runtime:
         connections.close_all()
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into a normal exit (``SystemExit``), so that ``atexit`` marks the
+    node stopped. Only where nothing else handles SIGTERM (a bare ``runserver
+    --noreload``, a command); servers such as gunicorn keep their own handler."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_now)
+
+
+def _exit_now(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _process_name() -> str:
     import sys
 

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 
 class KernelCommand(BaseCommand):
-    """Registers the command's process as a supervisor node while it runs.
+    """A kernel command: registers its process as a supervisor node while it runs,
+    and reports database errors as one line, not a traceback.
 
-    Only when run as its own process (``manage.py ...``), not through
-    ``call_command`` inside another process, which is a node already.
+    The node is registered only when the command runs as its own process
+    (``manage.py ...``), not through ``call_command`` inside another process,
+    which is a node already.
     """
+
+    #: whether the command's process shows as a node (status "commanding")
+    registers_node = True
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute(*args, **options)
+        except DatabaseError as e:
+            raise CommandError(f"database error: {e}".strip() + " (has 'manage.py migrate' run?)") from e
 
     def run_from_argv(self, argv: list[str]) -> None:
         from tachycore.conf import tachycore_settings
         from tachycore.models import NodeStatus
         from tachycore.runtime import runtime
 
-        owner = not runtime.started and tachycore_settings.START_RUNTIME
+        owner = self.registers_node and not runtime.started and tachycore_settings.START_RUNTIME
         if owner:
             runtime.start(kind="command", name=f"manage.py {self._command_name()}",
                           status=NodeStatus.COMMANDING, listen=False)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
+from tachycore.management.base import KernelCommand
 from tachycore.supervisor import list_nodes, prune_nodes
 
 
-class Command(BaseCommand):
+class Command(KernelCommand):
     help = "List the site's processes (nodes) with their status and heartbeat age."
+    registers_node = False
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--all", action="store_true", help="include stale and stopped nodes")
