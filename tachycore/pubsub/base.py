@@ -77,6 +77,7 @@ class BasePubSub(abc.ABC):
     def start(self) -> None:
         if self._thread is not None:
             return
+        self._stop.clear()
         self._thread = threading.Thread(target=self._listen, name=f"tachycore-{type(self).__name__}",
                                         daemon=True)
         self._thread.start()

@@ -50,8 +50,9 @@ class RedisPubSub(BasePubSub):
                     message = self._pubsub.get_message(timeout=1.0)
                     if message and message["type"] == "message":
                         data = message["data"]
-                        self._deliver(data.decode() if isinstance(data, bytes) else data)
-            except (self._redis.RedisError, OSError, ValueError) as e:
+                        # undecodable bytes become a malformed message, dropped by _deliver
+                        self._deliver(data.decode(errors="replace") if isinstance(data, bytes) else data)
+            except (self._redis.RedisError, OSError, ValueError) as e:  # ValueError: socket closed by stop()
                 self._listening.clear()
                 if self._stop.is_set():
                     break
