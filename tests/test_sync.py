@@ -259,6 +259,15 @@ def test_pubsub__every_other_node_gets_the_message(make_node):
     assert c.rec.wait_for(1) == [{"to": "all"}]
 
 
+def test_pubsub__an_idle_listener_gets_each_message_at_once(pair):
+    """Delivery does not wait for the listener's receive timeout (1 s): every process
+    must follow a change within one second, and a lost second here would eat it."""
+    a, b = pair
+    for seq in range(3):
+        a.publish("ch", seq)
+        assert wait_until(lambda n=seq + 1: len(b.rec.payloads()) >= n, timeout=0.5), f"message {seq} late"
+
+
 def test_pubsub__messages_arrive_in_order(pair):
     a, b = pair
     count = 50

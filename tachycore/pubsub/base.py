@@ -5,8 +5,9 @@ from __future__ import annotations
 import abc
 import json
 import logging
+import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tachycore.errors import SyncMessageError
@@ -65,9 +66,42 @@ class BasePubSub(abc.ABC):
     def publish(self, channel: str, payload: Any) -> None:
         """Send one message now (``tachycore.sync.publish`` calls it after commit)."""
 
-    @abc.abstractmethod
+    def _connect(self) -> None:
+        """Open the listening connection and subscribe (cross-process adapters)."""
+        raise NotImplementedError
+
+    def _receive(self, timeout: float) -> Iterable[str]:
+        """Wait up to ``timeout`` seconds, yielding each raw message as it arrives."""
+        raise NotImplementedError
+
+    #: what the log calls the server when the connection drops
+    server_name = "the server"
+
     def _listen(self) -> None:
-        """Run until ``self._stop`` is set: connect, receive, reconnect after errors."""
+        """Connect, receive until stopped, reconnect with jittered backoff after any
+        error (then ``on_reconnect``: messages may have been lost meanwhile)."""
+        delay, first = 0.1, True
+        while not self._stop.is_set():
+            try:
+                self._connect()
+                self._listening.set()
+                if not first:
+                    self._reconnected()
+                first, delay = False, 0.1
+                while not self._stop.is_set():
+                    for text in self._receive(1.0):
+                        self._deliver(text)
+            except Exception as e:  # noqa: BLE001 - drivers raise several kinds when a socket dies
+                self._listening.clear()
+                if self._stop.is_set():
+                    break
+                logger.warning("sync listener lost its connection to %s (%s); reconnecting", self.server_name, e)
+                first = False
+                self._stop.wait(delay * (1 + random.random()))
+                delay = min(delay * 2, 5.0)
+            finally:
+                self._listening.clear()
+                self._close()
 
     @property
     def listening(self) -> bool:

@@ -39,6 +39,3 @@ class MemoryPubSub(BasePubSub):
         with self._hub_lock:
             self._hub.discard(self)
         self._listening.clear()
-
-    def _listen(self) -> None:  # pragma: no cover - delivery is synchronous
-        raise NotImplementedError

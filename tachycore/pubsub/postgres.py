@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -42,39 +41,19 @@ class PostgresPubSub(BasePubSub):
         with connections[self.using].cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [self.channel, text])
 
-    def _connect(self) -> psycopg.Connection:
+    server_name = "PostgreSQL"
+
+    def _connect(self) -> None:
         params = connections[self.using].get_connection_params()
         for key in _DJANGO_ONLY:
             params.pop(key, None)
         params["application_name"] = f"tachycore-listen {self.node_id}"[:63]
-        conn = psycopg.connect(**params, autocommit=True)
-        conn.execute(f'LISTEN "{self.channel}"')
-        return conn
+        self._conn = psycopg.connect(**params, autocommit=True)
+        self._conn.execute(f'LISTEN "{self.channel}"')
 
-    def _listen(self) -> None:
-        delay = 0.1
-        first = True
-        while not self._stop.is_set():
-            try:
-                self._conn = self._connect()
-                self._listening.set()
-                if not first:
-                    self._reconnected()
-                first, delay = False, 0.1
-                while not self._stop.is_set():
-                    for notify in self._conn.notifies(timeout=1.0):
-                        self._deliver(notify.payload)
-            except psycopg.Error as e:
-                self._listening.clear()
-                if self._stop.is_set():
-                    break
-                logger.warning("sync listener lost its PostgreSQL connection (%s); reconnecting", e)
-                first = False
-                self._stop.wait(delay * (1 + random.random()))
-                delay = min(delay * 2, 5.0)
-            finally:
-                self._listening.clear()
-                self._close()
+    def _receive(self, timeout: float) -> Iterator[str]:
+        # a generator: each notification is handed over as it arrives, not at the timeout
+        return (notify.payload for notify in self._conn.notifies(timeout=timeout))
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None

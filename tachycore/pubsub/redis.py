@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,42 +30,36 @@ class RedisPubSub(BasePubSub):
         self.channel = channel
         self._client = redis.Redis.from_url(url)
         self._pubsub = None
+        self._listen_client = None
 
     def publish(self, channel: str, payload: Any) -> None:
         self._client.publish(self.channel, encode(channel, payload, self.node_id))
 
-    def _listen(self) -> None:
-        delay = 0.1
-        first = True
-        while not self._stop.is_set():
-            try:
-                client = self._redis.Redis.from_url(self.url, client_name=f"tachycore-listen-{self.node_id}")
-                self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-                self._pubsub.subscribe(self.channel)
-                self._listening.set()
-                if not first:
-                    self._reconnected()
-                first, delay = False, 0.1
-                while not self._stop.is_set():
-                    message = self._pubsub.get_message(timeout=1.0)
-                    if message and message["type"] == "message":
-                        data = message["data"]
-                        # undecodable bytes become a malformed message, dropped by _deliver
-                        self._deliver(data.decode(errors="replace") if isinstance(data, bytes) else data)
-            except Exception as e:  # noqa: BLE001 - redis-py raises several kinds when stop() closes the socket
-                self._listening.clear()
-                if self._stop.is_set():
-                    break
-                logger.warning("sync listener lost its Redis connection (%s); reconnecting", e)
-                first = False
-                self._stop.wait(delay * (1 + random.random()))
-                delay = min(delay * 2, 5.0)
-            finally:
-                self._listening.clear()
-                self._close()
+    server_name = "Redis"
+
+    def _connect(self) -> None:
+        # kept on self: a garbage-collected client closes its pool, and the pubsub's socket with it
+        self._listen_client = self._redis.Redis.from_url(self.url, client_name=f"tachycore-listen-{self.node_id}")
+        self._pubsub = self._listen_client.pubsub()
+        self._pubsub.subscribe(self.channel)
+        # listening only once the server confirmed: a message published before that is lost
+        deadline = time.monotonic() + 5
+        while (message := self._pubsub.get_message(timeout=1.0)) is None or message["type"] != "subscribe":
+            if time.monotonic() > deadline:
+                raise self._redis.ConnectionError("no SUBSCRIBE confirmation within 5 s")
+
+    def _receive(self, timeout: float) -> list[str]:
+        message = self._pubsub.get_message(timeout=timeout)
+        if not message or message["type"] != "message":
+            return []
+        data = message["data"]
+        # undecodable bytes become a malformed message, which _deliver drops
+        return [data.decode(errors="replace") if isinstance(data, bytes) else data]
 
     def _close(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):  # closing a broken connection
-                pubsub.close()
+        client, self._listen_client = self._listen_client, None
+        for closable in (pubsub, client):
+            if closable is not None:
+                with contextlib.suppress(Exception):  # closing a broken connection
+                    closable.close()
