@@ -5,6 +5,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -101,38 +103,96 @@ def wait_until(predicate, timeout: float, interval: float = 0.02):
         time.sleep(interval)
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def fetch(url: str, accept: str | None = None) -> tuple[int, dict[str, str], str]:
+    """GET ``url`` without following redirects; return status, headers and body."""
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with _opener.open(request, timeout=2) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def status_of(url: str) -> int:
+    return fetch(url)[0]
+
+
+def make_node(node_id: str, *, kind: str = "web", status: str = "running", age: float = 0.0,
+              maintenance: bool = False, errors: list[dict[str, str]] | None = None,
+              name: str = "gunicorn"):
+    """A supervisor node row whose last heartbeat was ``age`` seconds ago."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tachycore.models import Node
+
+    now = timezone.now()
+    return Node.objects.create(
+        id=node_id, kind=kind, name=name, hostname="host-a", pid=4242, status=status,
+        started=now - timedelta(seconds=age + 60), heartbeat=now - timedelta(seconds=age),
+        maintenance=maintenance, last_errors=errors or [],
+    )
+
+
+def start_server(env: dict[str, str]) -> tuple[str, subprocess.Popen]:
+    """Start ``manage.py runserver`` on a free port; return its base URL and process once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(url + "/admin/login/", timeout=1).close()
+            return True
+        except OSError:
+            return proc.poll() is not None
+
+    wait_until(up, timeout=30, interval=0.1)
+    if proc.poll() is not None:
+        raise RuntimeError(f"runserver exited: {proc.stderr.read().decode()}")
+    return url, proc
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
 @pytest.fixture
-def live_server_process(subprocess_env):
-    """Start ``manage.py runserver`` in a new process; yield its base URL; stop it after."""
-    servers = []
+def server_processes(subprocess_env):
+    """``start(env=None) -> (url, Popen)``: real servers on this test's database, stopped after."""
+    procs: list[subprocess.Popen] = []
 
-    def start(env: dict[str, str] | None = None) -> str:
-        import urllib.request
-
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"],
-            env=env or subprocess_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        servers.append(proc)
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                urllib.request.urlopen(url + "/admin/login/", timeout=1)
-                return True
-            except OSError:
-                return proc.poll() is not None
-
-        wait_until(up, timeout=30, interval=0.1)
-        if proc.poll() is not None:
-            raise RuntimeError(f"runserver exited: {proc.stderr.read().decode()}")
-        return url
+    def start(env: dict[str, str] | None = None) -> tuple[str, subprocess.Popen]:
+        url, proc = start_server(env or subprocess_env)
+        procs.append(proc)
+        return url, proc
 
     yield start
-    for proc in servers:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    for proc in procs:
+        stop_server(proc)
+
+
+@pytest.fixture
+def live_server_process(server_processes):
+    """``start(env=None) -> url``: a real ``runserver`` on this test's database, stopped after."""
+    return lambda env=None: server_processes(env)[0]

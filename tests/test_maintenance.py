@@ -5,9 +5,6 @@ from __future__ import annotations
 import io
 import json
 import time
-import urllib.error
-import urllib.request
-from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -17,9 +14,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from tachycore.maintenance import MaintenanceMode, maintenance
-from tachycore.models import Node, SiteState
+from tachycore.models import SiteState
 
-from .conftest import manage, wait_until
+from .conftest import fetch, make_node, manage, status_of, wait_until
 
 #: how soon every process must follow a change (DESIGN.md: "within one second")
 PROPAGATION = 1.0
@@ -46,28 +43,6 @@ def member(db):
 @pytest.fixture
 def staff(db):
     return get_user_model().objects.create_user("editor", password="editor-pass", is_staff=True)
-
-
-def make_node(
-    node_id: str,
-    *,
-    kind: str = "web",
-    status: str = "running",
-    maintenance: bool = False,
-    age: float = 0.0,
-) -> Node:
-    now = timezone.now()
-    return Node.objects.create(
-        id=node_id,
-        kind=kind,
-        name=node_id,
-        hostname="host-a",
-        pid=4242,
-        status=status,
-        started=now - timedelta(seconds=age + 60),
-        heartbeat=now - timedelta(seconds=age),
-        maintenance=maintenance,
-    )
 
 
 # -- one process: the test client ---------------------------------------------------------------
@@ -400,28 +375,6 @@ def test_command__bad_action_exits_2_with_usage_in_a_new_process(subprocess_env)
 
 
 # -- real processes: runserver and manage.py maintenance -----------------------------------------
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
-def fetch(url: str, accept: str | None = None) -> tuple[int, dict[str, str], str]:
-    """GET ``url`` without following redirects; return status, headers and body."""
-    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    try:
-        with _opener.open(request, timeout=2) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
-
-
-def status_of(url: str) -> int:
-    return fetch(url)[0]
 
 
 def web_nodes(env: dict[str, str]) -> list[dict]:

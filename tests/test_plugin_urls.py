@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import io
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from django.core.management import call_command
 
 from demo.notes.plugin import WELCOME_TITLE
 
-from .conftest import manage
+from .conftest import manage, status_of
 
 #: how soon another process must see a plugin state change (DESIGN.md: "within one second")
 PROPAGATION = 1.0
@@ -22,14 +20,6 @@ def pm(*args: str) -> str:
     out = io.StringIO()
     call_command("pm", *args, stdout=out, stderr=io.StringIO())
     return out.getvalue()
-
-
-def status_of(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status
-    except urllib.error.HTTPError as e:
-        return e.code
 
 
 def seconds_until_status(url: str, expected: int, within: float) -> float | None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from django.core.management import call_command
@@ -15,25 +13,9 @@ from django.db import connection
 from tachycore.models import ApplicationPlugin
 from tachycore.registry import DatabaseRegistry
 
-from .conftest import manage, wait_until
+from .conftest import fetch, manage, status_of, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def status_of(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
-def body_of(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def all_answer(servers: list[str], path: str, code: int, timeout: float) -> bool:
@@ -79,7 +61,7 @@ def test_two_servers__follow_maintenance_within_a_second(two_servers, subprocess
 
     assert all_answer(two_servers, "/api/notes/", 503, timeout=1.0)
     for server in two_servers:
-        code, body = body_of(server + "/api/notes/")
+        code, _, body = fetch(server + "/api/notes/")
         assert (code, json.loads(body)["detail"]) == (503, "Back at five")
         assert status_of(server + "/admin/login/") == 200
 

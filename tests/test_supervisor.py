@@ -7,10 +7,7 @@ import json
 import re
 import signal
 import socket
-import subprocess
-import sys
-import urllib.request
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 from django.core.management import call_command
@@ -20,7 +17,7 @@ from django.utils import timezone
 from tachycore.models import Node, NodeStatus
 from tachycore.supervisor import MAX_ERRORS, Supervisor, list_nodes, prune_nodes
 
-from .conftest import ROOT, free_port, manage, wait_until
+from .conftest import make_node, manage, wait_until
 
 JSON_KEYS = {
     "id",
@@ -36,32 +33,6 @@ JSON_KEYS = {
     "maintenance",
     "last_errors",
 }
-
-
-def make_node(
-    node_id: str,
-    *,
-    kind: str = "web",
-    status: str = NodeStatus.RUNNING,
-    age: float = 0.0,
-    maintenance: bool = False,
-    errors: list[dict[str, str]] | None = None,
-    name: str = "gunicorn",
-) -> Node:
-    """A node row whose last heartbeat was ``age`` seconds ago."""
-    now = timezone.now()
-    return Node.objects.create(
-        id=node_id,
-        kind=kind,
-        name=name,
-        hostname="host-a",
-        pid=4242,
-        status=status,
-        started=now - timedelta(seconds=age + 60),
-        heartbeat=now - timedelta(seconds=age),
-        maintenance=maintenance,
-        last_errors=errors or [],
-    )
 
 
 def supervisor(*args: str) -> tuple[str, str]:
@@ -466,51 +437,9 @@ def test_write__database_error_is_logged_not_raised(db, monkeypatch, caplog):
 
 
 @pytest.fixture
-def server(subprocess_env):
-    """Start ``manage.py runserver``; return ``(base url, Popen)``; stop it after the test."""
-    procs: list[subprocess.Popen] = []
-
-    def start() -> tuple[str, subprocess.Popen]:
-        port = free_port()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "manage.py"),
-                "runserver",
-                f"127.0.0.1:{port}",
-                "--noreload",
-            ],
-            env=subprocess_env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                urllib.request.urlopen(url + "/admin/login/", timeout=1).close()
-                return True
-            except OSError:
-                return proc.poll() is not None
-
-        wait_until(up, timeout=30, interval=0.1)
-        if proc.poll() is not None:
-            raise RuntimeError(f"runserver exited: {proc.stderr.read().decode()}")
-        return url, proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+def server(server_processes):
+    """``start() -> (base url, Popen)``; the server is stopped after the test."""
+    return server_processes
 
 
 def nodes_seen_by_another_process(env: dict[str, str], *args: str) -> list[dict]:
