@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "tachycore",
+    "kv",
     "demo",
     "demo.audit",
     "demo.notes",

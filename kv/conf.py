@@ -1,0 +1,33 @@
+"""``settings.KV`` with defaults; every key can be overridden by ``KV_<KEY>`` in the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tachycore.conf import AppSettings, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class KVDefaults:
+    #: keep recently read values in this process
+    L1_ENABLED: bool = setting(True, "bool")
+    #: the longest an L1 entry lives (a key's own TTL shortens it)
+    L1_TTL: float = setting(5.0, "duration")
+    #: the most bytes L1 holds (serialised values and keys); least recently used go first
+    L1_MAX_SIZE: int = setting(16 * 1024 * 1024, "int", minimum=0)
+    #: the largest value, in bytes of its JSON form
+    MAX_VALUE_SIZE: int = setting(1024 * 1024, "int", minimum=1)
+    #: "full": every write is durable at commit; "fast": on PostgreSQL, kv writes outside a
+    #: transaction commit with synchronous_commit off (a crash of the server can lose the last ones)
+    DURABILITY: str = setting("full", "str", choices=("full", "fast"))
+    #: how often the scheduled cleanup deletes expired rows
+    CLEANUP_INTERVAL: float = setting(60.0, "duration", minimum=1)
+    #: rows deleted per statement by the cleanup
+    CLEANUP_BATCH_SIZE: int = setting(1000, "int", minimum=1)
+    #: serve the HTTP API at /api/kv/ (off by default)
+    HTTP_ENABLED: bool = setting(False, "bool")
+    READ_PERMISSION_CLASSES: list = setting(["rest_framework.permissions.IsAdminUser"], "list")
+    WRITE_PERMISSION_CLASSES: list = setting(["rest_framework.permissions.IsAdminUser"], "list")
+
+
+kv_settings = AppSettings("KV", KVDefaults)

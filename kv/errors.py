@@ -1,0 +1,31 @@
+"""Exceptions of the key-value store; each message names the key, field or value at fault."""
+
+from __future__ import annotations
+
+
+class KVError(Exception):
+    """Base class of every error the store raises."""
+
+
+class InvalidKey(KVError, ValueError):
+    """A key (or hash field) that is not a non-empty string of at most 512 characters."""
+
+
+class InvalidValue(KVError, ValueError):
+    """A value that is not JSON-serialisable or is larger than ``KV["MAX_VALUE_SIZE"]``."""
+
+
+class WrongType(KVError, TypeError):
+    """A hash operation on a plain value, or a plain-value operation on a hash."""
+
+
+class NotAnInteger(KVError, ValueError):
+    """``incr``/``hincrby`` on a value that is not an integer."""
+
+
+class Overflow(KVError, ValueError):
+    """An increment that would leave the signed 64-bit range."""
+
+
+class LockTimeout(KVError, TimeoutError):
+    """``locked()`` could not acquire the lock within its timeout."""

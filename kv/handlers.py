@@ -1,0 +1,38 @@
+"""Signal and sync-message handlers connected in ``KvConfig.ready()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .store import INVALIDATE_CHANNEL
+
+__all__ = ["INVALIDATE_CHANNEL", "flush_l1", "invalidate_from_elsewhere", "register_sqlite_functions"]
+
+
+def invalidate_from_elsewhere(payload: Any) -> None:
+    """Another process wrote keys: drop them (or everything) from this process's L1."""
+    from . import get_store
+
+    l1 = get_store().l1
+    if l1 is None:
+        return
+    if isinstance(payload, dict) and isinstance(payload.get("keys"), list):
+        l1.invalidate(*[key for key in payload["keys"] if isinstance(key, str)])
+    else:
+        l1.clear()
+
+
+def flush_l1() -> None:
+    """The sync listener reconnected: messages may have been lost, so forget everything."""
+    from . import get_store
+
+    l1 = get_store().l1
+    if l1 is not None:
+        l1.clear()
+
+
+def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if connection.vendor == "sqlite":
+        from .sql.sqlite import register_functions
+
+        register_functions(connection)

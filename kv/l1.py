@@ -1,0 +1,91 @@
+"""The in-process L1 cache: bounded in bytes, least recently used out first, short-lived."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+#: values of these types cannot be changed by the caller: L1 hands out the object itself
+IMMUTABLE = (str, int, float, bool, type(None))
+ENTRY_OVERHEAD = 100  # bytes counted per entry beyond its key and JSON text
+
+
+class L1Cache:
+    """Maps a key to its type and value for at most ``ttl`` seconds.
+
+    A hit returns an immutable value as it is, and a list or dict rebuilt from
+    its JSON text, so a caller can change what it got without changing the
+    cache. ``generation`` rises with every invalidation: a fill that began (its
+    database read) before an invalidation is dropped, so a slow reader never
+    puts back a value a writer has just replaced.
+    """
+
+    def __init__(self, max_bytes: int, ttl: float) -> None:
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self._entries: OrderedDict[str, tuple[str, Any, str | None, float, int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def get(self, key: str) -> tuple[str, Any] | None:
+        """``(type, value)`` on a hit, ``None`` on a miss."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        type_, value, text, expires, _ = entry
+        if expires <= time.monotonic():
+            self.invalidate(key, bump=False)
+            return None
+        try:  # noqa: SIM105 (faster than contextlib.suppress on this hot path)
+            self._entries.move_to_end(key)
+        except KeyError:  # dropped by another thread meanwhile: still a valid read
+            pass
+        if text is not None:
+            return type_, json.loads(text)
+        return type_, value
+
+    def fill(self, key: str, type_: str, value: Any, text: str, ttl: float | None, generation: int) -> None:
+        """Keep ``key`` for ``min(self.ttl, ttl)`` seconds unless it was invalidated since ``generation``."""
+        lifetime = self.ttl if ttl is None else min(self.ttl, ttl)
+        size = len(key) + len(text) + ENTRY_OVERHEAD
+        if lifetime <= 0 or size > self.max_bytes:
+            return
+        entry = (type_, value if isinstance(value, IMMUTABLE) else None,
+                 None if isinstance(value, IMMUTABLE) else text, time.monotonic() + lifetime, size)
+        with self._lock:
+            if generation != self.generation:
+                return
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._size -= old[4]
+            self._entries[key] = entry
+            self._size += size
+            while self._size > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._size -= dropped[4]
+
+    def invalidate(self, *keys: str, bump: bool = True) -> None:
+        with self._lock:
+            if bump:
+                self.generation += 1
+            for key in keys:
+                old = self._entries.pop(key, None)
+                if old is not None:
+                    self._size -= old[4]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
+            self._size = 0

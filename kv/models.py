@@ -1,0 +1,37 @@
+"""The ``_kv`` table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.db import models
+
+
+class ValueType(models.TextChoices):
+    VALUE = "value"  # any JSON value (strings, numbers, lists, objects, locks)
+    HASH = "hash"  # a JSON object of fields, written with hset/hdel/hincrby
+    CACHE = "cache"  # an entry of kv.cache.KVCache
+
+
+class KVEntry(models.Model):
+    """One key. ``expire_at`` is in epoch milliseconds (UTC); a row past it counts as absent."""
+
+    key = models.CharField(max_length=512, primary_key=True)
+    type = models.CharField(max_length=10, choices=ValueType.choices, default=ValueType.VALUE)
+    value = models.JSONField()
+    expire_at = models.BigIntegerField(null=True, blank=True, db_index=True)
+    created = models.DateTimeField()
+    updated = models.DateTimeField()
+
+    class Meta:
+        db_table = "_kv"
+        verbose_name = "key"
+        verbose_name_plural = "keys"
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def expires(self) -> datetime | None:
+        """``expire_at`` as an aware datetime."""
+        return datetime.fromtimestamp(self.expire_at / 1000, tz=UTC) if self.expire_at is not None else None

@@ -1,0 +1,11 @@
+from tachycore.plugins import Plugin
+
+
+class KVPlugin(Plugin):
+    """The key-value store, a built-in plugin: its HTTP API lives at /api/kv/ (when enabled)."""
+
+    name = "kv"
+    version = "1.0.0"
+    description = "A Redis-like key-value store on the site's database, with an in-process L1 cache."
+    built_in = True
+    urls = None  # the HTTP API comes with kv.api

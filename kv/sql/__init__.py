@@ -1,0 +1,19 @@
+"""The store's SQL, one module per database (chosen by ``connection.vendor``)."""
+
+from __future__ import annotations
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .base import Statements
+
+
+def statements_for(connection: BaseDatabaseWrapper, cursor) -> Statements:
+    if connection.vendor == "postgresql":
+        from .postgresql import PostgresStatements
+
+        return PostgresStatements(cursor)
+    if connection.vendor == "sqlite":
+        from .sqlite import SQLiteStatements
+
+        return SQLiteStatements(cursor)
+    raise NotImplementedError(f"kv supports PostgreSQL and SQLite, not {connection.vendor}")

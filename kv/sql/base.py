@@ -1,0 +1,179 @@
+"""The statements of the store, shared by both databases; vendor classes fill in the rest.
+
+Every write is one statement. Expiry is compared with ``now`` (epoch milliseconds)
+passed as a parameter, so an expired row counts as absent everywhere. Values
+travel as JSON text and are read back as text (``json.loads`` in Python).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+EXPIRED = "(_kv.expire_at IS NOT NULL AND _kv.expire_at <= %(now)s)"
+ALIVE = "(expire_at IS NULL OR expire_at > %(now)s)"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class Statements:
+    """The statements both PostgreSQL and SQLite accept (``%(name)s`` parameters)."""
+
+    vendor = ""
+    #: how the value column is read as JSON text
+    value_text = "value"
+
+    def json_param(self, name: str) -> str:
+        """How the JSON text parameter ``name`` becomes a value of the column."""
+        return f"%({name})s"
+
+    def __init__(self, cursor) -> None:
+        self.cursor = cursor
+
+    def _one(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        self.cursor.execute(sql, params)
+        return self.cursor.fetchone()
+
+    def _all(self, sql: str, params: dict[str, Any]) -> list[tuple]:
+        self.cursor.execute(sql, params)
+        return self.cursor.fetchall()
+
+    @staticmethod
+    def _in(name: str, values: list[str], params: dict[str, Any]) -> str:
+        """``%(name0)s, %(name1)s, ...`` for an IN list, adding the parameters."""
+        names = []
+        for i, value in enumerate(values):
+            params[f"{name}{i}"] = value
+            names.append(f"%({name}{i})s")
+        return ", ".join(names)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, key: str, now: int) -> tuple[str, str, int | None] | None:
+        """``(type, value JSON, expire_at)`` of a live key."""
+        return self._one(
+            f"SELECT type, {self.value_text}, expire_at FROM _kv WHERE key = %(key)s AND {ALIVE}",
+            {"key": key, "now": now},
+        )
+
+    def get_many(self, keys: list[str], now: int) -> dict[str, tuple[str, str, int | None]]:
+        params: dict[str, Any] = {"now": now}
+        rows = self._all(
+            f"SELECT key, type, {self.value_text}, expire_at FROM _kv "
+            f"WHERE key IN ({self._in('k', keys, params)}) AND {ALIVE}",
+            params,
+        )
+        return {row[0]: row[1:] for row in rows}
+
+    def expire_at(self, key: str, now: int) -> tuple[int | None] | None:
+        return self._one(f"SELECT expire_at FROM _kv WHERE key = %(key)s AND {ALIVE}", {"key": key, "now": now})
+
+    def keys(self, pattern: str, now: int, type_: str | None = None) -> list[str]:
+        raise NotImplementedError
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def set(self, key: str, value: str, expire_at: int | None, now: int, ts, *, nx: bool = False,
+            keepttl: bool = False, type_: str = "value") -> bool:
+        """Create or replace a key; with ``nx`` only when absent. Return whether it was written."""
+        expire = "CASE WHEN " + EXPIRED + " THEN NULL ELSE _kv.expire_at END" if keepttl else "excluded.expire_at"
+        condition = f"WHERE {EXPIRED}" if nx else ""
+        row = self._one(
+            f"INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+            f"VALUES (%(key)s, %(type)s, {self.json_param('value')}, %(expire_at)s, %(ts)s, %(ts)s) "
+            f"ON CONFLICT (key) DO UPDATE SET type = excluded.type, value = excluded.value, "
+            f"expire_at = {expire}, updated = excluded.updated, "
+            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END {condition} "
+            f"RETURNING 1",
+            {"key": key, "type": type_, "value": value, "expire_at": expire_at, "now": now, "ts": ts},
+        )
+        return row is not None
+
+    def replace(self, key: str, value: str, expire_at: int | None, now: int, ts, *, keepttl: bool = False,
+                type_: str = "value") -> bool:
+        """Replace a live key only (``SET ... XX``)."""
+        expire = "expire_at" if keepttl else "%(expire_at)s"
+        row = self._one(
+            f"UPDATE _kv SET type = %(type)s, value = {self.json_param('value')}, expire_at = {expire}, "
+            f"updated = %(ts)s WHERE key = %(key)s AND {ALIVE} RETURNING 1",
+            {"key": key, "type": type_, "value": value, "expire_at": expire_at, "now": now, "ts": ts},
+        )
+        return row is not None
+
+    def set_many(self, items: list[tuple[str, str]], expire_at: int | None, now: int, ts,
+                 type_: str = "value") -> None:
+        """Create or replace several keys in one statement (``MSET``)."""
+        params: dict[str, Any] = {"now": now, "ts": ts, "expire_at": expire_at, "type": type_}
+        rows = []
+        for i, (key, value) in enumerate(items):
+            params[f"k{i}"], params[f"v{i}"] = key, value
+            rows.append(f"(%(k{i})s, %(type)s, {self.json_param(f'v{i}')}, "
+                        f"%(expire_at)s, %(ts)s, %(ts)s)")
+        self.cursor.execute(
+            f"INSERT INTO _kv (key, type, value, expire_at, created, updated) VALUES {', '.join(rows)} "
+            f"ON CONFLICT (key) DO UPDATE SET type = excluded.type, value = excluded.value, "
+            f"expire_at = excluded.expire_at, updated = excluded.updated, "
+            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END",
+            params,
+        )
+
+    def delete(self, keys: list[str], now: int) -> int:
+        """Delete keys; return how many of them were live."""
+        params: dict[str, Any] = {"now": now}
+        rows = self._all(
+            f"DELETE FROM _kv WHERE key IN ({self._in('k', keys, params)}) RETURNING expire_at", params
+        )
+        return sum(1 for (expire_at,) in rows if expire_at is None or expire_at > now)
+
+    def set_expiry(self, key: str, expire_at: int | None, now: int, ts, *, only_if_set: bool = False) -> bool:
+        """Set or clear a live key's expiry; with ``only_if_set`` only when it has one (``PERSIST``)."""
+        condition = " AND expire_at IS NOT NULL" if only_if_set else ""
+        row = self._one(
+            f"UPDATE _kv SET expire_at = %(expire_at)s, updated = %(ts)s "
+            f"WHERE key = %(key)s AND {ALIVE}{condition} RETURNING 1",
+            {"key": key, "expire_at": expire_at, "now": now, "ts": ts},
+        )
+        return row is not None
+
+    def lock(self, key: str, token: str, expire_at: int, now: int, ts) -> bool:
+        """Take ``key`` for ``token`` unless a live holder has it."""
+        return self.set(key, json.dumps(token), expire_at, now, ts, nx=True)
+
+    def unlock(self, key: str, token: str, now: int) -> bool:
+        """Delete ``key`` only while it is live and holds ``token``."""
+        row = self._one(
+            f"DELETE FROM _kv WHERE key = %(key)s AND {ALIVE} AND type = 'value' "
+            f"AND {self.value_text} = %(token)s RETURNING 1",
+            {"key": key, "token": json.dumps(token), "now": now},
+        )
+        return row is not None
+
+    def delete_expired(self, now: int, batch_size: int) -> int:
+        """Delete at most ``batch_size`` expired rows; return how many."""
+        self.cursor.execute(
+            "DELETE FROM _kv WHERE key IN (SELECT key FROM _kv WHERE expire_at <= %(now)s "
+            "LIMIT %(limit)s)",
+            {"now": now, "limit": batch_size},
+        )
+        return self.cursor.rowcount
+
+    # -- vendor-specific -------------------------------------------------------------------
+
+    def incr(self, key: str, amount: int, now: int, ts) -> int | None:
+        """Add ``amount`` to an integer (0 when absent); ``None`` when refused (see diagnose)."""
+        raise NotImplementedError
+
+    def hset(self, key: str, mapping: str, field_count: int, now: int, ts) -> int | None:
+        """Merge ``mapping`` (JSON object) into a hash; the number of new fields, ``None`` on a non-hash."""
+        raise NotImplementedError
+
+    def hdel(self, key: str, fields: list[str], now: int, ts) -> tuple[str, int] | None:
+        """Remove fields (the key goes with its last field); ``(type, removed)``, ``None`` if absent."""
+        raise NotImplementedError
+
+    def hincr(self, key: str, field: str, amount: int, now: int, ts) -> int | None:
+        raise NotImplementedError
+
+    def row(self, key: str, now: int) -> tuple[str, str] | None:
+        """``(type, value JSON)`` of a live key, to explain a refused write."""
+        found = self.get(key, now)
+        return (found[0], found[1]) if found else None

@@ -1,0 +1,101 @@
+"""PostgreSQL statements: jsonb operators, regular expressions for glob patterns."""
+
+from __future__ import annotations
+
+from .base import ALIVE, EXPIRED, Statements
+from .glob import glob_to_regex
+
+_INTEGER = "(jsonb_typeof(_kv.value) = 'number' AND (_kv.value #>> '{}') ~ '^-?[0-9]+$')"
+
+
+class PostgresStatements(Statements):
+    vendor = "postgresql"
+    value_text = "value::text"
+
+    def json_param(self, name: str) -> str:
+        return f"%({name})s::jsonb"
+
+    def keys(self, pattern: str, now: int, type_: str | None = None) -> list[str]:
+        regex, prefix = glob_to_regex(pattern)
+        params = {"now": now, "regex": regex, "type": type_, "lo": prefix}
+        conditions = [ALIVE, "key ~ %(regex)s"]
+        if prefix:
+            conditions.append("key >= %(lo)s")  # lets the primary key index narrow the scan
+        conditions.append("type <> 'cache'" if type_ is None else "type = %(type)s")
+        rows = self._all(f"SELECT key FROM _kv WHERE {' AND '.join(conditions)} ORDER BY key", params)
+        return [row[0] for row in rows]
+
+    def incr(self, key: str, amount: int, now: int, ts) -> int | None:
+        row = self._one(
+            "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+            "VALUES (%(key)s, 'value', to_jsonb(%(amount)s::bigint), NULL, %(ts)s, %(ts)s) "
+            "ON CONFLICT (key) DO UPDATE SET "
+            f"value = CASE WHEN {EXPIRED} THEN excluded.value "
+            "ELSE to_jsonb(((_kv.value #>> '{}')::numeric + %(amount)s)::bigint) END, "
+            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
+            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
+            "updated = excluded.updated "
+            # CASE keeps the cast from running on a value that is not an integer
+            f"WHERE {EXPIRED} OR CASE WHEN _kv.type = 'value' AND {_INTEGER} "
+            "THEN (_kv.value #>> '{}')::numeric + %(amount)s BETWEEN -9223372036854775808 AND 9223372036854775807 "
+            "ELSE false END "
+            "RETURNING (value #>> '{}')::bigint",
+            {"key": key, "amount": amount, "now": now, "ts": ts},
+        )
+        return row[0] if row else None
+
+    def hset(self, key: str, mapping: str, field_count: int, now: int, ts) -> int | None:
+        # "old" is read (and its row locked) before the insert runs, so the fields it
+        # reports are the ones this statement replaces
+        row = self._one(
+            f"WITH old AS MATERIALIZED (SELECT type, value FROM _kv WHERE key = %(key)s AND {ALIVE} FOR UPDATE) "
+            "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+            "SELECT %(key)s, 'hash', %(mapping)s::jsonb, NULL, %(ts)s, %(ts)s "
+            "FROM (SELECT count(*) FROM old) AS locked_first "
+            "ON CONFLICT (key) DO UPDATE SET "
+            f"value = CASE WHEN {EXPIRED} THEN excluded.value ELSE _kv.value || excluded.value END, "
+            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
+            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
+            "type = 'hash', updated = excluded.updated "
+            f"WHERE {EXPIRED} OR _kv.type = 'hash' "
+            "RETURNING (SELECT count(*) FROM jsonb_object_keys(%(mapping)s::jsonb) AS f(name) "
+            "WHERE NOT EXISTS (SELECT 1 FROM old WHERE old.type = 'hash' AND old.value ? f.name))",
+            {"key": key, "mapping": mapping, "now": now, "ts": ts},
+        )
+        return row[0] if row else None
+
+    def hdel(self, key: str, fields: list[str], now: int, ts) -> tuple[str, int] | None:
+        row = self._one(
+            f"WITH old AS (SELECT key, type, value FROM _kv WHERE key = %(key)s AND {ALIVE} FOR UPDATE), "
+            "emptied AS (DELETE FROM _kv USING old WHERE _kv.key = old.key AND old.type = 'hash' "
+            "AND old.value - %(fields)s::text[] = '{}'::jsonb RETURNING 1), "
+            "kept AS (UPDATE _kv SET value = old.value - %(fields)s::text[], updated = %(ts)s FROM old "
+            "WHERE _kv.key = old.key AND old.type = 'hash' AND old.value - %(fields)s::text[] <> '{}'::jsonb "
+            "RETURNING 1) "
+            "SELECT old.type, (SELECT count(DISTINCT f) FROM unnest(%(fields)s::text[]) AS f "
+            "WHERE old.type = 'hash' AND old.value ? f) FROM old",
+            {"key": key, "fields": fields, "now": now, "ts": ts},
+        )
+        return (row[0], row[1]) if row else None
+
+    def hincr(self, key: str, field: str, amount: int, now: int, ts) -> int | None:
+        current = "(_kv.value -> %(field)s)"
+        row = self._one(
+            "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+            "VALUES (%(key)s, 'hash', jsonb_build_object(%(field)s::text, %(amount)s::bigint), NULL, %(ts)s, %(ts)s) "
+            "ON CONFLICT (key) DO UPDATE SET "
+            f"value = CASE WHEN {EXPIRED} THEN excluded.value "
+            f"WHEN {current} IS NULL THEN _kv.value || excluded.value "
+            "ELSE jsonb_set(_kv.value, ARRAY[%(field)s::text], "
+            f"to_jsonb((({current} #>> '{{}}')::numeric + %(amount)s)::bigint)) END, "
+            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
+            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
+            "updated = excluded.updated "
+            f"WHERE {EXPIRED} OR (_kv.type = 'hash' AND CASE WHEN {current} IS NULL THEN true "
+            f"WHEN jsonb_typeof({current}) = 'number' AND ({current} #>> '{{}}') ~ '^-?[0-9]+$' "
+            f"THEN ({current} #>> '{{}}')::numeric + %(amount)s BETWEEN -9223372036854775808 AND 9223372036854775807 "
+            "ELSE false END) "
+            "RETURNING (value -> %(field)s #>> '{}')::bigint",
+            {"key": key, "field": field, "amount": amount, "now": now, "ts": ts},
+        )
+        return row[0] if row else None

@@ -1,0 +1,130 @@
+"""SQLite statements: JSON1 functions, GLOB for patterns, and small functions of ours
+registered on each connection for the hash updates SQLite's JSON paths cannot express
+(a field name may hold any character)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from .base import ALIVE, EXPIRED, Statements
+from .glob import glob_to_sqlite, literal_prefix
+
+_results = threading.local()  # what a hash function computed, read right after its statement
+
+
+def _hset(old: str | None, mapping: str) -> str:
+    current = json.loads(old) if old else {}
+    new = json.loads(mapping)
+    _results.new_fields = sum(1 for field in new if field not in current)
+    current.update(new)
+    return json.dumps(current)
+
+
+def _hdel(old: str, fields: str) -> str:
+    current = json.loads(old)
+    removed = {field for field in json.loads(fields) if field in current}
+    _results.removed = len(removed)
+    for field in removed:
+        del current[field]
+    return json.dumps(current)
+
+
+def _hincr_ok(old: str, field: str, amount: int) -> int:
+    value = json.loads(old).get(field, 0)
+    return int(type(value) is int and -(2**63) <= value + amount <= 2**63 - 1)
+
+
+def _hincr(old: str | None, field: str, amount: int) -> str:
+    current = json.loads(old) if old else {}
+    current[field] = current.get(field, 0) + amount
+    return json.dumps(current)
+
+
+def register_functions(connection) -> None:
+    """Add the kv functions to a new SQLite connection (``connection_created``)."""
+    raw = connection.connection
+    raw.create_function("kv_hset", 2, _hset, deterministic=True)
+    raw.create_function("kv_hdel", 2, _hdel, deterministic=True)
+    raw.create_function("kv_hincr_ok", 3, _hincr_ok, deterministic=True)
+    raw.create_function("kv_hincr", 3, _hincr, deterministic=True)
+
+
+class SQLiteStatements(Statements):
+    vendor = "sqlite"
+
+    def keys(self, pattern: str, now: int, type_: str | None = None) -> list[str]:
+        params = {"now": now, "glob": glob_to_sqlite(pattern), "type": type_, "lo": literal_prefix(pattern)}
+        conditions = [ALIVE, "key GLOB %(glob)s"]
+        if params["lo"]:
+            conditions.append("key >= %(lo)s")
+        conditions.append("type <> 'cache'" if type_ is None else "type = %(type)s")
+        rows = self._all(f"SELECT key FROM _kv WHERE {' AND '.join(conditions)} ORDER BY key", params)
+        return [row[0] for row in rows]
+
+    def incr(self, key: str, amount: int, now: int, ts) -> int | None:
+        row = self._one(
+            "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+            "VALUES (%(key)s, 'value', %(text)s, NULL, %(ts)s, %(ts)s) "
+            "ON CONFLICT (key) DO UPDATE SET "
+            f"value = CASE WHEN {EXPIRED} THEN excluded.value "
+            "ELSE CAST(CAST(_kv.value AS INTEGER) + %(amount)s AS TEXT) END, "
+            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
+            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
+            "updated = excluded.updated "
+            f"WHERE {EXPIRED} OR (_kv.type = 'value' AND json_valid(_kv.value) "
+            "AND json_type(_kv.value) = 'integer' AND CAST(CAST(_kv.value AS INTEGER) AS TEXT) = _kv.value "
+            # an int64 overflow makes SQLite's sum a REAL
+            "AND typeof(CAST(_kv.value AS INTEGER) + %(amount)s) = 'integer') "
+            "RETURNING CAST(value AS INTEGER)",
+            {"key": key, "amount": amount, "text": str(amount), "now": now, "ts": ts},
+        )
+        return row[0] if row else None
+
+    def hset(self, key: str, mapping: str, field_count: int, now: int, ts) -> int | None:
+        _results.new_fields = field_count  # when the key is new, every field is
+        row = self._one(
+            "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+            "VALUES (%(key)s, 'hash', %(mapping)s, NULL, %(ts)s, %(ts)s) "
+            "ON CONFLICT (key) DO UPDATE SET "
+            f"value = CASE WHEN {EXPIRED} THEN kv_hset(NULL, excluded.value) "
+            "ELSE kv_hset(_kv.value, excluded.value) END, "
+            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
+            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
+            "type = 'hash', updated = excluded.updated "
+            f"WHERE {EXPIRED} OR _kv.type = 'hash' RETURNING 1",
+            {"key": key, "mapping": mapping, "now": now, "ts": ts},
+        )
+        return _results.new_fields if row else None
+
+    def hdel(self, key: str, fields: list[str], now: int, ts) -> tuple[str, int] | None:
+        # SQLite has no data-modifying CTEs: the update and the removal of an emptied hash
+        # are two statements, in one transaction (a SQLite transaction holds the write lock)
+        found = self.row(key, now)
+        if found is None or found[0] != "hash":
+            return (found[0], 0) if found else None
+        _results.removed = 0
+        self._one(
+            f"UPDATE _kv SET value = kv_hdel(value, %(fields)s), updated = %(ts)s "
+            f"WHERE key = %(key)s AND {ALIVE} AND type = 'hash' RETURNING 1",
+            {"key": key, "fields": json.dumps(fields), "now": now, "ts": ts},
+        )
+        removed = _results.removed
+        self.cursor.execute("DELETE FROM _kv WHERE key = %(key)s AND type = 'hash' AND value = '{}'", {"key": key})
+        return "hash", removed
+
+    def hincr(self, key: str, field: str, amount: int, now: int, ts) -> int | None:
+        row = self._one(
+            "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+            "VALUES (%(key)s, 'hash', json_object(%(field)s, %(amount)s), NULL, %(ts)s, %(ts)s) "
+            "ON CONFLICT (key) DO UPDATE SET "
+            f"value = CASE WHEN {EXPIRED} THEN excluded.value "
+            "ELSE kv_hincr(_kv.value, %(field)s, %(amount)s) END, "
+            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
+            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
+            "updated = excluded.updated "
+            f"WHERE {EXPIRED} OR (_kv.type = 'hash' AND kv_hincr_ok(_kv.value, %(field)s, %(amount)s)) "
+            "RETURNING value",
+            {"key": key, "field": field, "amount": amount, "now": now, "ts": ts},
+        )
+        return json.loads(row[0])[field] if row else None

@@ -1,0 +1,475 @@
+"""``KVStore``: a Redis-like API over the ``_kv`` table, with the L1 cache in front."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import secrets
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.utils import timezone
+
+from .conf import kv_settings
+from .errors import InvalidKey, InvalidValue, LockTimeout, NotAnInteger, Overflow, WrongType
+from .l1 import L1Cache
+from .sql import Statements, statements_for
+from .sql.base import INT64_MAX, INT64_MIN
+
+MAX_KEY_LENGTH = 512
+INVALIDATE_CHANNEL = "kv-invalidate"
+_INVALIDATE_ALL_OVER = 6000  # bytes of key names: past this, tell other processes to drop everything
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise InvalidValue(f"{what} must be a number of seconds, got {value!r}")
+    return float(value)
+
+
+def _integer(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(f"{what} must be an integer, got {value!r}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise Overflow(f"{what} {value} is outside the signed 64-bit range")
+    return value
+
+
+class KVStore:
+    """The key-value store. Method names, arguments and results follow redis-py.
+
+    Every write is one SQL statement, atomic across processes, and joins the
+    caller's transaction when there is one. Reads go through the L1 cache of
+    this process, except inside a transaction, where they never fill it.
+    """
+
+    def __init__(self, using: str | None = None) -> None:
+        self._using = using
+        self._l1: L1Cache | None = None
+        self._l1_config: tuple | None = None
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @property
+    def using(self) -> str:
+        if self._using is None:
+            from .models import KVEntry
+
+            self._using = router.db_for_write(KVEntry)
+        return self._using
+
+    @property
+    def l1(self) -> L1Cache | None:
+        """This process's L1 cache, or ``None`` when ``KV["L1_ENABLED"]`` is off."""
+        config = (kv_settings.L1_ENABLED, kv_settings.L1_MAX_SIZE, kv_settings.L1_TTL)
+        if config != self._l1_config:
+            self._l1 = L1Cache(config[1], config[2]) if config[0] else None
+            self._l1_config = config
+        return self._l1
+
+    def _in_transaction(self) -> bool:
+        return connections[self.using].in_atomic_block
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Statements]:
+        connection = connections[self.using]
+        with connection.cursor() as cursor:
+            yield statements_for(connection, cursor)
+
+    @contextlib.contextmanager
+    def _writing(self, *keys: str) -> Iterator[Statements]:
+        """Run one write; drop the keys from L1 now and, after commit, here and everywhere."""
+        connection = connections[self.using]
+        fast = kv_settings.DURABILITY == "fast" and connection.vendor == "postgresql"
+        self._invalidate_local(keys)
+        with contextlib.ExitStack() as stack:
+            if fast and not connection.in_atomic_block:
+                stack.enter_context(transaction.atomic(using=self.using))
+            cursor = stack.enter_context(connection.cursor())
+            if fast and not connection.in_atomic_block:
+                cursor.execute("SET LOCAL synchronous_commit = off")
+            yield statements_for(connection, cursor)
+            self._after_commit(keys)
+
+    def _invalidate_local(self, keys: tuple[str, ...] | list[str]) -> None:
+        l1 = self.l1
+        if l1 is not None:
+            l1.invalidate(*keys)
+
+    def _after_commit(self, keys: tuple[str, ...] | list[str], everything: bool = False) -> None:
+        from tachycore import sync
+
+        def drop() -> None:
+            l1 = self.l1
+            if l1 is not None:
+                l1.clear() if everything else l1.invalidate(*keys)
+
+        transaction.on_commit(drop, using=self.using)
+        too_many = everything or sum(len(key) + 4 for key in keys) > _INVALIDATE_ALL_OVER
+        sync.publish(INVALIDATE_CHANNEL, {"all": True} if too_many else {"keys": list(keys)}, using=self.using)
+
+    # -- validation ------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(key: Any) -> str:
+        if not isinstance(key, str):
+            raise InvalidKey(f"a key must be a string, got {type(key).__name__} {key!r}")
+        if not key:
+            raise InvalidKey("a key cannot be empty")
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidKey(f"key {key[:40]!r}... is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}")
+        return key
+
+    @staticmethod
+    def _field(field: Any) -> str:
+        if not isinstance(field, str):
+            raise InvalidKey(f"a hash field must be a string, got {type(field).__name__} {field!r}")
+        return field
+
+    @staticmethod
+    def _json(value: Any, key: str) -> str:
+        try:
+            text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as e:
+            raise InvalidValue(f"value for key {key!r} is not JSON-serialisable: {e}") from None
+        size = len(text.encode())
+        if size > kv_settings.MAX_VALUE_SIZE:
+            raise InvalidValue(
+                f"value for key {key!r} is {size} bytes as JSON; KV['MAX_VALUE_SIZE'] is {kv_settings.MAX_VALUE_SIZE}"
+            )
+        return text
+
+    def _expiry(self, ex: Any, px: Any, now: int) -> int | None:
+        if ex is not None and px is not None:
+            raise InvalidValue("give ex or px, not both")
+        if ex is not None:
+            seconds = _seconds(ex, "ex")
+        elif px is not None:
+            seconds = _seconds(px, "px") / 1000 if not isinstance(px, timedelta) else px.total_seconds()
+        else:
+            return None
+        if seconds <= 0:
+            raise InvalidValue(f"an expiry must be positive, got {ex if ex is not None else px!r}")
+        return now + max(1, round(seconds * 1000))
+
+    # -- strings ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The value of ``key``, or ``None`` when it is missing or expired."""
+        found = self._read(self._key(key))
+        if found is None:
+            return None
+        type_, value = found
+        if type_ != "value":
+            raise WrongType(f"key {key!r} holds a {type_}, not a value")
+        return value
+
+    def _read(self, key: str) -> tuple[str, Any] | None:
+        l1 = self.l1
+        cacheable = l1 is not None and not self._in_transaction()
+        if cacheable:
+            hit = l1.get(key)
+            if hit is not None:
+                return hit
+            generation = l1.generation
+        now = now_ms()
+        with self._reading() as sql:
+            row = sql.get(key, now)
+        if row is None:
+            return None
+        type_, text, expire_at = row
+        value = json.loads(text)
+        if cacheable:
+            ttl = None if expire_at is None else (expire_at - now) / 1000
+            l1.fill(key, type_, value, text, ttl, generation)
+        return type_, value
+
+    def set(self, key: str, value: Any, ex: Any = None, px: Any = None, nx: bool = False, xx: bool = False,
+            keepttl: bool = False) -> bool | None:
+        """Store ``value``; ``True``, or ``None`` when ``nx``/``xx`` refused it (as redis-py)."""
+        key = self._key(key)
+        text = self._json(value, key)
+        if nx and xx:
+            raise InvalidValue("give nx or xx, not both")
+        now = now_ms()
+        expire_at = self._expiry(ex, px, now)
+        if keepttl and expire_at is not None:
+            raise InvalidValue("keepttl cannot go with ex or px")
+        with self._writing(key) as sql:
+            if xx:
+                written = sql.replace(key, text, expire_at, now, timezone.now(), keepttl=keepttl)
+            else:
+                written = sql.set(key, text, expire_at, now, timezone.now(), nx=nx, keepttl=keepttl)
+        return True if written else None
+
+    def setex(self, key: str, seconds: Any, value: Any) -> bool:
+        return bool(self.set(key, value, ex=seconds))
+
+    def mset(self, mapping: dict[str, Any]) -> bool:
+        """Store every key at once (one statement); their TTLs are cleared."""
+        if not isinstance(mapping, dict) or not mapping:
+            raise InvalidValue("mset needs a non-empty dict of keys and values")
+        items = [(self._key(key), self._json(value, key)) for key, value in mapping.items()]
+        now = now_ms()
+        with self._writing(*mapping) as sql:
+            sql.set_many(items, None, now, timezone.now())
+        return True
+
+    def mget(self, *keys: Any) -> list[Any]:
+        """The values of ``keys`` in order, ``None`` for each missing one (a list is accepted too)."""
+        if len(keys) == 1 and isinstance(keys[0], list | tuple):
+            keys = tuple(keys[0])
+        keys = tuple(self._key(key) for key in keys)
+        found: dict[str, tuple[str, Any]] = {}
+        l1 = self.l1
+        cacheable = l1 is not None and not self._in_transaction()
+        misses = list(keys)
+        if cacheable:
+            generation = l1.generation
+            for key in keys:
+                hit = l1.get(key)
+                if hit is not None:
+                    found[key] = hit
+            misses = [key for key in dict.fromkeys(keys) if key not in found]
+        if misses:
+            now = now_ms()
+            with self._reading() as sql:
+                rows = sql.get_many(misses, now)
+            for key, (type_, text, expire_at) in rows.items():
+                found[key] = (type_, json.loads(text))
+                if cacheable:
+                    ttl = None if expire_at is None else (expire_at - now) / 1000
+                    l1.fill(key, type_, json.loads(text), text, ttl, generation)
+        return [found[key][1] if key in found and found[key][0] == "value" else None for key in keys]
+
+    def delete(self, *keys: str) -> int:
+        """Delete keys; return how many existed."""
+        if not keys:
+            raise InvalidKey("delete needs at least one key")
+        keys = tuple(dict.fromkeys(self._key(key) for key in keys))
+        with self._writing(*keys) as sql:
+            return sql.delete(list(keys), now_ms())
+
+    def exists(self, *keys: str) -> int:
+        """How many of ``keys`` exist (a key named twice counts twice, as in Redis)."""
+        if not keys:
+            raise InvalidKey("exists needs at least one key")
+        names = [self._key(key) for key in keys]
+        with self._reading() as sql:
+            live = sql.get_many(list(dict.fromkeys(names)), now_ms())
+        return sum(1 for key in names if key in live)
+
+    def type(self, key: str) -> str:
+        """``"value"``, ``"hash"`` or ``"none"``."""
+        found = self._read(self._key(key))
+        return found[0] if found else "none"
+
+    def keys(self, pattern: str = "*") -> list[str]:
+        """Live keys matching a Redis glob pattern (``*``, ``?``, ``[abc]``, ``[^a]``, ``[a-z]``, ``\\``)."""
+        if not isinstance(pattern, str):
+            raise InvalidKey(f"a pattern must be a string, got {pattern!r}")
+        with self._reading() as sql:
+            return sql.keys(pattern, now_ms())
+
+    # -- expiry ----------------------------------------------------------------------------
+
+    def pttl(self, key: str) -> int:
+        """Milliseconds left; -2 for a missing key, -1 for a key without expiry."""
+        now = now_ms()
+        with self._reading() as sql:
+            row = sql.expire_at(self._key(key), now)
+        if row is None:
+            return -2
+        return -1 if row[0] is None else max(0, row[0] - now)
+
+    def ttl(self, key: str) -> int:
+        """Seconds left (rounded, as Redis does); -2 missing, -1 no expiry."""
+        left = self.pttl(key)
+        return left if left < 0 else (left + 500) // 1000
+
+    def expire(self, key: str, seconds: Any) -> bool:
+        """Give ``key`` a TTL; 0 or less deletes it. ``False`` when the key is missing."""
+        return self._expire(self._key(key), _seconds(seconds, "seconds") * 1000)
+
+    def pexpire(self, key: str, milliseconds: Any) -> bool:
+        return self._expire(self._key(key), _seconds(milliseconds, "milliseconds"))
+
+    def _expire(self, key: str, milliseconds: float) -> bool:
+        now = now_ms()
+        with self._writing(key) as sql:
+            if milliseconds <= 0:
+                return sql.delete([key], now) > 0
+            return sql.set_expiry(key, now + max(1, round(milliseconds)), now, timezone.now())
+
+    def persist(self, key: str) -> bool:
+        """Remove the TTL; ``True`` if there was one."""
+        key = self._key(key)
+        with self._writing(key) as sql:
+            return sql.set_expiry(key, None, now_ms(), timezone.now(), only_if_set=True)
+
+    # -- counters --------------------------------------------------------------------------
+
+    def incrby(self, key: str, amount: int = 1) -> int:
+        """Add ``amount`` (from 0 when missing or expired); the key keeps its TTL."""
+        key = self._key(key)
+        amount = _integer(amount, "amount")
+        now = now_ms()
+        with self._writing(key) as sql:
+            result = sql.incr(key, amount, now, timezone.now())
+            if result is None:
+                self._refuse_increment(sql, key, None, amount, now)
+        return result
+
+    def incr(self, key: str, amount: int = 1) -> int:
+        return self.incrby(key, amount)
+
+    def decrby(self, key: str, amount: int = 1) -> int:
+        return self.incrby(key, -_integer(amount, "amount"))
+
+    def decr(self, key: str, amount: int = 1) -> int:
+        return self.decrby(key, amount)
+
+    def _refuse_increment(self, sql: Statements, key: str, field: str | None, amount: int, now: int) -> None:
+        found = sql.row(key, now)
+        type_, current = (found[0], json.loads(found[1])) if found else ("none", None)
+        expected = "hash" if field is not None else "value"
+        if type_ != expected:
+            raise WrongType(f"key {key!r} holds a {type_}, not a {expected}")
+        if field is not None:
+            current = current.get(field)
+        where = f"field {field!r} of key {key!r}" if field is not None else f"key {key!r}"
+        if isinstance(current, bool) or not isinstance(current, int) or not INT64_MIN <= current <= INT64_MAX:
+            raise NotAnInteger(f"{where} holds {current!r}, not an integer")
+        raise Overflow(f"adding {amount} to {where} ({current}) would leave the signed 64-bit range")
+
+    # -- hashes ----------------------------------------------------------------------------
+
+    def hset(self, key: str, field: str | None = None, value: Any = None,
+             mapping: dict[str, Any] | None = None) -> int:
+        """Set fields of a hash (``field``/``value`` and/or ``mapping``); return how many are new."""
+        key = self._key(key)
+        fields: dict[str, Any] = {}
+        if field is not None:
+            fields[self._field(field)] = value
+        if mapping is not None:
+            if not isinstance(mapping, dict):
+                raise InvalidValue(f"mapping for key {key!r} must be a dict, got {mapping!r}")
+            fields.update({self._field(name): item for name, item in mapping.items()})
+        if not fields:
+            raise InvalidValue(f"hset of key {key!r} needs a field and value, or a mapping")
+        text = self._json(fields, key)
+        now = now_ms()
+        with self._writing(key) as sql:
+            new = sql.hset(key, text, len(fields), now, timezone.now())
+            if new is None:
+                raise WrongType(f"key {key!r} holds a value, not a hash")
+        return new
+
+    def hget(self, key: str, field: str) -> Any:
+        found = self._hash(key)
+        return found.get(self._field(field)) if found else None
+
+    def hgetall(self, key: str) -> dict[str, Any]:
+        return self._hash(key) or {}
+
+    def _hash(self, key: str) -> dict[str, Any] | None:
+        found = self._read(self._key(key))
+        if found is None:
+            return None
+        if found[0] != "hash":
+            raise WrongType(f"key {key!r} holds a {found[0]}, not a hash")
+        return found[1]
+
+    def hdel(self, key: str, *fields: str) -> int:
+        """Remove fields; the key goes when its last field does. Return how many were removed."""
+        key = self._key(key)
+        if not fields:
+            raise InvalidKey("hdel needs at least one field")
+        names = [self._field(field) for field in fields]
+        with self._writing(key) as sql:
+            if sql.vendor == "sqlite" and not self._in_transaction():
+                with transaction.atomic(using=self.using):
+                    result = sql.hdel(key, names, now_ms(), timezone.now())
+            else:
+                result = sql.hdel(key, names, now_ms(), timezone.now())
+        if result is None:
+            return 0
+        if result[0] != "hash":
+            raise WrongType(f"key {key!r} holds a {result[0]}, not a hash")
+        return result[1]
+
+    def hincrby(self, key: str, field: str, amount: int = 1) -> int:
+        key = self._key(key)
+        field = self._field(field)
+        amount = _integer(amount, "amount")
+        now = now_ms()
+        with self._writing(key) as sql:
+            result = sql.hincr(key, field, amount, now, timezone.now())
+            if result is None:
+                self._refuse_increment(sql, key, field, amount, now)
+        return result
+
+    # -- locks -----------------------------------------------------------------------------
+
+    def lock(self, key: str, ttl: Any) -> str | None:
+        """Take the lock ``key`` for ``ttl`` seconds: a fresh token, or ``None`` if it is held."""
+        key = self._key(key)
+        seconds = _seconds(ttl, "ttl")
+        if seconds <= 0:
+            raise InvalidValue(f"a lock's ttl must be positive, got {ttl!r}")
+        token = secrets.token_urlsafe(16)
+        now = now_ms()
+        with self._writing(key) as sql:
+            taken = sql.lock(key, token, now + max(1, round(seconds * 1000)), now, timezone.now())
+        return token if taken else None
+
+    def unlock(self, key: str, token: str) -> bool:
+        """Release the lock if ``token`` still holds it (and it has not expired)."""
+        key = self._key(key)
+        if not isinstance(token, str):
+            raise InvalidValue(f"a lock token is a string, got {token!r}")
+        with self._writing(key) as sql:
+            return sql.unlock(key, token, now_ms())
+
+    @contextlib.contextmanager
+    def locked(self, key: str, ttl: Any, timeout: Any = None) -> Iterator[str]:
+        """Hold the lock ``key`` inside the block, waiting up to ``timeout`` seconds for it
+        (``None``: as long as it takes). Raises ``LockTimeout`` when it cannot."""
+        deadline = None if timeout is None else time.monotonic() + _seconds(timeout, "timeout")
+        delay = 0.005
+        while (token := self.lock(key, ttl)) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LockTimeout(f"lock {key!r} is still held after {timeout} s")
+            pause = delay * (1 + random.random())
+            if deadline is not None:
+                pause = min(pause, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            delay = min(delay * 2, 0.1)
+        try:
+            yield token
+        finally:
+            self.unlock(key, token)
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def delete_expired(self, batch_size: int | None = None) -> int:
+        """Delete expired rows in batches until none is left; return how many."""
+        size = batch_size or kv_settings.CLEANUP_BATCH_SIZE
+        total = 0
+        while True:
+            with self._reading() as sql:
+                deleted = sql.delete_expired(now_ms(), size)
+            total += deleted
+            if deleted < size:
+                return total
