@@ -38,7 +38,7 @@ test-sqlite: install
 	$(BIN)/python -m pytest
 
 test-postgres: install
-	DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest -m 'postgres or not postgres'
+	DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm *.egg-info

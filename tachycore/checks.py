@@ -44,26 +44,21 @@ def check_registry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 
 def check_pubsub(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from django.utils.module_loading import import_string
+    from django.core.exceptions import ImproperlyConfigured
 
     from .conf import tachycore_settings
-    from .pubsub import BasePubSub, resolve_pubsub_config
+    from .pubsub import load_pubsub
 
     if tachycore_settings.errors() or tachycore_settings.PUBSUB == "auto":
         return []
-    backend, _ = resolve_pubsub_config(tachycore_settings.PUBSUB)
     try:
-        cls = import_string(backend)
-    except ImportError as e:
-        problem = f"cannot import {backend!r}: {e}"
-    else:
-        if isinstance(cls, type) and issubclass(cls, BasePubSub):
-            return []
-        problem = f"{backend!r} is not a BasePubSub subclass"
-    return [checks.Error(f'TACHYCORE["PUBSUB"]: {problem}',
-                         hint='Use "auto", or tachycore.pubsub.memory.MemoryPubSub, '
-                         "tachycore.pubsub.postgres.PostgresPubSub, tachycore.pubsub.redis.RedisPubSub.",
-                         id="tachycore.E003")]
+        # built, not started: a bad path, option or URL shows here, not at the first request
+        load_pubsub(tachycore_settings.PUBSUB, "check", lambda *args: None, lambda: None)
+    except ImproperlyConfigured as e:
+        return [checks.Error(str(e), hint='Use "auto", or tachycore.pubsub.memory.MemoryPubSub, '
+                             "tachycore.pubsub.postgres.PostgresPubSub, tachycore.pubsub.redis.RedisPubSub "
+                             '(with OPTIONS={"URL": "redis://host:6379/0"}).', id="tachycore.E003")]
+    return []
 
 
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

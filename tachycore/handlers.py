@@ -21,7 +21,14 @@ def sync_built_in_plugins(*, using: str, **kwargs: Any) -> None:
         return  # a plugin's own migrations, run by the manager mid-operation
     if isinstance(registry, DatabaseRegistry) and using != router.db_for_write(ApplicationPlugin):
         return
-    enabled = plugin_manager.ensure_built_ins()
+    from .errors import PluginError
+
+    try:
+        enabled = plugin_manager.ensure_built_ins()
+    except PluginError as e:
+        # migrate itself succeeded: report the plugin, do not fail the command
+        logger.error("built-in plugins not enabled: %s (see manage.py pm list)", e)
+        return
     if enabled and kwargs.get("verbosity", 1) >= 1:
         logger.info("enabled built-in plugins: %s", ", ".join(enabled))
 

@@ -67,8 +67,8 @@ class MaintenanceMode(WatchedState):
         with transaction.atomic():
             now = timezone.now()
             values = {"maintenance": enabled, "message": message, "changed": now}
-            if not SiteState.objects.filter(pk=1).update(version=F("version") + 1, **values):
-                SiteState.objects.create(pk=1, version=1, **values)
+            SiteState.objects.bulk_create([SiteState(pk=1)], ignore_conflicts=True)
+            SiteState.objects.filter(pk=1).update(version=F("version") + 1, **values)
             sync.publish(CHANNEL, {"enabled": enabled})
         self.reload()
         return self._state

@@ -112,8 +112,11 @@ class PluginManager(WatchedState):
         if self._plugins is None:
             from .discovery import discover_plugins
 
-            found = discover_plugins()
-            self._plugins, self._discovery_problems = found.plugins, found.problems
+            with self._lock:  # once: two threads must not end up with two sets of plugin objects
+                if self._plugins is None:
+                    found = discover_plugins()
+                    self._discovery_problems = found.problems
+                    self._plugins = found.plugins
         return self._plugins
 
     @property
@@ -146,6 +149,11 @@ class PluginManager(WatchedState):
 
     def _read_version(self) -> int:
         return self.registry.version()
+
+    def _database(self) -> str:
+        from .models import ApplicationPlugin
+
+        return router.db_for_write(ApplicationPlugin)
 
     def _load(self, version: int) -> None:
         self._apply({record.name: record for record in self.registry.list()}, version)
@@ -191,7 +199,7 @@ class PluginManager(WatchedState):
 
     def list(self) -> list[PluginInfo]:
         """Every plugin, discovered or recorded, sorted by name."""
-        records = {record.name: record for record in self.registry.list()}
+        records = self._records()
         names = sorted(set(records) | set(self.plugins))
         return [self._info(name, records.get(name)) for name in names]
 
@@ -231,10 +239,10 @@ class PluginManager(WatchedState):
     def add(self, name: str, options: dict[str, Any] | None = None) -> PluginInfo:
         """Record a discovered plugin in the registry (neither installed nor enabled)."""
         plugin = self._code(name, "add")
-        if self.registry.get(name) is not None:
-            raise PluginAlreadyExists(name)
         options = self._validated_options(plugin, options)
         with self._changing():
+            if self.registry.get(name) is not None:
+                raise PluginAlreadyExists(name)
             self._add(plugin, options)
         return self.get(name)
 
@@ -261,11 +269,12 @@ class PluginManager(WatchedState):
             self._code(name, "enable")
         if options is not None:
             options = self._validated_options(self.plugins[names[0]], options)
-        records = {record.name: record for record in self.registry.list()}
         order = self._resolve(names)
-        todo = [name for name in order if not (name in records and records[name].enabled)]
-        self._migrate([self.plugins[n] for n in todo if not (n in records and records[n].installed)])
+        before = self._records()
+        self._migrate([self.plugins[n] for n in order if not (n in before and before[n].installed)])
         with self._changing():
+            records = self._records()  # again, under the registry lock: another process may have acted
+            todo = [name for name in order if not (name in records and records[name].enabled)]
             if options is not None and names[0] in records:
                 self.registry.update(names[0], options=options)
             for name in todo:
@@ -290,12 +299,12 @@ class PluginManager(WatchedState):
         Works on a missing plugin (no hooks run: its code is gone).
         """
         self._require_names(names, "disable")
-        records = {record.name: record for record in self.registry.list()}
-        for name in names:
-            self._recorded(name, records, "disable")
-        self._refuse_if_needed(names, records, "disable")
-        todo = [name for name in self._teardown_order(names) if records[name].enabled]
         with self._changing():
+            records = self._records()
+            for name in names:
+                self._recorded(name, records, "disable")
+            self._refuse_if_needed(names, records, "disable")
+            todo = [name for name in self._teardown_order(names) if records[name].enabled]
             for name in todo:
                 self._disable(name)
         return todo
@@ -320,17 +329,16 @@ class PluginManager(WatchedState):
         Built-in plugins cannot be removed (unless their code is gone); an
         enabled plugin needs ``force=True``, which disables it first.
         """
-        records = {record.name: record for record in self.registry.list()}
-        record = self._recorded(name, records, "remove")
         plugin = self.plugins.get(name)
-        if record.built_in and plugin is not None:
-            raise PluginStateError(f"plugin {name!r} is built in and cannot be removed (disable it instead)")
-        if record.enabled and not force:
-            raise PluginStateError(f"plugin {name!r} is enabled: disable it first, or remove it with --force")
-        if record.enabled:
-            self._refuse_if_needed([name], records, "remove")
         with self._changing():
+            records = self._records()
+            record = self._recorded(name, records, "remove")
+            if record.built_in and plugin is not None:
+                raise PluginStateError(f"plugin {name!r} is built in and cannot be removed (disable it instead)")
+            if record.enabled and not force:
+                raise PluginStateError(f"plugin {name!r} is enabled: disable it first, or remove it with --force")
             if record.enabled:
+                self._refuse_if_needed([name], records, "remove")
                 self._disable(name)
             if plugin:
                 self._hook(plugin, "before_remove")
@@ -393,20 +401,26 @@ class PluginManager(WatchedState):
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
-        """One transaction for the state and the hooks' writes; on failure, put every
-        record back as it was (drivers outside the database too) and record the error."""
+        """One transaction for the state and the hooks' writes, holding the registry's lock
+        (one operation at a time across processes); on failure, put every record back as
+        it was (drivers outside the database too) and record a hook's error."""
         from .models import ApplicationPlugin
 
+        using = router.db_for_write(ApplicationPlugin)
         with self._lock:
-            snapshot = {record.name: record for record in self.registry.list()}
             self._busy.value = True
             try:
-                with transaction.atomic(using=router.db_for_write(ApplicationPlugin)):
-                    yield
-                    sync.publish(STATE_CHANNEL, {"version": self.registry.version()})
-            except Exception as e:
-                self._restore(snapshot)
-                if isinstance(e, HookFailed) and self.registry.get(e.name) is not None:
+                with transaction.atomic(using=using):
+                    self.registry.lock()
+                    snapshot = self._records()
+                    try:
+                        yield
+                    except BaseException:
+                        self._restore(snapshot)  # drivers outside the transaction; the database rolls back
+                        raise
+                    sync.publish(STATE_CHANNEL, {"version": self.registry.version()}, using=using)
+            except HookFailed as e:
+                if self.registry.get(e.name) is not None:
                     self.registry.update(e.name, last_error=str(e))
                 self._record_failure(e)
                 raise
@@ -414,15 +428,18 @@ class PluginManager(WatchedState):
                 self._busy.value = False
                 self.reload()
 
-    def _record_failure(self, error: Exception) -> None:
+    def _record_failure(self, error: HookFailed) -> None:
         from .runtime import runtime
 
         message = f"plugin operation rolled back: {error}"
         logger.warning("%s", message)
         runtime.supervisor.record_error(message)
 
+    def _records(self) -> dict[str, PluginRecord]:
+        return {record.name: record for record in self.registry.list()}
+
     def _restore(self, snapshot: dict[str, PluginRecord]) -> None:
-        current = {record.name: record for record in self.registry.list()}
+        current = self._records()
         for name in set(snapshot) | set(current):
             if current.get(name) != snapshot.get(name):
                 self.registry.restore(name, snapshot.get(name))

@@ -44,6 +44,7 @@ class Runtime:
         self._thread: threading.Thread | None = None
         self._pubsub: BasePubSub | None = None
         self._supervisor: Supervisor | None = None
+        self._atexit = False
 
     # -- per-process identity -------------------------------------------------------------
 
@@ -108,13 +109,22 @@ class Runtime:
             if self._started:
                 return
             self._started = True
+            if not self._atexit:
+                atexit.register(self.stop)
+                self._atexit = True
             if listen:
-                self.pubsub.start()
+                try:
+                    self.pubsub.start()
+                except Exception as e:
+                    # serve anyway: without messages, processes follow by polling the version rows
+                    logger.error("sync listener not started: %s", e)
+                    self._supervisor.record_error(f"sync listener not started: {type(e).__name__}: {e}")
+                    listen = False
             self._supervisor.register(kind, name or _process_name(), status)
             self._thread = threading.Thread(target=self._loop, name="tachycore-runtime", daemon=True)
             self._thread.start()
-        if listen and self.pubsub.cross_process:
-            self.pubsub.wait_listening(2.0)
+        if listen and self._pubsub is not None and self._pubsub.cross_process:
+            self._pubsub.wait_listening(2.0)
         self._reconcile()
 
     def stop(self) -> None:
@@ -201,6 +211,7 @@ class Runtime:
     def _dispatch(self, channel: str, payload: Any, origin: str) -> None:
         # the listener thread keeps its database connection between messages (a new
         # connection would cost more than the rest of the work); a broken one is dropped
+        _drop_broken_connections()
         failed = False
         if channel.startswith(PLUGIN_CHANNEL_PREFIX):
             failed = not self._to_plugin(channel[len(PLUGIN_CHANNEL_PREFIX):], payload)
@@ -226,6 +237,7 @@ class Runtime:
         return True
 
     def _reconnected(self) -> None:
+        connections.close_all()  # the server may have restarted: old connections are dead
         self._reconcile()
         for callback in list(self._reconnect_callbacks):
             try:
@@ -233,6 +245,12 @@ class Runtime:
             except Exception as e:
                 self.supervisor.record_error(f"sync reconnect callback failed: {e}")
         connections.close_all()
+
+
+def _drop_broken_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None and (connection.errors_occurred or not connection.is_usable()):
+            connection.close()
 
 
 def exit_on_sigterm() -> None:
@@ -258,4 +276,11 @@ def _process_name() -> str:
 
 
 runtime = Runtime()
-atexit.register(runtime.stop)
+
+
+def _after_fork_in_child() -> None:
+    # locks held by another thread at fork time would stay held forever in the child
+    runtime._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

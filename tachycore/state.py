@@ -5,8 +5,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import os
 import threading
 import time
+import weakref
 from typing import Any
 
 from django.db import connections
@@ -46,6 +48,20 @@ def _run_and_close(fn, *args: Any) -> Any:
         connections.close_all()  # the worker thread outlives requests: hold no connection
 
 
+_watched: weakref.WeakSet[WatchedState] = weakref.WeakSet()
+
+
+def _reset_executor_after_fork() -> None:
+    # locks held by another thread at fork time would stay held forever in the child
+    global _async_executor, _executor_lock
+    _async_executor, _executor_lock = None, threading.Lock()
+    for state in list(_watched):
+        state._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_reset_executor_after_fork)
+
+
 def run_outside_event_loop(fn, *args: Any) -> Any:
     """Call ``fn`` here, or on a worker thread when this thread runs an event loop
     (the ORM refuses to run on one)."""
@@ -65,6 +81,7 @@ class WatchedState(abc.ABC):
         self._lock = threading.RLock()
         self._version: Any = None
         self._last_check = 0.0
+        _watched.add(self)
 
     @abc.abstractmethod
     def _read_version(self) -> Any:
@@ -73,6 +90,16 @@ class WatchedState(abc.ABC):
     @abc.abstractmethod
     def _load(self, version: Any) -> None:
         """Read the full state and make it this process's copy."""
+
+    def _database(self) -> str:
+        """The database alias the state is read from."""
+        return "default"
+
+    def _distrust_if_uncommitted(self) -> None:
+        # read inside a transaction, the copy may hold changes that roll back: do not let
+        # its version stand for the database's, so the next reader checks again
+        if connections[self._database()].in_atomic_block:
+            self._version = None
 
     def refresh(self, force: bool = False) -> bool:
         """Re-read the state if its version moved; return whether it did.
@@ -90,6 +117,7 @@ class WatchedState(abc.ABC):
                 if version == self._version:
                     return False
                 self._load(version)
+                self._distrust_if_uncommitted()
             finally:
                 self._last_check = time.monotonic()
             return True
@@ -98,6 +126,7 @@ class WatchedState(abc.ABC):
         """Read the full state now, whatever the version."""
         with self._lock:
             run_outside_event_loop(lambda: self._load(self._read_version()))
+            self._distrust_if_uncommitted()
             self._last_check = time.monotonic()
 
     def forget(self) -> None:

@@ -443,3 +443,21 @@ def test_boot__a_failing_load_marks_this_node_in_error_and_the_others_still_load
     assert ("b", "load") in calls[-2:]
     assert runtime.supervisor.status == "error"
     assert "plugin 'a': load() failed: RuntimeError: load broke" in runtime.supervisor.errors[0]["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enable__inside_a_transaction_that_rolls_back_leaves_the_process_unchanged():
+    from django.db import transaction
+
+    from tachycore.manager import plugin_manager
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), transaction.atomic():
+        plugin_manager.enable("notes")
+        assert plugin_manager.is_enabled("notes")  # this transaction sees its own change
+        raise Rollback
+
+    assert not plugin_manager.is_enabled("notes")
+    assert not plugin_manager.is_enabled("audit")

@@ -24,7 +24,9 @@ class KernelCommand(BaseCommand):
         try:
             return super().execute(*args, **options)
         except DatabaseError as e:
-            raise CommandError(f"database error: {e}".strip() + " (has 'manage.py migrate' run?)") from e
+            text = str(e).strip()
+            missing_table = "no such table" in text or ("relation" in text and "does not exist" in text)
+            raise CommandError(f"database error: {text}" + (" (has 'manage.py migrate' run?)" if missing_table else "")) from e
 
     def run_from_argv(self, argv: list[str]) -> None:
         from tachycore.conf import tachycore_settings

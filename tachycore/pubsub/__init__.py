@@ -39,5 +39,5 @@ def load_pubsub(config: Any, node_id: str, on_message: MessageHandler,
         raise PubSubConfigurationError(f'TACHYCORE["PUBSUB"]: {backend!r} is not a BasePubSub subclass')
     try:
         return cls(node_id, on_message, on_reconnect, **options)
-    except TypeError as e:
-        raise PubSubConfigurationError(f'TACHYCORE["PUBSUB"]: bad OPTIONS for {backend}: {e}') from e
+    except Exception as e:  # a bad option, a bad URL, a missing client library
+        raise PubSubConfigurationError(f'TACHYCORE["PUBSUB"]: cannot build {backend}: {e}') from e

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 from django.db import connections
+from psycopg import sql
 
 from .base import BasePubSub, MessageHandler, encode
 
@@ -49,7 +50,7 @@ class PostgresPubSub(BasePubSub):
             params.pop(key, None)
         params["application_name"] = f"tachycore-listen {self.node_id}"[:63]
         self._conn = psycopg.connect(**params, autocommit=True)
-        self._conn.execute(f'LISTEN "{self.channel}"')
+        self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
 
     def _receive(self, timeout: float) -> Iterator[str]:
         # a generator: each notification is handed over as it arrives, not at the timeout

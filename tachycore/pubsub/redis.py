@@ -28,7 +28,8 @@ class RedisPubSub(BasePubSub):
         self._redis = redis
         self.url = url
         self.channel = channel
-        self._client = redis.Redis.from_url(url)
+        # a publish runs in a request after commit: it must not hang on an unreachable server
+        self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._pubsub = None
         self._listen_client = None
 

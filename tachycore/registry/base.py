@@ -99,6 +99,10 @@ class BasePluginRegistry(abc.ABC):
     def version(self) -> int:
         """A number that changes whenever any record changes."""
 
+    def lock(self) -> None:  # noqa: B027 (drivers without a shared store have nothing to lock)
+        """Inside a transaction: hold the registry until it ends, so that operations of
+        several processes run one after the other."""
+
     def flush(self) -> None:  # noqa: B027 (most drivers buffer nothing)
         """Persist buffered writes (only buffering drivers have any)."""
 

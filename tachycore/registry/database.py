@@ -105,9 +105,18 @@ class DatabaseRegistry(BasePluginRegistry):
         )
         return value or 0
 
+    def lock(self) -> None:
+        """Lock the version row until the transaction ends (SQLite's write lock does it there)."""
+        from tachycore.models import RegistryState
+
+        db = self._db(write=True)
+        RegistryState.objects.using(db).bulk_create([RegistryState(pk=1)], ignore_conflicts=True)
+        list(RegistryState.objects.using(db).select_for_update().filter(pk=1))
+
     def _bump(self) -> None:
         from tachycore.models import RegistryState
 
         db = self._db(write=True)
         if not RegistryState.objects.using(db).filter(pk=1).update(version=F("version") + 1):
-            RegistryState.objects.using(db).get_or_create(pk=1, defaults={"version": 1})
+            RegistryState.objects.using(db).bulk_create([RegistryState(pk=1)], ignore_conflicts=True)
+            RegistryState.objects.using(db).filter(pk=1).update(version=F("version") + 1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import copy
+import dataclasses
 import logging
 import threading
 import time
@@ -36,7 +38,8 @@ class DualWriteRegistry(BasePluginRegistry):
         self.memory = MemoryRegistry()
         self.retries = retries
         self.retry_delay = retry_delay
-        self._pending: dict[str, PluginRecord | None] = {}
+        #: name -> ("put", record or None for absent) | ("fields", {field: value})
+        self._pending: dict[str, tuple[str, Any]] = {}
         self._lock = threading.RLock()
         self._hydrated = False
         self._seen_version: int | None = None
@@ -77,7 +80,7 @@ class DualWriteRegistry(BasePluginRegistry):
         with self._lock:
             self._hydrate()
             added = self.memory.add(record)
-            self._pending[added.name] = added.copy()
+            self._pending[added.name] = ("put", added.copy())
             self._try_flush()
             return added
 
@@ -85,7 +88,11 @@ class DualWriteRegistry(BasePluginRegistry):
         with self._lock:
             self._hydrate()
             updated = self.memory.update(name, **changes)
-            self._pending[name] = updated.copy()
+            kind, pending = self._pending.get(name, ("fields", {}))
+            # only the fields this process changed go out, so that a flush that comes late
+            # does not overwrite what another process changed meanwhile
+            self._pending[name] = ("put", updated.copy()) if kind == "put" else (
+                "fields", {**pending, **copy.deepcopy(changes)})
             self._try_flush()
             return updated
 
@@ -93,15 +100,18 @@ class DualWriteRegistry(BasePluginRegistry):
         with self._lock:
             self._hydrate()
             self.memory.remove(name)
-            self._pending[name] = None
+            self._pending[name] = ("put", None)
             self._try_flush()
 
     def restore(self, name: str, record: PluginRecord | None) -> None:
         with self._lock:
             self._hydrate()
             self.memory.restore(name, record)
-            self._pending[name] = record.copy() if record else None
+            self._pending[name] = ("put", record.copy() if record else None)
             self._try_flush()
+
+    def lock(self) -> None:
+        self.persistent.lock()
 
     # -- flushing ------------------------------------------------------------------------
 
@@ -112,8 +122,15 @@ class DualWriteRegistry(BasePluginRegistry):
             return sorted(self._pending)
 
     def _flush_pending(self) -> None:
-        for name, record in list(self._pending.items()):
-            self.persistent.restore(name, record)
+        for name, (kind, pending) in list(self._pending.items()):
+            if kind == "put":
+                self.persistent.restore(name, pending)
+            else:
+                stored, mine = self.persistent.get(name), self.memory.get(name)
+                if stored is None or mine is None:
+                    self.persistent.restore(name, mine)
+                else:  # this process's fields over the stored record, with the time memory shows
+                    self.persistent.restore(name, dataclasses.replace(stored, **pending, updated=mine.updated))
             del self._pending[name]
 
     def _try_flush(self) -> None:

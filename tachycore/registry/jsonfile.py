@@ -61,13 +61,20 @@ class JSONFileRegistry(BasePluginRegistry):
 
     @contextlib.contextmanager
     def _locked(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(f"{self.path}.lock", "a") as lock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(f"{self.path}.lock", "a")  # noqa: SIM115 (closed below, after the write)
+        except OSError as e:
+            raise RegistryError(f"cannot write the plugin registry {self.path}: {e}") from e
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 version, records = self._read()
                 yield records
-                self._write(version + 1, records)
+                try:
+                    self._write(version + 1, records)
+                except OSError as e:
+                    raise RegistryError(f"cannot write the plugin registry {self.path}: {e}") from e
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 

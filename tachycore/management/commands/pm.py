@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.management.base import CommandError
 
 from tachycore.errors import PluginError, RegistryError
 from tachycore.management.base import KernelCommand
+from tachycore.management.tables import dumps, format_table
 from tachycore.manager import PluginManager, plugin_manager
 
 from ._arguments import json_object
@@ -16,7 +16,6 @@ from ._arguments import json_object
 
 class Command(KernelCommand):
     help = "List, add, install, enable, disable, upgrade and remove plugins."
-    requires_system_checks: list[str] = []
     manager: PluginManager = plugin_manager
 
     def add_arguments(self, parser) -> None:
@@ -56,7 +55,7 @@ class Command(KernelCommand):
     def do_list(self, *, json: bool, **options: Any) -> None:
         plugins = self.manager.list()
         if json:
-            self.stdout.write(_dumps([info.to_json() for info in plugins]))
+            self.stdout.write(dumps([info.to_json() for info in plugins]))
             return
         rows = [("NAME", "VERSION", "STATUS", "BUILT-IN", "DEPENDS ON", "PACKAGE")]
         for info in plugins:
@@ -66,9 +65,8 @@ class Command(KernelCommand):
             status = info.status + (" (error)" if info.last_error else "")
             rows.append((info.name, version, status, "yes" if info.built_in else "",
                          ", ".join(info.depends_on), info.package_name))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        for line in format_table(rows):
+            self.stdout.write(line)
         for info in plugins:
             if info.last_error:
                 self.stdout.write(f"{info.name}: last error: {info.last_error}")
@@ -109,6 +107,3 @@ class Command(KernelCommand):
         self.manager.remove(name, force=force)
         self.stdout.write(f"Removed {name}.")
 
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from tachycore.management.base import KernelCommand
+from tachycore.management.tables import dumps, format_table
 from tachycore.supervisor import list_nodes, prune_nodes
 
 
@@ -24,7 +24,7 @@ class Command(KernelCommand):
             self.stderr.write(f"Pruned {prune_nodes()} old node rows.")
         nodes = list_nodes(include_gone=all)
         if json:
-            self.stdout.write(_dumps([node.to_json() for node in nodes]))
+            self.stdout.write(dumps([node.to_json() for node in nodes]))
             return
         if not nodes:
             self.stdout.write("No live nodes.")
@@ -34,13 +34,9 @@ class Command(KernelCommand):
             status = f"{node.status} (stale)" if node.stale else node.status
             rows.append((node.id, node.kind, status, f"{node.heartbeat_age:.1f}s ago",
                          "on" if node.maintenance else "off", str(len(node.last_errors)), node.name))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        for line in format_table(rows):
+            self.stdout.write(line)
         for node in nodes:
             for error in node.last_errors[:3]:
                 self.stdout.write(f"{node.id}: {error['at']}: {error['message']}")
 
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, indent=2)
