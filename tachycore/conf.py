@@ -111,7 +111,8 @@ class AppSettings:
     def __init__(self, setting_name: str, defaults: type) -> None:
         self.setting_name = setting_name
         self.defaults = defaults
-        self._cached: tuple[Any, list[tuple[str, str]]] | None = None
+        self._names = frozenset(f.name for f in dataclasses.fields(defaults))
+        self._cached: tuple[Any, dict[str, str]] | None = None
         setting_changed.connect(self._reset, weak=False)
 
     def _reset(self, *, setting: str, **kwargs: Any) -> None:
@@ -122,16 +123,16 @@ class AppSettings:
         """Forget the cached values (environment variables are read again)."""
         self._cached = None
 
-    def _load(self) -> tuple[Any, list[tuple[str, str]]]:
+    def _load(self) -> tuple[Any, dict[str, str]]:
         if self._cached is not None:
             return self._cached
         user = getattr(django_settings, self.setting_name, {}) or {}
-        errors: list[tuple[str, str]] = []
+        errors: dict[str, str] = {}
         if not isinstance(user, dict):
-            errors.append(("", f"settings.{self.setting_name} must be a dict"))
+            errors[""] = f"settings.{self.setting_name} must be a dict"
             user = {}
         fields = {f.name: f for f in dataclasses.fields(self.defaults)}
-        errors += [(key, "unknown key") for key in user if key not in fields]
+        errors.update({key: "unknown key" for key in user if key not in fields})
         values = {}
         for name, field in fields.items():
             env_name = f"{self.setting_name}_{name}"
@@ -144,7 +145,7 @@ class AppSettings:
                 _check_bounds(value, field.metadata)
             except ValueError as e:
                 source = f"environment variable {env_name}" if from_env else f"{self.setting_name}[{name!r}]"
-                errors.append((name, f"{source}: {e}"))
+                errors[name] = f"{source}: {e}"
                 continue
             values[name] = value
         self._cached = (self.defaults(**values), errors)
@@ -152,15 +153,15 @@ class AppSettings:
 
     def errors(self) -> list[tuple[str, str]]:
         """Return ``(key, message)`` for every unknown key or bad value."""
-        return list(self._load()[1])
+        return list(self._load()[1].items())
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name not in {f.name for f in dataclasses.fields(self.defaults)}:
+        # hot path: one tuple from the cache and one attribute read
+        values, errors = self._cached or self._load()
+        if errors and name in errors:
+            raise ImproperlyConfigured(errors[name])
+        if name not in self._names:
             raise AttributeError(name)
-        values, errors = self._load()
-        for key, message in errors:
-            if key == name:
-                raise ImproperlyConfigured(message)
         return getattr(values, name)
 
 
