@@ -28,6 +28,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "django_q",
     "tachycore",
     "kv",
     "demo",
@@ -89,11 +91,37 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema at /api/schema/ (staff only, see demo/urls.py).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Plugin platform API",
+    "VERSION": "0.1.0",
+    # leave the kv API out of the schema while it answers 404 (KV["HTTP_ENABLED"] off, plugin disabled)
+    "PREPROCESSING_HOOKS": ["kv.api.schema.hide_kv_api_when_off"],
 }
 
 # The kernel's settings; each key can be overridden by TACHYCORE_<KEY> in the environment.
 TACHYCORE = {
     "REGISTRY": "tachycore.registry.DatabaseRegistry",
+}
+
+# django-q2 runs the periodic maintenance (its Schedule rows, such as the kv expiry cleanup)
+# in `manage.py qcluster`, with its queue in this database (the ORM broker).
+Q_CLUSTER = {
+    "name": "tachybundle",
+    "orm": "default",
+    "workers": 2,  # maintenance tasks only: two workers are plenty on a 2-core machine
+    "recycle": 500,
+    "timeout": 300,  # the longest a task may run, a large cleanup backlog included
+    "retry": 360,  # more than timeout: a task not acknowledged by then is run again
+    "max_attempts": 3,
+    "queue_limit": 10,
+    "bulk": 1,
+    "poll": 1.0,  # seconds between polls of an empty queue
+    "catch_up": False,  # after downtime a schedule runs once, not once per missed interval
+    "save_limit": 100,
 }
 
 LOGGING = {

@@ -1,11 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.permissions import IsAdminUser
 
 admin.site.site_header = "Plugin platform administration"
 admin.site.site_title = "Plugin platform"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # the OpenAPI schema of every DRF API of the site, for staff: it maps the whole API surface
+    path("api/schema/", SpectacularAPIView.as_view(permission_classes=[IsAdminUser]), name="schema"),
     # every plugin's URLs, at /api/<plugin name>/ while the plugin is enabled
     path("", include("tachycore.urls")),
 ]

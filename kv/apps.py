@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
+from django.db.models.signals import post_migrate
 
 
 class KvConfig(AppConfig):
@@ -18,3 +19,5 @@ class KvConfig(AppConfig):
         connection_created.connect(handlers.register_sqlite_functions, dispatch_uid="kv.sqlite_functions")
         sync.subscribe(handlers.INVALIDATE_CHANNEL, handlers.invalidate_from_elsewhere)
         sync.on_reconnect(handlers.flush_l1)
+        post_migrate.connect(handlers.register_cleanup_schedule, sender=self,
+                             dispatch_uid="kv.register_cleanup_schedule")

@@ -6,7 +6,13 @@ from typing import Any
 
 from .store import INVALIDATE_CHANNEL
 
-__all__ = ["INVALIDATE_CHANNEL", "flush_l1", "invalidate_from_elsewhere", "register_sqlite_functions"]
+__all__ = [
+    "INVALIDATE_CHANNEL",
+    "flush_l1",
+    "invalidate_from_elsewhere",
+    "register_cleanup_schedule",
+    "register_sqlite_functions",
+]
 
 
 def invalidate_from_elsewhere(payload: Any) -> None:
@@ -36,3 +42,24 @@ def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> No
         from .sql.sqlite import register_functions
 
         register_functions(connection)
+
+
+def register_cleanup_schedule(*, using: str, apps: Any = None, verbosity: int = 1, stdout: Any = None,
+                              **kwargs: Any) -> None:
+    """After ``migrate``: create, or bring in line with the settings, the django-q2
+    schedule of the expiry cleanup (nothing when django_q is not installed)."""
+    from django.apps import apps as global_apps
+    from django.db import router
+
+    from .schedules import register_cleanup_schedule as register
+
+    apps = apps or global_apps
+    try:
+        schedule_model = apps.get_model("django_q", "Schedule")
+    except LookupError:  # django_q is not installed, or migrated back to zero
+        return
+    if not router.allow_migrate_model(using, schedule_model):
+        return
+    schedule = register(using=using, apps=apps)
+    if schedule is not None and verbosity >= 2 and stdout is not None:
+        stdout.write(f"Schedule {schedule.name!r}: {schedule.func} every {schedule.minutes} min.")

@@ -8,4 +8,4 @@ class KVPlugin(Plugin):
     version = "1.0.0"
     description = "A Redis-like key-value store on the site's database, with an in-process L1 cache."
     built_in = True
-    urls = None  # the HTTP API comes with kv.api
+    urls = "kv.api.urls"  # answers 404 unless KV["HTTP_ENABLED"] is true

@@ -253,6 +253,47 @@ class KVStore:
                     l1.fill(key, type_, json.loads(text), text, ttl, generation)
         return [found[key][1] if key in found and found[key][0] == "value" else None for key in keys]
 
+    def read(self, key: str) -> tuple[str, Any] | None:
+        """``(type, value)`` of a live key of any type, through L1; ``None`` when absent.
+
+        For readers of their own row types (``kv.cache``); ``get`` answers plain values only.
+        """
+        return self._read(self._key(key))
+
+    def read_many(self, keys: list[str]) -> dict[str, tuple[str, Any]]:
+        """``{key: (type, value)}`` for the live ones of ``keys``, of any type, through L1."""
+        keys = list(dict.fromkeys(self._key(key) for key in keys))
+        found: dict[str, tuple[str, Any]] = {}
+        l1 = self.l1
+        cacheable = l1 is not None and not self._in_transaction()
+        if cacheable:
+            generation = l1.generation
+            found = {key: hit for key in keys if (hit := l1.get(key)) is not None}
+        misses = [key for key in keys if key not in found]
+        if misses:
+            now = now_ms()
+            with self._reading() as sql:
+                rows = sql.get_many(misses, now)
+            for key, (type_, text, expire_at) in rows.items():
+                found[key] = (type_, json.loads(text))
+                if cacheable:
+                    ttl = None if expire_at is None else (expire_at - now) / 1000
+                    l1.fill(key, type_, json.loads(text), text, ttl, generation)
+        return found
+
+    def forget(self, *keys: str, everything: bool = False) -> None:
+        """Drop ``keys`` (or every key) from L1 now and, after commit, here and in every process.
+
+        For a statement that learns which keys it removed only as it runs (``kv.cache``'s
+        clear and cull); other writes go through ``_writing``, which does this around them.
+        """
+        if not keys and not everything:
+            return
+        l1 = self.l1
+        if l1 is not None:
+            l1.clear() if everything else l1.invalidate(*keys)
+        self._after_commit(keys, everything=everything)
+
     def delete(self, *keys: str) -> int:
         """Delete keys; return how many existed."""
         if not keys:

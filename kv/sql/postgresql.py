@@ -5,12 +5,45 @@ from __future__ import annotations
 from .base import ALIVE, EXPIRED, Statements
 from .glob import glob_to_regex
 
+_code_point_order: dict[tuple[str, str], bool] = {}
+
+
+def sorts_by_code_point(collation: str | None, provider: str) -> bool:
+    """Whether a collation (``collcollate``/``datcollate``, provider ``c`` libc, ``i`` ICU,
+    ``b`` builtin) orders text by code point, so that a key range is a prefix test."""
+    if provider == "b":
+        return True
+    return provider == "c" and (collation in ("C", "POSIX") or (collation or "").upper().startswith("C."))
+
+
 _INTEGER = "(jsonb_typeof(_kv.value) = 'number' AND (_kv.value #>> '{}') ~ '^-?[0-9]+$')"
 
 
 class PostgresStatements(Statements):
     vendor = "postgresql"
     value_text = "value::text"
+
+    @property
+    def key_range(self) -> str:
+        if self._keys_sort_by_code_point():
+            return "key >= %(lo)s AND key < %(hi)s"  # the primary key index answers it
+        # a language's collation need not sort "a:b" between "a:" and "a;": exact, but a scan
+        return 'key COLLATE "C" >= %(lo)s AND key COLLATE "C" < %(hi)s'
+
+    def _keys_sort_by_code_point(self) -> bool:
+        """Whether ``_kv.key``'s collation orders by code point (asked once per database)."""
+        database = (self.cursor.db.alias, self.cursor.db.settings_dict["NAME"])
+        if database not in _code_point_order:
+            # to_jsonb: datlocprovider is missing before PostgreSQL 15 (libc only then)
+            row = self._one(
+                "SELECT CASE WHEN c.collname = 'default' THEN d.datcollate ELSE c.collcollate END, "
+                "CASE WHEN c.collname = 'default' THEN coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') "
+                "ELSE c.collprovider::text END FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+                "JOIN pg_database d ON d.datname = current_database() "
+                "WHERE a.attrelid = '_kv'::regclass AND a.attname = 'key'", {},
+            )
+            _code_point_order[database] = sorts_by_code_point(*row)
+        return _code_point_order[database]
 
     def json_param(self, name: str) -> str:
         return f"%({name})s::jsonb"
@@ -97,5 +130,17 @@ class PostgresStatements(Statements):
             "ELSE false END) "
             "RETURNING (value -> %(field)s #>> '{}')::bigint",
             {"key": key, "field": field, "amount": amount, "now": now, "ts": ts},
+        )
+        return row[0] if row else None
+
+    def incr_existing(self, key: str, amount: int, now: int, ts, type_: str) -> int | None:
+        row = self._one(
+            "UPDATE _kv SET value = to_jsonb(((_kv.value #>> '{}')::numeric + %(amount)s)::bigint), "
+            f"updated = %(ts)s WHERE key = %(key)s AND {ALIVE} "
+            # CASE keeps the cast from running on a value that is not an integer
+            f"AND CASE WHEN _kv.type = %(type)s AND {_INTEGER} "
+            "THEN (_kv.value #>> '{}')::numeric + %(amount)s BETWEEN -9223372036854775808 AND 9223372036854775807 "
+            "ELSE false END RETURNING (value #>> '{}')::bigint",
+            {"key": key, "amount": amount, "now": now, "ts": ts, "type": type_},
         )
         return row[0] if row else None

@@ -128,3 +128,15 @@ class SQLiteStatements(Statements):
             {"key": key, "field": field, "amount": amount, "now": now, "ts": ts},
         )
         return json.loads(row[0])[field] if row else None
+
+    def incr_existing(self, key: str, amount: int, now: int, ts, type_: str) -> int | None:
+        row = self._one(
+            "UPDATE _kv SET value = CAST(CAST(value AS INTEGER) + %(amount)s AS TEXT), updated = %(ts)s "
+            f"WHERE key = %(key)s AND {ALIVE} AND type = %(type)s AND json_valid(value) "
+            "AND json_type(value) = 'integer' AND CAST(CAST(value AS INTEGER) AS TEXT) = value "
+            # an int64 overflow makes SQLite's sum a REAL
+            "AND typeof(CAST(value AS INTEGER) + %(amount)s) = 'integer' "
+            "RETURNING CAST(value AS INTEGER)",
+            {"key": key, "amount": amount, "now": now, "ts": ts, "type": type_},
+        )
+        return row[0] if row else None

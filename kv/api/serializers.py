@@ -1,0 +1,101 @@
+"""Request bodies and responses of the key-value API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: the longest TTL the API takes, in seconds (about 317 years)
+MAX_TTL = 10**10
+
+
+class WholeNumberField(serializers.IntegerField):
+    """An integer given as a JSON number: no strings, booleans or fractions."""
+
+    default_error_messages = {"invalid": "A whole number (a JSON integer) is required."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+class KeyQuerySerializer(serializers.Serializer):
+    """Query string of ``GET /keys/``."""
+
+    pattern = serializers.CharField(default="*", allow_blank=True, trim_whitespace=False,
+                                    help_text="A Redis glob: *, ?, [abc], [^a], [a-z], \\ escapes.")
+    limit = serializers.IntegerField(default=100, min_value=1, max_value=1000,
+                                     help_text="The most keys to return (1 to 1000).")
+
+
+class SetValueSerializer(serializers.Serializer):
+    """Body of ``PUT /keys/<key>/``."""
+
+    value = serializers.JSONField(allow_null=True, help_text="Any JSON value.")
+    ttl = WholeNumberField(required=False, allow_null=True, min_value=1, max_value=MAX_TTL,
+                           help_text="Seconds until the key expires; omitted or null: never.")
+
+
+class IncrSerializer(serializers.Serializer):
+    """Body of ``POST /keys/<key>/incr/``."""
+
+    amount = WholeNumberField(default=1, min_value=INT64_MIN, max_value=INT64_MAX,
+                              help_text="What to add (negative to subtract); 1 when omitted.")
+
+
+class ExpireSerializer(serializers.Serializer):
+    """Body of ``POST /keys/<key>/expire/``."""
+
+    ttl = WholeNumberField(min_value=-MAX_TTL, max_value=MAX_TTL,
+                           help_text="Seconds until the key expires; 0 or less deletes it now.")
+
+
+class HashUpdateSerializer(serializers.Serializer):
+    """Body of ``PATCH /keys/<key>/hash/``: the fields to set, others are kept."""
+
+    fields = serializers.DictField(child=serializers.JSONField(allow_null=True), allow_empty=False,
+                                   help_text="Field names and their JSON values.")
+
+
+# -- responses -----------------------------------------------------------------------------
+
+
+class KeyListSerializer(serializers.Serializer):
+    keys = serializers.ListField(child=serializers.CharField(), help_text="Live keys, sorted.")
+    truncated = serializers.BooleanField(help_text="Whether more keys match than `limit`.")
+
+
+class KeySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    value = serializers.JSONField(allow_null=True, help_text="The value, or the fields of a hash.")
+    type = serializers.ChoiceField(choices=["value", "hash"])
+    ttl = serializers.IntegerField(help_text="Seconds left, rounded; -1 when the key never expires.")
+
+
+class CounterSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    value = serializers.IntegerField(help_text="The value after the increment.")
+
+
+class ExpirySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    ttl = serializers.IntegerField(help_text="The TTL set, in seconds; -2 when the key was deleted.")
+
+
+class HashSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    fields = serializers.DictField(child=serializers.JSONField(allow_null=True))
+
+
+class HashUpdatedSerializer(HashSerializer):
+    added = serializers.IntegerField(help_text="How many of the fields are new.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

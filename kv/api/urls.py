@@ -1,0 +1,56 @@
+"""URLs of the key-value API, mounted by the kernel at ``/api/kv/`` while the kv plugin is
+enabled, and answering 404 while ``KV["HTTP_ENABLED"]`` is false (read on each request)."""
+
+from __future__ import annotations
+
+from django.urls import URLResolver, register_converter
+from django.urls.converters import get_converters
+from django.urls.exceptions import Resolver404
+from django.urls.resolvers import RoutePattern
+from rest_framework.routers import DynamicRoute, SimpleRouter
+
+from kv.conf import kv_settings
+
+from . import views
+
+
+class KeyConverter:
+    """Any non-empty string, "/" and newlines included: the path as Django decoded it."""
+
+    regex = r"[\s\S]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value  # reverse() percent-encodes it
+
+
+class KeyRouter(SimpleRouter):
+    """SimpleRouter with the detail actions tried before the detail route: a key may contain
+    "/", so ``keys/<key>/`` would otherwise swallow ``keys/<key>/incr/``."""
+
+    routes = [
+        *(route for route in SimpleRouter.routes if not route.detail),
+        *(route for route in SimpleRouter.routes if route.detail and isinstance(route, DynamicRoute)),
+        *(route for route in SimpleRouter.routes if route.detail and not isinstance(route, DynamicRoute)),
+    ]
+
+
+class HTTPEnabledResolver(URLResolver):
+    """Resolves its patterns only while ``KV["HTTP_ENABLED"]`` is true."""
+
+    def resolve(self, path: str):
+        if not kv_settings.HTTP_ENABLED:
+            raise Resolver404({"path": path, "tried": []})
+        return super().resolve(path)
+
+
+if "kvkey" not in get_converters():
+    register_converter(KeyConverter, "kvkey")
+
+router = KeyRouter(use_regex_path=False)
+router.register("keys", views.KeyViewSet, basename="key")
+
+app_name = "kv"
+urlpatterns = [HTTPEnabledResolver(RoutePattern("", is_endpoint=False), router.urls)]

@@ -1,0 +1,211 @@
+"""The key-value API: one viewset over ``kv.get_store()``.
+
+A key travels URL-encoded in the path and may hold any character, "/" included, so
+``/keys/a/incr/`` is both the ``incr`` action of the key "a" and the URL of the key "a/incr".
+The router tries the actions first; a method an action does not take (``GET``, ``PUT`` or
+``DELETE`` on ``.../incr/``) goes to the key whose name ends with the suffix. Only ``GET
+.../hash/`` stays ambiguous: it reads the hash of the key before the suffix.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.viewsets import ViewSet
+
+from kv import get_store
+from kv.conf import kv_settings
+from kv.store import KVStore
+
+from . import serializers as s
+from .exceptions import BadRequest, KeyNotFound, ValueTooLarge, exception_handler
+from .permissions import KVPermission
+from .schema import KVSchema
+
+#: the methods of the key's own URL, where a method an action does not take is sent
+_KEY_METHODS = {"get": "retrieve", "head": "retrieve", "put": "update", "delete": "destroy"}
+
+KEY_PARAMETER = OpenApiParameter(
+    "key", str, OpenApiParameter.PATH,
+    description='The key, URL-encoded: "a/b" is a%2Fb (a/b works too), "50%" is 50%25.',
+)
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(s.ErrorSerializer) for code in codes}
+
+
+def _store() -> KVStore:
+    store = get_store()
+    if store is None:  # the URLs are only mounted through the kv plugin, so kv is installed
+        raise RuntimeError("kv is not in INSTALLED_APPS")
+    return store
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in name or _has_nul(item) for name, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+def checked_value(key: str, value: Any) -> Any:
+    """``value`` if the store can keep it: no NUL character (PostgreSQL refuses them) and at
+    most ``KV["MAX_VALUE_SIZE"]`` bytes as the store encodes it."""
+    if _has_nul(value):
+        raise BadRequest(f"the value for key {key!r} contains a NUL character, which cannot be stored")
+    size = len(json.dumps(value, allow_nan=False, separators=(",", ":")).encode())
+    if size > kv_settings.MAX_VALUE_SIZE:
+        raise ValueTooLarge(
+            f"the value for key {key!r} is {size} bytes as JSON; KV['MAX_VALUE_SIZE'] is {kv_settings.MAX_VALUE_SIZE}"
+        )
+    return value
+
+
+def _valid(serializer_class: type, data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List keys", operation_id="kv_keys_list", parameters=[s.KeyQuerySerializer],
+                       description="Live keys matching a Redis glob, sorted, at most `limit` of them.",
+                       responses={200: s.KeyListSerializer, **_errors(400, 403)}),
+    retrieve=extend_schema(summary="Read a key", parameters=[KEY_PARAMETER],
+                           description="The value (or a hash's fields), its type and seconds left.",
+                           responses={200: s.KeySerializer, **_errors(400, 403, 404)}),
+    update=extend_schema(summary="Set a value", parameters=[KEY_PARAMETER], request=s.SetValueSerializer,
+                         description="Store any JSON value, replacing what the key held and its TTL.",
+                         responses={200: s.KeySerializer, **_errors(400, 403, 413)}),
+    destroy=extend_schema(summary="Delete a key", parameters=[KEY_PARAMETER],
+                          description="Delete the key, whatever it holds.",
+                          responses={204: None, **_errors(400, 403, 404)}),
+)
+class KeyViewSet(ViewSet):
+    """Keys of the store: list, read, set, delete, increment, expire, and hash fields.
+
+    A ``ViewSet``, not a ``GenericViewSet``: there is no queryset, so ``get_object()`` and
+    the model mixins have nothing to work on (and ``OPTIONS`` would call them).
+    """
+
+    permission_classes = [KVPermission]
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser]
+    lookup_field = "key"
+    lookup_value_converter = "kvkey"
+    schema = KVSchema()
+
+    def get_exception_handler(self):
+        return exception_handler
+
+    def initial(self, request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        key = kwargs.get("key")
+        if key is not None and "\x00" in key:
+            raise BadRequest("a key cannot contain a NUL character")
+
+    def http_method_not_allowed(self, request, *args: Any, **kwargs: Any) -> Response:
+        """``PUT .../incr/`` is not the action's: it is ``PUT`` of the key "<key>/incr"."""
+        handler = _KEY_METHODS.get(request.method.lower())
+        suffix = self._action_url_path()
+        if handler is None or suffix is None:
+            return super().http_method_not_allowed(request, *args, **kwargs)
+        self.action = handler
+        self.kwargs["key"] = f"{kwargs['key']}/{suffix}"
+        return getattr(self, handler)(request, key=self.kwargs["key"])
+
+    def _action_url_path(self) -> str | None:
+        for name in self.action_map.values():
+            url_path = getattr(getattr(type(self), name, None), "url_path", None)
+            if url_path is not None:
+                return url_path
+        return None
+
+    # -- the key -----------------------------------------------------------------------------
+
+    def list(self, request) -> Response:
+        query = _valid(s.KeyQuerySerializer, request.query_params)
+        keys = _store().keys(query["pattern"])
+        return Response({"keys": keys[: query["limit"]], "truncated": len(keys) > query["limit"]})
+
+    def retrieve(self, request, key: str) -> Response:
+        store = _store()
+        type_ = store.type(key)
+        if type_ == "value":
+            value = store.get(key)
+        elif type_ == "hash":
+            value = store.hgetall(key)
+        else:  # missing, or an entry of the cache backend, which is not the API's to show
+            raise KeyNotFound(f"key {key!r} does not exist")
+        ttl = store.ttl(key)
+        if ttl == -2:  # deleted or expired since it was read
+            raise KeyNotFound(f"key {key!r} does not exist")
+        return Response({"key": key, "value": value, "type": type_, "ttl": ttl})
+
+    def update(self, request, key: str) -> Response:
+        body = _valid(s.SetValueSerializer, request.data)
+        value = checked_value(key, body["value"])
+        ttl = body.get("ttl")
+        _store().set(key, value, ex=ttl)
+        return Response({"key": key, "value": value, "type": "value", "ttl": -1 if ttl is None else ttl})
+
+    def destroy(self, request, key: str) -> Response:
+        if not _store().delete(key):
+            raise KeyNotFound(f"key {key!r} does not exist")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    # -- actions -----------------------------------------------------------------------------
+
+    @extend_schema(summary="Increment a counter", parameters=[KEY_PARAMETER], request=s.IncrSerializer,
+                   responses={200: s.CounterSerializer, **_errors(400, 403, 409)})
+    @action(detail=True, methods=["post"])
+    def incr(self, request, key: str) -> Response:
+        """Add ``amount`` to an integer value (a missing key counts as 0); the TTL is kept."""
+        body = _valid(s.IncrSerializer, request.data)
+        return Response({"key": key, "value": _store().incrby(key, body["amount"])})
+
+    @extend_schema(summary="Set or clear a key's expiry", parameters=[KEY_PARAMETER],
+                   request=s.ExpireSerializer, responses={200: s.ExpirySerializer, **_errors(400, 403, 404)})
+    @action(detail=True, methods=["post"])
+    def expire(self, request, key: str) -> Response:
+        """Expire the key ``ttl`` seconds from now; 0 or less deletes it."""
+        ttl = _valid(s.ExpireSerializer, request.data)["ttl"]
+        if not _store().expire(key, ttl):
+            raise KeyNotFound(f"key {key!r} does not exist")
+        return Response({"key": key, "ttl": ttl if ttl > 0 else -2})
+
+    @extend_schema(summary="Read a hash", parameters=[KEY_PARAMETER],
+                   responses={200: s.HashSerializer, **_errors(400, 403, 404, 409)})
+    @action(detail=True, methods=["get"], url_path="hash", url_name="hash")
+    def hash_fields(self, request, key: str) -> Response:
+        """Every field of the hash."""
+        fields = _store().hgetall(key)
+        if not fields:  # a hash loses its key with its last field: an empty one does not exist
+            raise KeyNotFound(f"key {key!r} does not exist")
+        return Response({"key": key, "fields": fields})
+
+    @extend_schema(summary="Set fields of a hash", parameters=[KEY_PARAMETER], request=s.HashUpdateSerializer,
+                   responses={200: s.HashUpdatedSerializer, **_errors(400, 403, 409, 413)})
+    @hash_fields.mapping.patch
+    def hash_update(self, request, key: str) -> Response:
+        """Set the given fields (creating the hash when missing); the other fields are kept."""
+        fields = checked_value(key, _valid(s.HashUpdateSerializer, request.data)["fields"])
+        store = _store()
+        added = store.hset(key, mapping=fields)
+        return Response({"key": key, "fields": store.hgetall(key), "added": added})
