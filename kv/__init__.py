@@ -23,7 +23,10 @@ def get_store() -> KVStore | None:
     if not apps.is_installed("kv"):
         return None
     if _store is None:
+        from django.core.signals import setting_changed
+
         from .store import KVStore
 
         _store = KVStore()
+        setting_changed.connect(_store.reset_l1, weak=False)
     return _store

@@ -15,6 +15,10 @@ class InvalidValue(KVError, ValueError):
     """A value that is not JSON-serialisable or is larger than ``KV["MAX_VALUE_SIZE"]``."""
 
 
+class ValueTooLarge(InvalidValue):
+    """A value whose JSON form is larger than ``KV["MAX_VALUE_SIZE"]`` bytes."""
+
+
 class WrongType(KVError, TypeError):
     """A hash operation on a plain value, or a plain-value operation on a hash."""
 

@@ -58,7 +58,7 @@ class L1Cache:
     def fill(self, key: str, type_: str, value: Any, text: str, ttl: float | None, generation: int) -> None:
         """Keep ``key`` for ``min(self.ttl, ttl)`` seconds unless it was invalidated since ``generation``."""
         lifetime = self.ttl if ttl is None else min(self.ttl, ttl)
-        size = len(key) + len(text) + ENTRY_OVERHEAD
+        size = len(key.encode()) + len(text.encode()) + ENTRY_OVERHEAD
         if lifetime <= 0 or size > self.max_bytes:
             return
         entry = (type_, value if isinstance(value, IMMUTABLE) else None,

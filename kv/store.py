@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import random
@@ -16,7 +17,15 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from .conf import kv_settings
-from .errors import InvalidKey, InvalidValue, LockTimeout, NotAnInteger, Overflow, WrongType
+from .errors import (
+    InvalidKey,
+    InvalidValue,
+    LockTimeout,
+    NotAnInteger,
+    Overflow,
+    ValueTooLarge,
+    WrongType,
+)
 from .l1 import L1Cache
 from .sql import Statements, statements_for
 from .sql.base import INT64_MAX, INT64_MIN
@@ -24,6 +33,34 @@ from .sql.base import INT64_MAX, INT64_MIN
 MAX_KEY_LENGTH = 512
 INVALIDATE_CHANNEL = "kv-invalidate"
 _INVALIDATE_ALL_OVER = 6000  # bytes of key names: past this, tell other processes to drop everything
+
+
+def _storable(text: str, error: type[Exception], what: str) -> str:
+    """``text``, if both databases can store it: no NUL character, no lone surrogate."""
+    if "\x00" in text or ("\\u0000" in text and _holds_nul(json.loads(text))):
+        raise error(f"{what} contains a NUL character, which PostgreSQL cannot store")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise error(f"{what} contains a lone surrogate, which is not valid UTF-8") from None
+    return text
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+@functools.cache
+def _runtime():
+    from tachycore.runtime import runtime  # imported late: it needs the apps loaded
+
+    return runtime
 
 
 def now_ms() -> int:
@@ -72,52 +109,79 @@ class KVStore:
     @property
     def l1(self) -> L1Cache | None:
         """This process's L1 cache, or ``None`` when ``KV["L1_ENABLED"]`` is off."""
-        config = (kv_settings.L1_ENABLED, kv_settings.L1_MAX_SIZE, kv_settings.L1_TTL)
-        if config != self._l1_config:
+        if self._l1_config is None:
+            config = (kv_settings.L1_ENABLED, kv_settings.L1_MAX_SIZE, kv_settings.L1_TTL)
             self._l1 = L1Cache(config[1], config[2]) if config[0] else None
             self._l1_config = config
         return self._l1
 
+    def reset_l1(self, **kwargs: Any) -> None:
+        """Build L1 again from the settings at next use (``setting_changed`` for ``KV``)."""
+        if kwargs.get("setting", "KV") == "KV":
+            self._l1_config = None
+
+    def _transaction_unless_in_one(self, needed: bool):
+        """A transaction around a write that needs two statements on this database."""
+        if needed and not self._in_transaction():
+            return transaction.atomic(using=self.using)
+        return contextlib.nullcontext()
+
     def _in_transaction(self) -> bool:
         return connections[self.using].in_atomic_block
 
+    def _statements(self, connection) -> Statements:
+        """Statements on a cursor of ``connection``: Django's while queries are logged (DEBUG,
+        a test capturing queries), else the driver's own, kept for the connection's life
+        (Django's wrapper and a new cursor each time would cost more than the query)."""
+        if connection.queries_logged:
+            return statements_for(connection, connection.cursor())
+        connection.ensure_connection()
+        cached = getattr(connection, "_kv_statements", None)
+        if cached is None or cached.cursor.connection is not connection.connection:
+            cached = statements_for(connection, connection.connection.cursor())
+            connection._kv_statements = cached
+        return cached
+
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Statements]:
-        connection = connections[self.using]
-        with connection.cursor() as cursor:
-            yield statements_for(connection, cursor)
+        yield self._statements(connections[self.using])
 
     @contextlib.contextmanager
     def _writing(self, *keys: str) -> Iterator[Statements]:
         """Run one write; drop the keys from L1 now and, after commit, here and everywhere."""
         connection = connections[self.using]
-        fast = kv_settings.DURABILITY == "fast" and connection.vendor == "postgresql"
-        self._invalidate_local(keys)
-        with contextlib.ExitStack() as stack:
-            if fast and not connection.in_atomic_block:
-                stack.enter_context(transaction.atomic(using=self.using))
-            cursor = stack.enter_context(connection.cursor())
-            if fast and not connection.in_atomic_block:
-                cursor.execute("SET LOCAL synchronous_commit = off")
-            yield statements_for(connection, cursor)
-            self._after_commit(keys)
-
-    def _invalidate_local(self, keys: tuple[str, ...] | list[str]) -> None:
         l1 = self.l1
         if l1 is not None:
             l1.invalidate(*keys)
+        if kv_settings.DURABILITY == "fast" and connection.vendor == "postgresql" and not connection.in_atomic_block:
+            with transaction.atomic(using=self.using):
+                sql = self._statements(connection)
+                sql.execute("SET LOCAL synchronous_commit = off", {})
+                yield sql
+                self._after_commit(keys)
+            return
+        yield self._statements(connection)
+        self._after_commit(keys, connection=connection)
 
-    def _after_commit(self, keys: tuple[str, ...] | list[str], everything: bool = False) -> None:
+    def _after_commit(self, keys: tuple[str, ...] | list[str], everything: bool = False,
+                      connection=None) -> None:
+        """Drop ``keys`` (or everything) from L1 here and in every other process, once committed."""
+        too_many = everything or sum(len(key) + 4 for key in keys) > _INVALIDATE_ALL_OVER
+        payload = {"all": True} if too_many else {"keys": list(keys)}
+        if connection is not None and not connection.in_atomic_block:
+            # committed already (autocommit): no on_commit machinery on this hot path
+            self._drop(keys, everything)
+            _runtime().publish(INVALIDATE_CHANNEL, payload)
+            return
+        transaction.on_commit(lambda: self._drop(keys, everything), using=self.using)
         from tachycore import sync
 
-        def drop() -> None:
-            l1 = self.l1
-            if l1 is not None:
-                l1.clear() if everything else l1.invalidate(*keys)
+        sync.publish(INVALIDATE_CHANNEL, payload, using=self.using)
 
-        transaction.on_commit(drop, using=self.using)
-        too_many = everything or sum(len(key) + 4 for key in keys) > _INVALIDATE_ALL_OVER
-        sync.publish(INVALIDATE_CHANNEL, {"all": True} if too_many else {"keys": list(keys)}, using=self.using)
+    def _drop(self, keys: tuple[str, ...] | list[str], everything: bool) -> None:
+        l1 = self.l1
+        if l1 is not None:
+            l1.clear() if everything else l1.invalidate(*keys)
 
     # -- validation ------------------------------------------------------------------------
 
@@ -129,23 +193,24 @@ class KVStore:
             raise InvalidKey("a key cannot be empty")
         if len(key) > MAX_KEY_LENGTH:
             raise InvalidKey(f"key {key[:40]!r}... is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}")
-        return key
+        return _storable(key, InvalidKey, "key")
 
     @staticmethod
     def _field(field: Any) -> str:
         if not isinstance(field, str):
             raise InvalidKey(f"a hash field must be a string, got {type(field).__name__} {field!r}")
-        return field
+        return _storable(field, InvalidKey, f"hash field {field!r}")
 
     @staticmethod
     def _json(value: Any, key: str) -> str:
         try:
-            text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+            text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
         except (TypeError, ValueError) as e:
             raise InvalidValue(f"value for key {key!r} is not JSON-serialisable: {e}") from None
+        _storable(text, InvalidValue, f"value for key {key!r}")
         size = len(text.encode())
         if size > kv_settings.MAX_VALUE_SIZE:
-            raise InvalidValue(
+            raise ValueTooLarge(
                 f"value for key {key!r} is {size} bytes as JSON; KV['MAX_VALUE_SIZE'] is {kv_settings.MAX_VALUE_SIZE}"
             )
         return text
@@ -167,6 +232,13 @@ class KVStore:
 
     def get(self, key: str) -> Any:
         """The value of ``key``, or ``None`` when it is missing or expired."""
+        l1 = self._l1 if self._l1_config is not None else self.l1
+        # the L1 hit, kept short (the hot path); inside a transaction L1 is not used at all:
+        # another thread may have cached the committed value this transaction has replaced
+        if l1 is not None and key.__class__ is str and not connections[self.using].in_atomic_block:
+            hit = l1.get(key)
+            if hit is not None and hit[0] == "value":
+                return hit[1]
         found = self._read(self._key(key))
         if found is None:
             return None
@@ -178,7 +250,7 @@ class KVStore:
     def _read(self, key: str) -> tuple[str, Any] | None:
         l1 = self.l1
         cacheable = l1 is not None and not self._in_transaction()
-        if cacheable:
+        if cacheable:  # outside a transaction only (see get)
             hit = l1.get(key)
             if hit is not None:
                 return hit
@@ -411,9 +483,13 @@ class KVStore:
             raise InvalidValue(f"hset of key {key!r} needs a field and value, or a mapping")
         text = self._json(fields, key)
         now = now_ms()
-        with self._writing(key) as sql:
-            new = sql.hset(key, text, len(fields), now, timezone.now())
+        with self._writing(key) as sql, self._transaction_unless_in_one(sql.vendor == "postgresql"):
+            new = sql.hset(key, text, len(fields), now, timezone.now(), kv_settings.MAX_VALUE_SIZE)
             if new is None:
+                found = sql.row(key, now)
+                if found is not None and found[0] == "hash":
+                    raise ValueTooLarge(f"hash {key!r} would pass KV['MAX_VALUE_SIZE'] "
+                                        f"({kv_settings.MAX_VALUE_SIZE} bytes) with these fields")
                 raise WrongType(f"key {key!r} holds a value, not a hash")
         return new
 
@@ -438,12 +514,8 @@ class KVStore:
         if not fields:
             raise InvalidKey("hdel needs at least one field")
         names = [self._field(field) for field in fields]
-        with self._writing(key) as sql:
-            if sql.vendor == "sqlite" and not self._in_transaction():
-                with transaction.atomic(using=self.using):
-                    result = sql.hdel(key, names, now_ms(), timezone.now())
-            else:
-                result = sql.hdel(key, names, now_ms(), timezone.now())
+        with self._writing(key) as sql, self._transaction_unless_in_one(sql.vendor == "sqlite"):
+            result = sql.hdel(key, names, now_ms(), timezone.now())
         if result is None:
             return 0
         if result[0] != "hash":

@@ -189,7 +189,9 @@ class Runtime:
         """Send now (``tachycore.sync.publish`` calls this after commit). A failure is
         recorded, not raised: the change is committed, and the reconcile repairs."""
         try:
-            self.pubsub.publish(channel, payload)
+            adapter = self.pubsub
+            if adapter.has_audience:
+                adapter.publish(channel, payload)
         except Exception as e:
             self.supervisor.record_error(f"sync message on {channel!r} not sent: {type(e).__name__}: {e}")
 

@@ -11,9 +11,9 @@ def statements_for(connection: BaseDatabaseWrapper, cursor) -> Statements:
     if connection.vendor == "postgresql":
         from .postgresql import PostgresStatements
 
-        return PostgresStatements(cursor)
+        return PostgresStatements(connection, cursor)
     if connection.vendor == "sqlite":
         from .sqlite import SQLiteStatements
 
-        return SQLiteStatements(cursor)
+        return SQLiteStatements(connection, cursor)
     raise NotImplementedError(f"kv supports PostgreSQL and SQLite, not {connection.vendor}")

@@ -26,15 +26,32 @@ class Statements:
         """How the JSON text parameter ``name`` becomes a value of the column."""
         return f"%({name})s"
 
-    def __init__(self, cursor) -> None:
-        self.cursor = cursor
+    def __init__(self, connection, cursor) -> None:
+        self.connection = connection
+        self.cursor = cursor  # the driver's own cursor: Django's wrapper costs more than the query
+
+    def execute(self, sql: str, params: dict[str, Any]) -> None:
+        """Run one statement on the driver's cursor, with Django's error classes."""
+        self.connection.validate_no_broken_transaction()
+        with self.connection.wrap_database_errors:
+            self.cursor.execute(self.native(sql), self.adapt(params))
+
+    def native(self, sql: str) -> str:
+        """The statement in the driver's parameter style."""
+        return sql
+
+    def adapt(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Parameters as the driver takes them."""
+        return params
 
     def _one(self, sql: str, params: dict[str, Any]) -> tuple | None:
-        self.cursor.execute(sql, params)
-        return self.cursor.fetchone()
+        self.execute(sql, params)
+        # every row is fetched: a statement left open would keep SQLite's transaction open
+        rows = self.cursor.fetchall()
+        return rows[0] if rows else None
 
     def _all(self, sql: str, params: dict[str, Any]) -> list[tuple]:
-        self.cursor.execute(sql, params)
+        self.execute(sql, params)
         return self.cursor.fetchall()
 
     @staticmethod
@@ -77,16 +94,17 @@ class Statements:
         """Create or replace a key; with ``nx`` only when absent. Return whether it was written."""
         expire = "CASE WHEN " + EXPIRED + " THEN NULL ELSE _kv.expire_at END" if keepttl else "excluded.expire_at"
         condition = f"WHERE {EXPIRED}" if nx else ""
-        row = self._one(
+        statement = self._one if nx else self.execute  # only nx can refuse: RETURNING only then
+        row = statement(
             f"INSERT INTO _kv (key, type, value, expire_at, created, updated) "
             f"VALUES (%(key)s, %(type)s, {self.json_param('value')}, %(expire_at)s, %(ts)s, %(ts)s) "
             f"ON CONFLICT (key) DO UPDATE SET type = excluded.type, value = excluded.value, "
             f"expire_at = {expire}, updated = excluded.updated, "
-            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END {condition} "
-            f"RETURNING 1",
+            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END {condition}"
+            + (" RETURNING 1" if nx else ""),
             {"key": key, "type": type_, "value": value, "expire_at": expire_at, "now": now, "ts": ts},
         )
-        return row is not None
+        return row is not None if nx else True
 
     def replace(self, key: str, value: str, expire_at: int | None, now: int, ts, *, keepttl: bool = False,
                 type_: str = "value") -> bool:
@@ -108,7 +126,7 @@ class Statements:
             params[f"k{i}"], params[f"v{i}"] = key, value
             rows.append(f"(%(k{i})s, %(type)s, {self.json_param(f'v{i}')}, "
                         f"%(expire_at)s, %(ts)s, %(ts)s)")
-        self.cursor.execute(
+        self.execute(
             f"INSERT INTO _kv (key, type, value, expire_at, created, updated) VALUES {', '.join(rows)} "
             f"ON CONFLICT (key) DO UPDATE SET type = excluded.type, value = excluded.value, "
             f"expire_at = excluded.expire_at, updated = excluded.updated, "
@@ -149,9 +167,11 @@ class Statements:
 
     def delete_expired(self, now: int, batch_size: int) -> int:
         """Delete at most ``batch_size`` expired rows; return how many."""
-        self.cursor.execute(
+        self.execute(
+            # expiry is checked again outside the subquery: a key set anew while this
+            # statement waited for its row lock must survive
             "DELETE FROM _kv WHERE key IN (SELECT key FROM _kv WHERE expire_at <= %(now)s "
-            "LIMIT %(limit)s)",
+            "LIMIT %(limit)s) AND expire_at <= %(now)s",
             {"now": now, "limit": batch_size},
         )
         return self.cursor.rowcount
@@ -178,7 +198,7 @@ class Statements:
         by then); return how many."""
         params = {**self._prefix(prefix, type_), "now": expired_at}
         expired = " AND expire_at <= %(now)s" if expired_at is not None else ""
-        self.cursor.execute(f"DELETE FROM _kv WHERE type = %(type)s AND {self.key_range}{expired}", params)
+        self.execute(f"DELETE FROM _kv WHERE type = %(type)s AND {self.key_range}{expired}", params)
         return self.cursor.rowcount
 
     def delete_oldest(self, prefix: str, type_: str, count: int) -> list[str]:
@@ -211,8 +231,9 @@ class Statements:
         """Add ``amount`` to an integer (0 when absent); ``None`` when refused (see diagnose)."""
         raise NotImplementedError
 
-    def hset(self, key: str, mapping: str, field_count: int, now: int, ts) -> int | None:
-        """Merge ``mapping`` (JSON object) into a hash; the number of new fields, ``None`` on a non-hash."""
+    def hset(self, key: str, mapping: str, field_count: int, now: int, ts, max_size: int) -> int | None:
+        """Merge ``mapping`` (JSON object) into a hash; the number of new fields, ``None`` when
+        refused (not a hash, or the merged hash would pass ``max_size`` bytes)."""
         raise NotImplementedError
 
     def hdel(self, key: str, fields: list[str], now: int, ts) -> tuple[str, int] | None:

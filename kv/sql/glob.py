@@ -34,7 +34,7 @@ def _tokens(pattern: str):
                 if pattern[j] == "\\" and j + 1 < n:
                     items.append((pattern[j + 1], pattern[j + 1]))
                     j += 2
-                elif j + 2 < n and pattern[j + 1] == "-" and pattern[j + 2] != "]":
+                elif j + 2 < n and pattern[j + 1] == "-":  # as Redis: even "a-]" is a range
                     low, high = pattern[j], pattern[j + 2]
                     items.append((min(low, high), max(low, high)))  # Redis accepts [z-a] too
                     j += 3
@@ -82,8 +82,9 @@ def _class_char(ch: str) -> str:
     return "\\" + ch if ch in "\\]^-[" else ch
 
 
-def glob_to_sqlite(pattern: str) -> str:
-    """An SQLite ``GLOB`` pattern matching exactly what Redis matches.
+def glob_to_sqlite(pattern: str) -> str | None:
+    """An SQLite ``GLOB`` pattern matching exactly what Redis matches; ``None`` when the
+    pattern can match nothing (an empty set, which GLOB cannot say).
 
     SQLite's GLOB knows ``*``, ``?``, ``[...]`` and ``[^...]`` but no escapes: a
     literal special character is written as a one-character set.
@@ -98,16 +99,34 @@ def glob_to_sqlite(pattern: str) -> str:
             parts.append("?")
         else:
             negated, items = value
-            # in a GLOB set "]" must come first and "^" must not; ranges keep their order
-            chars = [(low, high) for low, high in items]
-            has_bracket = any(low == high == "]" for low, high in chars)
-            chars = [c for c in chars if c != ("]", "]")]
-            body = "".join(low if low == high else f"{low}-{high}" for low, high in chars)
-            if "^" in body and not negated and body.startswith("^"):
-                body = body[1:] + "^"
-            inner = ("]" if has_bracket else "") + body
-            if not inner:
-                parts.append("?" if negated else "[^\\x00-\\U0010ffff]")
-            else:
-                parts.append(f"[{'^' if negated else ''}{inner}]")
+            if not items:
+                if not negated:
+                    return None
+                parts.append("?")  # [^] : any one character
+                continue
+            parts.append(_sqlite_set(negated, items))
     return "".join(parts)
+
+
+def _sqlite_set(negated: bool, items: list[tuple[str, str]]) -> str:
+    # in a GLOB set "]" must come first, "-" last, and "^" anywhere but first; a range that
+    # starts or ends at "]" is written as "]" plus the rest of the range
+    singles: set[str] = set()
+    ranges = []
+    for low, high in items:
+        if low != high and "]" in (low, high):
+            singles.add("]")
+            low, high = (chr(ord(low) + 1), high) if low == "]" else (low, chr(ord(high) - 1))
+        if low == high:
+            singles.add(low)
+        elif low < high:
+            ranges.append(f"{low}-{high}")
+    if not negated and not ranges and len(singles) == 1:
+        (char,) = singles
+        return f"[{char}]" if char in "*?[" else char
+    body = "".join(sorted(singles - {"]", "-", "^"})) + "".join(ranges)
+    body = ("]" if "]" in singles else "") + body + ("^" if "^" in singles else "")
+    if body.startswith("^"):
+        body = body[1:] + "^"  # only possible when "^" is the sole character: "[^^]" reads right
+    body += "-" if "-" in singles else ""
+    return f"[{'^' if negated else ''}{body}]"

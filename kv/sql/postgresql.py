@@ -32,7 +32,7 @@ class PostgresStatements(Statements):
 
     def _keys_sort_by_code_point(self) -> bool:
         """Whether ``_kv.key``'s collation orders by code point (asked once per database)."""
-        database = (self.cursor.db.alias, self.cursor.db.settings_dict["NAME"])
+        database = (self.connection.alias, self.connection.settings_dict["NAME"])
         if database not in _code_point_order:
             # to_jsonb: datlocprovider is missing before PostgreSQL 15 (libc only then)
             row = self._one(
@@ -67,7 +67,7 @@ class PostgresStatements(Statements):
             "ELSE to_jsonb(((_kv.value #>> '{}')::numeric + %(amount)s)::bigint) END, "
             f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
             f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
-            "updated = excluded.updated "
+            "type = excluded.type, updated = excluded.updated "
             # CASE keeps the cast from running on a value that is not an integer
             f"WHERE {EXPIRED} OR CASE WHEN _kv.type = 'value' AND {_INTEGER} "
             "THEN (_kv.value #>> '{}')::numeric + %(amount)s BETWEEN -9223372036854775808 AND 9223372036854775807 "
@@ -77,7 +77,12 @@ class PostgresStatements(Statements):
         )
         return row[0] if row else None
 
-    def hset(self, key: str, mapping: str, field_count: int, now: int, ts) -> int | None:
+    def hset(self, key: str, mapping: str, field_count: int, now: int, ts, max_size: int) -> int | None:
+        # must run in a transaction (the store opens one): two hsets creating the same hash
+        # at once would both count every field as new, since a statement reads the state as
+        # of its start; this lock makes the second one start after the first committed
+        self.execute("SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 7173))", {"key": key})
+        self.cursor.fetchall()
         # "old" is read (and its row locked) before the insert runs, so the fields it
         # reports are the ones this statement replaces
         row = self._one(
@@ -90,10 +95,11 @@ class PostgresStatements(Statements):
             f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
             f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
             "type = 'hash', updated = excluded.updated "
-            f"WHERE {EXPIRED} OR _kv.type = 'hash' "
+            f"WHERE {EXPIRED} OR (_kv.type = 'hash' "
+            "AND octet_length((_kv.value || excluded.value)::text) <= %(max)s) "
             "RETURNING (SELECT count(*) FROM jsonb_object_keys(%(mapping)s::jsonb) AS f(name) "
             "WHERE NOT EXISTS (SELECT 1 FROM old WHERE old.type = 'hash' AND old.value ? f.name))",
-            {"key": key, "mapping": mapping, "now": now, "ts": ts},
+            {"key": key, "mapping": mapping, "now": now, "ts": ts, "max": max_size},
         )
         return row[0] if row else None
 
@@ -123,7 +129,7 @@ class PostgresStatements(Statements):
             f"to_jsonb((({current} #>> '{{}}')::numeric + %(amount)s)::bigint)) END, "
             f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
             f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
-            "updated = excluded.updated "
+            "type = excluded.type, updated = excluded.updated "
             f"WHERE {EXPIRED} OR (_kv.type = 'hash' AND CASE WHEN {current} IS NULL THEN true "
             f"WHEN jsonb_typeof({current}) = 'number' AND ({current} #>> '{{}}') ~ '^-?[0-9]+$' "
             f"THEN ({current} #>> '{{}}')::numeric + %(amount)s BETWEEN -9223372036854775808 AND 9223372036854775807 "

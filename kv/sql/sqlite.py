@@ -4,8 +4,12 @@ registered on each connection for the hash updates SQLite's JSON paths cannot ex
 
 from __future__ import annotations
 
+import datetime
+import functools
 import json
+import re
 import threading
+from typing import Any
 
 from .base import ALIVE, EXPIRED, Statements
 from .glob import glob_to_sqlite, literal_prefix
@@ -18,7 +22,7 @@ def _hset(old: str | None, mapping: str) -> str:
     new = json.loads(mapping)
     _results.new_fields = sum(1 for field in new if field not in current)
     current.update(new)
-    return json.dumps(current)
+    return json.dumps(current, ensure_ascii=False, separators=(",", ":"))
 
 
 def _hdel(old: str, fields: str) -> str:
@@ -50,11 +54,35 @@ def register_functions(connection) -> None:
     raw.create_function("kv_hincr", 3, _hincr, deterministic=True)
 
 
+@functools.lru_cache(maxsize=512)
+def _named(sql: str) -> str:
+    return _PARAM.sub(r":\1", sql)
+
+
+_PARAM = re.compile(r"%\((\w+)\)s")
+
+
 class SQLiteStatements(Statements):
     vendor = "sqlite"
 
+    def native(self, sql: str) -> str:
+        return _named(sql)
+
+    def adapt(self, params: dict[str, Any]) -> dict[str, Any]:
+        # the driver's cursor skips Django's adapters: datetimes become Django's text form here
+        for name, value in params.items():
+            if isinstance(value, datetime.datetime):
+                params[name] = (
+                    str(value.replace(tzinfo=None)) if value.tzinfo is datetime.UTC  # timezone.now()
+                    else self.connection.ops.adapt_datetimefield_value(value)
+                )
+        return params
+
     def keys(self, pattern: str, now: int, type_: str | None = None) -> list[str]:
-        params = {"now": now, "glob": glob_to_sqlite(pattern), "type": type_, "lo": literal_prefix(pattern)}
+        glob = glob_to_sqlite(pattern)
+        if glob is None:
+            return []
+        params = {"now": now, "glob": glob, "type": type_, "lo": literal_prefix(pattern)}
         conditions = [ALIVE, "key GLOB %(glob)s"]
         if params["lo"]:
             conditions.append("key >= %(lo)s")
@@ -71,7 +99,7 @@ class SQLiteStatements(Statements):
             "ELSE CAST(CAST(_kv.value AS INTEGER) + %(amount)s AS TEXT) END, "
             f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
             f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
-            "updated = excluded.updated "
+            "type = excluded.type, updated = excluded.updated "
             f"WHERE {EXPIRED} OR (_kv.type = 'value' AND json_valid(_kv.value) "
             "AND json_type(_kv.value) = 'integer' AND CAST(CAST(_kv.value AS INTEGER) AS TEXT) = _kv.value "
             # an int64 overflow makes SQLite's sum a REAL
@@ -81,7 +109,7 @@ class SQLiteStatements(Statements):
         )
         return row[0] if row else None
 
-    def hset(self, key: str, mapping: str, field_count: int, now: int, ts) -> int | None:
+    def hset(self, key: str, mapping: str, field_count: int, now: int, ts, max_size: int) -> int | None:
         _results.new_fields = field_count  # when the key is new, every field is
         row = self._one(
             "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
@@ -92,8 +120,9 @@ class SQLiteStatements(Statements):
             f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
             f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
             "type = 'hash', updated = excluded.updated "
-            f"WHERE {EXPIRED} OR _kv.type = 'hash' RETURNING 1",
-            {"key": key, "mapping": mapping, "now": now, "ts": ts},
+            f"WHERE {EXPIRED} OR (_kv.type = 'hash' "
+            "AND length(CAST(kv_hset(_kv.value, excluded.value) AS BLOB)) <= %(max)s) RETURNING 1",
+            {"key": key, "mapping": mapping, "now": now, "ts": ts, "max": max_size},
         )
         return _results.new_fields if row else None
 
@@ -110,7 +139,7 @@ class SQLiteStatements(Statements):
             {"key": key, "fields": json.dumps(fields), "now": now, "ts": ts},
         )
         removed = _results.removed
-        self.cursor.execute("DELETE FROM _kv WHERE key = %(key)s AND type = 'hash' AND value = '{}'", {"key": key})
+        self.execute("DELETE FROM _kv WHERE key = %(key)s AND type = 'hash' AND value = '{}'", {"key": key})
         return "hash", removed
 
     def hincr(self, key: str, field: str, amount: int, now: int, ts) -> int | None:
@@ -122,7 +151,7 @@ class SQLiteStatements(Statements):
             "ELSE kv_hincr(_kv.value, %(field)s, %(amount)s) END, "
             f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
             f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
-            "updated = excluded.updated "
+            "type = excluded.type, updated = excluded.updated "
             f"WHERE {EXPIRED} OR (_kv.type = 'hash' AND kv_hincr_ok(_kv.value, %(field)s, %(amount)s)) "
             "RETURNING value",
             {"key": key, "field": field, "amount": amount, "now": now, "ts": ts},

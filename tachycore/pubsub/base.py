@@ -104,6 +104,11 @@ class BasePubSub(abc.ABC):
                 self._close()
 
     @property
+    def has_audience(self) -> bool:
+        """Whether a message sent now can reach anyone (else publishing skips the work)."""
+        return True
+
+    @property
     def listening(self) -> bool:
         """Whether the listener is connected now (a change elsewhere reaches this process)."""
         return self._listening.is_set()

@@ -22,10 +22,14 @@ class MemoryPubSub(BasePubSub):
     _hub: weakref.WeakSet[MemoryPubSub] = weakref.WeakSet()
     _hub_lock = threading.Lock()
 
+    @property
+    def has_audience(self) -> bool:
+        return len(self._hub) > (1 if self in self._hub else 0)
+
     def publish(self, channel: str, payload: Any) -> None:
         text = encode(channel, payload, self.node_id)
         with self._hub_lock:
-            receivers = [adapter for adapter in self._hub if adapter is not self]
+            receivers = [adapter for adapter in self._hub if adapter is not self] if len(self._hub) > 1 else ()
         for adapter in receivers:
             if adapter.listening:
                 adapter._deliver(text)

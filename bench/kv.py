@@ -1,0 +1,176 @@
+"""The key-value store against its anchors, measured in one run on one database.
+
+    .venv/bin/python bench/kv.py                                                   # SQLite (a temporary file)
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/tachy_bench .venv/bin/python bench/kv.py
+
+Each line prints our figure, the anchor measured in the same run, their ratio
+and the goal. Anchors: Django's LocMemCache and DatabaseCache, a raw primary-key
+SELECT and a raw single-statement upsert on the same connection (psycopg or
+sqlite3, no Django in between), and, for the reader, redis-py against the local
+Redis (``pip install -e '.[bench]'``; skipped when Redis is not reachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
+if "DATABASE_URL" not in os.environ:
+    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
+os.environ.setdefault("DEBUG", "false")
+
+VALUE = "x" * 98  # 100 bytes as JSON
+RESULTS: list[tuple[str, float, str, float, str, bool]] = []
+
+
+def per_op(fn, n: int, repeat: int = 5) -> float:
+    """Seconds per call: the best of ``repeat`` runs of ``n`` calls."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - start) / n)
+    return best
+
+
+def record(name: str, ours: float, anchor_name: str, anchor: float, goal: str, met: bool) -> None:
+    RESULTS.append((name, ours, anchor_name, anchor, goal, met))
+
+
+def fmt(seconds: float) -> str:
+    return f"{seconds * 1e6:8.2f} µs"
+
+
+def raw_statements(connection):
+    """The raw driver cursor and the anchor statements for this database."""
+    connection.ensure_connection()
+    raw = connection.connection.cursor()
+    if connection.vendor == "postgresql":
+        select = "SELECT value::text, expire_at FROM _kv WHERE key = %s"
+        upsert = ("INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+                  "VALUES (%s, 'value', %s::jsonb, NULL, now(), now()) ON CONFLICT (key) DO UPDATE "
+                  "SET value = excluded.value, expire_at = NULL, updated = excluded.updated")
+        incr = ("INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+                "VALUES (%s, 'value', '1'::jsonb, NULL, now(), now()) ON CONFLICT (key) DO UPDATE "
+                "SET value = to_jsonb((_kv.value #>> '{}')::bigint + 1), updated = excluded.updated "
+                "RETURNING (value #>> '{}')::bigint")
+    else:
+        select = "SELECT value, expire_at FROM _kv WHERE key = ?"
+        upsert = ("INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+                  "VALUES (?, 'value', ?, NULL, datetime('now'), datetime('now')) ON CONFLICT (key) DO UPDATE "
+                  "SET value = excluded.value, expire_at = NULL, updated = excluded.updated")
+        incr = ("INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+                "VALUES (?, 'value', '1', NULL, datetime('now'), datetime('now')) ON CONFLICT (key) DO UPDATE "
+                "SET value = CAST(CAST(_kv.value AS INTEGER) + 1 AS TEXT), updated = excluded.updated "
+                "RETURNING CAST(value AS INTEGER)")
+    return raw, select, upsert, incr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the number of calls")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.core.cache.backends.db import DatabaseCache
+    from django.core.cache.backends.locmem import LocMemCache
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import override_settings
+
+    import kv
+
+    call_command("migrate", verbosity=0)
+    call_command("createcachetable", "bench_django_cache", verbosity=0)
+    store = kv.get_store()
+    n = int(20_000 * args.scale)
+    n_db = int(2_000 * args.scale)
+
+    # -- L1 hit ----------------------------------------------------------------------------
+    store.set("bench:l1", VALUE)
+    assert store.get("bench:l1") == VALUE  # fills L1
+    locmem = LocMemCache("bench", {})
+    locmem.set("bench:l1", VALUE)
+    ours = per_op(lambda: store.get("bench:l1"), n)
+    anchor = per_op(lambda: locmem.get("bench:l1"), n)
+    record("get, L1 hit (100-byte value)", ours, "LocMemCache.get", anchor, "<= 1/4 and < 1 µs",
+           ours <= anchor / 4 and ours < 1e-6)
+
+    raw, select, upsert, incr = raw_statements(connection)
+    dbcache = DatabaseCache("bench_django_cache", {})
+    dbcache.set("bench:l2", VALUE)
+    store.set("bench:l2", VALUE)
+    raw.execute(upsert, ["bench:raw", json.dumps(VALUE)])
+
+    # -- L2 get ----------------------------------------------------------------------------
+    with override_settings(KV={"L1_ENABLED": False}):
+        assert store.get("bench:l2") == VALUE
+        ours = per_op(lambda: store.get("bench:l2"), n_db)
+
+        def raw_get():
+            raw.execute(select, ["bench:raw"])
+            json.loads(raw.fetchone()[0])
+
+        anchor = per_op(raw_get, n_db)
+        django_db = per_op(lambda: dbcache.get("bench:l2"), n_db)
+        record("get, L1 off", ours, "raw PK SELECT", anchor, "<= 1.5x", ours <= 1.5 * anchor)
+        record("get, L1 off", ours, "DatabaseCache.get", django_db, ">= 3x faster", django_db >= 3 * ours)
+
+        # -- set and incr ------------------------------------------------------------------
+        ours = per_op(lambda: store.set("bench:set", VALUE), n_db)
+        anchor = per_op(lambda: raw.execute(upsert, ["bench:rawset", json.dumps(VALUE)]), n_db)
+        django_db = per_op(lambda: dbcache.set("bench:set", VALUE), n_db)
+        record("set", ours, "raw upsert", anchor, "<= 1.3x", ours <= 1.3 * anchor)
+        record("set", ours, "DatabaseCache.set", django_db, ">= 3x faster", django_db >= 3 * ours)
+
+        ours = per_op(lambda: store.incr("bench:incr"), n_db)
+
+        def raw_incr():
+            raw.execute(incr, ["bench:rawincr"])
+            raw.fetchone()
+
+        anchor = per_op(raw_incr, n_db)
+        record("incr", ours, "raw upsert RETURNING", anchor, "<= 1.3x", ours <= 1.3 * anchor)
+
+    print(f"kv on {connection.vendor} ({connection.settings_dict['NAME']}), best of 5 runs")
+    print(f"{'operation':30} {'ours':>11}   {'anchor':24} {'anchor':>11} {'ratio':>7}  goal")
+    for name, ours, anchor_name, anchor, goal, met in RESULTS:
+        print(f"{name:30} {fmt(ours)}   {anchor_name:24} {fmt(anchor)} {ours / anchor:6.2f}x  "
+              f"{goal}: {'met' if met else 'NOT met'}")
+    redis_figures(n_db)
+
+
+def redis_figures(n: int) -> None:
+    try:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=6379, db=15, socket_connect_timeout=1)
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - any reason: the reader's figures are optional
+        print(f"redis-py: skipped ({e})")
+        return
+    client.set("bench:redis", VALUE)
+    figures = {
+        "GET": per_op(lambda: client.get("bench:redis"), n),
+        "SET": per_op(lambda: client.set("bench:redis", VALUE), n),
+        "INCR": per_op(lambda: client.incr("bench:redis:incr"), n),
+    }
+    print("for the reader, redis-py against the local Redis: "
+          + ", ".join(f"{name} {seconds * 1e6:.1f} µs" for name, seconds in figures.items()))
+    statistics.mean(figures.values())
+
+
+if __name__ == "__main__":
+    main()
