@@ -18,6 +18,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+from kv import errors as kv_errors
 from kv.errors import InvalidKey, InvalidValue, NotAnInteger, Overflow, WrongType
 
 from .permissions import PermissionClassError
@@ -52,7 +53,7 @@ class ValueTooLarge(APIException):
 def _translated(exc: Exception) -> Exception:
     if isinstance(exc, WrongType | NotAnInteger | Overflow):
         return Conflict(str(exc))
-    if isinstance(exc, InvalidValue) and "MAX_VALUE_SIZE" in str(exc):
+    if isinstance(exc, kv_errors.ValueTooLarge):
         # the views measure values before the store does; this catches the sizes only the
         # store can see (a hash merged with its new fields). kv.errors has no size error of its own.
         return ValueTooLarge(str(exc))
