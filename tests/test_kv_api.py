@@ -20,7 +20,7 @@ from rest_framework.permissions import BasePermission
 import kv
 from kv import store as kv_store
 from kv.checks import check_permission_classes
-from kv.errors import InvalidValue
+from kv.errors import InvalidValue, ValueTooLarge
 
 pytestmark = pytest.mark.django_db
 
@@ -557,13 +557,13 @@ def test_keys__get_hash_suffix_reads_the_hash(api, store):
 # -- errors -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("message, status", [
-    ("value for key 'h' is 99 bytes as JSON; KV['MAX_VALUE_SIZE'] is 60", 413),
-    ("mapping for key 'h' must be a dict", 400),
+@pytest.mark.parametrize("error, message, status", [
+    (ValueTooLarge, "hash 'h' would pass KV['MAX_VALUE_SIZE'] (60 bytes) with these fields", 413),
+    (InvalidValue, "mapping for key 'h' must be a dict", 400),
 ])
-def test_store_invalid_value__size_413_anything_else_400(api, store, monkeypatch, message, status):
+def test_store_invalid_value__size_413_anything_else_400(api, store, monkeypatch, error, message, status):
     def refuse(self, key, field=None, value=None, mapping=None):
-        raise InvalidValue(message)
+        raise error(message)
 
     monkeypatch.setattr(type(store), "hset", refuse)
 
