@@ -8,6 +8,7 @@ import json
 import math
 import random
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -63,6 +64,13 @@ def _runtime():
     return runtime
 
 
+def _invalidation(keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The sync message that drops ``keys`` from other processes' L1 (all of it past a size)."""
+    if sum(len(key) + 4 for key in keys) > _INVALIDATE_ALL_OVER:
+        return {"all": True}
+    return {"keys": list(keys)}
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -95,6 +103,7 @@ class KVStore:
         self._using = using
         self._l1: L1Cache | None = None
         self._l1_config: tuple | None = None
+        self._local = threading.local()
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -126,8 +135,15 @@ class KVStore:
             return transaction.atomic(using=self.using)
         return contextlib.nullcontext()
 
+    def _connection(self):
+        """This thread's connection (kept per thread: the handler's lookup costs more than an L1 hit)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = connections[self.using]
+        return connection
+
     def _in_transaction(self) -> bool:
-        return connections[self.using].in_atomic_block
+        return self._connection().in_atomic_block
 
     def _statements(self, connection) -> Statements:
         """Statements on a cursor of ``connection``: Django's while queries are logged (DEBUG,
@@ -144,12 +160,12 @@ class KVStore:
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Statements]:
-        yield self._statements(connections[self.using])
+        yield self._statements(self._connection())
 
     @contextlib.contextmanager
     def _writing(self, *keys: str) -> Iterator[Statements]:
         """Run one write; drop the keys from L1 now and, after commit, here and everywhere."""
-        connection = connections[self.using]
+        connection = self._connection()
         l1 = self.l1
         if l1 is not None:
             l1.invalidate(*keys)
@@ -160,23 +176,47 @@ class KVStore:
                 yield sql
                 self._after_commit(keys)
             return
-        yield self._statements(connection)
-        self._after_commit(keys, connection=connection)
+        sql = self._statements(connection)
+        payload = _invalidation(keys)
+        notify = self._notify_in_statement(connection, payload)
+        sql.notify_with = notify
+        try:
+            yield sql
+        finally:
+            sent, sql.notify_with = sql.notify_with is None and notify is not None, None
+        self._after_commit(keys, connection=connection, payload=None if sent else payload)
+
+    def _notify_in_statement(self, connection, payload: dict[str, Any]) -> tuple[str, str] | None:
+        """``(channel, message)`` for a NOTIFY sent with the write itself (one round trip,
+        one commit), when this process's sync messages go through PostgreSQL on this database."""
+        if connection.vendor != "postgresql" or connection.queries_logged:
+            return None
+        adapter = _runtime().pubsub
+        if getattr(adapter, "using", None) != self.using or not hasattr(adapter, "channel"):
+            return None
+        from tachycore.pubsub.base import encode
+
+        return adapter.channel, encode(INVALIDATE_CHANNEL, payload, adapter.node_id)
 
     def _after_commit(self, keys: tuple[str, ...] | list[str], everything: bool = False,
-                      connection=None) -> None:
-        """Drop ``keys`` (or everything) from L1 here and in every other process, once committed."""
-        too_many = everything or sum(len(key) + 4 for key in keys) > _INVALIDATE_ALL_OVER
-        payload = {"all": True} if too_many else {"keys": list(keys)}
+                      connection=None, payload: dict[str, Any] | None = None) -> None:
+        """Drop ``keys`` (or everything) from L1 here and, unless the write's statement
+        notified them already (``payload`` None), in every other process, once committed."""
+        if everything:
+            payload = {"all": True}
+        elif payload is None and connection is None:
+            payload = _invalidation(keys)
         if connection is not None and not connection.in_atomic_block:
             # committed already (autocommit): no on_commit machinery on this hot path
             self._drop(keys, everything)
-            _runtime().publish(INVALIDATE_CHANNEL, payload)
+            if payload is not None:
+                _runtime().publish(INVALIDATE_CHANNEL, payload)
             return
         transaction.on_commit(lambda: self._drop(keys, everything), using=self.using)
-        from tachycore import sync
+        if payload is not None:
+            from tachycore import sync
 
-        sync.publish(INVALIDATE_CHANNEL, payload, using=self.using)
+            sync.publish(INVALIDATE_CHANNEL, payload, using=self.using)
 
     def _drop(self, keys: tuple[str, ...] | list[str], everything: bool) -> None:
         l1 = self.l1
@@ -235,7 +275,7 @@ class KVStore:
         l1 = self._l1 if self._l1_config is not None else self.l1
         # the L1 hit, kept short (the hot path); inside a transaction L1 is not used at all:
         # another thread may have cached the committed value this transaction has replaced
-        if l1 is not None and key.__class__ is str and not connections[self.using].in_atomic_block:
+        if l1 is not None and key.__class__ is str and not self._connection().in_atomic_block:
             hit = l1.get(key)
             if hit is not None and hit[0] == "value":
                 return hit[1]

@@ -29,6 +29,8 @@ class Statements:
     def __init__(self, connection, cursor) -> None:
         self.connection = connection
         self.cursor = cursor  # the driver's own cursor: Django's wrapper costs more than the query
+        #: ``(channel, message)`` to NOTIFY with the next statement (PostgreSQL only)
+        self.notify_with: tuple[str, str] | None = None
 
     def execute(self, sql: str, params: dict[str, Any]) -> None:
         """Run one statement on the driver's cursor, with Django's error classes."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .base import ALIVE, EXPIRED, Statements
 from .glob import glob_to_regex
 
@@ -44,6 +46,15 @@ class PostgresStatements(Statements):
             )
             _code_point_order[database] = sorts_by_code_point(*row)
         return _code_point_order[database]
+
+    def execute(self, sql: str, params: dict[str, Any]) -> None:
+        if self.notify_with is not None:
+            # one query string, two statements: one round trip and one commit for both, and
+            # the notification leaves only if the write commits (client-side binding allows it)
+            sql = f"{sql}; SELECT pg_notify(%(tc_channel)s, %(tc_message)s)"
+            params = {**params, "tc_channel": self.notify_with[0], "tc_message": self.notify_with[1]}
+            self.notify_with = None
+        super().execute(sql, params)
 
     def json_param(self, name: str) -> str:
         return f"%({name})s::jsonb"
