@@ -342,28 +342,9 @@ class KVStore:
         """The values of ``keys`` in order, ``None`` for each missing one (a list is accepted too)."""
         if len(keys) == 1 and isinstance(keys[0], list | tuple):
             keys = tuple(keys[0])
-        keys = tuple(self._key(key) for key in keys)
-        found: dict[str, tuple[str, Any]] = {}
-        l1 = self.l1
-        cacheable = l1 is not None and not self._in_transaction()
-        misses = list(keys)
-        if cacheable:
-            generation = l1.generation
-            for key in keys:
-                hit = l1.get(key)
-                if hit is not None:
-                    found[key] = hit
-            misses = [key for key in dict.fromkeys(keys) if key not in found]
-        if misses:
-            now = now_ms()
-            with self._reading() as sql:
-                rows = sql.get_many(misses, now)
-            for key, (type_, text, expire_at) in rows.items():
-                found[key] = (type_, json.loads(text))
-                if cacheable:
-                    ttl = None if expire_at is None else (expire_at - now) / 1000
-                    l1.fill(key, type_, json.loads(text), text, ttl, generation)
-        return [found[key][1] if key in found and found[key][0] == "value" else None for key in keys]
+        names = [self._key(key) for key in keys]
+        found = self.read_many(names)
+        return [found[key][1] if key in found and found[key][0] == "value" else None for key in names]
 
     def read(self, key: str) -> tuple[str, Any] | None:
         """``(type, value)`` of a live key of any type, through L1; ``None`` when absent.

@@ -196,3 +196,26 @@ def server_processes(subprocess_env):
 def live_server_process(server_processes):
     """``start(env=None) -> url``: a real ``runserver`` on this test's database, stopped after."""
     return lambda env=None: server_processes(env)[0]
+
+
+class FrozenClock:
+    """The kv store's clock (epoch milliseconds), standing still until ``advance``."""
+
+    def __init__(self) -> None:
+        self.now = int(time.time() * 1000)
+
+    def now_ms(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += round(seconds * 1000)
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FrozenClock:
+    """Stop the kv store's clock: TTLs become exact, and tests move time with ``advance``."""
+    from kv import store as kv_store
+
+    frozen = FrozenClock()
+    monkeypatch.setattr(kv_store, "now_ms", frozen.now_ms)
+    return frozen

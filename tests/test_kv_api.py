@@ -8,7 +8,6 @@ afterwards. They run inside the test transaction, where the store never uses its
 from __future__ import annotations
 
 import io
-import time
 from urllib.parse import quote
 
 import pytest
@@ -18,7 +17,6 @@ from django.urls import reverse
 from rest_framework.permissions import BasePermission
 
 import kv
-from kv import store as kv_store
 from kv.checks import check_permission_classes
 from kv.errors import InvalidValue, ValueTooLarge
 
@@ -36,26 +34,6 @@ class RefuseWithMessage(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return False
-
-
-class FrozenClock:
-    """The store's clock (epoch milliseconds), standing still until ``advance``."""
-
-    def __init__(self) -> None:
-        self.now = int(time.time() * 1000)
-
-    def now_ms(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += round(seconds * 1000)
-
-
-@pytest.fixture
-def clock(monkeypatch) -> FrozenClock:
-    frozen = FrozenClock()
-    monkeypatch.setattr(kv_store, "now_ms", frozen.now_ms)
-    return frozen
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from datetime import timedelta
 import pytest
 
 import kv
-from kv import store as kv_store
 from kv.errors import InvalidKey, InvalidValue, LockTimeout, NotAnInteger, Overflow, WrongType
 from kv.models import KVEntry
 
@@ -36,26 +35,6 @@ def _empty_l1():
 @pytest.fixture
 def store():
     return kv.get_store()
-
-
-class FrozenClock:
-    """The store's clock (epoch milliseconds), standing still until ``advance``."""
-
-    def __init__(self) -> None:
-        self.now = int(time.time() * 1000)
-
-    def now_ms(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += round(seconds * 1000)
-
-
-@pytest.fixture
-def clock(monkeypatch) -> FrozenClock:
-    frozen = FrozenClock()
-    monkeypatch.setattr(kv_store, "now_ms", frozen.now_ms)
-    return frozen
 
 
 def expired_value(store, clock, key: str, value=7) -> None:
