@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from .conf import kv_settings
 from .sql.base import INT64_MAX, INT64_MIN
-from .store import MAX_KEY_LENGTH, now_ms
+from .store import now_ms
+from .validation import MAX_KEY_LENGTH
 
 if TYPE_CHECKING:
     from .store import KVStore

@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import random
 import secrets
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 from django.db import connections, router, transaction
@@ -30,31 +28,10 @@ from .errors import (
 from .l1 import L1Cache
 from .sql import Statements, statements_for
 from .sql.base import INT64_MAX, INT64_MIN
+from .validation import check_field, check_key, expiry, to_integer, to_json, to_seconds
 
-MAX_KEY_LENGTH = 512
 INVALIDATE_CHANNEL = "kv-invalidate"
 _INVALIDATE_ALL_OVER = 6000  # bytes of key names: past this, tell other processes to drop everything
-
-
-def _storable(text: str, error: type[Exception], what: str) -> str:
-    """``text``, if both databases can store it: no NUL character, no lone surrogate."""
-    if "\x00" in text or ("\\u0000" in text and _holds_nul(json.loads(text))):
-        raise error(f"{what} contains a NUL character, which PostgreSQL cannot store")
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise error(f"{what} contains a lone surrogate, which is not valid UTF-8") from None
-    return text
-
-
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
 
 
 @functools.cache
@@ -73,22 +50,6 @@ def _invalidation(keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _seconds(value: Any, what: str) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise InvalidValue(f"{what} must be a number of seconds, got {value!r}")
-    return float(value)
-
-
-def _integer(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidValue(f"{what} must be an integer, got {value!r}")
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise Overflow(f"{what} {value} is outside the signed 64-bit range")
-    return value
 
 
 class KVStore:
@@ -225,49 +186,6 @@ class KVStore:
 
     # -- validation ------------------------------------------------------------------------
 
-    @staticmethod
-    def _key(key: Any) -> str:
-        if not isinstance(key, str):
-            raise InvalidKey(f"a key must be a string, got {type(key).__name__} {key!r}")
-        if not key:
-            raise InvalidKey("a key cannot be empty")
-        if len(key) > MAX_KEY_LENGTH:
-            raise InvalidKey(f"key {key[:40]!r}... is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}")
-        return _storable(key, InvalidKey, "key")
-
-    @staticmethod
-    def _field(field: Any) -> str:
-        if not isinstance(field, str):
-            raise InvalidKey(f"a hash field must be a string, got {type(field).__name__} {field!r}")
-        return _storable(field, InvalidKey, f"hash field {field!r}")
-
-    @staticmethod
-    def _json(value: Any, key: str) -> str:
-        try:
-            text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-        except (TypeError, ValueError) as e:
-            raise InvalidValue(f"value for key {key!r} is not JSON-serialisable: {e}") from None
-        _storable(text, InvalidValue, f"value for key {key!r}")
-        size = len(text.encode())
-        if size > kv_settings.MAX_VALUE_SIZE:
-            raise ValueTooLarge(
-                f"value for key {key!r} is {size} bytes as JSON; KV['MAX_VALUE_SIZE'] is {kv_settings.MAX_VALUE_SIZE}"
-            )
-        return text
-
-    def _expiry(self, ex: Any, px: Any, now: int) -> int | None:
-        if ex is not None and px is not None:
-            raise InvalidValue("give ex or px, not both")
-        if ex is not None:
-            seconds = _seconds(ex, "ex")
-        elif px is not None:
-            seconds = _seconds(px, "px") / 1000 if not isinstance(px, timedelta) else px.total_seconds()
-        else:
-            return None
-        if seconds <= 0:
-            raise InvalidValue(f"an expiry must be positive, got {ex if ex is not None else px!r}")
-        return now + max(1, round(seconds * 1000))
-
     # -- strings ---------------------------------------------------------------------------
 
     def get(self, key: str) -> Any:
@@ -279,7 +197,7 @@ class KVStore:
             hit = l1.get(key)
             if hit is not None and hit[0] == "value":
                 return hit[1]
-        found = self._read(self._key(key))
+        found = self._read(check_key(key))
         if found is None:
             return None
         type_, value = found
@@ -310,12 +228,12 @@ class KVStore:
     def set(self, key: str, value: Any, ex: Any = None, px: Any = None, nx: bool = False, xx: bool = False,
             keepttl: bool = False) -> bool | None:
         """Store ``value``; ``True``, or ``None`` when ``nx``/``xx`` refused it (as redis-py)."""
-        key = self._key(key)
-        text = self._json(value, key)
+        key = check_key(key)
+        text = to_json(value, key)
         if nx and xx:
             raise InvalidValue("give nx or xx, not both")
         now = now_ms()
-        expire_at = self._expiry(ex, px, now)
+        expire_at = expiry(ex, px, now)
         if keepttl and expire_at is not None:
             raise InvalidValue("keepttl cannot go with ex or px")
         with self._writing(key) as sql:
@@ -332,7 +250,7 @@ class KVStore:
         """Store every key at once (one statement); their TTLs are cleared."""
         if not isinstance(mapping, dict) or not mapping:
             raise InvalidValue("mset needs a non-empty dict of keys and values")
-        items = [(self._key(key), self._json(value, key)) for key, value in mapping.items()]
+        items = [(check_key(key), to_json(value, key)) for key, value in mapping.items()]
         now = now_ms()
         with self._writing(*mapping) as sql:
             sql.set_many(items, None, now, timezone.now())
@@ -342,7 +260,7 @@ class KVStore:
         """The values of ``keys`` in order, ``None`` for each missing one (a list is accepted too)."""
         if len(keys) == 1 and isinstance(keys[0], list | tuple):
             keys = tuple(keys[0])
-        names = [self._key(key) for key in keys]
+        names = [check_key(key) for key in keys]
         found = self.read_many(names)
         return [found[key][1] if key in found and found[key][0] == "value" else None for key in names]
 
@@ -351,11 +269,11 @@ class KVStore:
 
         For readers of their own row types (``kv.cache``); ``get`` answers plain values only.
         """
-        return self._read(self._key(key))
+        return self._read(check_key(key))
 
     def read_many(self, keys: list[str]) -> dict[str, tuple[str, Any]]:
         """``{key: (type, value)}`` for the live ones of ``keys``, of any type, through L1."""
-        keys = list(dict.fromkeys(self._key(key) for key in keys))
+        keys = list(dict.fromkeys(check_key(key) for key in keys))
         found: dict[str, tuple[str, Any]] = {}
         l1 = self.l1
         cacheable = l1 is not None and not self._in_transaction()
@@ -391,7 +309,7 @@ class KVStore:
         """Delete keys; return how many existed."""
         if not keys:
             raise InvalidKey("delete needs at least one key")
-        keys = tuple(dict.fromkeys(self._key(key) for key in keys))
+        keys = tuple(dict.fromkeys(check_key(key) for key in keys))
         with self._writing(*keys) as sql:
             return sql.delete(list(keys), now_ms())
 
@@ -399,14 +317,14 @@ class KVStore:
         """How many of ``keys`` exist (a key named twice counts twice, as in Redis)."""
         if not keys:
             raise InvalidKey("exists needs at least one key")
-        names = [self._key(key) for key in keys]
+        names = [check_key(key) for key in keys]
         with self._reading() as sql:
             live = sql.get_many(list(dict.fromkeys(names)), now_ms())
         return sum(1 for key in names if key in live)
 
     def type(self, key: str) -> str:
         """``"value"``, ``"hash"`` or ``"none"``."""
-        found = self._read(self._key(key))
+        found = self._read(check_key(key))
         return found[0] if found else "none"
 
     def keys(self, pattern: str = "*") -> list[str]:
@@ -422,7 +340,7 @@ class KVStore:
         """Milliseconds left; -2 for a missing key, -1 for a key without expiry."""
         now = now_ms()
         with self._reading() as sql:
-            row = sql.expire_at(self._key(key), now)
+            row = sql.expire_at(check_key(key), now)
         if row is None:
             return -2
         return -1 if row[0] is None else max(0, row[0] - now)
@@ -434,10 +352,10 @@ class KVStore:
 
     def expire(self, key: str, seconds: Any) -> bool:
         """Give ``key`` a TTL; 0 or less deletes it. ``False`` when the key is missing."""
-        return self._expire(self._key(key), _seconds(seconds, "seconds") * 1000)
+        return self._expire(check_key(key), to_seconds(seconds, "seconds") * 1000)
 
     def pexpire(self, key: str, milliseconds: Any) -> bool:
-        return self._expire(self._key(key), _seconds(milliseconds, "milliseconds"))
+        return self._expire(check_key(key), to_seconds(milliseconds, "milliseconds"))
 
     def _expire(self, key: str, milliseconds: float) -> bool:
         now = now_ms()
@@ -448,7 +366,7 @@ class KVStore:
 
     def persist(self, key: str) -> bool:
         """Remove the TTL; ``True`` if there was one."""
-        key = self._key(key)
+        key = check_key(key)
         with self._writing(key) as sql:
             return sql.set_expiry(key, None, now_ms(), timezone.now(), only_if_set=True)
 
@@ -456,8 +374,8 @@ class KVStore:
 
     def incrby(self, key: str, amount: int = 1) -> int:
         """Add ``amount`` (from 0 when missing or expired); the key keeps its TTL."""
-        key = self._key(key)
-        amount = _integer(amount, "amount")
+        key = check_key(key)
+        amount = to_integer(amount, "amount")
         now = now_ms()
         with self._writing(key) as sql:
             result = sql.incr(key, amount, now, timezone.now())
@@ -469,7 +387,7 @@ class KVStore:
         return self.incrby(key, amount)
 
     def decrby(self, key: str, amount: int = 1) -> int:
-        return self.incrby(key, -_integer(amount, "amount"))
+        return self.incrby(key, -to_integer(amount, "amount"))
 
     def decr(self, key: str, amount: int = 1) -> int:
         return self.decrby(key, amount)
@@ -492,17 +410,17 @@ class KVStore:
     def hset(self, key: str, field: str | None = None, value: Any = None,
              mapping: dict[str, Any] | None = None) -> int:
         """Set fields of a hash (``field``/``value`` and/or ``mapping``); return how many are new."""
-        key = self._key(key)
+        key = check_key(key)
         fields: dict[str, Any] = {}
         if field is not None:
-            fields[self._field(field)] = value
+            fields[check_field(field)] = value
         if mapping is not None:
             if not isinstance(mapping, dict):
                 raise InvalidValue(f"mapping for key {key!r} must be a dict, got {mapping!r}")
-            fields.update({self._field(name): item for name, item in mapping.items()})
+            fields.update({check_field(name): item for name, item in mapping.items()})
         if not fields:
             raise InvalidValue(f"hset of key {key!r} needs a field and value, or a mapping")
-        text = self._json(fields, key)
+        text = to_json(fields, key)
         now = now_ms()
         with self._writing(key) as sql, self._transaction_unless_in_one(sql.vendor == "postgresql"):
             new = sql.hset(key, text, len(fields), now, timezone.now(), kv_settings.MAX_VALUE_SIZE)
@@ -516,13 +434,13 @@ class KVStore:
 
     def hget(self, key: str, field: str) -> Any:
         found = self._hash(key)
-        return found.get(self._field(field)) if found else None
+        return found.get(check_field(field)) if found else None
 
     def hgetall(self, key: str) -> dict[str, Any]:
         return self._hash(key) or {}
 
     def _hash(self, key: str) -> dict[str, Any] | None:
-        found = self._read(self._key(key))
+        found = self._read(check_key(key))
         if found is None:
             return None
         if found[0] != "hash":
@@ -531,10 +449,10 @@ class KVStore:
 
     def hdel(self, key: str, *fields: str) -> int:
         """Remove fields; the key goes when its last field does. Return how many were removed."""
-        key = self._key(key)
+        key = check_key(key)
         if not fields:
             raise InvalidKey("hdel needs at least one field")
-        names = [self._field(field) for field in fields]
+        names = [check_field(field) for field in fields]
         with self._writing(key) as sql, self._transaction_unless_in_one(sql.vendor == "sqlite"):
             result = sql.hdel(key, names, now_ms(), timezone.now())
         if result is None:
@@ -544,9 +462,9 @@ class KVStore:
         return result[1]
 
     def hincrby(self, key: str, field: str, amount: int = 1) -> int:
-        key = self._key(key)
-        field = self._field(field)
-        amount = _integer(amount, "amount")
+        key = check_key(key)
+        field = check_field(field)
+        amount = to_integer(amount, "amount")
         now = now_ms()
         with self._writing(key) as sql:
             result = sql.hincr(key, field, amount, now, timezone.now())
@@ -558,8 +476,8 @@ class KVStore:
 
     def lock(self, key: str, ttl: Any) -> str | None:
         """Take the lock ``key`` for ``ttl`` seconds: a fresh token, or ``None`` if it is held."""
-        key = self._key(key)
-        seconds = _seconds(ttl, "ttl")
+        key = check_key(key)
+        seconds = to_seconds(ttl, "ttl")
         if seconds <= 0:
             raise InvalidValue(f"a lock's ttl must be positive, got {ttl!r}")
         token = secrets.token_urlsafe(16)
@@ -570,7 +488,7 @@ class KVStore:
 
     def unlock(self, key: str, token: str) -> bool:
         """Release the lock if ``token`` still holds it (and it has not expired)."""
-        key = self._key(key)
+        key = check_key(key)
         if not isinstance(token, str):
             raise InvalidValue(f"a lock token is a string, got {token!r}")
         with self._writing(key) as sql:
@@ -580,7 +498,7 @@ class KVStore:
     def locked(self, key: str, ttl: Any, timeout: Any = None) -> Iterator[str]:
         """Hold the lock ``key`` inside the block, waiting up to ``timeout`` seconds for it
         (``None``: as long as it takes). Raises ``LockTimeout`` when it cannot."""
-        deadline = None if timeout is None else time.monotonic() + _seconds(timeout, "timeout")
+        deadline = None if timeout is None else time.monotonic() + to_seconds(timeout, "timeout")
         delay = 0.005
         while (token := self.lock(key, ttl)) is None:
             if deadline is not None and time.monotonic() >= deadline:

@@ -1,0 +1,100 @@
+"""Validation of the store's arguments: keys, hash fields, values, durations, integers.
+
+Every check raises an error of ``kv.errors`` naming what is wrong; nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+from typing import Any
+
+from .conf import kv_settings
+from .errors import InvalidKey, InvalidValue, Overflow, ValueTooLarge
+
+MAX_KEY_LENGTH = 512
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def to_seconds(value: Any, what: str) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise InvalidValue(f"{what} must be a number of seconds, got {value!r}")
+    return float(value)
+
+
+def to_integer(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(f"{what} must be an integer, got {value!r}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise Overflow(f"{what} {value} is outside the signed 64-bit range")
+    return value
+
+
+def _storable(text: str, error: type[Exception], what: str) -> str:
+    """``text``, if both databases can store it: no NUL character, no lone surrogate."""
+    if "\x00" in text or ("\\u0000" in text and _holds_nul(json.loads(text))):
+        raise error(f"{what} contains a NUL character, which PostgreSQL cannot store")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise error(f"{what} contains a lone surrogate, which is not valid UTF-8") from None
+    return text
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def check_key(key: Any) -> str:
+    """``key`` if it is a non-empty string of at most 512 storable characters."""
+    if not isinstance(key, str):
+        raise InvalidKey(f"a key must be a string, got {type(key).__name__} {key!r}")
+    if not key:
+        raise InvalidKey("a key cannot be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidKey(f"key {key[:40]!r}... is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}")
+    return _storable(key, InvalidKey, "key")
+
+def check_field(field: Any) -> str:
+    """``field`` if it is a storable string (a hash field may be empty)."""
+    if not isinstance(field, str):
+        raise InvalidKey(f"a hash field must be a string, got {type(field).__name__} {field!r}")
+    return _storable(field, InvalidKey, f"hash field {field!r}")
+
+def to_json(value: Any, key: str) -> str:
+    """The JSON text of ``value``, if it is JSON, storable and within ``KV["MAX_VALUE_SIZE"]``."""
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        raise InvalidValue(f"value for key {key!r} is not JSON-serialisable: {e}") from None
+    _storable(text, InvalidValue, f"value for key {key!r}")
+    size = len(text.encode())
+    if size > kv_settings.MAX_VALUE_SIZE:
+        raise ValueTooLarge(
+            f"value for key {key!r} is {size} bytes as JSON; KV['MAX_VALUE_SIZE'] is {kv_settings.MAX_VALUE_SIZE}"
+        )
+    return text
+
+
+def expiry(ex: Any, px: Any, now: int) -> int | None:
+    """``expire_at`` (epoch ms) for redis-py's ``ex``/``px`` arguments, ``None`` without them."""
+    if ex is not None and px is not None:
+        raise InvalidValue("give ex or px, not both")
+    if ex is not None:
+        seconds = to_seconds(ex, "ex")
+    elif px is not None:
+        seconds = to_seconds(px, "px") / 1000 if not isinstance(px, timedelta) else px.total_seconds()
+    else:
+        return None
+    if seconds <= 0:
+        raise InvalidValue(f"an expiry must be positive, got {ex if ex is not None else px!r}")
+    return now + max(1, round(seconds * 1000))
