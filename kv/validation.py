@@ -12,9 +12,9 @@ from typing import Any
 
 from .conf import kv_settings
 from .errors import InvalidKey, InvalidValue, Overflow, ValueTooLarge
+from .sql.base import INT64_MAX, INT64_MIN
 
 MAX_KEY_LENGTH = 512
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def to_seconds(value: Any, what: str) -> float:
