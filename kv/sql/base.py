@@ -13,6 +13,12 @@ from typing import Any
 EXPIRED = "(_kv.expire_at IS NOT NULL AND _kv.expire_at <= %(now)s)"
 ALIVE = "(expire_at IS NULL OR expire_at > %(now)s)"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: the SET clause of an upsert that meets an expired row: it starts over as a new key
+RESTART_IF_EXPIRED = (
+    f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
+    f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
+    "type = excluded.type, updated = excluded.updated"
+)
 
 
 class Statements:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ALIVE, EXPIRED, Statements
+from .base import ALIVE, EXPIRED, RESTART_IF_EXPIRED, Statements
 from .glob import glob_to_regex
 
 _code_point_order: dict[tuple[str, str], bool] = {}
@@ -76,9 +76,7 @@ class PostgresStatements(Statements):
             "ON CONFLICT (key) DO UPDATE SET "
             f"value = CASE WHEN {EXPIRED} THEN excluded.value "
             "ELSE to_jsonb(((_kv.value #>> '{}')::numeric + %(amount)s)::bigint) END, "
-            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
-            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
-            "type = excluded.type, updated = excluded.updated "
+            f"{RESTART_IF_EXPIRED} "
             # CASE keeps the cast from running on a value that is not an integer
             f"WHERE {EXPIRED} OR CASE WHEN _kv.type = 'value' AND {_INTEGER} "
             "THEN (_kv.value #>> '{}')::numeric + %(amount)s BETWEEN -9223372036854775808 AND 9223372036854775807 "
@@ -103,9 +101,7 @@ class PostgresStatements(Statements):
             "FROM (SELECT count(*) FROM old) AS locked_first "
             "ON CONFLICT (key) DO UPDATE SET "
             f"value = CASE WHEN {EXPIRED} THEN excluded.value ELSE _kv.value || excluded.value END, "
-            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
-            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
-            "type = 'hash', updated = excluded.updated "
+            f"{RESTART_IF_EXPIRED} "
             f"WHERE {EXPIRED} OR (_kv.type = 'hash' "
             "AND octet_length((_kv.value || excluded.value)::text) <= %(max)s) "
             "RETURNING (SELECT count(*) FROM jsonb_object_keys(%(mapping)s::jsonb) AS f(name) "
@@ -138,9 +134,7 @@ class PostgresStatements(Statements):
             f"WHEN {current} IS NULL THEN _kv.value || excluded.value "
             "ELSE jsonb_set(_kv.value, ARRAY[%(field)s::text], "
             f"to_jsonb((({current} #>> '{{}}')::numeric + %(amount)s)::bigint)) END, "
-            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
-            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
-            "type = excluded.type, updated = excluded.updated "
+            f"{RESTART_IF_EXPIRED} "
             f"WHERE {EXPIRED} OR (_kv.type = 'hash' AND CASE WHEN {current} IS NULL THEN true "
             f"WHEN jsonb_typeof({current}) = 'number' AND ({current} #>> '{{}}') ~ '^-?[0-9]+$' "
             f"THEN ({current} #>> '{{}}')::numeric + %(amount)s BETWEEN -9223372036854775808 AND 9223372036854775807 "

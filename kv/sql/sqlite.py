@@ -11,7 +11,7 @@ import re
 import threading
 from typing import Any
 
-from .base import ALIVE, EXPIRED, Statements
+from .base import ALIVE, EXPIRED, RESTART_IF_EXPIRED, Statements
 from .glob import glob_to_sqlite, literal_prefix
 
 _results = threading.local()  # what a hash function computed, read right after its statement
@@ -97,9 +97,7 @@ class SQLiteStatements(Statements):
             "ON CONFLICT (key) DO UPDATE SET "
             f"value = CASE WHEN {EXPIRED} THEN excluded.value "
             "ELSE CAST(CAST(_kv.value AS INTEGER) + %(amount)s AS TEXT) END, "
-            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
-            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
-            "type = excluded.type, updated = excluded.updated "
+            f"{RESTART_IF_EXPIRED} "
             f"WHERE {EXPIRED} OR (_kv.type = 'value' AND json_valid(_kv.value) "
             "AND json_type(_kv.value) = 'integer' AND CAST(CAST(_kv.value AS INTEGER) AS TEXT) = _kv.value "
             # an int64 overflow makes SQLite's sum a REAL
@@ -117,9 +115,7 @@ class SQLiteStatements(Statements):
             "ON CONFLICT (key) DO UPDATE SET "
             f"value = CASE WHEN {EXPIRED} THEN kv_hset(NULL, excluded.value) "
             "ELSE kv_hset(_kv.value, excluded.value) END, "
-            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
-            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
-            "type = 'hash', updated = excluded.updated "
+            f"{RESTART_IF_EXPIRED} "
             f"WHERE {EXPIRED} OR (_kv.type = 'hash' "
             "AND length(CAST(kv_hset(_kv.value, excluded.value) AS BLOB)) <= %(max)s) RETURNING 1",
             {"key": key, "mapping": mapping, "now": now, "ts": ts, "max": max_size},
@@ -149,9 +145,7 @@ class SQLiteStatements(Statements):
             "ON CONFLICT (key) DO UPDATE SET "
             f"value = CASE WHEN {EXPIRED} THEN excluded.value "
             "ELSE kv_hincr(_kv.value, %(field)s, %(amount)s) END, "
-            f"expire_at = CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END, "
-            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END, "
-            "type = excluded.type, updated = excluded.updated "
+            f"{RESTART_IF_EXPIRED} "
             f"WHERE {EXPIRED} OR (_kv.type = 'hash' AND kv_hincr_ok(_kv.value, %(field)s, %(amount)s)) "
             "RETURNING value",
             {"key": key, "field": field, "amount": amount, "now": now, "ts": ts},
