@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .glob import literal_prefix
+
 EXPIRED = "(_kv.expire_at IS NOT NULL AND _kv.expire_at <= %(now)s)"
 ALIVE = "(expire_at IS NULL OR expire_at > %(now)s)"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -93,6 +95,22 @@ class Statements:
         return self._one(f"SELECT expire_at FROM _kv WHERE key = %(key)s AND {ALIVE}", {"key": key, "now": now})
 
     def keys(self, pattern: str, now: int, type_: str | None = None) -> list[str]:
+        """Live keys matching a Redis glob, sorted; cache rows only when ``type_`` asks for them."""
+        match = self.pattern_condition(pattern)
+        if match is None:
+            return []
+        condition, pattern_param = match
+        prefix = literal_prefix(pattern)
+        conditions = [ALIVE, condition]
+        if prefix:
+            conditions.append("key >= %(lo)s")  # lets the primary key index narrow the scan
+        conditions.append("type <> 'cache'" if type_ is None else "type = %(type)s")
+        params = {"now": now, "pattern": pattern_param, "type": type_, "lo": prefix}
+        rows = self._all(f"SELECT key FROM _kv WHERE {' AND '.join(conditions)} ORDER BY key", params)
+        return [row[0] for row in rows]
+
+    def pattern_condition(self, pattern: str) -> tuple[str, str] | None:
+        """``(SQL condition on key using %(pattern)s, its value)``; ``None`` if nothing can match."""
         raise NotImplementedError
 
     # -- writes ----------------------------------------------------------------------------

@@ -59,15 +59,8 @@ class PostgresStatements(Statements):
     def json_param(self, name: str) -> str:
         return f"%({name})s::jsonb"
 
-    def keys(self, pattern: str, now: int, type_: str | None = None) -> list[str]:
-        regex, prefix = glob_to_regex(pattern)
-        params = {"now": now, "regex": regex, "type": type_, "lo": prefix}
-        conditions = [ALIVE, "key ~ %(regex)s"]
-        if prefix:
-            conditions.append("key >= %(lo)s")  # lets the primary key index narrow the scan
-        conditions.append("type <> 'cache'" if type_ is None else "type = %(type)s")
-        rows = self._all(f"SELECT key FROM _kv WHERE {' AND '.join(conditions)} ORDER BY key", params)
-        return [row[0] for row in rows]
+    def pattern_condition(self, pattern: str) -> tuple[str, str] | None:
+        return "key ~ %(pattern)s", glob_to_regex(pattern)[0]
 
     def incr(self, key: str, amount: int, now: int, ts) -> int | None:
         row = self._one(

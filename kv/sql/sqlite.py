@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from .base import ALIVE, EXPIRED, RESTART_IF_EXPIRED, Statements
-from .glob import glob_to_sqlite, literal_prefix
+from .glob import glob_to_sqlite
 
 _results = threading.local()  # what a hash function computed, read right after its statement
 
@@ -78,17 +78,9 @@ class SQLiteStatements(Statements):
                 )
         return params
 
-    def keys(self, pattern: str, now: int, type_: str | None = None) -> list[str]:
+    def pattern_condition(self, pattern: str) -> tuple[str, str] | None:
         glob = glob_to_sqlite(pattern)
-        if glob is None:
-            return []
-        params = {"now": now, "glob": glob, "type": type_, "lo": literal_prefix(pattern)}
-        conditions = [ALIVE, "key GLOB %(glob)s"]
-        if params["lo"]:
-            conditions.append("key >= %(lo)s")
-        conditions.append("type <> 'cache'" if type_ is None else "type = %(type)s")
-        rows = self._all(f"SELECT key FROM _kv WHERE {' AND '.join(conditions)} ORDER BY key", params)
-        return [row[0] for row in rows]
+        return None if glob is None else ("key GLOB %(pattern)s", glob)
 
     def incr(self, key: str, amount: int, now: int, ts) -> int | None:
         row = self._one(
