@@ -58,8 +58,8 @@ def literal_prefix(pattern: str) -> str:
     return "".join(prefix)
 
 
-def glob_to_regex(pattern: str) -> tuple[str, str]:
-    """A PostgreSQL regular expression matching exactly what Redis matches, and the literal prefix."""
+def glob_to_regex(pattern: str) -> str:
+    """A PostgreSQL regular expression matching exactly what Redis matches."""
     parts = ["^"]
     for kind, value in _tokens(pattern):
         if kind == "lit":
@@ -75,7 +75,7 @@ def glob_to_regex(pattern: str) -> tuple[str, str]:
             )
             parts.append(f"[{'^' if negated else ''}{inner}]" if inner else ("." if negated else "[^\\s\\S]"))
     parts.append("$")
-    return "".join(parts), literal_prefix(pattern)
+    return "".join(parts)
 
 
 def _class_char(ch: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ALIVE, EXPIRED, RESTART_IF_EXPIRED, Statements
+from .base import ALIVE, EXPIRED, INT64_MAX, INT64_MIN, RESTART_IF_EXPIRED, Statements
 from .glob import glob_to_regex
 
 _code_point_order: dict[tuple[str, str], bool] = {}
@@ -18,7 +18,15 @@ def sorts_by_code_point(collation: str | None, provider: str) -> bool:
     return provider == "c" and (collation in ("C", "POSIX") or (collation or "").upper().startswith("C."))
 
 
-_INTEGER = "(jsonb_typeof(_kv.value) = 'number' AND (_kv.value #>> '{}') ~ '^-?[0-9]+$')"
+
+
+def _sum_fits(value: str) -> str:
+    """SQL: the jsonb ``value`` is an integer and adding ``%(amount)s`` stays in the signed
+    64-bit range. The CASE keeps the cast from running on a value that is not an integer."""
+    return (
+        f"CASE WHEN jsonb_typeof({value}) = 'number' AND ({value} #>> '{{}}') ~ '^-?[0-9]+$' "
+        f"THEN ({value} #>> '{{}}')::numeric + %(amount)s BETWEEN {INT64_MIN} AND {INT64_MAX} ELSE false END"
+    )
 
 
 class PostgresStatements(Statements):
@@ -60,7 +68,7 @@ class PostgresStatements(Statements):
         return f"%({name})s::jsonb"
 
     def pattern_condition(self, pattern: str) -> tuple[str, str] | None:
-        return "key ~ %(pattern)s", glob_to_regex(pattern)[0]
+        return "key ~ %(pattern)s", glob_to_regex(pattern)
 
     def incr(self, key: str, amount: int, now: int, ts) -> int | None:
         row = self._one(
@@ -70,10 +78,7 @@ class PostgresStatements(Statements):
             f"value = CASE WHEN {EXPIRED} THEN excluded.value "
             "ELSE to_jsonb(((_kv.value #>> '{}')::numeric + %(amount)s)::bigint) END, "
             f"{RESTART_IF_EXPIRED} "
-            # CASE keeps the cast from running on a value that is not an integer
-            f"WHERE {EXPIRED} OR CASE WHEN _kv.type = 'value' AND {_INTEGER} "
-            "THEN (_kv.value #>> '{}')::numeric + %(amount)s BETWEEN -9223372036854775808 AND 9223372036854775807 "
-            "ELSE false END "
+            f"WHERE {EXPIRED} OR (_kv.type = 'value' AND {_sum_fits('_kv.value')}) "
             "RETURNING (value #>> '{}')::bigint",
             {"key": key, "amount": amount, "now": now, "ts": ts},
         )
@@ -128,10 +133,7 @@ class PostgresStatements(Statements):
             "ELSE jsonb_set(_kv.value, ARRAY[%(field)s::text], "
             f"to_jsonb((({current} #>> '{{}}')::numeric + %(amount)s)::bigint)) END, "
             f"{RESTART_IF_EXPIRED} "
-            f"WHERE {EXPIRED} OR (_kv.type = 'hash' AND CASE WHEN {current} IS NULL THEN true "
-            f"WHEN jsonb_typeof({current}) = 'number' AND ({current} #>> '{{}}') ~ '^-?[0-9]+$' "
-            f"THEN ({current} #>> '{{}}')::numeric + %(amount)s BETWEEN -9223372036854775808 AND 9223372036854775807 "
-            "ELSE false END) "
+            f"WHERE {EXPIRED} OR (_kv.type = 'hash' AND ({current} IS NULL OR {_sum_fits(current)})) "
             "RETURNING (value -> %(field)s #>> '{}')::bigint",
             {"key": key, "field": field, "amount": amount, "now": now, "ts": ts},
         )
@@ -141,10 +143,7 @@ class PostgresStatements(Statements):
         row = self._one(
             "UPDATE _kv SET value = to_jsonb(((_kv.value #>> '{}')::numeric + %(amount)s)::bigint), "
             f"updated = %(ts)s WHERE key = %(key)s AND {ALIVE} "
-            # CASE keeps the cast from running on a value that is not an integer
-            f"AND CASE WHEN _kv.type = %(type)s AND {_INTEGER} "
-            "THEN (_kv.value #>> '{}')::numeric + %(amount)s BETWEEN -9223372036854775808 AND 9223372036854775807 "
-            "ELSE false END RETURNING (value #>> '{}')::bigint",
+            f"AND _kv.type = %(type)s AND {_sum_fits('_kv.value')} RETURNING (value #>> '{{}}')::bigint",
             {"key": key, "amount": amount, "now": now, "ts": ts, "type": type_},
         )
         return row[0] if row else None
