@@ -219,3 +219,26 @@ def clock(monkeypatch) -> FrozenClock:
     frozen = FrozenClock()
     monkeypatch.setattr(kv_store, "now_ms", frozen.now_ms)
     return frozen
+
+
+def run_together(procs: list[subprocess.Popen], timeout: float = 120) -> list[tuple[str, str]]:
+    """Let processes that print "ready" and wait for "go" on stdin start at the same moment,
+    so that their work overlaps; return each one's ``(stdout, stderr)``. They are killed on failure."""
+    import select
+
+    try:
+        deadline = time.monotonic() + 30
+        for proc in procs:
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, "a process did not start within 30 s"
+            line = proc.stdout.readline().strip()
+            assert line == "ready", f"{line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        return [proc.communicate(timeout=timeout) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -35,7 +35,7 @@ from kv.sql.base import INT64_MAX
 from kv.sql.postgresql import sorts_by_code_point
 from kv.store import now_ms
 
-from .conftest import ROOT
+from .conftest import ROOT, run_together
 
 
 @dataclasses.dataclass
@@ -600,17 +600,7 @@ def test_incr__from_two_processes_loses_no_increment(subprocess_env, start):
     procs = [subprocess.Popen([sys.executable, "-c", INCREMENTER, "500"], env=env, cwd=ROOT, text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(2)]
-    try:
-        for proc in procs:  # both are set up before either adds, so their increments overlap
-            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        for proc in procs:
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        outputs = [proc.communicate(timeout=120) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+    outputs = run_together(procs)  # set up before either adds, so their increments overlap
 
     for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import queue
-import select
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from django.db import connections, transaction
 import kv
 from kv.models import KVEntry
 
-from .conftest import ROOT
+from .conftest import ROOT, run_together
 
 WORKER = r"""
 import json
@@ -106,22 +105,7 @@ def run_workers(env: dict[str, str], mode: str, key: str, count: int, timeout: f
         )
         for tag in range(PROCESSES)
     ]
-    try:
-        deadline = time.monotonic() + 30
-        for worker in workers:
-            ready, _, _ = select.select([worker.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            assert ready, "a worker did not start within 30 s"
-            line = worker.stdout.readline().strip()
-            assert line == "ready", f"{line!r} {worker.stderr.read() if worker.poll() is not None else ''}"
-        for worker in workers:
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
-        outputs = [worker.communicate(timeout=timeout) for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
+    outputs = run_together(workers, timeout)
     for worker, (_, stderr) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, stderr
     lines = [stdout.splitlines() for stdout, _ in outputs]

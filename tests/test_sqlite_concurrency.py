@@ -16,7 +16,7 @@ from django.db import connection
 from demo.audit.models import AuditEvent
 from tachycore.models import ApplicationPlugin
 
-from .conftest import ROOT
+from .conftest import ROOT, run_together
 
 sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite set-up")
 
@@ -68,18 +68,7 @@ def start_writer(env: dict[str, str], tag: str) -> subprocess.Popen:
 @pytest.mark.django_db(transaction=True)
 def test_two_processes__write_at_once_without_lock_errors_or_lost_writes(subprocess_env):
     writers = [start_writer(subprocess_env, tag) for tag in ("a", "b")]
-    try:
-        # a barrier: both are set up before either writes, so their writes overlap
-        for writer in writers:
-            assert writer.stdout.readline().strip() == "ready", writer.stderr.read()
-        for writer in writers:
-            writer.stdin.write("go\n")
-            writer.stdin.flush()
-        outputs = [writer.communicate(timeout=120) for writer in writers]
-    finally:
-        for writer in writers:
-            if writer.poll() is None:
-                writer.kill()
+    outputs = run_together(writers)  # set up before either writes, so their writes overlap
 
     for writer, (stdout, stderr) in zip(writers, outputs, strict=True):
         assert "database is locked" not in stdout + stderr
