@@ -119,6 +119,44 @@ class KVStore:
             connection._kv_statements = cached
         return cached
 
+    def _hot(self) -> Statements | None:
+        """This thread's statements when the next one runs on its own: outside a transaction,
+        queries not logged, on the connection they were made for (the common case). The hot
+        paths then skip the general machinery of ``_reading``/``_writing``, to the same effect;
+        ``None`` sends them through it."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None or connection.in_atomic_block:
+            return None
+        sql = connection.__dict__.get("_kv_statements")
+        if sql is None or sql.cursor.connection is not connection.connection or connection.queries_logged:
+            return None
+        return sql
+
+    def _hot_writer(self) -> Statements | None:
+        """``_hot()`` for a write: also not on PostgreSQL with ``DURABILITY = "fast"``, which
+        needs its own transaction (and SQLite ignores the setting: it is not read there)."""
+        sql = self._hot()
+        if sql is not None and sql.vendor == "postgresql" and kv_settings.DURABILITY == "fast":
+            return None
+        return sql
+
+    def _hot_notify(self, sql: Statements, key: str) -> tuple[str, str] | None:
+        """``(channel, message)`` to NOTIFY with a hot write of ``key`` (as ``_notify_in_statement``)."""
+        if sql.vendor != "postgresql":
+            return None
+        adapter = _runtime().pubsub
+        if getattr(adapter, "using", None) != self.using or not hasattr(adapter, "channel"):
+            return None
+        return adapter.channel, sql.invalidation_of(key, adapter.node_id, adapter.channel, INVALIDATE_CHANNEL)
+
+    def _hot_written(self, key: str, notified: bool) -> None:
+        """After a hot write (committed: autocommit): as ``_after_commit`` for one key."""
+        l1 = self._l1 if self._l1_config is not None else self.l1
+        if l1 is not None:
+            l1.invalidate(key)
+        if not notified:
+            _runtime().publish(INVALIDATE_CHANNEL, {"keys": [key]})
+
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Statements]:
         yield self._statements(self._connection())
@@ -206,16 +244,18 @@ class KVStore:
         return value
 
     def _read(self, key: str) -> tuple[str, Any] | None:
-        l1 = self.l1
-        cacheable = l1 is not None and not self._in_transaction()
+        l1 = self._l1 if self._l1_config is not None else self.l1
+        sql = self._hot()
+        cacheable = l1 is not None and (sql is not None or not self._in_transaction())
         if cacheable:  # outside a transaction only (see get)
             hit = l1.get(key)
             if hit is not None:
                 return hit
             generation = l1.generation
         now = now_ms()
-        with self._reading() as sql:
-            row = sql.get(key, now)
+        if sql is None:
+            sql = self._statements(self._connection())
+        row = sql.get(key, now)
         if row is None:
             return None
         type_, text, expire_at = row
@@ -236,6 +276,14 @@ class KVStore:
         expire_at = expiry(ex, px, now)
         if keepttl and expire_at is not None:
             raise InvalidValue("keepttl cannot go with ex or px")
+        if not (nx or xx or keepttl) and (sql := self._hot_writer()) is not None:
+            l1 = self._l1 if self._l1_config is not None else self.l1
+            if l1 is not None:
+                l1.invalidate(key)
+            notify = self._hot_notify(sql, key)
+            sql.put(key, text, expire_at, now, sql.timestamp(), notify)
+            self._hot_written(key, notify is not None)
+            return True
         with self._writing(key) as sql:
             if xx:
                 written = sql.replace(key, text, expire_at, now, timezone.now(), keepttl=keepttl)
@@ -377,6 +425,16 @@ class KVStore:
         key = check_key(key)
         amount = to_integer(amount, "amount")
         now = now_ms()
+        if (sql := self._hot_writer()) is not None:
+            l1 = self._l1 if self._l1_config is not None else self.l1
+            if l1 is not None:
+                l1.invalidate(key)
+            notify = self._hot_notify(sql, key)
+            result = sql.incr_value(key, amount, now, sql.timestamp(), notify)
+            if result is None:
+                self._refuse_increment(sql, key, None, amount, now)
+            self._hot_written(key, notify is not None)
+            return result
         with self._writing(key) as sql:
             result = sql.incr(key, amount, now, timezone.now())
             if result is None:

@@ -15,6 +15,8 @@ from .errors import InvalidKey, InvalidValue, Overflow, ValueTooLarge
 from .sql.base import INT64_MAX, INT64_MIN
 
 MAX_KEY_LENGTH = 512
+#: ``json.dumps`` with these arguments builds a new encoder per call; one serves every call
+_to_json_text = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode
 
 
 def to_seconds(value: Any, what: str) -> float:
@@ -56,6 +58,10 @@ def _holds_nul(value: Any) -> bool:
 
 def check_key(key: Any) -> str:
     """``key`` if it is a non-empty string of at most 512 storable characters."""
+    # the common key first (hot path): ASCII, so encodable, and no NUL in any form
+    if key.__class__ is str and 0 < len(key) <= MAX_KEY_LENGTH and key.isascii() and "\x00" not in key \
+            and "\\u0000" not in key:
+        return key
     if not isinstance(key, str):
         raise InvalidKey(f"a key must be a string, got {type(key).__name__} {key!r}")
     if not key:
@@ -73,11 +79,14 @@ def check_field(field: Any) -> str:
 def to_json(value: Any, key: str) -> str:
     """The JSON text of ``value``, if it is JSON, storable and within ``KV["MAX_VALUE_SIZE"]``."""
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        text = _to_json_text(value)
     except (TypeError, ValueError) as e:
         raise InvalidValue(f"value for key {key!r} is not JSON-serialisable: {e}") from None
-    _storable(text, InvalidValue, f"value for key {key!r}")
-    size = len(text.encode())
+    if text.isascii() and "\\u0000" not in text:  # JSON escapes a NUL: only "\u0000" can hold one
+        size = len(text)  # one byte per ASCII character: no need to encode
+    else:
+        _storable(text, InvalidValue, f"value for key {key!r}")
+        size = len(text.encode())
     if size > kv_settings.MAX_VALUE_SIZE:
         raise ValueTooLarge(
             f"value for key {key!r} is {size} bytes as JSON; KV['MAX_VALUE_SIZE'] is {kv_settings.MAX_VALUE_SIZE}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.utils import timezone
+
 from .glob import literal_prefix
 
 EXPIRED = "(_kv.expire_at IS NOT NULL AND _kv.expire_at <= %(now)s)"
@@ -39,6 +41,37 @@ class Statements:
         self.cursor = cursor  # the driver's own cursor: Django's wrapper costs more than the query
         #: ``(channel, message)`` to NOTIFY with the next statement (PostgreSQL only)
         self.notify_with: tuple[str, str] | None = None
+        # the hot statements, in the driver's parameter style once and for all
+        self._get_sql = self.native(
+            f"SELECT type, {self.value_text}, expire_at FROM _kv WHERE key = %(key)s AND {ALIVE}"
+        )
+        self._put_sql = self.native(
+            "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+            f"VALUES (%(key)s, 'value', {self.json_param('value')}, %(expire_at)s, %(ts)s, %(ts)s) "
+            "ON CONFLICT (key) DO UPDATE SET type = excluded.type, value = excluded.value, "
+            "expire_at = excluded.expire_at, updated = excluded.updated, "
+            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END"
+        )
+        self._incr_sql = self.native(self.incr_statement)
+
+    #: the statement of ``incr`` (vendor classes give it)
+    incr_statement = ""
+
+    def timestamp(self):
+        """``created``/``updated`` for now, as the driver takes it."""
+        return timezone.now()
+
+    def run(self, native_sql: str, params: dict[str, Any]) -> None:
+        """``execute`` for a statement already in the driver's style, with parameters the
+        driver takes as they are (the hot paths: no conversion, no context manager)."""
+        connection = self.connection
+        if connection.needs_rollback:
+            connection.validate_no_broken_transaction()
+        try:
+            self.cursor.execute(native_sql, params)
+        except Exception:
+            with connection.wrap_database_errors:  # Django's error classes, as execute gives
+                raise
 
     def execute(self, sql: str, params: dict[str, Any]) -> None:
         """Run one statement on the driver's cursor, with Django's error classes."""
@@ -77,10 +110,10 @@ class Statements:
 
     def get(self, key: str, now: int) -> tuple[str, str, int | None] | None:
         """``(type, value JSON, expire_at)`` of a live key."""
-        return self._one(
-            f"SELECT type, {self.value_text}, expire_at FROM _kv WHERE key = %(key)s AND {ALIVE}",
-            {"key": key, "now": now},
-        )
+        self.run(self._get_sql, {"key": key, "now": now})
+        # every row is fetched: a statement left open would keep SQLite's transaction open
+        rows = self.cursor.fetchall()
+        return rows[0] if rows else None
 
     def get_many(self, keys: list[str], now: int) -> dict[str, tuple[str, str, int | None]]:
         params: dict[str, Any] = {"now": now}
@@ -131,6 +164,15 @@ class Statements:
             {"key": key, "type": type_, "value": value, "expire_at": expire_at, "now": now, "ts": ts},
         )
         return row is not None if nx else True
+
+    def put(self, key: str, value: str, expire_at: int | None, now: int, ts, notify: tuple[str, str] | None = None) -> None:
+        """``set`` of a plain value, neither ``nx`` nor ``keepttl`` (the hot path); ``ts`` from
+        ``timestamp()``; ``notify``: ``(channel, message)`` to NOTIFY with it (PostgreSQL only)."""
+        self.run(self._put_sql, {"key": key, "value": value, "expire_at": expire_at, "now": now, "ts": ts})
+
+    def incr_value(self, key: str, amount: int, now: int, ts, notify: tuple[str, str] | None = None) -> int | None:
+        """``incr`` on the hot path (``ts`` from ``timestamp()``, ``notify`` as in ``put``)."""
+        raise NotImplementedError
 
     def replace(self, key: str, value: str, expire_at: int | None, now: int, ts, *, keepttl: bool = False,
                 type_: str = "value") -> bool:

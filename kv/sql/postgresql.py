@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from json.encoder import encode_basestring_ascii
 from typing import Any
+
+from tachycore.pubsub.base import MAX_MESSAGE_BYTES, encode
 
 from .base import ALIVE, EXPIRED, INT64_MAX, INT64_MIN, RESTART_IF_EXPIRED, Statements
 from .glob import glob_to_regex
 
 _code_point_order: dict[tuple[str, str], bool] = {}
+#: a NOTIFY sent in the query string of a write: one round trip and one commit for both
+_NOTIFY = "; SELECT pg_notify(%(tc_channel)s, %(tc_message)s)"
+_PLACE = "\x01kv-key\x01"  # stands for the key while the message's parts are encoded
 
 
 def sorts_by_code_point(collation: str | None, provider: str) -> bool:
@@ -59,7 +66,7 @@ class PostgresStatements(Statements):
         if self.notify_with is not None:
             # one query string, two statements: one round trip and one commit for both, and
             # the notification leaves only if the write commits (client-side binding allows it)
-            sql = f"{sql}; SELECT pg_notify(%(tc_channel)s, %(tc_message)s)"
+            sql = sql + _NOTIFY
             params = {**params, "tc_channel": self.notify_with[0], "tc_message": self.notify_with[1]}
             self.notify_with = None
         super().execute(sql, params)
@@ -70,18 +77,55 @@ class PostgresStatements(Statements):
     def pattern_condition(self, pattern: str) -> tuple[str, str] | None:
         return "key ~ %(pattern)s", glob_to_regex(pattern)
 
+    incr_statement = (
+        "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+        "VALUES (%(key)s, 'value', to_jsonb(%(amount)s::bigint), NULL, %(ts)s, %(ts)s) "
+        "ON CONFLICT (key) DO UPDATE SET "
+        f"value = CASE WHEN {EXPIRED} THEN excluded.value "
+        "ELSE to_jsonb(((_kv.value #>> '{}')::numeric + %(amount)s)::bigint) END, "
+        f"{RESTART_IF_EXPIRED} "
+        f"WHERE {EXPIRED} OR (_kv.type = 'value' AND {_sum_fits('_kv.value')}) "
+        "RETURNING (value #>> '{}')::bigint"
+    )
+
+    def __init__(self, connection, cursor) -> None:
+        super().__init__(connection, cursor)
+        self._put_notify_sql = self._put_sql + _NOTIFY
+        self._incr_notify_sql = self._incr_sql + _NOTIFY
+        #: ``(node id, channel, sync channel, text before the key, text after it)`` of the
+        #: message invalidating one key (see ``invalidation_of``)
+        self._message_parts: tuple[str, str, str, str, str] | None = None
+
+    def invalidation_of(self, key: str, node_id: str, channel: str, message: str) -> str:
+        """The NOTIFY payload invalidating ``key``: ``encode(message, {"keys": [key]}, node_id)``
+        put together from parts encoded once (one key always fits the size limit)."""
+        parts = self._message_parts
+        if parts is None or parts[0] != node_id or parts[1] != channel or parts[2] != message:
+            head, tail = encode(message, {"keys": [_PLACE]}, node_id).split(json.dumps(_PLACE))
+            parts = self._message_parts = (node_id, channel, message, head, tail)
+        text = parts[3] + encode_basestring_ascii(key) + parts[4]  # ASCII: a character is a byte
+        return text if len(text) <= MAX_MESSAGE_BYTES else encode(message, {"keys": [key]}, node_id)
+
+    def put(self, key: str, value: str, expire_at: int | None, now: int, ts, notify: tuple[str, str] | None = None) -> None:
+        params = {"key": key, "value": value, "expire_at": expire_at, "now": now, "ts": ts}
+        if notify is None:
+            self.run(self._put_sql, params)
+        else:
+            params["tc_channel"], params["tc_message"] = notify
+            self.run(self._put_notify_sql, params)
+
+    def incr_value(self, key: str, amount: int, now: int, ts, notify: tuple[str, str] | None = None) -> int | None:
+        params = {"key": key, "amount": amount, "now": now, "ts": ts}
+        if notify is None:
+            self.run(self._incr_sql, params)
+        else:
+            params["tc_channel"], params["tc_message"] = notify
+            self.run(self._incr_notify_sql, params)
+        rows = self.cursor.fetchall()
+        return rows[0][0] if rows else None
+
     def incr(self, key: str, amount: int, now: int, ts) -> int | None:
-        row = self._one(
-            "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
-            "VALUES (%(key)s, 'value', to_jsonb(%(amount)s::bigint), NULL, %(ts)s, %(ts)s) "
-            "ON CONFLICT (key) DO UPDATE SET "
-            f"value = CASE WHEN {EXPIRED} THEN excluded.value "
-            "ELSE to_jsonb(((_kv.value #>> '{}')::numeric + %(amount)s)::bigint) END, "
-            f"{RESTART_IF_EXPIRED} "
-            f"WHERE {EXPIRED} OR (_kv.type = 'value' AND {_sum_fits('_kv.value')}) "
-            "RETURNING (value #>> '{}')::bigint",
-            {"key": key, "amount": amount, "now": now, "ts": ts},
-        )
+        row = self._one(self.incr_statement, {"key": key, "amount": amount, "now": now, "ts": ts})
         return row[0] if row else None
 
     def hset(self, key: str, mapping: str, field_count: int, now: int, ts, max_size: int) -> int | None:
