@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django_q",
     "tachycore",
     "kv",
+    "jobs",
     "demo",
     "demo.audit",
     "demo.notes",
@@ -99,13 +100,16 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Plugin platform API",
     "VERSION": "0.1.0",
     # leave the kv API out of the schema while it answers 404 (KV["HTTP_ENABLED"] off, plugin disabled)
-    "PREPROCESSING_HOOKS": ["kv.api.schema.hide_kv_api_when_off"],
+    "PREPROCESSING_HOOKS": ["kv.api.schema.hide_kv_api_when_off", "jobs.api.schema.hide_jobs_api_when_off"],
 }
 
 # The kernel's settings; each key can be overridden by TACHYCORE_<KEY> in the environment.
 TACHYCORE = {
     "REGISTRY": "tachycore.registry.DatabaseRegistry",
 }
+
+# django.tasks on the job queue: `manage.py runjobs` runs the tasks.
+TASKS = {"default": {"BACKEND": "jobs.backends.JobsBackend"}}
 
 # django-q2 runs the periodic maintenance (its Schedule rows, such as the kv expiry cleanup)
 # in `manage.py qcluster`, with its queue in this database (the ORM broker).

@@ -1,0 +1,29 @@
+"""URLs of the jobs API, mounted by the kernel at ``/api/jobs/`` while the jobs plugin is
+enabled; while ``JOBS["HTTP_ENABLED"]`` is false (read on each request) no route resolves."""
+
+from __future__ import annotations
+
+from django.urls import URLResolver
+from django.urls.exceptions import Resolver404
+from django.urls.resolvers import RoutePattern
+from rest_framework.routers import SimpleRouter
+
+from jobs.conf import jobs_settings
+
+from . import views
+
+
+class HTTPEnabledResolver(URLResolver):
+    """Resolves its patterns only while ``JOBS["HTTP_ENABLED"]`` is true."""
+
+    def resolve(self, path: str):
+        if not jobs_settings.HTTP_ENABLED:
+            raise Resolver404({"path": path, "tried": []})
+        return super().resolve(path)
+
+
+router = SimpleRouter(use_regex_path=False)
+router.register("", views.JobViewSet, basename="job")
+
+app_name = "jobs"
+urlpatterns = [HTTPEnabledResolver(RoutePattern("", is_endpoint=False), router.urls)]

@@ -1,0 +1,111 @@
+"""The jobs API: one viewset over ``jobs.get_job_store()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.viewsets import GenericViewSet
+
+from jobs import get_job_store
+from jobs.conf import jobs_settings
+from jobs.models import Job
+from jobs.registry import allowed_without_handler
+from jobs.store import JobStore
+
+from . import serializers as s
+from .exceptions import TopicNotAllowed, exception_handler
+from .permissions import CanEnqueue, CanManage
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(s.ErrorSerializer) for code in codes}
+
+
+def _store() -> JobStore:
+    store = get_job_store()
+    if store is None:  # the URLs are only mounted through the jobs plugin, so jobs is installed
+        raise RuntimeError("jobs is not in INSTALLED_APPS")
+    return store
+
+
+class JobPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List jobs", parameters=[s.JobQuerySerializer], responses={
+        200: s.JobSerializer(many=True), **_errors(400, 403)}),
+    retrieve=extend_schema(summary="Read a job", responses={200: s.JobSerializer, **_errors(403, 404)}),
+    destroy=extend_schema(summary="Delete a job (not while it runs)",
+                          responses={204: None, **_errors(403, 404, 409)}),
+)
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
+    """Enqueue jobs (``JOBS["ENQUEUE_PERMISSION_CLASSES"]``) and look after them
+    (``JOBS["MANAGE_PERMISSION_CLASSES"]``)."""
+
+    serializer_class = s.JobSerializer
+    pagination_class = JobPagination
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser]
+    lookup_value_converter = "int"
+    lookup_value_regex = r"\d+"
+
+    def get_permissions(self) -> list[Any]:
+        return [CanEnqueue()] if self.action == "create" else [CanManage()]
+
+    def get_exception_handler(self):
+        return exception_handler
+
+    def get_queryset(self):
+        jobs = Job.objects.using(_store().using).order_by("-id")
+        if self.action == "list":
+            query = s.JobQuerySerializer(data=self.request.query_params)
+            query.is_valid(raise_exception=True)
+            if "status" in query.validated_data:
+                jobs = jobs.filter(status=query.validated_data["status"])
+            if "topic" in query.validated_data:
+                jobs = jobs.filter(topic=query.validated_data["topic"])
+        return jobs
+
+    def get_object(self) -> Job:
+        return _store().get(self.kwargs["pk"])
+
+    @extend_schema(summary="Enqueue a job", request=s.EnqueueSerializer,
+                   responses={201: s.JobSerializer, **_errors(400, 403, 413)})
+    def create(self, request: Any) -> Response:
+        body = s.EnqueueSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        allowed = jobs_settings.ALLOWED_TOPICS
+        if allowed is not None and not allowed_without_handler(data["topic"], allowed):
+            raise TopicNotAllowed(f"topic {data['topic']!r} is not in JOBS['ALLOWED_TOPICS']")
+        job = _store().enqueue(data["topic"], data["payload"], run_at=data.get("run_at"),
+                               delay=data.get("delay"), priority=data["priority"],
+                               max_retries=data.get("max_retries"), dedupe_key=data.get("dedupe_key"),
+                               queue_name=data["queue_name"])
+        return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Any, pk: int) -> Response:
+        _store().delete(pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(summary="Put a job back in the queue, due now", request=None,
+                   responses={200: s.JobSerializer, **_errors(403, 404, 409)})
+    @action(detail=True, methods=["post"])
+    def requeue(self, request: Any, pk: int) -> Response:
+        return Response(s.JobSerializer(_store().requeue(pk)).data)
+
+    @extend_schema(summary="Counts by status and topic, and the age of the oldest due job",
+                   responses={200: s.StatsSerializer, **_errors(403)})
+    @action(detail=False, methods=["get"])
+    def stats(self, request: Any) -> Response:
+        return Response(_store().stats().to_json())

@@ -1,0 +1,61 @@
+"""System checks of jobs: its settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+
+def register() -> None:
+    checks.register(check_settings, "jobs")
+    checks.register(check_allowed_topics, "jobs")
+    checks.register(check_permission_classes, "jobs")
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .conf import jobs_settings
+
+    return [
+        checks.Error(f'JOBS["{key}"]: {message}' if key else message,
+                     hint="See docs/jobs.md for the keys and their types.", id="jobs.E001")
+        for key, message in jobs_settings.errors()
+    ]
+
+
+def check_allowed_topics(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """JOBS["ALLOWED_TOPICS"] is None or a list of non-empty strings."""
+    from .conf import jobs_settings
+
+    try:
+        allowed = jobs_settings.ALLOWED_TOPICS
+    except ImproperlyConfigured:
+        return []  # jobs.E001 reports it
+    if allowed is None or (isinstance(allowed, list) and all(isinstance(t, str) and t for t in allowed)):
+        return []
+    return [checks.Error(f'JOBS["ALLOWED_TOPICS"]: expected None or a list of topic patterns, got {allowed!r}',
+                         hint='For example ["reports.*", "mail.send"].', id="jobs.E002")]
+
+
+def check_permission_classes(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Every entry of JOBS["ENQUEUE_PERMISSION_CLASSES"] and JOBS["MANAGE_PERMISSION_CLASSES"] imports."""
+    from .api.permissions import (
+        ENQUEUE_SETTING,
+        MANAGE_SETTING,
+        PermissionClassError,
+        load_permission_classes,
+    )
+
+    errors = []
+    for setting_name in (ENQUEUE_SETTING, MANAGE_SETTING):
+        try:
+            load_permission_classes(setting_name)
+        except PermissionClassError as e:
+            errors.append(checks.Error(
+                str(e), hint="List dotted paths of DRF permission classes, such as "
+                             "'rest_framework.permissions.IsAdminUser' (see docs/jobs-api.md).",
+                id="jobs.E003"))
+        except ImproperlyConfigured:
+            pass  # jobs.E001 reports it
+    return errors

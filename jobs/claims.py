@@ -1,0 +1,303 @@
+"""The statements the store and the dispatcher send, one small class per database.
+
+Every state change of a job is one statement. A claim takes a batch of due jobs
+and marks them ``processing`` under this worker's name with a lease; no row lock
+is held after it returns, so a job runs without holding one. Finishing a job
+writes only if the row still says this worker owns it (``locked_by`` and
+``status`` in the ``WHERE``): a worker that lost its lease cannot overwrite the
+newer outcome. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``, so concurrent
+dispatchers take different jobs without waiting on each other; SQLite, which has
+one writer at a time, claims with a compare-and-set on ``status = 'pending'``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connections, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+__all__ = ["Claims", "PostgresClaims", "SQLiteClaims", "claims_for", "NOTIFY_CHANNEL"]
+
+#: the PostgreSQL channel an enqueue notifies (after commit) and idle dispatchers listen on
+NOTIFY_CHANNEL = "tachy_jobs"
+
+TABLE = '"_jobs"'
+INSERT_COLUMNS = ("topic", "payload", "status", "priority", "queue_name", "run_at", "locked_by",
+                  "attempts", "retries", "max_retries", "last_error", "errors", "dedupe_key",
+                  "task_backend", "workers", "created", "updated")
+#: the columns a claim returns, in this order, to build the ``Job`` a handler gets
+CLAIMED_COLUMNS = ("id", "topic", "payload", "priority", "queue_name", "run_at", "attempts", "retries",
+                   "max_retries", "dedupe_key", "task_backend", "created", "started_at", "attempted_at",
+                   "workers", "errors")
+_DEDUPE_CONFLICT = "ON CONFLICT (dedupe_key) WHERE (status = 'pending' AND dedupe_key IS NOT NULL) DO NOTHING"
+
+
+class Claims:
+    """The statements, for one database connection alias."""
+
+    vendor = ""
+    json_param = "%s"  # how a JSON text parameter is written in SQL
+    append_worker = ""  # SQL that appends the %s worker id to the "workers" array
+    append_error = ""  # SQL that appends the %s JSON error object to the "errors" array
+    drop_last_worker = ""
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+
+    @property
+    def connection(self):
+        return connections[self.using]
+
+    # -- values --------------------------------------------------------------------------
+
+    def dt(self, value: datetime) -> Any:
+        """A datetime as a parameter."""
+        return value
+
+    def read_dt(self, value: Any) -> datetime | None:
+        return value
+
+    def read_json(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str | bytes) else value
+
+    # -- enqueue -------------------------------------------------------------------------
+
+    def insert_sql(self, rows: int, dedupe: bool, notify: bool) -> str:
+        one = "(" + ", ".join(self.json_param if c in ("payload", "errors", "workers") else "%s"
+                              for c in INSERT_COLUMNS) + ")"
+        sql = (f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES "
+               + ", ".join([one] * rows)
+               + (f" {_DEDUPE_CONFLICT}" if dedupe else "") + " RETURNING id")
+        return sql
+
+    def insert(self, rows: Sequence[Sequence[Any]], dedupe: bool) -> list[int | None]:
+        """Insert rows (values in ``INSERT_COLUMNS`` order); return the new ids, ``None``
+        for a row skipped because a pending job has its dedupe key."""
+        ids: list[int | None] = []
+        with self.connection.cursor() as cursor:
+            if dedupe:  # which row was skipped is known only row by row
+                for row in rows:
+                    cursor.execute(self.insert_sql(1, True, True), list(row))
+                    found = cursor.fetchone()
+                    ids.append(found[0] if found else None)
+                return ids
+            for start in range(0, len(rows), self.insert_chunk):
+                chunk = rows[start:start + self.insert_chunk]
+                cursor.execute(self.insert_sql(len(chunk), False, True), [v for row in chunk for v in row])
+                ids.extend(row[0] for row in cursor.fetchall())
+        return ids
+
+    insert_chunk = 500
+
+    def notify(self, topics: Sequence[str]) -> None:
+        """Wake idle dispatchers once the caller's transaction commits (PostgreSQL)."""
+
+    # -- dispatcher ----------------------------------------------------------------------
+
+    def _topic_filter(self, topics: Sequence[str], task_backends: Sequence[str],
+                      blocked_prefixes: Sequence[str], task_topics: Sequence[str] = ()) -> tuple[str, list[Any]]:
+        """``topics``: handler topics; ``task_backends``: tasks of these ``TASKS`` aliases
+        (only the ``task_topics`` among them, when given); ``blocked_prefixes``: task paths
+        of disabled plugins."""
+        parts, params = [], []
+        if topics:
+            parts.append(f"(task_backend = '' AND topic IN ({', '.join(['%s'] * len(topics))}))")
+            params.extend(topics)
+        if task_backends:
+            part = f"task_backend IN ({', '.join(['%s'] * len(task_backends))})"
+            params.extend(task_backends)
+            if task_topics:
+                part = f"({part} AND topic IN ({', '.join(['%s'] * len(task_topics))}))"
+                params.extend(task_topics)
+            parts.append(part)
+        sql = "(" + " OR ".join(parts) + ")" if parts else "1 = 0"
+        for prefix in blocked_prefixes:
+            sql += " AND topic NOT LIKE %s ESCAPE '\\'"
+            params.append(_like_escape(prefix) + "%")
+        return sql, params
+
+    def claim(self, worker: str, now: datetime, lease_until: datetime, limit: int, topics: Sequence[str],
+              task_backends: Sequence[str] = (), blocked_prefixes: Sequence[str] = (),
+              task_topics: Sequence[str] = ()) -> list[tuple]:
+        """Mark up to ``limit`` due jobs as processing by ``worker``; return their
+        ``CLAIMED_COLUMNS``, highest priority first, then oldest ``run_at``."""
+        raise NotImplementedError
+
+    def complete(self, worker: str, now: datetime, outcomes: Sequence[tuple[int, str | None]]) -> set[int]:
+        """Mark jobs completed with their JSON results; return the ids still owned (written)."""
+        raise NotImplementedError
+
+    def fail(self, worker: str, now: datetime, job_id: int, error: dict[str, Any], retry_at: datetime | None) -> bool:
+        """Record a failed attempt: back to pending at ``retry_at``, or failed for good."""
+        status = "pending" if retry_at is not None else "failed"
+        sql = (f"UPDATE {TABLE} SET status = %s, run_at = COALESCE(%s, run_at), "
+               "retries = retries + %s, last_error = %s, errors = " + self.append_error + ", "
+               "locked_until = NULL, finished_at = %s, updated = %s "
+               "WHERE id = %s AND locked_by = %s AND status = 'processing'")
+        params = [status, self.dt(retry_at) if retry_at else None, 1 if retry_at else 0, error["traceback"],
+                  json.dumps(error), None if retry_at else self.dt(now), self.dt(now), job_id, worker]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount == 1
+
+    def extend(self, worker: str, now: datetime, lease_until: datetime) -> int:
+        """Renew the lease of every job ``worker`` holds; return how many."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {TABLE} SET locked_until = %s WHERE locked_by = %s AND status = 'processing'",
+                           [self.dt(lease_until), worker])
+            return cursor.rowcount
+
+    def release(self, worker: str, now: datetime, job_ids: Sequence[int], started: bool) -> int:
+        """Return claimed jobs to pending (at shutdown). A job that never started gets
+        its attempt back; one that was interrupted keeps it."""
+        if not job_ids:
+            return 0
+        undo = "" if started else f", attempts = attempts - 1, workers = {self.drop_last_worker}"
+        sql = (f"UPDATE {TABLE} SET status = 'pending', locked_by = '', locked_until = NULL, "
+               f"updated = %s{undo} WHERE locked_by = %s AND status = 'processing' "
+               f"AND id IN ({', '.join(['%s'] * len(job_ids))})")
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [self.dt(now), worker, *job_ids])
+            return cursor.rowcount
+
+    def recover(self, now: datetime) -> tuple[int, int]:
+        """Jobs whose lease ran out (their worker died): back to pending, or failed when
+        they used up their retries. Return (requeued, failed)."""
+        error = json.dumps({"exception_class_path": "jobs.errors.WorkerLost",
+                            "traceback": "the worker stopped without finishing the job (its lease expired)",
+                            "at": now.isoformat()})
+        sql = (f"UPDATE {TABLE} SET "
+               "status = CASE WHEN attempts > max_retries THEN 'failed' ELSE 'pending' END, "
+               "retries = retries + CASE WHEN attempts > max_retries THEN 0 ELSE 1 END, "
+               "finished_at = CASE WHEN attempts > max_retries THEN %s ELSE NULL END, "
+               "last_error = 'the worker stopped without finishing the job (its lease expired)', "
+               "errors = " + self.append_error + ", locked_until = NULL, updated = %s "
+               "WHERE status = 'processing' AND locked_until < %s RETURNING status")
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [self.dt(now), error, self.dt(now), self.dt(now)])
+            statuses = [row[0] for row in cursor.fetchall()]
+        return statuses.count("pending"), statuses.count("failed")
+
+    def next_due(self, topics: Sequence[str], task_backends: Sequence[str],
+                 blocked_prefixes: Sequence[str]) -> datetime | None:
+        """The earliest ``run_at`` among pending jobs this dispatcher may take."""
+        where, params = self._topic_filter(topics, task_backends, blocked_prefixes)
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT MIN(run_at) FROM {TABLE} WHERE status = 'pending' AND {where}", params)
+            return self.read_dt(cursor.fetchone()[0])
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class PostgresClaims(Claims):
+    vendor = "postgresql"
+    json_param = "%s::jsonb"
+    append_worker = "workers || jsonb_build_array(%s::text)"
+    append_error = "errors || jsonb_build_array(%s::jsonb)"
+    drop_last_worker = "workers - (-1)"
+    insert_chunk = 1000
+
+    def notify(self, topics: Sequence[str]) -> None:
+        # NOTIFY is delivered at commit, and not at all on rollback: a dispatcher never
+        # wakes for a job it cannot see yet
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, topics[0] if len(set(topics)) == 1 else ""])
+
+    def claim(self, worker, now, lease_until, limit, topics, task_backends=(), blocked_prefixes=(),
+              task_topics=()):
+        where, params = self._topic_filter(topics, task_backends, blocked_prefixes, task_topics)
+        sql = (f"UPDATE {TABLE} SET status = 'processing', locked_by = %s, locked_until = %s, "
+               f"attempts = attempts + 1, workers = {self.append_worker}, "
+               "started_at = COALESCE(started_at, %s), attempted_at = %s, updated = %s "
+               f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'pending' AND run_at <= %s AND {where} "
+               "ORDER BY priority DESC, run_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+               f"RETURNING {', '.join(CLAIMED_COLUMNS)}")
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [worker, lease_until, worker, now, now, now, now, *params, limit])
+            rows = cursor.fetchall()
+        # RETURNING follows no order: put them back in the order they were chosen
+        rows.sort(key=lambda row: (-row[3], row[5]))
+        return rows
+
+    def complete(self, worker, now, outcomes):
+        if not outcomes:
+            return set()
+        values = ", ".join(["(%s::bigint, %s::jsonb)"] * len(outcomes))
+        sql = (f"UPDATE {TABLE} AS j SET status = 'completed', result = v.result, locked_until = NULL, "
+               "finished_at = %s, updated = %s "
+               f"FROM (VALUES {values}) AS v(id, result) "
+               "WHERE j.id = v.id AND j.locked_by = %s AND j.status = 'processing' RETURNING j.id")
+        params = [now, now, *(v for outcome in outcomes for v in outcome), worker]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return {row[0] for row in cursor.fetchall()}
+
+
+class SQLiteClaims(Claims):
+    vendor = "sqlite"
+    append_worker = "json_insert(workers, '$[#]', %s)"
+    append_error = "json_insert(errors, '$[#]', json(%s))"
+    drop_last_worker = "json_remove(workers, '$[#-1]')"
+    insert_chunk = 100  # SQLite allows 32,766 parameters per statement
+
+    def dt(self, value: datetime) -> Any:
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    def read_dt(self, value: Any) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value
+        parsed = parse_datetime(value)
+        return timezone.make_aware(parsed, timezone.UTC) if parsed.tzinfo is None else parsed
+
+    def claim(self, worker, now, lease_until, limit, topics, task_backends=(), blocked_prefixes=(),
+              task_topics=()):
+        where, params = self._topic_filter(topics, task_backends, blocked_prefixes, task_topics)
+        at = self.dt(now)
+        # one writer at a time: the sub-select and the update see the same rows, and the
+        # status test makes it a compare-and-set (RETURNING holds only the rows it changed)
+        sql = (f"UPDATE {TABLE} SET status = 'processing', locked_by = %s, locked_until = %s, "
+               f"attempts = attempts + 1, workers = {self.append_worker}, "
+               "started_at = COALESCE(started_at, %s), attempted_at = %s, updated = %s "
+               f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'pending' AND run_at <= %s AND {where} "
+               "ORDER BY priority DESC, run_at LIMIT %s) AND status = 'pending' "
+               f"RETURNING {', '.join(CLAIMED_COLUMNS)}")
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [worker, self.dt(lease_until), worker, at, at, at, at, *params, limit])
+            rows = cursor.fetchall()
+        rows.sort(key=lambda row: (-row[3], row[5]))
+        return rows
+
+    def complete(self, worker, now, outcomes):
+        if not outcomes:
+            return set()
+        at = self.dt(now)
+        done: set[int] = set()
+        sql = (f"UPDATE {TABLE} SET status = 'completed', result = %s, locked_until = NULL, "
+               "finished_at = %s, updated = %s WHERE id = %s AND locked_by = %s AND status = 'processing'")
+        # one transaction, one commit (one fsync) for the whole batch
+        with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+            for job_id, result in outcomes:
+                cursor.execute(sql, [result, at, at, job_id, worker])
+                if cursor.rowcount == 1:
+                    done.add(job_id)
+        return done
+
+
+_CLASSES = {"postgresql": PostgresClaims, "sqlite": SQLiteClaims}
+
+
+def claims_for(using: str) -> Claims:
+    vendor = connections[using].vendor
+    try:
+        return _CLASSES[vendor](using)
+    except KeyError:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"jobs supports PostgreSQL and SQLite, not {vendor}") from None

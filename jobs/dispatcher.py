@@ -1,0 +1,406 @@
+"""``Dispatcher``: claims due jobs in batches and runs them on a pool of threads.
+
+One main loop does every database write of the dispatcher: it claims (one
+statement per batch), hands jobs to ``WORKERS`` threads, writes the outcomes they
+report (one statement for a batch of completed jobs), renews the leases of every
+job it holds (one statement), and returns jobs whose worker died elsewhere to the
+queue. Worker threads only run handlers. See docs/jobs.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from .claims import CLAIMED_COLUMNS, Claims, claims_for
+from .conf import jobs_settings
+from .execution import Outcome, execute
+from .models import Job, JobStatus
+from .signals import job_finished, job_started
+from .wakeup import Listener
+
+logger = logging.getLogger("jobs.dispatcher")
+
+__all__ = ["Counters", "Dispatcher"]
+
+
+@dataclasses.dataclass
+class Counters:
+    """What a dispatcher did since it started."""
+
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    #: outcomes not written because another worker owned the job by then
+    lost: int = 0
+    recovered: int = 0
+
+    @property
+    def processed(self) -> int:
+        return self.completed + self.failed + self.retried
+
+
+class Dispatcher:
+    """Runs jobs until :meth:`stop` (or, with ``burst``, until nothing is due).
+
+    Every argument defaults to its ``JOBS`` setting. ``topics`` limits the topics
+    (and task paths) this dispatcher takes; without it, it takes every topic with
+    a handler in this process and every ``django.tasks`` task of a ``JobsBackend``,
+    except those of disabled plugins.
+    """
+
+    def __init__(self, *, workers: int | None = None, topics: Sequence[str] | None = None,
+                 batch_size: int | None = None, poll_interval: float | None = None,
+                 lock_duration: float | None = None, shutdown_timeout: float | None = None,
+                 burst: bool = False, name: str | None = None, using: str | None = None) -> None:
+        from . import get_job_store
+
+        self.store = get_job_store()
+        self.using = using or self.store.using
+        self.workers = workers or jobs_settings.WORKERS
+        self.topics = list(topics) if topics else None
+        self.batch_size = batch_size or jobs_settings.BATCH_SIZE
+        self.poll_interval = poll_interval or jobs_settings.POLL_INTERVAL
+        self.lock_duration = lock_duration or jobs_settings.LOCK_DURATION
+        self.shutdown_timeout = jobs_settings.SHUTDOWN_TIMEOUT if shutdown_timeout is None else shutdown_timeout
+        self.burst = burst
+        self.name = name or _default_name()
+        self.counters = Counters()
+        # claimed jobs wait here for a worker; workers put outcomes in _done
+        self._todo: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._done: deque[Outcome] = deque()
+        self._running: dict[int, Job] = {}  # started, not finished: job id -> job
+        self._held: dict[int, Job] = {}  # claimed and not yet written back: job id -> job
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._listener: Listener | None = None
+        self._lock = threading.Lock()
+        self.started = time.monotonic()
+
+    # -- control -------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming; :meth:`run` lets running jobs finish (up to ``shutdown_timeout``),
+        returns the rest to the queue, and returns."""
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def held(self) -> int:
+        return len(self._held)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> Counters:
+        """Run in this thread until stopped; return the counters."""
+        claims = claims_for(self.using)
+        self._start_threads()
+        self.store.add_local_waker(self.wake)
+        try:
+            self._recover(claims)
+            self._loop(claims)
+            self._shut_down(claims)
+        finally:
+            self.store.remove_local_waker(self.wake)
+            self._stop_threads()
+            connections[self.using].close()
+        return self.counters
+
+    def _loop(self, claims: Claims) -> None:
+        next_extend = time.monotonic() + self.lock_duration / 3
+        next_recover = time.monotonic() + min(self.lock_duration, 30.0)
+        errors = 0
+        while not self.stopping:
+            self._wake.clear()
+            try:
+                self._flush(claims)
+                now = time.monotonic()
+                if now >= next_extend:
+                    self._extend(claims)
+                    next_extend = now + self.lock_duration / 3
+                if now >= next_recover:
+                    self._recover(claims)
+                    next_recover = now + min(self.lock_duration, 30.0)
+                claimed, full = self._claim(claims)
+                errors = 0
+            except DatabaseError as e:
+                errors += 1
+                self._database_error(e, errors)
+                continue
+            if full:
+                continue  # more may be due: claim again at once
+            if self.burst and not claimed and not self._held and not self._done:
+                return
+            self._wake.wait(self._idle_wait(claims))
+
+    def _idle_wait(self, claims: Claims) -> float:
+        if self._held or self._done:
+            return min(self.lock_duration / 3, 1.0)  # a worker will wake us when it finishes
+        wait = self.poll_interval * random.uniform(0.8, 1.2)
+        return min(wait, 0.05) if self.burst else wait
+
+    def _database_error(self, error: DatabaseError, errors: int) -> None:
+        logger.warning("jobs dispatcher: database error: %s", error)
+        _record_error(f"jobs dispatcher: database error: {type(error).__name__}: {error}")
+        connections[self.using].close()
+        self._stopping.wait(min(0.1 * 2 ** errors, 5.0))
+
+    # -- claiming ------------------------------------------------------------------------
+
+    def runnable(self) -> tuple[list[str], list[str], list[str], list[str]]:
+        """(handler topics, task backends, task topics, blocked prefixes) this dispatcher takes now."""
+        from .backends import jobs_task_backends
+        from .registry import handlers
+
+        disabled_labels, blocked = _disabled_apps()
+        topics = [entry.topic for entry in handlers if entry.app_label not in disabled_labels]
+        backends = jobs_task_backends()
+        task_topics: list[str] = []
+        if self.topics is not None:
+            task_topics = [topic for topic in self.topics if topic not in handlers]
+            topics = [topic for topic in topics if topic in self.topics]
+        return topics, backends, task_topics, blocked
+
+    def _claim(self, claims: Claims) -> tuple[int, bool]:
+        capacity = self.workers + self.batch_size - len(self._held)
+        if capacity <= 0:
+            return 0, False
+        limit = min(capacity, self.batch_size)
+        topics, backends, task_topics, blocked = self.runnable()
+        if self.topics is not None and not task_topics:
+            backends = []
+        if not topics and not backends:
+            return 0, False
+        now = timezone.now()
+        rows = claims.claim(self.name, now, now + timedelta(seconds=self.lock_duration), limit,
+                            topics, backends, blocked, task_topics)
+        for row in rows:
+            job = self._job(claims, row)
+            self._held[job.id] = job
+            self._todo.put(job)
+        return len(rows), len(rows) == limit
+
+    def _job(self, claims: Claims, row: tuple) -> Job:
+        values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
+        for key in ("payload", "workers", "errors"):
+            values[key] = claims.read_json(values[key])
+        for key in ("run_at", "created", "started_at", "attempted_at"):
+            values[key] = claims.read_dt(values[key])
+        job = Job(status=JobStatus.PROCESSING, locked_by=self.name, **values)
+        job._state.adding = False
+        job._state.db = self.using
+        return job
+
+    # -- finishing -----------------------------------------------------------------------
+
+    def _flush(self, claims: Claims) -> None:
+        """Write the outcomes the workers reported: completed ones in one statement."""
+        if not self._done:
+            return
+        outcomes = []
+        while self._done:
+            outcomes.append(self._done.popleft())
+        try:
+            self._write(claims, outcomes)
+        except BaseException:
+            self._done.extendleft(reversed(outcomes))  # written on the next round
+            raise
+
+    def _write(self, claims: Claims, outcomes: list[Outcome]) -> None:
+        now = timezone.now()
+        completed = [o for o in outcomes if o.status == JobStatus.COMPLETED]
+        written = claims.complete(self.name, now, [(o.job.id, o.result_json) for o in completed])
+        for outcome in outcomes:
+            job = outcome.job
+            if outcome.status != JobStatus.COMPLETED:
+                ok = claims.fail(self.name, now, job.id, outcome.error, outcome.retry_at)
+            else:
+                ok = job.id in written
+            self._held.pop(job.id, None)
+            if not ok:
+                self.counters.lost += 1
+                logger.warning("job %s (%s): its lease was lost; this outcome (%s) is not written",
+                               job.id, job.topic, outcome.status)
+                continue
+            self._count(outcome)
+            job.status = outcome.status
+            job.finished_at = now if outcome.status != JobStatus.PENDING else None
+            self._finished(outcome)
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.status == JobStatus.COMPLETED:
+            self.counters.completed += 1
+        elif outcome.status == JobStatus.FAILED:
+            self.counters.failed += 1
+            logger.error("job %s (%s) failed for good: %s", outcome.job.id, outcome.job.topic,
+                         outcome.error["traceback"].strip().splitlines()[-1])
+        else:
+            self.counters.retried += 1
+
+    def _finished(self, outcome: Outcome) -> None:
+        job = outcome.job
+        if job.task_backend:
+            from .backends import send_task_finished
+
+            send_task_finished(job, outcome)
+        if job_finished.receivers:
+            job_finished.send(sender=type(self), job=job, status=outcome.status, error=outcome.exception)
+
+    def _extend(self, claims: Claims) -> None:
+        if self._held:
+            now = timezone.now()
+            claims.extend(self.name, now, now + timedelta(seconds=self.lock_duration))
+
+    def _recover(self, claims: Claims) -> None:
+        requeued, failed = claims.recover(timezone.now())
+        if requeued or failed:
+            self.counters.recovered += requeued + failed
+            logger.warning("jobs: %d job(s) of a lost worker back in the queue, %d failed for good",
+                           requeued, failed)
+
+    # -- workers -------------------------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        for number in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"jobs-worker-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if Listener.supported(self.using):
+            self._listener = Listener(self.using, self.name, self.wake, _record_error)
+            self._listener.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._todo.get()
+            if job is None:
+                return
+            with self._lock:
+                self._running[job.id] = job
+            try:
+                if job_started.receivers:
+                    job_started.send(sender=type(self), job=job)
+                if job.task_backend:
+                    from .backends import send_task_started
+
+                    send_task_started(job)
+                outcome = execute(job)
+            except BaseException as e:  # a signal receiver failed: the attempt failed
+                from .execution import describe_error
+
+                outcome = Outcome(job, JobStatus.FAILED, error=describe_error(e, timezone.now()), exception=e)
+            finally:
+                with self._lock:
+                    self._running.pop(job.id, None)
+                connections.close_all()  # a handler's connection does not outlive its job
+            self._done.append(outcome)
+            self._wake.set()
+
+    def _stop_threads(self) -> None:
+        for _ in self._threads:
+            self._todo.put(None)
+        if self._listener is not None:
+            self._listener.stop()
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def _shut_down(self, claims: Claims) -> None:
+        """Return jobs that never started, wait for running ones, return what is left."""
+        waiting = []
+        while True:
+            try:
+                job = self._todo.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                waiting.append(job)
+        self._release(claims, [job.id for job in waiting], started=False)
+        deadline = time.monotonic() + self.shutdown_timeout
+        while self._held and time.monotonic() < deadline:
+            self._wake.clear()
+            try:
+                self._flush(claims)
+            except DatabaseError as e:
+                self._database_error(e, 1)
+            if self._held:
+                self._wake.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+        try:
+            self._flush(claims)
+        except DatabaseError as e:
+            logger.error("jobs: outcomes not written at shutdown: %s", e)
+        with self._lock:
+            unfinished = list(self._running)
+        if unfinished:
+            logger.warning("jobs: %d job(s) still running after %.0fs; back in the queue", len(unfinished),
+                           self.shutdown_timeout)
+        self._release(claims, unfinished, started=True)
+
+    def _release(self, claims: Claims, job_ids: list[int], started: bool) -> None:
+        if not job_ids:
+            return
+        try:
+            claims.release(self.name, timezone.now(), job_ids, started=started)
+        except DatabaseError as e:
+            logger.error("jobs: could not return %d claim(s); they come back when their lease ends: %s",
+                         len(job_ids), e)
+        for job_id in job_ids:
+            self._held.pop(job_id, None)
+
+    # -- status --------------------------------------------------------------------------
+
+    def status_line(self, previous: Counters | None = None, seconds: float | None = None) -> str:
+        c = self.counters
+        rate = ""
+        if previous is not None and seconds:
+            rate = f", {(c.processed - previous.processed) / seconds:.1f} jobs/s"
+        try:
+            depth = f", {self.store.stats_due()} due"
+        except DatabaseError:
+            depth = ""
+        return (f"runjobs {self.name}: {c.completed} completed, {c.failed} failed, {c.retried} retried"
+                f"{rate}{depth}, {len(self._held)} held")
+
+
+def _disabled_apps() -> tuple[set[str], list[str]]:
+    """App labels and package prefixes of the plugins that are disabled now."""
+    from tachycore.manager import plugin_manager
+
+    labels, prefixes = set(), []
+    for name, plugin in plugin_manager.plugins.items():
+        if plugin.app_label and not plugin_manager.is_enabled(name):
+            labels.add(plugin.app_label)
+            prefixes.append(plugin.package_name + ".")
+    return labels, prefixes
+
+
+def _record_error(message: str) -> None:
+    from tachycore.runtime import runtime
+
+    if runtime.started:
+        runtime.supervisor.record_error(message)
+
+
+def _default_name() -> str:
+    from tachycore.runtime import runtime
+
+    return runtime.node_id
+
+
+def copy_counters(counters: Counters) -> Counters:
+    return dataclasses.replace(counters)

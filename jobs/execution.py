@@ -1,0 +1,76 @@
+"""Running one claimed job: call its handler (or task) and turn what happened into an outcome."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import traceback
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from .conf import jobs_settings
+from .errors import UnknownTopic
+from .models import Job, JobStatus
+from .registry import handlers
+
+MAX_TRACEBACK = 20_000  # characters of a traceback kept per failed attempt
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one attempt of a job came to."""
+
+    job: Job
+    #: "completed", "pending" (to be retried at ``retry_at``) or "failed"
+    status: str
+    result_json: str | None = None
+    return_value: Any = None
+    error: dict[str, Any] | None = None
+    exception: BaseException | None = None
+    retry_at: datetime | None = None
+
+
+def describe_error(exc: BaseException, at: datetime) -> dict[str, Any]:
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > MAX_TRACEBACK:
+        text = text[:MAX_TRACEBACK // 2] + "\n[...]\n" + text[-MAX_TRACEBACK // 2:]
+    cls = type(exc)
+    return {"exception_class_path": f"{cls.__module__}.{cls.__qualname__}", "traceback": text,
+            "at": at.isoformat()}
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before the next attempt: exponential from ``RETRY_DELAY``, capped at
+    ``RETRY_DELAY_MAX``, spread by +-25% so that jobs that failed together do not
+    come back together."""
+    base = min(jobs_settings.RETRY_DELAY_MAX, jobs_settings.RETRY_DELAY * 2 ** max(0, attempt - 1))
+    return base * random.uniform(0.75, 1.25)
+
+
+def execute(job: Job) -> Outcome:
+    """Run ``job`` in this thread; never raises (but ``KeyboardInterrupt``/``SystemExit``)."""
+    try:
+        if job.task_backend:
+            from .backends import run_task
+
+            value = run_task(job)
+        else:
+            entry = handlers.get(job.topic)
+            if entry is None:
+                raise UnknownTopic(f"no handler for topic {job.topic!r} in this process")
+            value = entry.func(job)
+        try:
+            result_json = None if value is None else json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"the handler of {job.topic!r} returned a value that is not JSON: {e}") from e
+        return Outcome(job, JobStatus.COMPLETED, result_json=result_json, return_value=value)
+    except Exception as e:
+        now = timezone.now()
+        error = describe_error(e, now)
+        if job.attempts <= job.max_retries:
+            retry_at = now + timedelta(seconds=retry_delay(job.attempts))
+            return Outcome(job, JobStatus.PENDING, error=error, exception=e, retry_at=retry_at)
+        return Outcome(job, JobStatus.FAILED, error=error, exception=e)

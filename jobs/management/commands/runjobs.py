@@ -1,0 +1,99 @@
+"""``manage.py runjobs [--workers N] [--topics a,b] [--burst]``: run the job dispatcher."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from jobs.conf import jobs_settings
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise CommandError(f"--workers must be a whole number, got {value!r}") from None
+    if number < 1:
+        raise CommandError(f"--workers must be at least 1, got {number}")
+    return number
+
+
+class Command(BaseCommand):
+    help = ("Run due jobs on a pool of worker threads until SIGTERM or Ctrl-C (a second one stops at "
+            "once); with --burst, run what is due now and exit.")
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--workers", help="worker threads (default: JOBS['WORKERS'])")
+        parser.add_argument("--topics", help="only these topics (or task paths), comma-separated")
+        parser.add_argument("--burst", action="store_true", help="run the jobs due now, then exit")
+
+    def handle(self, *, workers: str | None, topics: str | None, burst: bool, **options: Any) -> None:
+        from jobs.dispatcher import Dispatcher
+        from jobs.registry import handlers
+        from tachycore.conf import tachycore_settings
+        from tachycore.models import NodeStatus
+        from tachycore.runtime import runtime
+
+        count = positive_int(workers) if workers is not None else jobs_settings.WORKERS
+        topic_list = [t.strip() for t in topics.split(",") if t.strip()] if topics else None
+        if topics is not None and not topic_list:
+            raise CommandError("--topics needs at least one topic")
+        if tachycore_settings.START_RUNTIME:
+            runtime.start(kind="dispatcher", name=f"runjobs ({count} workers)", status=NodeStatus.RUNNING)
+        dispatcher = Dispatcher(workers=count, topics=topic_list, burst=burst)
+        self._install_signals(dispatcher)
+        known = ", ".join(handlers.topics()) or "none"
+        self.stdout.write(f"runjobs {dispatcher.name}: {count} workers, topics: "
+                          f"{', '.join(topic_list) if topic_list else 'all'} (handlers: {known})"
+                          f"{', burst' if burst else ''}")
+        printer = self._start_status(dispatcher)
+        try:
+            counters = dispatcher.run()
+        finally:
+            if printer is not None:
+                printer.set()
+            if tachycore_settings.START_RUNTIME:
+                runtime.stop()
+        self.stdout.write(f"runjobs {dispatcher.name}: stopped; {counters.completed} completed, "
+                          f"{counters.failed} failed, {counters.retried} retried")
+
+    def _install_signals(self, dispatcher: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def stop(signum: int, frame: Any) -> None:
+            if dispatcher.stopping:
+                # a second signal: leave now; unfinished claims come back when their lease ends
+                os._exit(128 + signum)
+            self.stdout.write(f"runjobs: {signal.Signals(signum).name}, finishing running jobs "
+                              f"(up to {dispatcher.shutdown_timeout:.0f}s; again to stop at once)")
+            dispatcher.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def _start_status(self, dispatcher: Any) -> threading.Event | None:
+        interval = jobs_settings.STATUS_INTERVAL
+        if interval <= 0:
+            return None
+        done = threading.Event()
+
+        def report() -> None:
+            from django.db import connections
+
+            from jobs.dispatcher import copy_counters
+
+            previous, last = copy_counters(dispatcher.counters), time.monotonic()
+            while not done.wait(interval):
+                now = time.monotonic()
+                self.stdout.write(dispatcher.status_line(previous, now - last))
+                previous, last = copy_counters(dispatcher.counters), now
+                connections.close_all()
+
+        threading.Thread(target=report, name="jobs-status", daemon=True).start()
+        return done

@@ -1,0 +1,103 @@
+"""The ``_jobs`` table: one row per job, from enqueue until it is pruned."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F, Q
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+class JobQuerySet(models.QuerySet):
+    def pending(self) -> JobQuerySet:
+        """Jobs waiting for a worker, due or not."""
+        return self.filter(status=JobStatus.PENDING)
+
+    def due(self, now) -> JobQuerySet:
+        """Pending jobs whose ``run_at`` has come."""
+        return self.filter(status=JobStatus.PENDING, run_at__lte=now)
+
+    def stale(self, now) -> JobQuerySet:
+        """Jobs being processed whose lease ran out: their process is gone."""
+        return self.filter(status=JobStatus.PROCESSING, locked_until__lt=now)
+
+    def finished(self) -> JobQuerySet:
+        return self.filter(status__in=FINISHED)
+
+
+class Job(models.Model):
+    """A unit of work for the handler of its ``topic`` (or a ``django.tasks`` task).
+
+    ``attempts`` counts the times a worker started the job; ``retries`` the times it
+    went back to pending after a failure or a lost worker.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    topic = models.CharField(max_length=255)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.PENDING)
+    #: from -100 to 100; higher runs first
+    priority = models.SmallIntegerField(default=0)
+    queue_name = models.CharField(max_length=100, default="default")
+    run_at = models.DateTimeField()
+    locked_until = models.DateTimeField(null=True, blank=True)
+    locked_by = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    retries = models.PositiveIntegerField(default=0)
+    max_retries = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    #: one entry per failed attempt: {"exception_class_path", "traceback", "at"}
+    errors = models.JSONField(default=list, blank=True)
+    #: the handler's return value (JSON), once completed
+    result = models.JSONField(null=True, blank=True)
+    #: while a pending job has this key, enqueueing another with it returns that job
+    # NULL, not "": the partial unique constraint must ignore jobs without a key
+    dedupe_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    #: the ``TASKS`` alias for a ``django.tasks`` task ("" for a handler's job)
+    task_backend = models.CharField(max_length=100, blank=True)
+    #: the node ids of the workers that started it, oldest first
+    workers = models.JSONField(default=list, blank=True)
+    created = models.DateTimeField()
+    updated = models.DateTimeField()
+    #: the first start
+    started_at = models.DateTimeField(null=True, blank=True)
+    #: the latest start
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        db_table = "_jobs"
+        ordering = ["-id"]
+        indexes = [
+            # the claim: pending jobs in the order they are taken (finished rows are not in it)
+            models.Index(F("priority").desc(), "run_at", name="jobs_pending_due",
+                         condition=Q(status="pending")),
+            # crash recovery: leases that ran out
+            models.Index("locked_until", name="jobs_processing_lease", condition=Q(status="processing")),
+            # pruning: finished jobs by age
+            models.Index("finished_at", name="jobs_finished_age",
+                         condition=Q(status__in=["completed", "failed"])),
+            # list filters and the stats
+            models.Index("status", "topic", name="jobs_status_topic"),
+        ]
+        constraints = [
+            models.UniqueConstraint("dedupe_key", name="jobs_pending_dedupe",
+                                    condition=Q(status="pending", dedupe_key__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.id} {self.topic} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED

@@ -1,0 +1,11 @@
+from tachycore.plugins import Plugin
+
+
+class JobsPlugin(Plugin):
+    """The job queue, a built-in plugin: its HTTP API lives at /api/jobs/ (when enabled)."""
+
+    name = "jobs"
+    version = "1.0.0"
+    description = "A durable job queue on the site's database, run by manage.py runjobs."
+    built_in = True
+    urls = "jobs.api.urls"  # answers 404 unless JOBS["HTTP_ENABLED"] is true

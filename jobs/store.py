@@ -1,0 +1,250 @@
+"""``JobStore``: enqueue jobs and look after them (the dispatcher runs them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.db import router, transaction
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from .claims import INSERT_COLUMNS, Claims, claims_for
+from .conf import jobs_settings
+from .errors import JobNotFound, JobRunning, UnknownTopic
+from .models import Job, JobStatus
+from .registry import allowed_without_handler, check_topic, handlers
+from .signals import job_enqueued
+from .validation import (
+    check_dedupe_key,
+    check_max_retries,
+    check_priority,
+    check_queue_name,
+    payload_json,
+    run_time,
+)
+
+__all__ = ["JobStore", "Stats"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """What ``JobStore.stats()`` counts."""
+
+    by_status: dict[str, int]
+    #: topic -> status -> count
+    by_topic: dict[str, dict[str, int]]
+    #: seconds since the oldest due pending job became due (0 when none is due)
+    oldest_due_age: float
+    #: pending jobs that are due now
+    due: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class JobStore:
+    """The job queue's Python API.
+
+    ``enqueue`` writes on the caller's connection and inside the caller's
+    transaction: the job exists only if that transaction commits, and no
+    dispatcher sees it before.
+    """
+
+    def __init__(self, using: str | None = None) -> None:
+        self._using = using
+        self._local_wakers: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def using(self) -> str:
+        return self._using or router.db_for_write(Job)
+
+    @property
+    def claims(self) -> Claims:
+        return claims_for(self.using)
+
+    # -- enqueue --------------------------------------------------------------------------
+
+    def enqueue(self, topic: str, payload: Any = None, *, run_at: datetime | None = None, delay: Any = None,
+                priority: int = 0, max_retries: int | None = None, dedupe_key: str | None = None,
+                queue_name: str = "default") -> Job:
+        """Add one job; return it. With a ``dedupe_key`` that a pending job has already,
+        return that job and add nothing.
+
+        ``payload`` is any JSON value (``{}`` when omitted); ``run_at`` (aware) or ``delay``
+        (seconds or a timedelta) defers it; higher ``priority`` (-100..100) runs first;
+        ``max_retries`` defaults to ``JOBS["MAX_RETRIES"]``.
+        """
+        return self.enqueue_many([dict(topic=topic, payload=payload, run_at=run_at, delay=delay,
+                                       priority=priority, max_retries=max_retries,
+                                       dedupe_key=dedupe_key, queue_name=queue_name)])[0]
+
+    def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
+        """Add many jobs in bulk (all or none); each item holds ``enqueue``'s arguments.
+
+        Every item is checked before anything is written.
+        """
+        now = timezone.now()
+        prepared = [self._prepare(now, **item) for item in jobs]
+        if not prepared:
+            return []
+        return self._insert(now, prepared)
+
+    def _prepare(self, now: datetime, topic: str, payload: Any = None, *, run_at: datetime | None = None,
+                 delay: Any = None, priority: int = 0, max_retries: int | None = None,
+                 dedupe_key: str | None = None, queue_name: str = "default", task_backend: str = "") -> Job:
+        check_topic(topic)
+        if not task_backend and topic not in handlers and not allowed_without_handler(
+                topic, jobs_settings.ALLOWED_TOPICS):
+            raise UnknownTopic(f"no handler for topic {topic!r} (register one with @jobs.handler, "
+                               "or list the topic in JOBS['ALLOWED_TOPICS'])")
+        if payload is None:
+            payload = {}
+        job = Job(topic=topic, payload=payload, status=JobStatus.PENDING, priority=check_priority(priority),
+                  queue_name=check_queue_name(queue_name), run_at=run_time(now, run_at, delay),
+                  max_retries=check_max_retries(max_retries), dedupe_key=check_dedupe_key(dedupe_key),
+                  task_backend=task_backend, created=now, updated=now)
+        job._payload_json = payload_json(payload, topic)
+        return job
+
+    def _insert(self, now: datetime, prepared: list[Job]) -> list[Job]:
+        claims = self.claims
+        rows = [[job.topic, job._payload_json, job.status, job.priority, job.queue_name, claims.dt(job.run_at),
+                 "", 0, 0, job.max_retries, "", "[]", job.dedupe_key, job.task_backend, "[]",
+                 claims.dt(now), claims.dt(now)] for job in prepared]
+        assert len(rows[0]) == len(INSERT_COLUMNS)
+        deduped = any(job.dedupe_key for job in prepared)
+        with transaction.atomic(using=self.using, savepoint=False):
+            ids = claims.insert(rows, dedupe=deduped)
+            result = []
+            for job, job_id in zip(prepared, ids, strict=True):
+                if job_id is None:
+                    job = self._existing(job, claims)
+                else:
+                    job.id = job_id
+                    job._state.adding = False
+                    job._state.db = self.using
+                result.append(job)
+            claims.notify([job.topic for job in prepared])
+        for job in result:
+            del job.__dict__["_payload_json"]
+            job_enqueued.send(sender=type(self), job=job)
+        if self._local_wakers:
+            transaction.on_commit(self._wake_local, using=self.using)
+        return result
+
+    def _existing(self, job: Job, claims: Claims) -> Job:
+        """The pending job that holds ``job.dedupe_key`` (inserting ``job`` if it went meanwhile)."""
+        for _ in range(5):
+            found = Job.objects.using(self.using).filter(status=JobStatus.PENDING, dedupe_key=job.dedupe_key).first()
+            if found is not None:
+                return found
+            # it was claimed between our insert and this read: try the insert again
+            row = [job.topic, job._payload_json, job.status, job.priority, job.queue_name, claims.dt(job.run_at),
+                   "", 0, 0, job.max_retries, "", "[]", job.dedupe_key, job.task_backend, "[]",
+                   claims.dt(job.created), claims.dt(job.created)]
+            (job_id,) = claims.insert([row], dedupe=True)
+            if job_id is not None:
+                job.id = job_id
+                job._state.adding = False
+                job._state.db = self.using
+                return job
+        raise RuntimeError(f"could not enqueue {job.topic!r} with dedupe key {job.dedupe_key!r}")
+
+    def add_local_waker(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` after each commit that enqueued jobs in this process (a dispatcher
+        running in this process picks the jobs up without waiting for its poll)."""
+        with self._lock:
+            self._local_wakers.append(wake)
+
+    def remove_local_waker(self, wake: Callable[[], None]) -> None:
+        with self._lock:
+            if wake in self._local_wakers:
+                self._local_wakers.remove(wake)
+
+    def _wake_local(self) -> None:
+        for wake in list(self._local_wakers):
+            wake()
+
+    # -- look after them -----------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        """The job with this id; ``JobNotFound`` when there is none."""
+        try:
+            return Job.objects.using(self.using).get(pk=job_id)
+        except (Job.DoesNotExist, ValueError, TypeError):
+            raise JobNotFound(f"no job with id {job_id!r}") from None
+
+    def list(self, status: str | None = None, topic: str | None = None, limit: int = 100,
+             offset: int = 0) -> list[Job]:
+        """Jobs, newest first, filtered by status and topic."""
+        jobs = Job.objects.using(self.using).all()
+        if status is not None:
+            jobs = jobs.filter(status=status)
+        if topic is not None:
+            jobs = jobs.filter(topic=topic)
+        return list(jobs.order_by("-id")[offset:offset + limit])
+
+    def delete(self, job_id: int) -> None:
+        """Delete a job that is not being processed (``JobRunning`` for one that is)."""
+        deleted, _ = (Job.objects.using(self.using).filter(pk=job_id)
+                      .exclude(status=JobStatus.PROCESSING).delete())
+        if not deleted:
+            self._explain(job_id, "deleted")
+
+    def requeue(self, job_id: int, *, run_at: datetime | None = None) -> Job:
+        """Put a failed, completed or pending job back in the queue, due now (or at ``run_at``),
+        with its attempts reset; its error history is kept."""
+        now = timezone.now()
+        updated = (Job.objects.using(self.using).filter(pk=job_id).exclude(status=JobStatus.PROCESSING)
+                   .update(status=JobStatus.PENDING, run_at=run_at or now, attempts=0, locked_by="",
+                           locked_until=None, finished_at=None, result=None, updated=now))
+        if not updated:
+            self._explain(job_id, "requeued")
+        self.claims.notify(["requeue"])
+        if self._local_wakers:
+            transaction.on_commit(self._wake_local, using=self.using)
+        return self.get(job_id)
+
+    def _explain(self, job_id: int, verb: str) -> None:
+        job = self.get(job_id)  # raises JobNotFound
+        raise JobRunning(f"job {job.id} ({job.topic}) is being processed by {job.locked_by}: "
+                         f"it cannot be {verb} now")
+
+    def stats(self) -> Stats:
+        """Counts by status and by topic, and how late the queue is."""
+        jobs = Job.objects.using(self.using)
+        by_status = {status: 0 for status in JobStatus.values}
+        by_topic: dict[str, dict[str, int]] = {}
+        for row in jobs.values("topic", "status").annotate(n=Count("id")).order_by():
+            by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
+            by_topic.setdefault(row["topic"], {})[row["status"]] = row["n"]
+        now = timezone.now()
+        due = jobs.due(now).aggregate(n=Count("id"), oldest=Min("run_at"))
+        age = (now - due["oldest"]).total_seconds() if due["oldest"] else 0.0
+        return Stats(by_status=by_status, by_topic=dict(sorted(by_topic.items())),
+                     oldest_due_age=round(max(age, 0.0), 3), due=due["n"])
+
+    def prune(self, older_than: float | None = None, batch_size: int = 1000) -> int:
+        """Delete completed and failed jobs finished more than ``older_than`` seconds ago
+        (``JOBS["RETENTION"]``), in batches; return how many."""
+        from datetime import timedelta
+
+        seconds = jobs_settings.RETENTION if older_than is None else older_than
+        cutoff = timezone.now() - timedelta(seconds=seconds)
+        total = 0
+        while True:
+            ids = list(Job.objects.using(self.using).finished().filter(finished_at__lt=cutoff)
+                       .order_by().values_list("id", flat=True)[:batch_size])
+            if not ids:
+                return total
+            deleted, _ = Job.objects.using(self.using).filter(pk__in=ids).finished().delete()
+            total += deleted
+
+    def stats_due(self) -> int:
+        """How many pending jobs are due now (the queue depth)."""
+        return Job.objects.using(self.using).due(timezone.now()).count()

@@ -1,0 +1,47 @@
+"""Job handlers of the test site (autodiscovered by jobs, as every app's jobs.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jobs
+
+
+@jobs.handler("toolbox.echo")
+def echo(job):
+    """Return the payload."""
+    return job.payload
+
+
+@jobs.handler("toolbox.fail")
+def fail(job):
+    """Raise, always."""
+    raise RuntimeError(f"toolbox.fail was asked to fail: {job.payload!r}")
+
+
+@jobs.handler("toolbox.flaky")
+def flaky(job):
+    """Fail until the job's ``payload["succeed_on"]``-th attempt."""
+    if job.attempts < job.payload.get("succeed_on", 2):
+        raise ValueError(f"attempt {job.attempts} fails")
+    return {"attempts": job.attempts}
+
+
+@jobs.handler("toolbox.sleep")
+def sleep(job):
+    """Sleep ``payload["seconds"]``; record the run in kv (``runs:<id>`` counts executions)."""
+    from kv import get_store
+
+    get_store().hincrby("toolbox:runs", str(job.id), 1)
+    time.sleep(job.payload.get("seconds", 0.1))
+    return {"pid": os.getpid()}
+
+
+@jobs.handler("toolbox.record")
+def record(job):
+    """Count each execution of the job in kv (``toolbox:runs`` hash, field = job id)."""
+    from kv import get_store
+
+    get_store().hincrby("toolbox:runs", str(job.id), 1)
+    return None
