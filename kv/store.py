@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.db import connections, router, transaction
 from django.utils import timezone
 
@@ -39,6 +40,17 @@ def _runtime():
     from tachycore.runtime import runtime  # imported late: it needs the apps loaded
 
     return runtime
+
+
+_settings_read = object.__getattribute__(settings, "__dict__")
+
+
+def _debug() -> bool:
+    """``settings.DEBUG`` at the cost of a dict read: ``LazySettings`` keeps each setting it
+    has read in its ``__dict__`` (and empties it whenever settings change); read through it
+    when the value is not there."""
+    debug = _settings_read.get("DEBUG")
+    return settings.DEBUG if debug is None else debug
 
 
 def _invalidation(keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -128,7 +140,8 @@ class KVStore:
         if connection is None or connection.in_atomic_block:
             return None
         sql = connection.__dict__.get("_kv_statements")
-        if sql is None or sql.cursor.connection is not connection.connection or connection.queries_logged:
+        if (sql is None or sql.cursor.connection is not connection.connection
+                or connection.force_debug_cursor or _debug()):  # connection.queries_logged, cheaper
             return None
         return sql
 
