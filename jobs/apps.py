@@ -10,9 +10,13 @@ class JobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from tachycore.signals import process_started, process_stopping
+
         from . import checks, receivers, registry
 
         checks.register()
         registry.autodiscover()
         post_migrate.connect(receivers.register_maintenance_schedules, sender=self,
                              dispatch_uid="jobs.register_maintenance_schedules")
+        process_started.connect(receivers.start_embedded_dispatcher, dispatch_uid="jobs.auto_start")
+        process_stopping.connect(receivers.stop_embedded_dispatcher, dispatch_uid="jobs.auto_stop")

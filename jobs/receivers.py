@@ -23,3 +23,29 @@ def register_maintenance_schedules(*, using: str, apps: Any = None, verbosity: i
     schedule = register(using=using, apps=apps)
     if schedule is not None and verbosity >= 2 and stdout is not None:
         stdout.write(f"Schedule {schedule.name!r}: {schedule.func} every {schedule.minutes} min.")
+
+
+_embedded: dict[str, Any] = {}
+
+
+def start_embedded_dispatcher(*, kind: str, node_id: str, **kwargs: Any) -> None:
+    """With ``JOBS["AUTO_START"]``, a web process runs a dispatcher in a thread (a laptop
+    set-up without ``runjobs``); it stops with the process's services."""
+    import threading
+
+    from .conf import jobs_settings
+    from .dispatcher import Dispatcher
+
+    if kind != "web" or not jobs_settings.AUTO_START or "dispatcher" in _embedded:
+        return
+    dispatcher = Dispatcher(name=f"{node_id}-jobs")
+    thread = threading.Thread(target=dispatcher.run, name="jobs-dispatcher", daemon=True)
+    _embedded.update(dispatcher=dispatcher, thread=thread)
+    thread.start()
+
+
+def stop_embedded_dispatcher(**kwargs: Any) -> None:
+    dispatcher, thread = _embedded.pop("dispatcher", None), _embedded.pop("thread", None)
+    if dispatcher is not None:
+        dispatcher.stop()
+        thread.join(dispatcher.shutdown_timeout + 5)

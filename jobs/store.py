@@ -131,7 +131,7 @@ class JobStore:
                 result.append(job)
             claims.notify([job.topic for job in prepared])
         for job in result:
-            del job.__dict__["_payload_json"]
+            job.__dict__.pop("_payload_json", None)
             job_enqueued.send(sender=type(self), job=job)
         if self._local_wakers:
             transaction.on_commit(self._wake_local, using=self.using)

@@ -126,9 +126,18 @@ class Runtime:
         if listen and self._pubsub is not None and self._pubsub.cross_process:
             self._pubsub.wait_listening(2.0)
         self._reconcile()
+        from .signals import process_started
+
+        for receiver, error in process_started.send_robust(type(self), kind=kind, node_id=self.node_id):
+            if error is not None:
+                self._supervisor.record_error(f"process_started receiver {receiver!r} failed: {error}")
 
     def stop(self) -> None:
         """Stop the background work; the thread marks the node stopped as it ends."""
+        from .signals import process_stopping
+
+        if self.started:
+            process_stopping.send_robust(type(self), node_id=self.node_id)
         with self._lock:
             if not self.started:
                 return
