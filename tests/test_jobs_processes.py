@@ -1,0 +1,217 @@
+"""The dispatcher as real ``runjobs`` processes: crashes, shutdown, several at once, wake-up."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from jobs import get_job_store
+from jobs.models import Job, JobStatus
+from kv.models import KVEntry
+from tachycore.models import Node
+
+from .conftest import ROOT, manage, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def start_runjobs(env: dict[str, str], *args: str, **overrides: str) -> subprocess.Popen:
+    env = {**env, "JOBS_STATUS_INTERVAL": "0", **overrides}
+    return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runjobs", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen) -> tuple[str, str]:
+    if proc.poll() is None:
+        proc.kill()
+    return proc.communicate(timeout=30)
+
+
+def count(status: str, topic: str | None = None) -> int:
+    jobs = Job.objects.filter(status=status)
+    return (jobs.filter(topic=topic) if topic else jobs).count()
+
+
+def runs() -> dict[str, int]:
+    """How many times each job id ran (the toolbox handlers count in kv)."""
+    entry = KVEntry.objects.filter(key="toolbox:runs").first()
+    return {} if entry is None else {field: int(n) for field, n in entry.value.items()}
+
+
+def test_runjobs__a_killed_dispatcher_loses_no_job(subprocess_env):
+    store = get_job_store()
+    jobs = store.enqueue_many([{"topic": "toolbox.sleep", "payload": {"seconds": 0.02}} for _ in range(300)])
+    first = start_runjobs(subprocess_env, "--workers", "4", JOBS_LOCK_DURATION="2s")
+    try:
+        assert wait_until(lambda: count(JobStatus.COMPLETED) >= 40, 60), stop(first)
+        held = count(JobStatus.PROCESSING)
+        first.send_signal(signal.SIGKILL)  # in the middle of a batch: no chance to return its claims
+        first.wait(10)
+        assert held > 0
+        assert count(JobStatus.PROCESSING) > 0  # the dead process's claims are still there
+    finally:
+        stop(first)
+    second = start_runjobs(subprocess_env, "--workers", "4", JOBS_LOCK_DURATION="2s")
+    try:
+        assert wait_until(lambda: count(JobStatus.COMPLETED) == len(jobs), 90), (
+            Job.objects.values("status").order_by().distinct(), stop(second))
+    finally:
+        stop(second)
+    assert count(JobStatus.FAILED) == 0
+    ran = runs()
+    assert set(ran) == {str(job.id) for job in jobs}  # every job ran
+    # only jobs that were running when the first process died ran twice
+    assert sum(n - 1 for n in ran.values()) <= held
+    recovered = Job.objects.filter(retries__gt=0)
+    assert recovered.exists()
+    assert all("lease expired" in job.last_error for job in recovered)
+
+
+def test_runjobs__four_processes_run_each_job_once(subprocess_env):
+    store = get_job_store()
+    jobs = store.enqueue_many([{"topic": "toolbox.record"} for _ in range(600)])
+    procs = [start_runjobs(subprocess_env, "--workers", "2", "--burst") for _ in range(4)]
+    try:
+        for proc in procs:
+            proc.wait(120)
+    finally:
+        outputs = [stop(proc) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0, 0], outputs
+    assert count(JobStatus.COMPLETED) == len(jobs)
+    ran = runs()
+    assert len(ran) == len(jobs)
+    assert set(ran.values()) == {1}
+    # the work was shared: every dispatcher ran some (their node ids are in locked_by)
+    assert len(set(Job.objects.values_list("locked_by", flat=True))) >= 2
+
+
+def test_runjobs__sigterm_lets_running_jobs_finish_and_returns_the_rest(subprocess_env):
+    store = get_job_store()
+    jobs = store.enqueue_many([{"topic": "toolbox.sleep", "payload": {"seconds": 1.5}} for _ in range(10)])
+    proc = start_runjobs(subprocess_env, "--workers", "2", JOBS_BATCH_SIZE="4", JOBS_SHUTDOWN_TIMEOUT="20s")
+    try:
+        assert wait_until(lambda: len(runs()) == 2, 30), stop(proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, err
+    assert "finishing running jobs" in out
+    started = {int(job_id) for job_id in runs()}
+    assert len(started) == 2
+    for job in Job.objects.filter(pk__in=[job.id for job in jobs]):
+        if job.id in started:
+            assert job.status == JobStatus.COMPLETED
+        else:  # claimed (prefetched) or not, never started: back in the queue with its attempt returned
+            assert (job.status, job.attempts, job.locked_by) == (JobStatus.PENDING, 0, "")
+    assert Node.objects.get(kind="dispatcher").status == "stopped"
+
+
+def test_runjobs__shutdown_timeout_returns_a_job_that_runs_too_long(subprocess_env):
+    job = get_job_store().enqueue("toolbox.sleep", {"seconds": 30})
+    proc = start_runjobs(subprocess_env, JOBS_SHUTDOWN_TIMEOUT="1s")
+    try:
+        assert wait_until(lambda: runs(), 30), stop(proc)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+        took = time.monotonic() - began
+    finally:
+        stop(proc)
+    assert proc.returncode == 0
+    assert took < 10
+    job.refresh_from_db()
+    # interrupted: back in the queue, and the attempt it made counts
+    assert (job.status, job.attempts, job.locked_by) == (JobStatus.PENDING, 1, "")
+
+
+def test_runjobs__a_second_signal_exits_at_once(subprocess_env):
+    get_job_store().enqueue("toolbox.sleep", {"seconds": 30})
+    proc = start_runjobs(subprocess_env, JOBS_SHUTDOWN_TIMEOUT="60s")
+    try:
+        assert wait_until(lambda: runs(), 30), stop(proc)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+        took = time.monotonic() - began
+    finally:
+        stop(proc)
+    assert proc.returncode == 128 + signal.SIGINT
+    assert took < 3
+
+
+def test_runjobs__burst_runs_what_is_due_and_exits(subprocess_env):
+    store = get_job_store()
+    due = store.enqueue_many([{"topic": "toolbox.echo", "payload": n} for n in range(20)])
+    later = store.enqueue("toolbox.echo", {}, delay=3600)
+    result = manage({**subprocess_env, "JOBS_STATUS_INTERVAL": "0"}, "runjobs", "--burst", "--workers", "3")
+    assert result.returncode == 0, result.stderr
+    assert "20 completed" in result.stdout
+    assert list(Job.objects.filter(pk__in=[j.id for j in due]).values_list("result", flat=True)) == list(
+        range(19, -1, -1))
+    later.refresh_from_db()
+    assert later.status == JobStatus.PENDING
+
+
+def test_runjobs__topics_limits_what_it_takes(subprocess_env):
+    store = get_job_store()
+    echo = store.enqueue("toolbox.echo", 1)
+    record = store.enqueue("toolbox.record")
+    result = manage({**subprocess_env, "JOBS_STATUS_INTERVAL": "0"}, "runjobs", "--burst", "--topics", "toolbox.echo")
+    assert result.returncode == 0, result.stderr
+    echo.refresh_from_db()
+    record.refresh_from_db()
+    assert (echo.status, record.status) == (JobStatus.COMPLETED, JobStatus.PENDING)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--workers", "many"], "--workers must be a whole number"),
+    (["--topics", " , "], "--topics needs at least one topic"),
+])
+def test_runjobs__bad_arguments_exit_1_with_one_line(subprocess_env, args, message):
+    result = manage(subprocess_env, "runjobs", "--burst", *args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_runjobs__prints_a_status_line_and_is_a_supervisor_node(subprocess_env):
+    get_job_store().enqueue_many([{"topic": "toolbox.echo"} for _ in range(5)])
+    proc = start_runjobs(subprocess_env, "--workers", "2", JOBS_STATUS_INTERVAL="0.3s")
+    try:
+        assert wait_until(lambda: Node.objects.filter(kind="dispatcher", status="running").exists(), 30)
+        assert wait_until(lambda: count(JobStatus.COMPLETED) == 5, 30)
+        time.sleep(0.8)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        stop(proc)
+    status_lines = [line for line in out.splitlines() if "jobs/s" in line]
+    assert status_lines, out
+    assert "5 completed, 0 failed" in status_lines[-1]
+    assert "0 due" in status_lines[-1]
+
+
+@pytest.mark.postgres
+def test_runjobs__an_idle_dispatcher_wakes_on_notify(subprocess_env):
+    # the poll is 60 s: only LISTEN/NOTIFY can bring the job in within a second
+    proc = start_runjobs(subprocess_env, JOBS_POLL_INTERVAL="60s")
+    try:
+        assert wait_until(lambda: Node.objects.filter(kind="dispatcher").exists(), 30)
+        time.sleep(1.5)  # idle: waiting on its poll
+        latencies = []
+        for _ in range(5):
+            began = time.monotonic()
+            job = get_job_store().enqueue("toolbox.record")
+            assert wait_until(lambda job=job: str(job.id) in runs(), 5, interval=0.005)
+            latencies.append(time.monotonic() - began)
+    finally:
+        stop(proc)
+    assert max(latencies) < 1.0, latencies
