@@ -27,9 +27,9 @@ __all__ = ["Claims", "PostgresClaims", "SQLiteClaims", "claims_for", "NOTIFY_CHA
 NOTIFY_CHANNEL = "tachy_jobs"
 
 TABLE = '"_jobs"'
-INSERT_COLUMNS = ("topic", "payload", "status", "priority", "queue_name", "run_at", "locked_by",
-                  "attempts", "retries", "max_retries", "last_error", "errors", "dedupe_key",
-                  "task_backend", "workers", "created", "updated")
+#: the columns an enqueue gives (the others start at constants: pending, no attempts, no errors)
+INSERT_COLUMNS = ("topic", "payload", "priority", "queue_name", "run_at", "max_retries", "dedupe_key",
+                  "task_backend")
 #: the columns a claim returns, in this order, to build the ``Job`` a handler gets
 CLAIMED_COLUMNS = ("id", "topic", "payload", "priority", "queue_name", "run_at", "attempts", "retries",
                    "max_retries", "dedupe_key", "task_backend", "created", "started_at", "attempted_at",
@@ -67,35 +67,49 @@ class Claims:
 
     # -- enqueue -------------------------------------------------------------------------
 
-    def insert_sql(self, rows: int, dedupe: bool, notify: bool) -> str:
-        one = "(" + ", ".join(self.json_param if c in ("payload", "errors", "workers") else "%s"
-                              for c in INSERT_COLUMNS) + ")"
-        sql = (f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES "
-               + ", ".join([one] * rows)
-               + (f" {_DEDUPE_CONFLICT}" if dedupe else "") + " RETURNING id")
-        return sql
+    def _values_sql(self, rows: int) -> str:
+        one = "(" + ", ".join(self.json_param if c == "payload" else "%s" for c in INSERT_COLUMNS) + ", %s, %s)"
+        return ", ".join([one] * rows)
 
-    def insert(self, rows: Sequence[Sequence[Any]], dedupe: bool) -> list[int | None]:
-        """Insert rows (values in ``INSERT_COLUMNS`` order); return the new ids, ``None``
-        for a row skipped because a pending job has its dedupe key."""
+    def _insert_sql(self, source: str, dedupe: bool) -> str:
+        return (f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}, created, updated, status, locked_by, "
+                f"attempts, retries, last_error, errors, workers) "
+                f"SELECT *, 'pending', '', 0, 0, '', '[]', '[]' FROM ({source}) AS v"
+                + (f" {_DEDUPE_CONFLICT}" if dedupe else "") + " RETURNING id")
+
+    def statements(self, rows: int, dedupe: bool) -> int:
+        """How many statements ``insert`` sends for ``rows`` rows (one needs no transaction)."""
+        if dedupe:
+            return rows
+        return -(-rows // self.insert_chunk)
+
+    def insert(self, now: datetime, rows: Sequence[Sequence[Any]], dedupe: bool) -> list[int | None]:
+        """Insert pending jobs (values in ``INSERT_COLUMNS`` order), created ``now``; return
+        the new ids in the order of ``rows``, ``None`` for a row skipped because a pending
+        job has its dedupe key. Idle dispatchers are told at commit (PostgreSQL)."""
+        at = self.dt(now)
         ids: list[int | None] = []
         with self.connection.cursor() as cursor:
             if dedupe:  # which row was skipped is known only row by row
+                sql = self._insert_sql(f"VALUES {self._values_sql(1)}", True)
                 for row in rows:
-                    cursor.execute(self.insert_sql(1, True, True), list(row))
+                    cursor.execute(sql, [*row, at, at])
                     found = cursor.fetchone()
                     ids.append(found[0] if found else None)
                 return ids
             for start in range(0, len(rows), self.insert_chunk):
                 chunk = rows[start:start + self.insert_chunk]
-                cursor.execute(self.insert_sql(len(chunk), False, True), [v for row in chunk for v in row])
-                ids.extend(row[0] for row in cursor.fetchall())
+                cursor.execute(self._insert_sql(f"VALUES {self._values_sql(len(chunk))}", False),
+                               [v for row in chunk for v in (*row, at, at)])
+                # ids come from the sequence in the order of the rows
+                ids.extend(sorted(row[0] for row in cursor.fetchall()))
         return ids
 
     insert_chunk = 500
 
-    def notify(self, topics: Sequence[str]) -> None:
-        """Wake idle dispatchers once the caller's transaction commits (PostgreSQL)."""
+    def notify(self) -> None:
+        """Wake idle dispatchers once the caller's transaction commits (PostgreSQL; an
+        insert does it in its own statement)."""
 
     # -- dispatcher ----------------------------------------------------------------------
 
@@ -204,11 +218,33 @@ class PostgresClaims(Claims):
     drop_last_worker = "workers - (-1)"
     insert_chunk = 1000
 
-    def notify(self, topics: Sequence[str]) -> None:
-        # NOTIFY is delivered at commit, and not at all on rollback: a dispatcher never
-        # wakes for a job it cannot see yet
+    _ARRAY_TYPES = ("varchar[]", "jsonb[]", "smallint[]", "varchar[]", "timestamptz[]", "integer[]",
+                    "varchar[]", "varchar[]")
+
+    def statements(self, rows, dedupe):
+        return rows if dedupe else 1
+
+    def _insert_sql(self, source, dedupe):
+        # NOTIFY in the same statement (no second round trip); it is delivered at commit,
+        # and not at all on rollback, so a dispatcher never wakes for a job it cannot see
+        return (f"WITH ins AS ({super()._insert_sql(source, dedupe)}), "
+                f"wake AS (SELECT pg_notify('{NOTIFY_CHANNEL}', '')) SELECT ins.id FROM ins, wake")
+
+    def insert(self, now, rows, dedupe):
+        if dedupe or len(rows) == 1:
+            return super().insert(now, rows, dedupe)
+        # one statement for the whole batch, its text the same for any size: each column
+        # travels as one array parameter (a VALUES list would be parsed row by row)
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        arrays = ", ".join(f"%s::{kind}" for kind in self._ARRAY_TYPES)
+        sql = self._insert_sql(f"SELECT *, %s::timestamptz, %s::timestamptz FROM unnest({arrays})", False)
         with self.connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, topics[0] if len(set(topics)) == 1 else ""])
+            cursor.execute(sql, [now, now, *columns])
+            return sorted(row[0] for row in cursor.fetchall())
+
+    def notify(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
 
     def claim(self, worker, now, lease_until, limit, topics, task_backends=(), blocked_prefixes=(),
               task_topics=()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -12,7 +13,7 @@ from django.db import router, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from .claims import INSERT_COLUMNS, Claims, claims_for
+from .claims import Claims, claims_for
 from .conf import jobs_settings
 from .errors import JobNotFound, JobRunning, UnknownTopic
 from .models import Job, JobStatus
@@ -111,15 +112,20 @@ class JobStore:
         job._payload_json = payload_json(payload, topic)
         return job
 
+    @staticmethod
+    def _row(claims: Claims, job: Job) -> list[Any]:
+        """The job's values in ``INSERT_COLUMNS`` order."""
+        return [job.topic, job._payload_json, job.priority, job.queue_name, claims.dt(job.run_at),
+                job.max_retries, job.dedupe_key, job.task_backend]
+
     def _insert(self, now: datetime, prepared: list[Job]) -> list[Job]:
         claims = self.claims
-        rows = [[job.topic, job._payload_json, job.status, job.priority, job.queue_name, claims.dt(job.run_at),
-                 "", 0, 0, job.max_retries, "", "[]", job.dedupe_key, job.task_backend, "[]",
-                 claims.dt(now), claims.dt(now)] for job in prepared]
-        assert len(rows[0]) == len(INSERT_COLUMNS)
+        rows = [self._row(claims, job) for job in prepared]
         deduped = any(job.dedupe_key for job in prepared)
-        with transaction.atomic(using=self.using, savepoint=False):
-            ids = claims.insert(rows, dedupe=deduped)
+        # one statement is atomic by itself; more (large batches, dedupe keys) share a transaction
+        alone = claims.statements(len(rows), deduped) == 1
+        with contextlib.nullcontext() if alone else transaction.atomic(using=self.using, savepoint=False):
+            ids = claims.insert(now, rows, dedupe=deduped)
             result = []
             for job, job_id in zip(prepared, ids, strict=True):
                 if job_id is None:
@@ -129,10 +135,10 @@ class JobStore:
                     job._state.adding = False
                     job._state.db = self.using
                 result.append(job)
-            claims.notify([job.topic for job in prepared])
         for job in result:
             job.__dict__.pop("_payload_json", None)
-            job_enqueued.send(sender=type(self), job=job)
+            if job_enqueued.receivers:
+                job_enqueued.send(sender=type(self), job=job)
         if self._local_wakers:
             transaction.on_commit(self._wake_local, using=self.using)
         return result
@@ -144,10 +150,7 @@ class JobStore:
             if found is not None:
                 return found
             # it was claimed between our insert and this read: try the insert again
-            row = [job.topic, job._payload_json, job.status, job.priority, job.queue_name, claims.dt(job.run_at),
-                   "", 0, 0, job.max_retries, "", "[]", job.dedupe_key, job.task_backend, "[]",
-                   claims.dt(job.created), claims.dt(job.created)]
-            (job_id,) = claims.insert([row], dedupe=True)
+            (job_id,) = claims.insert(job.created, [self._row(claims, job)], dedupe=True)
             if job_id is not None:
                 job.id = job_id
                 job._state.adding = False
@@ -205,7 +208,7 @@ class JobStore:
                            locked_until=None, finished_at=None, result=None, updated=now))
         if not updated:
             self._explain(job_id, "requeued")
-        self.claims.notify(["requeue"])
+        self.claims.notify()
         if self._local_wakers:
             transaction.on_commit(self._wake_local, using=self.using)
         return self.get(job_id)
