@@ -12,6 +12,7 @@ job's row, so ``get_result()`` works from any process.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +28,12 @@ from .errors import JobNotFound
 from .models import Job, JobStatus
 
 __all__ = ["JobsBackend", "jobs_task_backends"]
+
+logger = logging.getLogger("jobs.backends")
+
+#: the keys ``OPTIONS`` may hold
+OPTIONS = ("MAX_RETRIES",)
+MAX_RETRIES_LIMIT = 1000  # as the store's check_max_retries
 
 STATUS = {
     JobStatus.PENDING: TaskResultStatus.READY,
@@ -59,8 +66,10 @@ class JobsBackend(BaseTaskBackend):
         store = get_job_store()
         if store is None:
             raise InvalidTask("jobs.backends.JobsBackend needs 'jobs' in INSTALLED_APPS")
+        # as Django's own backends do: tuples become lists, bytes text, other types a TypeError
+        payload = {"args": normalize_json(list(args)), "kwargs": normalize_json(dict(kwargs))}
         [job] = store.enqueue_many([{
-            "topic": task.module_path, "payload": {"args": list(args), "kwargs": dict(kwargs)},
+            "topic": task.module_path, "payload": payload,
             "run_at": task.run_after, "priority": task.priority, "queue_name": task.queue_name,
             "max_retries": self.max_retries, "task_backend": self.alias,
         }])
@@ -83,10 +92,21 @@ class JobsBackend(BaseTaskBackend):
         from django.apps import apps
         from django.core import checks
 
+        errors = []
         if not apps.is_installed("jobs"):
-            return [checks.Error(f"TASKS[{self.alias!r}] uses jobs.backends.JobsBackend, but 'jobs' is not "
-                                 "in INSTALLED_APPS", hint="Add 'jobs' to INSTALLED_APPS.", id="jobs.E004")]
-        return []
+            errors.append(checks.Error(
+                f"TASKS[{self.alias!r}] uses jobs.backends.JobsBackend, but 'jobs' is not in INSTALLED_APPS",
+                hint="Add 'jobs' to INSTALLED_APPS.", id="jobs.E004"))
+        for key in sorted(set(self.options) - set(OPTIONS)):
+            errors.append(checks.Error(
+                f"TASKS[{self.alias!r}]['OPTIONS'] has an unknown key {key!r}",
+                hint=f"JobsBackend takes: {', '.join(OPTIONS)}.", id="jobs.E005"))
+        retries = self.max_retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES_LIMIT:
+            errors.append(checks.Error(
+                f"TASKS[{self.alias!r}]['OPTIONS']['MAX_RETRIES'] must be a whole number from 0 to "
+                f"{MAX_RETRIES_LIMIT}, got {retries!r}", hint="Use 0 for no retries.", id="jobs.E006"))
+        return errors
 
 
 def jobs_task_backends() -> list[str]:
@@ -145,11 +165,15 @@ def run_task(job: Job) -> Any:
 
 
 def send_task_started(job: Job) -> None:
+    """Send ``task_started`` for a claimed job (in the worker thread, before the task runs).
+
+    A receiver that raises fails the attempt, as the task itself would."""
     job._task_result = result = task_result(job)
     task_started.send(JobsBackend, task_result=result)
 
 
 def send_task_finished(job: Job, outcome: Any) -> None:
+    """Send ``task_finished`` once a job's outcome is written, unless it waits for a retry."""
     if outcome.status == JobStatus.PENDING:
         return  # to be retried: not finished
     if outcome.error is not None:
@@ -159,4 +183,8 @@ def send_task_finished(job: Job, outcome: Any) -> None:
         result = task_result(job)
     except InvalidTask:
         return
-    task_finished.send(JobsBackend, task_result=result)
+    # the dispatcher's loop sends this: a failing receiver is logged, it must not stop the loop
+    # (the outcome is written already, and the other jobs of the batch still need theirs)
+    for receiver, response in task_finished.send_robust(JobsBackend, task_result=result):
+        if isinstance(response, Exception):
+            logger.error("task_finished receiver %r failed for task %s", receiver, result.id, exc_info=response)

@@ -23,3 +23,24 @@ async def async_double(value):
 @task(takes_context=True)
 def attempt_of(context):
     return {"attempt": context.attempt, "id": context.task_result.id}
+
+
+#: labels of ``record`` runs, in the order they ran (in-process dispatchers only)
+RECORDED: list[str] = []
+
+
+@task
+def record(label):
+    RECORDED.append(label)
+    return label
+
+
+@task
+def shape():
+    """A value that JSON turns into another one: tuples become lists, bytes text."""
+    return {"pair": (1, 2), "raw": b"bytes", "nothing": None}
+
+
+@task
+def unserialisable():
+    return {1, 2}
