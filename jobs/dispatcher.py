@@ -308,7 +308,7 @@ class Dispatcher:
             finally:
                 with self._lock:
                     self._running.pop(job.id, None)
-                connections.close_all()  # a handler's connection does not outlive its job
+                _tidy_connections()
             self._done.append(outcome)
             self._wake.set()
 
@@ -387,6 +387,17 @@ def _disabled_apps() -> tuple[set[str], list[str]]:
             labels.add(plugin.app_label)
             prefixes.append(plugin.package_name + ".")
     return labels, prefixes
+
+
+def _tidy_connections() -> None:
+    """After a job, in its worker thread: keep a healthy connection for the next job (a new
+    one costs more than most jobs), drop one the handler broke or left in a transaction."""
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is None:
+            continue
+        broken = connection.errors_occurred and not connection.is_usable()
+        if broken or connection.in_atomic_block or not connection.get_autocommit():
+            connection.close()
 
 
 def _record_error(message: str) -> None:
