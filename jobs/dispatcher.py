@@ -242,7 +242,11 @@ class Dispatcher:
             self._count(outcome)
             job.status = outcome.status
             job.finished_at = now if outcome.status != JobStatus.PENDING else None
-            self._finished(outcome)
+            try:
+                self._finished(outcome)
+            except Exception as e:  # a receiver's error: the outcome is written already
+                logger.exception("jobs: a job_finished receiver failed for job %s", job.id)
+                _record_error(f"job_finished receiver failed for job {job.id}: {type(e).__name__}: {e}")
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.status == JobStatus.COMPLETED:
