@@ -19,6 +19,8 @@ from rest_framework.views import set_rollback
 from jobs import errors as job_errors
 from kv.api.exceptions import describe
 
+from .permissions import PermissionClassError
+
 logger = logging.getLogger("jobs.api")
 
 
@@ -71,7 +73,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     response = drf_exception_handler(exc, context)
     if response is None:
         set_rollback()
-        logger.error("jobs API: unexpected error", exc_info=exc)
+        if isinstance(exc, PermissionClassError):  # a settings mistake: its message says it all
+            logger.error("jobs API refused a request: %s", exc)
+        else:
+            logger.error("jobs API: unexpected error", exc_info=exc)
         return Response({"detail": "The server could not handle this request; the error is logged."},
                         status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     if isinstance(exc, ValidationError):

@@ -62,6 +62,7 @@ class _Configured(BasePermission):
             permission = permission_class()
             if not permission.has_object_permission(request, view, obj):
                 self.message = getattr(permission, "message", None)
+                self.code = getattr(permission, "code", None)
                 return False
         return True
 

@@ -21,21 +21,65 @@ class WholeNumberField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class NumberField(serializers.FloatField):
+    """A number given as a JSON number: no strings or booleans."""
+
+    default_error_messages = {"invalid": "A number (a JSON number) is required."}
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a NUL character is in any string or key of a parsed JSON value."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 class AnyJSONField(serializers.JSONField):
     """Any JSON value, ``null`` included."""
+
+
+class PayloadField(AnyJSONField):
+    """A job payload: any JSON value without NUL characters (PostgreSQL's ``jsonb`` cannot
+    hold ``\\u0000``, so the API refuses it on every database alike)."""
+
+    default_error_messages = {"nul": "NUL characters (\\u0000) are not allowed in the payload."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if _has_nul(value):
+            self.fail("nul")
+        return value
 
 
 class EnqueueSerializer(serializers.Serializer):
     """Body of ``POST /api/jobs/``."""
 
-    topic = serializers.CharField(max_length=255)
-    payload = AnyJSONField(required=False, allow_null=True, default=None)
+    # identifiers are stored as sent: no trimming, as in the Python API
+    topic = serializers.CharField(max_length=255, trim_whitespace=False)
+    payload = PayloadField(required=False, allow_null=True, default=None,
+                           help_text="Any JSON value; omitted or null stores {}.")
     run_at = serializers.DateTimeField(required=False, help_text="When the job becomes due (ISO 8601).")
-    delay = serializers.FloatField(required=False, min_value=0, max_value=10**9,
-                                   help_text="Seconds from now before the job becomes due.")
+    delay = NumberField(required=False, min_value=0, max_value=10**9,
+                        help_text="Seconds from now before the job becomes due.")
     priority = WholeNumberField(required=False, default=0, min_value=MIN_PRIORITY, max_value=MAX_PRIORITY)
     max_retries = WholeNumberField(required=False, min_value=0, max_value=1000)
-    dedupe_key = serializers.CharField(required=False, max_length=MAX_DEDUPE_KEY)
+    dedupe_key = serializers.CharField(required=False, max_length=MAX_DEDUPE_KEY, trim_whitespace=False,
+                                       help_text="While a pending job has this key, enqueueing "
+                                                 "another returns that job.")
     queue_name = serializers.CharField(required=False, max_length=MAX_QUEUE_NAME, default="default")
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
