@@ -45,3 +45,20 @@ def record(job):
 
     get_store().hincrby("toolbox:runs", str(job.id), 1)
     return None
+
+
+#: ``payload["label"]`` of each ``toolbox.order`` run, in the order they ran (in-process dispatchers only)
+ORDER: list[str] = []
+
+
+@jobs.handler("toolbox.order")
+def order(job):
+    """Append the job's label to ``ORDER``."""
+    ORDER.append(job.payload["label"])
+    return job.payload["label"]
+
+
+@jobs.handler("toolbox.unserialisable")
+def unserialisable(job):
+    """Return a value that JSON cannot hold."""
+    return {1, 2}

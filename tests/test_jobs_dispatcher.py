@@ -1,0 +1,417 @@
+"""The dispatcher in this process: running, ordering, retries with backoff, plugin and
+topic gating, lease ownership, recovery of lost leases, release and extension."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+import jobs
+from jobs.claims import claims_for
+from jobs.dispatcher import Dispatcher
+from jobs.execution import retry_delay
+from jobs.models import Job
+from jobs.registry import handlers
+from tachycore.manager import plugin_manager
+from tests.plugin_apps.toolbox import jobs as toolbox_jobs
+
+from .conftest import wait_until
+
+transactional = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _fast_jobs(settings):
+    settings.JOBS = {"RETRY_DELAY": "10ms", "RETRY_DELAY_MAX": "1s", "POLL_INTERVAL": "10ms"}
+
+
+@pytest.fixture
+def store():
+    return jobs.get_job_store()
+
+
+@pytest.fixture
+def registered():
+    """``register(topic, func)``: a handler for this test only."""
+    topics = []
+
+    def register(topic, func):
+        jobs.handler(topic)(func)
+        topics.append(topic)
+
+    yield register
+    for topic in topics:
+        handlers.unregister(topic)
+
+
+def stored(job_id: int) -> Job:
+    return Job.objects.get(pk=job_id)
+
+
+def burst(**options):
+    return Dispatcher(burst=True, **{"workers": 2, **options}).run()
+
+
+def past(**delta) -> datetime:
+    return timezone.now() - timedelta(**delta)
+
+
+# -- running ------------------------------------------------------------------------------
+
+@transactional
+def test_dispatcher__runs_due_jobs_and_stores_results(store):
+    created = store.enqueue_many([{"topic": "toolbox.echo", "payload": {"n": n}} for n in range(30)])
+
+    counters = burst()
+
+    assert (counters.completed, counters.failed, counters.retried, counters.lost) == (30, 0, 0, 0)
+    for job in created:
+        row = stored(job.id)
+        assert (row.status, row.result, row.attempts, row.retries) == ("completed", {"n": job.payload["n"]}, 1, 0)
+        assert (row.locked_until, row.last_error, row.errors) == (None, "", [])
+        assert row.started_at <= row.finished_at
+        assert len(row.workers) == 1
+
+
+@transactional
+def test_dispatcher__higher_priority_first_then_older_run_at(store):
+    toolbox_jobs.ORDER.clear()
+    for label, priority, age in [("low-old", 0, 180), ("high-new", 5, 1), ("high-old", 5, 120), ("mid", 1, 10),
+                                 ("low-new", 0, 60), ("negative", -5, 300)]:
+        store.enqueue("toolbox.order", {"label": label}, priority=priority, run_at=past(minutes=age))
+
+    counters = burst(workers=1, batch_size=1)
+
+    assert counters.completed == 6
+    assert toolbox_jobs.ORDER == ["high-old", "high-new", "mid", "low-old", "low-new", "negative"]
+
+
+@transactional
+def test_dispatcher__a_future_job_is_not_run_in_burst(store):
+    due = store.enqueue("toolbox.echo", {"n": 1})
+    later = store.enqueue("toolbox.echo", {"n": 2}, delay=3600)
+
+    counters = burst()
+
+    assert counters.completed == 1
+    assert stored(due.id).status == "completed"
+    row = stored(later.id)
+    assert (row.status, row.attempts, row.started_at, row.result) == ("pending", 0, None, None)
+
+
+@transactional
+def test_dispatcher__only_the_given_topics(store):
+    echo = store.enqueue("toolbox.echo", {"n": 1})
+    fail = store.enqueue("toolbox.fail")
+
+    counters = burst(topics=["toolbox.echo"])
+
+    assert counters.processed == 1
+    assert stored(echo.id).status == "completed"
+    row = stored(fail.id)
+    assert (row.status, row.attempts, row.last_error) == ("pending", 0, "")
+
+
+@transactional
+def test_dispatcher__handler_returning_non_json_fails_the_attempt(store):
+    job = store.enqueue("toolbox.unserialisable", max_retries=0)
+
+    counters = burst()
+
+    assert (counters.completed, counters.failed) == (0, 1)
+    row = stored(job.id)
+    assert (row.status, row.result, row.attempts) == ("failed", None, 1)
+    assert "not JSON" in row.last_error
+    assert [e["exception_class_path"] for e in row.errors] == ["builtins.TypeError"]
+    assert row.finished_at is not None
+
+
+# -- retries ------------------------------------------------------------------------------
+
+@transactional
+def test_dispatcher__failure_is_retried_with_backoff_then_failed(store):
+    job = store.enqueue("toolbox.fail", {"why": "test"}, max_retries=2)
+    enqueued_at = stored(job.id).run_at
+
+    first = burst()
+
+    row = stored(job.id)
+    assert (first.retried, first.failed) == (1, 0)
+    assert (row.status, row.attempts, row.retries, row.locked_until, row.finished_at) == (
+        "pending", 1, 1, None, None)
+    assert row.run_at > row.attempted_at > enqueued_at
+    assert "toolbox.fail was asked to fail" in row.last_error
+    assert [e["exception_class_path"] for e in row.errors] == ["builtins.RuntimeError"]
+
+    def run_until_finished():
+        burst()
+        return stored(job.id).status == "failed"
+
+    assert wait_until(run_until_finished, timeout=10, interval=0.05)
+    row = stored(job.id)
+    assert (row.attempts, row.retries) == (3, 2)
+    assert len(row.errors) == 3
+    assert all("toolbox.fail was asked to fail" in e["traceback"] for e in row.errors)
+    assert "toolbox.fail was asked to fail" in row.last_error
+    assert row.finished_at is not None
+
+    again = burst()
+    assert again.processed == 0
+    assert stored(job.id).status == "failed"
+
+
+@transactional
+def test_dispatcher__retry_waits_longer_each_time(store, settings):
+    settings.JOBS = {"RETRY_DELAY": "100s", "RETRY_DELAY_MAX": "1h", "POLL_INTERVAL": "10ms"}
+    job = store.enqueue("toolbox.fail", max_retries=5)
+
+    burst()
+    row = stored(job.id)
+    first_wait = (row.run_at - row.attempted_at).total_seconds()
+    Job.objects.filter(pk=job.id).update(run_at=timezone.now())  # time passes
+    burst()
+    row = stored(job.id)
+    second_wait = (row.run_at - row.attempted_at).total_seconds()
+
+    assert row.status == "pending" and row.retries == 2
+    assert 75 <= first_wait <= 126
+    assert 150 <= second_wait <= 251
+
+
+@transactional
+def test_dispatcher__flaky_job_completes_on_a_later_attempt(store):
+    job = store.enqueue("toolbox.flaky", {"succeed_on": 3}, max_retries=3)
+
+    def run_until_finished():
+        burst()
+        return stored(job.id).status == "completed"
+
+    assert wait_until(run_until_finished, timeout=10, interval=0.05)
+    row = stored(job.id)
+    assert (row.result, row.attempts, row.retries, len(row.errors)) == ({"attempts": 3}, 3, 2, 2)
+
+
+@pytest.mark.parametrize(("attempt", "base"), [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (10, 5.0), (60, 5.0)])
+def test_retry_delay__exponential_and_capped(settings, monkeypatch, attempt, base):
+    settings.JOBS = {"RETRY_DELAY": 1, "RETRY_DELAY_MAX": 5}
+
+    monkeypatch.setattr("jobs.execution.random.uniform", lambda low, high: 1.0)
+    middle = retry_delay(attempt)
+    monkeypatch.setattr("jobs.execution.random.uniform", lambda low, high: low)
+    lowest = retry_delay(attempt)
+    monkeypatch.setattr("jobs.execution.random.uniform", lambda low, high: high)
+    highest = retry_delay(attempt)
+
+    assert middle == pytest.approx(base)
+    assert lowest == pytest.approx(base * 0.75)
+    assert highest == pytest.approx(base * 1.25)
+
+
+def test_retry_delay__jitter_spreads_retries(settings):
+    settings.JOBS = {"RETRY_DELAY": 1, "RETRY_DELAY_MAX": 100}
+
+    delays = [retry_delay(3) for _ in range(200)]
+
+    assert all(3.0 <= delay <= 5.0 for delay in delays)
+    assert len(set(delays)) > 100
+    assert min(delays) < 3.5 and max(delays) > 4.5
+
+
+# -- plugins ------------------------------------------------------------------------------
+
+@transactional
+def test_dispatcher__job_of_a_disabled_plugin_waits_until_it_is_enabled(store):
+    job = store.enqueue("toolbox.echo", {"n": 1})
+    plugin_manager.disable("toolbox")
+
+    while_disabled = burst()
+
+    row = stored(job.id)
+    assert while_disabled.processed == 0
+    assert (row.status, row.attempts, row.locked_by) == ("pending", 0, "")
+
+    plugin_manager.enable("toolbox")
+    after = burst()
+
+    assert after.completed == 1
+    row = stored(job.id)
+    assert (row.status, row.result, row.attempts) == ("completed", {"n": 1}, 1)
+
+
+# -- ownership of a claim -----------------------------------------------------------------
+
+def _claim(worker: str, at, lease: float = 60.0, topic: str = "toolbox.echo") -> list[int]:
+    rows = claims_for("default").claim(worker, at, at + timedelta(seconds=lease), 10, [topic])
+    return [row[0] for row in rows]
+
+
+@pytest.mark.django_db
+def test_claims__lost_lease_outcome_is_not_written(store):
+    job = store.enqueue("toolbox.echo", {"n": 1}, max_retries=3)
+    claims = claims_for("default")
+    t0 = timezone.now()
+    assert _claim("worker-a", t0, lease=1) == [job.id]
+
+    assert claims.recover(t0 + timedelta(seconds=2)) == (1, 0)
+    assert _claim("worker-b", t0 + timedelta(seconds=2)) == [job.id]
+    written_by_a = claims.complete("worker-a", t0 + timedelta(seconds=3), [(job.id, json.dumps("from a"))])
+    failed_by_a = claims.fail("worker-a", t0 + timedelta(seconds=3), job.id,
+                              {"exception_class_path": "builtins.RuntimeError", "traceback": "a", "at": "x"},
+                              None)
+
+    assert written_by_a == set() and failed_by_a is False
+    row = stored(job.id)
+    assert (row.status, row.locked_by, row.result, row.attempts) == ("processing", "worker-b", None, 2)
+
+    written_by_b = claims.complete("worker-b", t0 + timedelta(seconds=4), [(job.id, json.dumps("from b"))])
+
+    assert written_by_b == {job.id}
+    row = stored(job.id)
+    assert (row.status, row.result, row.locked_until) == ("completed", "from b", None)
+    assert row.workers == ["worker-a", "worker-b"]
+    assert claims.complete("worker-a", t0 + timedelta(seconds=5), [(job.id, json.dumps("late"))]) == set()
+    assert stored(job.id).result == "from b"
+
+
+@transactional
+def test_dispatcher__outcome_of_a_lost_lease_is_not_written(store, registered):
+    def stolen(job):
+        # meanwhile the lease ran out and another worker claimed the job
+        Job.objects.filter(pk=job.id).update(locked_by="worker-b", attempts=2)
+        return "from a"
+
+    registered("tests.stolen", stolen)
+    job = store.enqueue("tests.stolen", max_retries=0)
+
+    counters = burst()
+
+    assert (counters.lost, counters.completed, counters.failed) == (1, 0, 0)
+    row = stored(job.id)
+    assert (row.status, row.locked_by, row.result, row.finished_at) == ("processing", "worker-b", None, None)
+
+
+@pytest.mark.django_db
+def test_claims__recover_requeues_expired_leases_and_fails_used_up_jobs(store):
+    claims = claims_for("default")
+    retryable = store.enqueue("toolbox.echo", max_retries=1)
+    used_up = store.enqueue("toolbox.echo", max_retries=0)
+    healthy = store.enqueue("toolbox.record", max_retries=0)
+    t0 = timezone.now()
+    assert set(_claim("dead-worker", t0, lease=1)) == {retryable.id, used_up.id}
+    assert _claim("live-worker", t0, lease=3600, topic="toolbox.record") == [healthy.id]
+
+    assert claims.recover(t0 + timedelta(seconds=2)) == (1, 1)
+
+    row = stored(retryable.id)
+    assert (row.status, row.retries, row.locked_until, row.finished_at) == ("pending", 1, None, None)
+    assert "lease expired" in row.last_error
+    assert [e["exception_class_path"] for e in row.errors] == ["jobs.errors.WorkerLost"]
+    row = stored(used_up.id)
+    assert (row.status, row.retries, row.locked_until) == ("failed", 0, None)
+    assert row.finished_at is not None and "lease expired" in row.last_error
+    row = stored(healthy.id)
+    assert (row.status, row.locked_by, row.errors) == ("processing", "live-worker", [])
+    assert claims.recover(t0 + timedelta(seconds=2)) == (0, 0)
+
+
+@transactional
+def test_dispatcher__runs_a_job_whose_worker_died(store):
+    job = store.enqueue("toolbox.echo", {"n": 1}, max_retries=1, run_at=past(minutes=10))
+    t0 = timezone.now() - timedelta(minutes=5)
+    assert _claim("dead-worker", t0, lease=1) == [job.id]
+
+    dispatcher = Dispatcher(burst=True, workers=1)
+    counters = dispatcher.run()
+
+    assert (counters.recovered, counters.completed) == (1, 1)
+    row = stored(job.id)
+    assert (row.status, row.result, row.attempts, row.retries) == ("completed", {"n": 1}, 2, 1)
+    assert row.workers == ["dead-worker", dispatcher.name]
+
+
+@pytest.mark.django_db
+def test_claims__release_returns_claims_to_pending(store):
+    claims = claims_for("default")
+    waiting, interrupted, others = (store.enqueue("toolbox.echo", {"n": n}) for n in range(3))
+    t0 = timezone.now()
+    assert set(_claim("worker-a", t0)) == {waiting.id, interrupted.id, others.id}
+
+    assert claims.release("worker-a", t0, [waiting.id], started=False) == 1
+    assert claims.release("worker-a", t0, [interrupted.id], started=True) == 1
+    assert claims.release("worker-b", t0, [others.id], started=True) == 0
+    assert claims.release("worker-a", t0, [], started=True) == 0
+
+    row = stored(waiting.id)
+    assert (row.status, row.attempts, row.workers, row.locked_by, row.locked_until) == ("pending", 0, [], "", None)
+    row = stored(interrupted.id)
+    assert (row.status, row.attempts, row.workers, row.locked_by) == ("pending", 1, ["worker-a"], "")
+    row = stored(others.id)
+    assert (row.status, row.locked_by) == ("processing", "worker-a")
+    assert _claim("worker-c", t0) == [waiting.id, interrupted.id]
+
+
+@pytest.mark.django_db
+def test_claims__extend_moves_the_lease_of_the_owner_only(store):
+    claims = claims_for("default")
+    mine = store.enqueue("toolbox.echo")
+    theirs = store.enqueue("toolbox.record")
+    t0 = timezone.now()
+    assert _claim("worker-a", t0, lease=60) == [mine.id]
+    assert _claim("worker-b", t0, lease=60, topic="toolbox.record") == [theirs.id]
+
+    assert claims.extend("worker-a", t0, t0 + timedelta(minutes=10)) == 1
+
+    assert stored(mine.id).locked_until == t0 + timedelta(minutes=10)
+    assert stored(theirs.id).locked_until == t0 + timedelta(seconds=60)
+    assert claims.extend("worker-z", t0, t0 + timedelta(minutes=10)) == 0
+
+
+@transactional
+def test_dispatcher__long_job_keeps_its_lease(store):
+    from kv import get_store
+
+    job = store.enqueue("toolbox.sleep", {"seconds": 1.2}, max_retries=3)
+
+    counters = burst(workers=1, lock_duration=0.3)
+
+    row = stored(job.id)
+    assert (counters.completed, counters.recovered, counters.lost) == (1, 0, 0)
+    assert (row.status, row.attempts, row.retries) == ("completed", 1, 0)
+    assert get_store().hgetall("toolbox:runs") == {str(job.id): 1}
+
+
+# -- shutdown -----------------------------------------------------------------------------
+
+@transactional
+def test_dispatcher__stop_returns_unfinished_claims(store, registered):
+    started, release = threading.Event(), threading.Event()
+
+    def block(job):
+        started.set()
+        release.wait(10)
+        connections.close_all()
+
+    registered("tests.block", block)
+    running, waiting = (store.enqueue("tests.block", {"n": n}, run_at=past(seconds=10 - n)) for n in range(2))
+    dispatcher = Dispatcher(workers=1, batch_size=2, shutdown_timeout=0.2)
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(counters=dispatcher.run()))
+    thread.start()
+    try:
+        assert started.wait(10)
+        dispatcher.stop()
+        thread.join(10)
+    finally:
+        release.set()
+
+    assert not thread.is_alive()
+    assert result["counters"].processed == 0
+    row = stored(running.id)
+    assert (row.status, row.attempts, row.locked_by, row.locked_until) == ("pending", 1, "", None)
+    row = stored(waiting.id)
+    assert (row.status, row.attempts, row.workers, row.locked_by) == ("pending", 0, [], "")
