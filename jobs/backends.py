@@ -68,11 +68,11 @@ class JobsBackend(BaseTaskBackend):
             raise InvalidTask("jobs.backends.JobsBackend needs 'jobs' in INSTALLED_APPS")
         # as Django's own backends do: tuples become lists, bytes text, other types a TypeError
         payload = {"args": normalize_json(list(args)), "kwargs": normalize_json(dict(kwargs))}
-        [job] = store.enqueue_many([{
+        [job] = store._enqueue_tasks([{
             "topic": task.module_path, "payload": payload,
             "run_at": task.run_after, "priority": task.priority, "queue_name": task.queue_name,
-            "max_retries": self.max_retries, "task_backend": self.alias,
-        }])
+            "max_retries": self.max_retries,
+        }], self.alias)
         result = task_result(job, task)
         task_enqueued.send(type(self), task_result=result)
         return result

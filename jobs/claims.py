@@ -34,7 +34,9 @@ INSERT_COLUMNS = ("topic", "payload", "priority", "queue_name", "run_at", "max_r
 CLAIMED_COLUMNS = ("id", "topic", "payload", "priority", "queue_name", "run_at", "attempts", "retries",
                    "max_retries", "dedupe_key", "task_backend", "created", "started_at", "attempted_at",
                    "workers", "errors")
-_DEDUPE_CONFLICT = "ON CONFLICT (dedupe_key) WHERE (status = 'pending' AND dedupe_key IS NOT NULL) DO NOTHING"
+# the index predicate exactly as the migration wrote it: SQLite matches a partial index
+# only when the conflict target's WHERE is the same expression
+_DEDUPE_CONFLICT = """ON CONFLICT ("dedupe_key") WHERE ("dedupe_key" IS NOT NULL AND "status" = 'pending') DO NOTHING"""
 
 
 class Claims:
@@ -75,7 +77,8 @@ class Claims:
         return (f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}, created, updated, status, locked_by, "
                 f"attempts, retries, last_error, errors, workers) "
                 f"SELECT *, 'pending', '', 0, 0, '', '[]', '[]' FROM ({source}) AS v"
-                + (f" {_DEDUPE_CONFLICT}" if dedupe else "") + " RETURNING id")
+                # "WHERE true": SQLite reads "ON" after a bare SELECT as a join's
+                + (f" WHERE true {_DEDUPE_CONFLICT}" if dedupe else "") + " RETURNING id")
 
     def statements(self, rows: int, dedupe: bool) -> int:
         """How many statements ``insert`` sends for ``rows`` rows (one needs no transaction)."""
@@ -190,7 +193,7 @@ class Claims:
                "retries = retries + CASE WHEN attempts > max_retries THEN 0 ELSE 1 END, "
                "finished_at = CASE WHEN attempts > max_retries THEN %s ELSE NULL END, "
                "last_error = 'the worker stopped without finishing the job (its lease expired)', "
-               "errors = " + self.append_error + ", locked_until = NULL, updated = %s "
+               "errors = " + self.append_error + ", locked_by = '', locked_until = NULL, updated = %s "
                "WHERE status = 'processing' AND locked_until < %s RETURNING status")
         with self.connection.cursor() as cursor:
             cursor.execute(sql, [self.dt(now), error, self.dt(now), self.dt(now)])

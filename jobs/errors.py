@@ -43,5 +43,9 @@ class JobRunning(JobsError):
     """The job is being processed: it cannot be deleted or requeued now."""
 
 
+class DedupeConflict(JobsError):
+    """A requeue that would make a second pending job with one ``dedupe_key``."""
+
+
 class HandlerAlreadyRegistered(JobsError):
     """Two functions registered for one topic."""

@@ -15,6 +15,7 @@ from .conf import jobs_settings
 from .errors import UnknownTopic
 from .models import Job, JobStatus
 from .registry import handlers
+from .validation import has_nul
 
 MAX_TRACEBACK = 20_000  # characters of a traceback kept per failed attempt
 
@@ -34,7 +35,8 @@ class Outcome:
 
 
 def describe_error(exc: BaseException, at: datetime) -> dict[str, Any]:
-    text = "".join(traceback.format_exception(exc))
+    # no NUL character: PostgreSQL's text and jsonb cannot hold one
+    text = "".join(traceback.format_exception(exc)).replace("\x00", "\\x00")
     if len(text) > MAX_TRACEBACK:
         text = text[:MAX_TRACEBACK // 2] + "\n[...]\n" + text[-MAX_TRACEBACK // 2:]
     cls = type(exc)
@@ -66,6 +68,9 @@ def execute(job: Job) -> Outcome:
             result_json = None if value is None else json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise TypeError(f"the handler of {job.topic!r} returned a value that is not JSON: {e}") from e
+        if result_json is not None and has_nul(result_json):
+            raise ValueError(f"the handler of {job.topic!r} returned a value with a NUL character (\\u0000), "
+                             "which cannot be stored")
         return Outcome(job, JobStatus.COMPLETED, result_json=result_json, return_value=value)
     except Exception as e:
         now = timezone.now()

@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from django.db import router, transaction
+from django.db import IntegrityError, router, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
 from .claims import Claims, claims_for
 from .conf import jobs_settings
-from .errors import JobNotFound, JobRunning, UnknownTopic
+from .errors import DedupeConflict, InvalidOption, JobNotFound, JobRunning, UnknownTopic
 from .models import Job, JobStatus
 from .registry import allowed_without_handler, check_topic, handlers
 from .signals import job_enqueued
@@ -29,6 +29,9 @@ from .validation import (
 )
 
 __all__ = ["JobStore", "Stats"]
+
+_ENQUEUE_ARGUMENTS = frozenset({"topic", "payload", "run_at", "delay", "priority", "max_retries",
+                                "dedupe_key", "queue_name"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +93,19 @@ class JobStore:
         Every item is checked before anything is written.
         """
         now = timezone.now()
-        prepared = [self._prepare(now, **item) for item in jobs]
-        if not prepared:
-            return []
-        return self._insert(now, prepared)
+        prepared = []
+        for item in jobs:
+            unknown = set(item) - _ENQUEUE_ARGUMENTS
+            if unknown or "topic" not in item:
+                raise InvalidOption(f"an enqueue_many item takes {', '.join(sorted(_ENQUEUE_ARGUMENTS))}; "
+                                    + (f"unknown: {', '.join(sorted(unknown))}" if unknown else "topic is missing"))
+            prepared.append(self._prepare(now, **item))
+        return self._insert(now, prepared) if prepared else []
+
+    def _enqueue_tasks(self, items: Iterable[Mapping[str, Any]], task_backend: str) -> list[Job]:
+        """Enqueue ``django.tasks`` tasks (for ``jobs.backends.JobsBackend``): topics are task paths."""
+        now = timezone.now()
+        return self._insert(now, [self._prepare(now, **item, task_backend=task_backend) for item in items])
 
     def _prepare(self, now: datetime, topic: str, payload: Any = None, *, run_at: datetime | None = None,
                  delay: Any = None, priority: int = 0, max_retries: int | None = None,
@@ -175,11 +187,24 @@ class JobStore:
 
     # -- look after them -----------------------------------------------------------------
 
+    @staticmethod
+    def _id(job_id: Any) -> int:
+        """A job id as the database takes it; ``JobNotFound`` for anything that cannot be one."""
+        if isinstance(job_id, bool):
+            raise JobNotFound(f"no job with id {job_id!r}")
+        try:
+            number = int(job_id)
+        except (TypeError, ValueError):
+            raise JobNotFound(f"no job with id {job_id!r}") from None
+        if not 0 < number < 2**63 or (isinstance(job_id, float) and job_id != number):
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return number
+
     def get(self, job_id: int) -> Job:
         """The job with this id; ``JobNotFound`` when there is none."""
         try:
-            return Job.objects.using(self.using).get(pk=job_id)
-        except (Job.DoesNotExist, ValueError, TypeError):
+            return Job.objects.using(self.using).get(pk=self._id(job_id))
+        except Job.DoesNotExist:
             raise JobNotFound(f"no job with id {job_id!r}") from None
 
     def list(self, status: str | None = None, topic: str | None = None, limit: int = 100,
@@ -194,6 +219,7 @@ class JobStore:
 
     def delete(self, job_id: int) -> None:
         """Delete a job that is not being processed (``JobRunning`` for one that is)."""
+        job_id = self._id(job_id)
         deleted, _ = (Job.objects.using(self.using).filter(pk=job_id)
                       .exclude(status=JobStatus.PROCESSING).delete())
         if not deleted:
@@ -201,11 +227,23 @@ class JobStore:
 
     def requeue(self, job_id: int, *, run_at: datetime | None = None) -> Job:
         """Put a failed, completed or pending job back in the queue, due now (or at ``run_at``),
-        with its attempts reset; its error history is kept."""
+        with its attempts reset; its error history is kept. ``JobRunning`` while it is being
+        processed; ``DedupeConflict`` when another pending job holds its ``dedupe_key``."""
+        job_id = self._id(job_id)
         now = timezone.now()
-        updated = (Job.objects.using(self.using).filter(pk=job_id).exclude(status=JobStatus.PROCESSING)
-                   .update(status=JobStatus.PENDING, run_at=run_at or now, attempts=0, locked_by="",
-                           locked_until=None, finished_at=None, result=None, updated=now))
+        jobs = Job.objects.using(self.using)
+        try:
+            # a savepoint: the unique index refusing the update must not spoil the caller's transaction
+            with transaction.atomic(using=self.using):
+                updated = (jobs.filter(pk=job_id).exclude(status=JobStatus.PROCESSING)
+                           .update(status=JobStatus.PENDING, run_at=run_at or now, attempts=0, locked_by="",
+                                   locked_until=None, finished_at=None, result=None, updated=now))
+        except IntegrityError:
+            job = self.get(job_id)
+            holder = jobs.filter(status=JobStatus.PENDING, dedupe_key=job.dedupe_key).exclude(pk=job.pk).first()
+            held = f"pending job {holder.id}" if holder is not None else "another pending job"
+            raise DedupeConflict(f"job {job.id} cannot be requeued: {held} has its dedupe_key "
+                                 f"{job.dedupe_key!r}") from None
         if not updated:
             self._explain(job_id, "requeued")
         self.claims.notify()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,8 +13,15 @@ from .conf import jobs_settings
 from .errors import InvalidOption, InvalidPayload, InvalidPriority, InvalidSchedule, PayloadTooLarge
 
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
+#: a NUL character in JSON text: \u0000 after an even number of backslashes
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 MAX_DEDUPE_KEY = 255
 MAX_QUEUE_NAME = 100
+
+
+def has_nul(json_text: str) -> bool:
+    """Whether JSON text holds a NUL character (which PostgreSQL's jsonb cannot store)."""
+    return "\\u0000" in json_text and _NUL.search(json_text) is not None
 
 
 def payload_json(payload: Any, topic: str) -> str:
@@ -22,6 +30,8 @@ def payload_json(payload: Any, topic: str) -> str:
         text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as e:
         raise InvalidPayload(f"payload of {topic!r} is not JSON-serialisable: {e}") from None
+    if has_nul(text):  # jsonb cannot hold it; refused on SQLite too, for one rule
+        raise InvalidPayload(f"payload of {topic!r} contains a NUL character (\\u0000), which cannot be stored")
     limit = jobs_settings.MAX_PAYLOAD_SIZE
     if len(text) > limit // 4 and len(text.encode()) > limit:  # the encode only when it may matter
         raise PayloadTooLarge(f"payload of {topic!r} is {len(text.encode())} bytes of JSON, "

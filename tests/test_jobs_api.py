@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.permissions import BasePermission
@@ -24,13 +23,6 @@ from jobs.conf import jobs_settings
 from jobs.models import Job, JobStatus
 
 pytestmark = pytest.mark.django_db
-
-#: jobs/claims.py's "ON CONFLICT (dedupe_key) WHERE (status = 'pending' AND dedupe_key IS NOT NULL)"
-#: names the terms in another order than the migration's partial index (dedupe_key first):
-#: SQLite then finds no matching index, and every enqueue with a dedupe_key is a 500
-sqlite_dedupe_bug = pytest.mark.xfail(
-    connection.vendor == "sqlite", strict=True,
-    reason="store bug: the dedupe upsert does not match the partial unique index on SQLite")
 
 ON = {"HTTP_ENABLED": True}
 JOB_FIELDS = {"id", "topic", "payload", "status", "priority", "queue_name", "run_at", "locked_until",
@@ -391,7 +383,6 @@ def test_enqueue__every_field_stored(api):
     assert (parse_time(body["run_at"]), body["priority"], body["max_retries"]) == (run_at, -100, 7)
 
 
-@sqlite_dedupe_bug
 def test_enqueue__dedupe_key_stored(api):
     response = post(api, {"topic": "toolbox.echo", "dedupe_key": "mail:1"})
 
@@ -449,7 +440,6 @@ def test_enqueue__null_payload_is_stored_as_empty_object(api):
     assert Job.objects.get().payload == {}
 
 
-@sqlite_dedupe_bug
 def test_enqueue__dedupe_key_returns_the_pending_job(api):
     first = post(api, {"topic": "toolbox.echo", "payload": {"n": 1}, "dedupe_key": "k"})
     second = post(api, {"topic": "toolbox.echo", "payload": {"n": 2}, "dedupe_key": "k"})
@@ -461,7 +451,6 @@ def test_enqueue__dedupe_key_returns_the_pending_job(api):
     assert sorted(Job.objects.values_list("dedupe_key", "payload")) == [("k", {"n": 1}), ("other", {"n": 3})]
 
 
-@sqlite_dedupe_bug
 def test_enqueue__dedupe_key_free_again_once_the_job_is_no_longer_pending(api):
     first = post(api, {"topic": "toolbox.echo", "dedupe_key": "k"}).json()
     mark(Job.objects.get(pk=first["id"]), JobStatus.COMPLETED)
@@ -552,8 +541,6 @@ def test_enqueue__nul_character_in_payload_400(api):
     assert row_count() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="store bug: JobStore.enqueue accepts a NUL character in the "
-                   "payload (PostgreSQL then raises DataError) instead of raising InvalidPayload")
 def test_store__nul_character_in_payload_is_invalid_payload(store):
     with pytest.raises(jobs.errors.InvalidPayload):
         store.enqueue("toolbox.echo", {"text": "a\u0000b"})
@@ -781,21 +768,6 @@ def test_requeue__dedupe_key_held_by_a_pending_job_409_unchanged(api):
     detail = assert_error(api.post(url(failed.id, "requeue")), 409)
 
     assert "'report:42'" in detail and str(pending.id) in detail
-    assert dict(Job.objects.values_list("id", "status")) == {failed.id: JobStatus.FAILED,
-                                                            pending.id: JobStatus.PENDING}
-
-
-def test_requeue__dedupe_key_lost_in_a_race_409_unchanged(api, monkeypatch):
-    """The key is taken between the view's check and the update: the unique index says no."""
-    from jobs.api import views
-
-    now = timezone.now()
-    failed, pending = (Job.objects.create(topic="toolbox.echo", status=status, dedupe_key="report:42",
-                                          run_at=now, created=now, updated=now)
-                       for status in (JobStatus.FAILED, JobStatus.PENDING))
-    monkeypatch.setattr(views, "_holder_of", lambda job: None)
-
-    assert "'report:42'" in assert_error(api.post(url(failed.id, "requeue")), 409)
     assert dict(Job.objects.values_list("id", "status")) == {failed.id: JobStatus.FAILED,
                                                             pending.id: JobStatus.PENDING}
 

@@ -417,13 +417,11 @@ def test_schedule__scheduler_fires_it_once_and_a_cluster_worker_deletes_expired_
     """The cluster's own pieces, in this process: scheduler -> ORM broker -> pusher ->
     worker -> monitor, as ``manage.py qcluster`` runs them in its processes."""
     from django_q.brokers import get_broker
-    from django_q.models import OrmQ, Success
+    from django_q.models import OrmQ, Schedule, Success
     from django_q.monitor import monitor
     from django_q.pusher import pusher
     from django_q.scheduler import scheduler
     from django_q.worker import worker
-
-    from django_q.models import Schedule
 
     put_expired(4)
     put("live", None)

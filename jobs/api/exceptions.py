@@ -57,7 +57,7 @@ class TopicNotAllowed(APIException):
 def _translated(exc: Exception) -> Exception:
     if isinstance(exc, job_errors.JobNotFound):
         return JobNotFound(str(exc))
-    if isinstance(exc, job_errors.JobRunning):
+    if isinstance(exc, job_errors.JobRunning | job_errors.DedupeConflict):
         return Conflict(str(exc))
     if isinstance(exc, job_errors.PayloadTooLarge):
         return PayloadTooLarge(str(exc))
