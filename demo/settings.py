@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "tachycore",
     "kv",
     "jobs",
+    "plugins_admin",
     "demo",
     "demo.audit",
     "demo.notes",

@@ -1,0 +1,1 @@
+"""plugins_admin: the Django admin pages that run the platform (plugins, jobs, keys, nodes)."""
