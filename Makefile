@@ -20,10 +20,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# rundemo: the web server, the job dispatcher (runjobs) and django-q2's cluster (qcluster);
+# Ctrl-C stops all three
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_demo_superuser
-	$(BIN)/python manage.py runserver $(HOST)
+	$(BIN)/python manage.py rundemo $(HOST)
 
 lint: install
 	$(BIN)/ruff check .

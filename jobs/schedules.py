@@ -9,23 +9,29 @@ finished jobs) are written after every ``migrate``, idempotently.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps as global_apps
 from django.db import router, transaction
+from django.utils import timezone
 
 from .conf import jobs_settings
-from .errors import InvalidSchedule
-from .registry import check_topic
-from .validation import check_priority, payload_json
+from .errors import InvalidSchedule, UnknownTopic
+from .registry import allowed_without_handler, check_topic, handlers
+from .validation import check_max_retries, check_priority, payload_json
 
 __all__ = ["PRUNE_SCHEDULE", "enqueue_scheduled", "register_maintenance_schedules", "schedule", "unschedule"]
 
 ENQUEUE_FUNC = "jobs.schedules.enqueue_scheduled"
 PRUNE_FUNC = "jobs.maintenance.prune_finished"
 PRUNE_SCHEDULE = "jobs: prune finished jobs"
+PRUNE_MINUTES = 60
 CRON = "C"  # django_q.models.Schedule.CRON
 MINUTES = "I"  # django_q.models.Schedule.MINUTES
+MAX_NAME_LENGTH = 100  # django_q.models.Schedule.name
+#: the fields that say when a row runs: a change to one of them works out next_run again
+TIMING_FIELDS = ("schedule_type", "cron", "minutes")
 
 
 def _schedule_model(apps: Any = global_apps) -> Any:
@@ -45,20 +51,43 @@ def check_cron(cron: Any) -> str:
     return cron
 
 
+def check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise InvalidSchedule(f"a schedule name must be a non-empty string of at most {MAX_NAME_LENGTH} "
+                              f"characters, got {name!r}")
+    return name
+
+
+def check_known_topic(topic: Any) -> str:
+    """Refuse a topic every firing would fail to enqueue (see ``JobStore.enqueue``)."""
+    check_topic(topic)
+    if topic not in handlers and not allowed_without_handler(topic, jobs_settings.ALLOWED_TOPICS):
+        raise UnknownTopic(f"no handler for topic {topic!r} (register one with @jobs.handler, "
+                           "or list the topic in JOBS['ALLOWED_TOPICS'])")
+    return topic
+
+
 def schedule(name: str, topic: str, cron: str, payload: Any = None, *, priority: int = 0,
              max_retries: int | None = None, dedupe: bool = True) -> Any:
     """Create or update the cron schedule ``name``: each time ``cron`` fires, one job of
     ``topic`` with ``payload`` is enqueued (with ``dedupe``, not while the previous one is
-    still pending). Return the ``Schedule`` row. Safe to call at every start."""
-    if not isinstance(name, str) or not name or len(name) > 100:
-        raise InvalidSchedule(f"a schedule name must be a non-empty string of at most 100 characters, got {name!r}")
-    check_topic(topic)
+    still pending). Return the ``Schedule`` row. Safe to call at every start: an unchanged
+    call writes nothing, and ``repeats`` is left as an operator set it in the admin.
+
+    Every argument is checked before anything is written.
+    """
+    check_name(name)
+    check_known_topic(topic)
     check_cron(cron)
     check_priority(priority)
+    if max_retries is not None:
+        check_max_retries(max_retries)
     payload_json({} if payload is None else payload, topic)
     options = {"topic": topic, "payload": payload, "priority": priority, "max_retries": max_retries,
                "dedupe_key": f"schedule:{name}" if dedupe else None}
-    fields = {"func": ENQUEUE_FUNC, "schedule_type": CRON, "cron": cron, "repeats": -1,
+    # kwargs in django-q2's "key=value" form (its admin shows it); repr of JSON values is
+    # what the scheduler's ast.literal_eval reads back
+    fields = {"func": ENQUEUE_FUNC, "schedule_type": CRON, "cron": cron, "minutes": None,
               "kwargs": ", ".join(f"{key}={value!r}" for key, value in options.items())}
     return _keep(name, fields)
 
@@ -69,32 +98,47 @@ def unschedule(name: str) -> bool:
     return bool(deleted)
 
 
-def _keep(name: str, fields: dict[str, Any], using: str | None = None, apps: Any = global_apps) -> Any:
+def next_run_of(fields: dict[str, Any], now: datetime) -> datetime:
+    """The first run after ``now`` of a row with these fields."""
+    if fields["schedule_type"] == CRON:
+        from croniter import croniter
+
+        # django-q2 reads cron lines in the site's time zone (Schedule.calculate_next_run)
+        return croniter(fields["cron"], timezone.localtime(now)).get_next(datetime)
+    return now + timedelta(minutes=fields["minutes"] or 1)
+
+
+def _keep(name: str, fields: dict[str, Any], using: str | None = None, apps: Any = global_apps,
+          repeats: int = -1) -> Any:
+    """Create the row ``name`` with ``fields``, or bring the existing one in line; leave
+    ``next_run`` alone unless the timing changed, and keep the other fields as they are."""
     model = _schedule_model(apps)
     using = using or router.db_for_write(model)
     rows = model._default_manager.db_manager(using)
+    now = timezone.now()
     with transaction.atomic(using=using):
         existing = list(rows.select_for_update().filter(name=name).order_by("pk"))
         if not existing:
-            row = model(name=name, **fields)
-            row.save(using=using)  # save() works out next_run from the cron line
-            return row
+            # next_run set here: a historical model (post_migrate) has no Schedule.save()
+            return rows.create(name=name, repeats=repeats, next_run=next_run_of(fields, now), **fields)
         row = existing[0]
+        # left over from two first registrations at once
         rows.filter(pk__in=[other.pk for other in existing[1:]]).delete()
         changed = [key for key, value in fields.items() if getattr(row, key) != value]
         if changed:
             for key in changed:
                 setattr(row, key, fields[key])
-            if "cron" in changed or "schedule_type" in changed:
-                row.next_run = None  # worked out again from the new line
+            if any(key in TIMING_FIELDS for key in changed):
+                row.next_run = next_run_of(fields, now)
                 changed.append("next_run")
-            row.save(using=using)
+            row.save(using=using, update_fields=changed)
         return row
 
 
 def enqueue_scheduled(topic: str, payload: Any = None, priority: int = 0, max_retries: int | None = None,
                       dedupe_key: str | None = None) -> int:
-    """What a schedule runs in ``qcluster``: enqueue the job; return its id."""
+    """What a schedule runs in ``qcluster``: enqueue the job; return its id (the pending
+    job's id when one with ``dedupe_key`` is still waiting)."""
     from . import get_job_store
 
     job = get_job_store().enqueue(topic, payload, priority=priority, max_retries=max_retries,
@@ -103,13 +147,16 @@ def enqueue_scheduled(topic: str, payload: Any = None, priority: int = 0, max_re
 
 
 def register_maintenance_schedules(using: str | None = None, apps: Any = global_apps) -> Any | None:
-    """The prune of finished jobs, hourly; ``None`` when django_q is not installed."""
+    """Keep the hourly prune of finished jobs (``JOBS["RETENTION"]``); return its row, or
+    ``None`` when django_q is not installed (or not migrated, in ``apps``: a migration state).
+
+    The first run is one interval after the row is created; registering again changes
+    nothing. ``repeats`` and ``kwargs`` are left as an operator set them (``repeats=0``
+    pauses the prune).
+    """
     try:
         apps.get_model("django_q", "Schedule")
     except LookupError:
         return None
-    fields = {"func": PRUNE_FUNC, "schedule_type": MINUTES, "minutes": 60, "cron": None,
-              "kwargs": None}
-    if jobs_settings.RETENTION <= 0:
-        fields["repeats"] = 0  # nothing is kept: the schedule stays but never runs
+    fields = {"func": PRUNE_FUNC, "schedule_type": MINUTES, "minutes": PRUNE_MINUTES, "cron": None}
     return _keep(PRUNE_SCHEDULE, fields, using=using, apps=apps)

@@ -1,0 +1,42 @@
+"""``manage.py rundemo [addrport] [--noreload]``: the web server, ``runjobs`` and ``qcluster`` together."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from demo.processes import Child, ChildDied, ProcessGroup
+
+
+class Command(BaseCommand):
+    help = ("Run the development server, the job dispatcher (runjobs) and django-q2's cluster "
+            "(qcluster, the schedules) side by side until Ctrl-C or SIGTERM, which stops all three; "
+            "if one of them exits, the others are stopped and the command fails.")
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000",
+                            help="where the web server listens (default: 127.0.0.1:8000)")
+        parser.add_argument("--noreload", action="store_true",
+                            help="do not restart the web server when the code changes")
+        parser.add_argument("--grace", type=float, default=60.0,
+                            help="seconds to wait for the three to stop before killing them (default: 60)")
+
+    def handle(self, *, addrport: str, noreload: bool, grace: float, **options: Any) -> None:
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        web = [*manage, "runserver", addrport, *(["--noreload"] if noreload else [])]
+        group = ProcessGroup([
+            # the autoreloader serves from a second process: signal both
+            Child("web", web, signal_group=True),
+            Child("runjobs", [*manage, "runjobs"]),
+            Child("qcluster", [*manage, "qcluster"]),
+        ], grace=grace, out=self.stdout)
+        self.stdout.write(f"rundemo: web on http://{addrport}/, runjobs and qcluster; Ctrl-C stops all three")
+        try:
+            group.run()
+        except ChildDied as e:
+            raise CommandError(str(e)) from None
+        self.stdout.write("rundemo: stopped")

@@ -1,0 +1,190 @@
+"""``manage.py rundemo`` (``make run``): web server, runjobs and qcluster together, stopped together."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tachycore.models import Node
+
+from .conftest import ROOT, free_port, wait_until
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every live process (zombies left out)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:  # exited meanwhile
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state != "Z":
+            table[int(entry.name)] = (int(ppid), cmdline)
+    return table
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """pid -> command line of every live process below ``pid``."""
+    table = process_table()
+    found: dict[int, str] = {}
+    parents = {pid}
+    while parents:
+        children = {child for child, (ppid, _) in table.items() if ppid in parents and child not in found}
+        found.update({child: table[child][1] for child in children})
+        parents = children
+    return found
+
+
+def marked(mark: str) -> set[int]:
+    """The live processes whose environment holds ``RUNDEMO_TEST_MARK=<mark>`` (inherited
+    from the rundemo of one test, so orphans count too)."""
+    needle = f"RUNDEMO_TEST_MARK={mark}".encode()
+    found = set()
+    for pid in process_table():
+        try:
+            if needle in (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0"):
+                found.add(pid)
+        except OSError:
+            continue
+    return found
+
+
+def child_running(proc: subprocess.Popen, command: str) -> int | None:
+    """The pid of the direct child of ``proc`` that runs ``manage.py <command>``."""
+    table = process_table()
+    for pid, (ppid, cmdline) in table.items():
+        if ppid == proc.pid and cmdline.split()[2:3] == [command]:
+            return pid
+    return None
+
+
+def answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def mark(subprocess_env) -> str:
+    """A mark in the environment of the processes this test starts."""
+    value = uuid.uuid4().hex
+    subprocess_env["RUNDEMO_TEST_MARK"] = value
+    yield value
+    for pid in marked(value):  # whatever a failed test left behind
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def rundemo(subprocess_env, mark):
+    """``start(*args) -> (Popen, base url)``: ``manage.py rundemo`` on a free port; killed after."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "rundemo", f"127.0.0.1:{port}", *args],
+                                env=subprocess_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        started.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        up = wait_until(lambda: proc.poll() is not None or answers_200(url + "/admin/login/"), timeout=60,
+                        interval=0.2)
+        assert up and proc.poll() is None, proc.communicate(timeout=30)
+        return proc, url
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def started_three(proc: subprocess.Popen) -> dict[str, int]:
+    """Wait for the three children (and runjobs' live dispatcher node); return their pids."""
+    def three() -> dict[str, int] | None:
+        pids = {name: child_running(proc, name) for name in ("runserver", "runjobs", "qcluster")}
+        return pids if all(pids.values()) else None
+
+    pids = wait_until(three, timeout=30, interval=0.2)
+    assert pids, descendants(proc.pid)
+    assert wait_until(lambda: Node.objects.filter(kind="dispatcher", pid=pids["runjobs"],
+                                                  status="running").exists(), timeout=30, interval=0.2)
+    return pids
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_rundemo__serves_runs_runjobs_and_qcluster_and_a_signal_stops_all_three(rundemo, mark, signum):
+    proc, url = rundemo()
+    pids = started_three(proc)
+    below = descendants(proc.pid)
+    assert len(below) >= 5  # the three, runserver's autoreloaded server, qcluster's sentinel and workers
+    assert set(below) <= marked(mark)
+    assert answers_200(url + "/admin/login/")
+
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 0, stdout + stderr
+    assert not marked(mark), "a process of the group outlived rundemo"
+    lines = stdout.splitlines()
+    assert lines[-1] == "rundemo: stopped"
+    assert any(line.startswith("runjobs  | runjobs ") and "stopped; 0 completed" in line for line in lines)
+    assert any(line.startswith("qcluster | ") and "has stopped" in line for line in lines)
+    assert any(line.startswith("web      | ") for line in lines)
+    assert "Traceback" not in stdout + stderr
+    assert not Node.objects.filter(pid=pids["runjobs"], status="running").exists()
+    assert not answers_200(url + "/admin/login/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rundemo__when_one_child_dies_the_others_are_stopped_and_it_exits_1(rundemo, mark):
+    proc, url = rundemo("--noreload")
+    pids = started_three(proc)
+
+    os.kill(pids["runjobs"], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 1
+    assert stderr.splitlines() == [f"CommandError: runjobs exited with status -{signal.SIGKILL.value}"]
+    assert "runjobs exited with status -9; stopping the others" in stdout
+    assert not marked(mark), "a process of the group outlived rundemo"
+    assert not answers_200(url + "/admin/login/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rundemo__a_web_server_that_cannot_start_stops_the_others_and_exits_1(subprocess_env, mark):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "rundemo", f"127.0.0.1:{port}",
+                                 "--noreload"], env=subprocess_env, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+    assert proc.returncode == 1
+    assert stderr.splitlines() == ["CommandError: web exited with status 1"], stderr
+    assert "That port is already in use" in stdout
+    assert not marked(mark), "a process of the group outlived rundemo"
