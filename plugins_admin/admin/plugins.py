@@ -1,1 +1,165 @@
-"""Admin pages: plugins."""
+"""Admin pages: the plugin manager.
+
+The plugin list shows every plugin the site knows (recorded in the registry or only
+discovered), with its state. Each lifecycle operation has a confirmation page that
+says what it will do (``tachycore.plans``); its POST calls the plugin manager, never an
+editable field, and reports the outcome with Django's messages. A refused operation
+changes nothing and says why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from tachycore.errors import PluginError
+from tachycore.manager import plugin_manager
+from tachycore.models import ApplicationPlugin
+from tachycore.plans import OPERATIONS, plan
+
+#: the model permission each operation needs (besides staff)
+PERMISSIONS = {"add": "add", "install": "change", "enable": "change", "disable": "change",
+               "upgrade": "change", "remove": "delete"}
+VERBS = {"add": "Add", "install": "Install", "enable": "Enable", "disable": "Disable",
+         "upgrade": "Upgrade", "remove": "Remove"}
+
+
+def perform(operation: str, name: str) -> str:
+    """Run one operation through the plugin manager; return what happened, in words."""
+    if operation == "add":
+        plugin_manager.add(name)
+        return f"Plugin {name} was added to the registry."
+    if operation == "install":
+        plugin_manager.install(name)
+        return f"Plugin {name} was installed."
+    if operation == "enable":
+        done = plugin_manager.enable(name)
+        others = [other for other in done if other != name]
+        also = f" (with {', '.join(others)}, which it needs)" if others else ""
+        return f"Plugin {name} was enabled{also}." if done else f"Plugin {name} was enabled already."
+    if operation == "disable":
+        done = plugin_manager.disable(name)
+        return f"Plugin {name} was disabled." if done else f"Plugin {name} was disabled already."
+    if operation == "upgrade":
+        before, after = plugin_manager.upgrade(name)
+        return f"Plugin {name} was upgraded from {before} to {after}."
+    plugin_manager.remove(name)
+    return f"Plugin {name} was removed from the registry (its tables are kept)."
+
+
+def badges(info: Any) -> list[tuple[str, str]]:
+    """(css class, text) badges for a plugin's state."""
+    found = []
+    if info.missing:
+        found.append(("missing", "missing"))
+    elif not info.added:
+        found.append(("new", "not added"))
+    else:
+        found.append(("on", "enabled") if info.enabled else ("off", "disabled"))
+        found.append(("on", "installed") if info.installed else ("off", "not installed"))
+    if info.upgradable:
+        found.append(("new", f"upgrade to {info.version}"))
+    if info.last_error:
+        found.append(("error", "error"))
+    if info.built_in:
+        found.append(("builtin", "built in"))
+    return found
+
+
+def available_operations(info: Any) -> list[str]:
+    """The operations that make sense for a plugin now (each page still checks it)."""
+    if info.missing:
+        return ["disable"] if info.enabled else ["remove"]
+    if not info.added:
+        return ["add", "install", "enable"]
+    ops = ["disable"] if info.enabled else ["enable"]
+    if not info.installed:
+        ops.append("install")
+    if info.upgradable:
+        ops.append("upgrade")
+    if not info.enabled and not info.built_in:
+        ops.append("remove")
+    return ops
+
+
+@admin.register(ApplicationPlugin)
+class PluginAdmin(admin.ModelAdmin):
+    """The plugin manager's pages; the registry rows are never edited as a form."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # plugins are added from the list, through the manager
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # state changes go through the operations, not through a form
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # "remove" runs the plugin's hooks; Django's delete would not
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view  # staff only, CSRF-protected, never cached
+        return [
+            path("<str:name>/<str:operation>/", view(self.operation_view),
+                 name="tachycore_applicationplugin_operation"),
+            path("<str:name>/", view(self.plugin_redirect), name="tachycore_applicationplugin_change"),
+            path("", view(self.changelist_view), name="tachycore_applicationplugin_changelist"),
+        ]
+
+    def _allowed(self, request: HttpRequest, operation: str) -> bool:
+        opts = self.model._meta
+        return request.user.has_perm(f"{opts.app_label}.{PERMISSIONS[operation]}_{opts.model_name}")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        plugin_manager.refresh(force=True)
+        rows = []
+        for info in plugin_manager.list():
+            operations = [(op, VERBS[op]) for op in available_operations(info) if self._allowed(request, op)]
+            rows.append({"info": info, "badges": badges(info), "operations": operations})
+        problems = plugin_manager.discovery_problems
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Plugins",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "rows": rows,
+            "problems": problems,
+            "has_view_permission": True,
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/tachycore/applicationplugin/plugin_list.html", context)
+
+    def plugin_redirect(self, request: HttpRequest, name: str) -> HttpResponse:
+        return HttpResponseRedirect(reverse("admin:tachycore_applicationplugin_changelist") + f"#plugin-{name}")
+
+    def operation_view(self, request: HttpRequest, name: str, operation: str) -> HttpResponse:
+        if operation not in OPERATIONS:
+            raise Http404(f"no operation {operation!r}")
+        if not self._allowed(request, operation):
+            raise PermissionDenied
+        changelist = reverse("admin:tachycore_applicationplugin_changelist")
+        if request.method == "POST":
+            try:
+                messages.success(request, perform(operation, name))
+            except PluginError as e:
+                messages.error(request, f"{VERBS[operation]} {name}: refused, nothing was changed: {e}")
+            return HttpResponseRedirect(changelist)
+        found = plan(operation, name)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{VERBS[operation]} plugin {name}?",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "plan": found,
+            "verb": VERBS[operation],
+            "name": name,
+            "changelist_url": changelist,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/tachycore/applicationplugin/confirm_operation.html", context)

@@ -1,0 +1,187 @@
+"""The plugin manager's admin pages: the list, the confirmation pages, the operations."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+
+from tachycore.manager import plugin_manager
+from tachycore.models import ApplicationPlugin
+from tachycore.plans import pending_migrations, plan
+
+pytestmark = pytest.mark.django_db
+
+LIST = "admin:tachycore_applicationplugin_changelist"
+
+
+def operation_url(name: str, operation: str) -> str:
+    return reverse("admin:tachycore_applicationplugin_operation", args=[name, operation])
+
+
+def enabled(name: str) -> bool:
+    row = ApplicationPlugin.objects.filter(name=name).first()
+    return bool(row and row.enabled)
+
+
+def rows(client) -> dict[str, str]:
+    """Plugin name -> its status, as the list shows them."""
+    import re
+
+    page = client.get(reverse(LIST)).content.decode()
+    return dict(re.findall(r'data-plugin="([^"]+)" data-status="([^"]+)"', page))
+
+
+@pytest.fixture
+def staff_without_rights(client):
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_applicationplugin"))
+    client.force_login(user)
+    return client
+
+
+def test_list__shows_registry_and_discovered_plugins(admin_client):
+    shown = rows(admin_client)
+    # built-in plugins are enabled by migrate; demo plugins are discovered, not added
+    assert shown["kv"] == "enabled" and shown["jobs"] == "enabled" and shown["toolbox"] == "enabled"
+    assert shown["notes"] == "not added" and shown["audit"] == "not added"
+
+
+def test_list__shows_badges_dependencies_and_actions(admin_client):
+    plugin_manager.enable("notes")
+    page = admin_client.get(reverse(LIST)).content.decode()
+    notes = page[page.index('id="plugin-notes"'):]
+    notes = notes[:notes.index("</tr>")]
+    assert ">enabled<" in notes and ">installed<" in notes
+    assert "audit" in notes  # depends on
+    assert operation_url("notes", "disable") in notes
+    assert operation_url("notes", "enable") not in notes
+    audit = page[page.index('id="plugin-audit"'):]
+    audit = audit[:audit.index("</tr>")]
+    assert "notes" in audit  # needed by
+
+
+def test_list__shows_the_last_error(admin_client):
+    plugin_manager.add("audit")
+    ApplicationPlugin.objects.filter(name="audit").update(last_error="install failed: boom")
+    page = admin_client.get(reverse(LIST)).content.decode()
+    assert "install failed: boom" in page and ">error<" in page
+
+
+def test_confirmation__says_what_enable_will_do_and_changes_nothing(admin_client):
+    response = admin_client.get(operation_url("notes", "enable"))
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "enable audit (needed by notes)" in text  # the dependency first
+    assert text.index("enable audit") < text.index("enable notes")
+    assert not enabled("notes") and not enabled("audit")
+
+
+def test_confirmation__a_disable_blocked_by_a_dependent_says_why_and_offers_no_form(admin_client):
+    plugin_manager.enable("notes")
+    text = html.unescape(admin_client.get(operation_url("audit", "disable")).content.decode())
+    assert "enabled plugins depend on 'audit': notes" in text
+    assert 'id="confirm-operation"' not in text
+
+
+def test_operation__post_enables_with_dependencies_and_reports(admin_client):
+    response = admin_client.post(operation_url("notes", "enable"), follow=True)
+    assert enabled("notes") and enabled("audit")
+    assert "Plugin notes was enabled (with audit, which it needs)." in response.content.decode()
+
+
+def test_operation__disable_then_the_plugin_urls_answer_404(admin_client, client):
+    plugin_manager.enable("notes")
+    assert client.get("/api/notes/").status_code != 404
+    admin_client.post(operation_url("notes", "disable"))
+    assert not enabled("notes")
+    assert client.get("/api/notes/").status_code == 404
+
+
+def test_operation__refused_disable_changes_nothing_and_says_why(admin_client):
+    plugin_manager.enable("notes")
+    response = admin_client.post(operation_url("audit", "disable"), follow=True)
+    text = response.content.decode()
+    assert "refused, nothing was changed" in text and "notes" in text
+    assert enabled("audit") and enabled("notes")
+
+
+@pytest.mark.parametrize("operation, expect", [
+    ("add", lambda: ApplicationPlugin.objects.filter(name="audit", installed=False).exists()),
+    ("install", lambda: ApplicationPlugin.objects.filter(name="audit", installed=True, enabled=False).exists()),
+    ("enable", lambda: enabled("audit")),
+])
+def test_operation__each_lifecycle_step(admin_client, operation, expect):
+    admin_client.post(operation_url("audit", operation))
+    assert expect()
+
+
+def test_operation__remove_deletes_the_registry_row(admin_client):
+    plugin_manager.add("audit")
+    admin_client.post(operation_url("audit", "remove"))
+    assert not ApplicationPlugin.objects.filter(name="audit").exists()
+
+
+def test_operation__a_built_in_plugin_cannot_be_removed(admin_client):
+    response = admin_client.post(operation_url("kv", "remove"), follow=True)
+    assert "built in and cannot be removed" in html.unescape(response.content.decode())
+    assert ApplicationPlugin.objects.filter(name="kv").exists()
+
+
+def test_operation__upgrade_records_the_new_version(admin_client):
+    plugin_manager.enable("audit")
+    ApplicationPlugin.objects.filter(name="audit").update(version="0.9.0")
+    plugin_manager.refresh(force=True)
+    assert "upgrade to" in admin_client.get(reverse(LIST)).content.decode()
+    admin_client.post(operation_url("audit", "upgrade"))
+    assert ApplicationPlugin.objects.get(name="audit").version == plugin_manager.plugins["audit"].version
+
+
+def test_operation__get_never_changes_anything(admin_client):
+    for operation in ("add", "install", "enable"):
+        admin_client.get(operation_url("audit", operation))
+    assert not ApplicationPlugin.objects.filter(name="audit").exists()
+
+
+def test_operation__unknown_operation_or_plugin(admin_client):
+    assert admin_client.get(operation_url("audit", "frob")).status_code == 404
+    response = admin_client.post(operation_url("nope", "enable"), follow=True)
+    assert "refused, nothing was changed" in response.content.decode()
+
+
+def test_access__anonymous_and_non_staff_get_no_page_and_no_action(client):
+    for url in (reverse(LIST), operation_url("audit", "enable")):
+        response = client.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    client.post(operation_url("audit", "enable"))
+    user = User.objects.create_user("plain", password="pw")
+    client.force_login(user)
+    assert client.get(reverse(LIST)).status_code == 302
+    client.post(operation_url("audit", "enable"))
+    assert not ApplicationPlugin.objects.filter(name="audit").exists()
+
+
+def test_access__staff_without_change_permission_sees_the_list_but_no_action(staff_without_rights):
+    client = staff_without_rights
+    page = client.get(reverse(LIST)).content.decode()
+    assert 'data-plugin="audit"' in page and 'data-operation=' not in page
+    assert client.post(operation_url("audit", "enable")).status_code == 403
+    assert not ApplicationPlugin.objects.filter(name="audit").exists()
+
+
+def test_access__operations_need_csrf():
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(User.objects.create_superuser("root", password="pw"))
+    assert client.post(operation_url("audit", "add")).status_code == 403
+    assert not ApplicationPlugin.objects.filter(name="audit").exists()
+
+
+def test_plan__install_lists_the_migrations_to_run(django_db_blocker):
+    # audit's tables exist in the test database: nothing pending for it
+    assert pending_migrations("audit") == []
+    assert plan("install", "audit").steps[-1] == "run audit.install()"
+    assert pending_migrations(None) == []
