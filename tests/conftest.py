@@ -242,3 +242,61 @@ def run_together(procs: list[subprocess.Popen], timeout: float = 120) -> list[tu
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+CHROMIUM = os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's headless Chromium driven by Playwright (never a downloaded browser); skipped
+    when it is not installed, except in CI where that fails (.ci/run installs it)."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium chromium-driver)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+    # plain synchronous code all the same
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def browser_page(chromium):
+    """A fresh browser context (no cookies) and page, 1280x800."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def admin_site(live_server_process):
+    """A real ``runserver`` on this test's database and a superuser ``admin`` / ``secret-pw``;
+    returns ``(url, login(page))``."""
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("admin", "admin@example.com", "secret-pw")
+    url = live_server_process()
+
+    def login(page) -> None:
+        page.goto(url + "/admin/login/?next=/admin/")
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", "secret-pw")
+        page.click("input[type=submit]")
+        page.wait_for_url(url + "/admin/")
+
+    return url, login
