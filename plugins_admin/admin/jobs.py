@@ -1,1 +1,256 @@
-"""Admin pages: jobs."""
+"""Admin pages: jobs.
+
+The job list and detail pages are read-only: a worker writes these rows. A person
+changes them only through the actions ``requeue`` and ``delete``, which call the job
+store (so a job being processed is refused, as it is everywhere else), and watches
+the queue on the dashboard (``admin:jobs_job_dashboard``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+import jobs
+from jobs.errors import DedupeConflict, JobNotFound, JobRunning
+from jobs.models import Job, JobStatus
+
+from .. import charts
+
+#: refusals named in one message; more are counted
+MAX_REASONS = 10
+BOTH_PLACES = [admin.ActionLocation.CHANGE_LIST, admin.ActionLocation.CHANGE_FORM]
+
+
+class TopicFilter(admin.SimpleListFilter):
+    """The topics that have jobs now."""
+
+    title = _("topic")
+    parameter_name = "topic"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        topics = (model_admin.get_queryset(request).order_by("topic")
+                  .values_list("topic", flat=True).distinct())
+        return [(topic, topic) for topic in topics]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(topic=self.value())
+        return queryset
+
+
+def pretty_json(value: Any) -> str:
+    """``value`` as indented JSON in a <pre> (escaped)."""
+    return format_html('<pre class="jobs-pre">{}</pre>',
+                       json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str))
+
+
+def status_badge(status: str) -> str:
+    label = JobStatus(status).label if status in JobStatus.values else status
+    return format_html('<span class="jobs-badge jobs-badge-{}">{}</span>', status, label)
+
+
+def format_age(seconds: float) -> str:
+    """A duration for people: ``"42 s"``, ``"5 min 3 s"``, ``"2 h 5 min"``, ``"3 d 4 h"``."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    """Jobs: read-only rows, actions through the job store, and a dashboard."""
+
+    list_display = ["id", "topic", "status_display", "priority", "attempts_display", "run_at",
+                    "finished_at"]
+    list_filter = ["status", TopicFilter, ("finished_at", admin.DateFieldListFilter)]
+    date_hierarchy = "created"
+    search_fields = ["=id", "topic"]
+    actions = ["requeue", "delete_selected"]
+    fieldsets = [
+        (None, {"fields": ["id", "topic", "status_display", "priority", "queue_name",
+                           "task_backend", "dedupe_key"]}),
+        (_("Timing"), {"fields": ["created", "run_at", "started_at", "attempted_at",
+                                  "finished_at", "updated"]}),
+        (_("Attempts"), {"fields": ["attempts_display", "retries", "locked_by", "locked_until",
+                                    "workers"]}),
+        (_("Payload and result"), {"fields": ["payload_display", "result_display"]}),
+        (_("Errors"), {"fields": ["last_error_display", "errors_display"]}),
+    ]
+    readonly_fields = [name for _title, options in fieldsets for name in options["fields"]]
+
+    # -- read-only rows ------------------------------------------------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        # no field of a job is edited by hand: state changes are the actions below
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        # Django's delete page would delete a job being processed: the delete action
+        # (offered on the detail page too) goes through the store instead
+        return obj is None and super().has_delete_permission(request)
+
+    def has_requeue_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    # -- columns and fields --------------------------------------------------------------
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_display(self, job: Job) -> str:
+        return status_badge(job.status)
+
+    @admin.display(description=_("attempts"), ordering="attempts")
+    def attempts_display(self, job: Job) -> str:
+        return f"{job.attempts} / {job.max_retries}"
+
+    @admin.display(description=_("payload"))
+    def payload_display(self, job: Job) -> str:
+        return pretty_json(job.payload)
+
+    @admin.display(description=_("result"))
+    def result_display(self, job: Job) -> str:
+        return pretty_json(job.result)
+
+    @admin.display(description=_("last error"))
+    def last_error_display(self, job: Job) -> str:
+        if not job.last_error:
+            return "-"
+        return format_html('<pre class="jobs-pre jobs-traceback">{}</pre>', job.last_error)
+
+    @admin.display(description=_("error history"))
+    def errors_display(self, job: Job) -> str:
+        entries = [entry if isinstance(entry, dict) else {"traceback": str(entry)}
+                   for entry in job.errors or []]
+        if not entries:
+            return "-"
+        return format_html('<ol class="jobs-errors">{}</ol>', format_html_join(
+            "", '<li><strong>{}</strong> {}<pre class="jobs-pre jobs-traceback">{}</pre></li>',
+            ((entry.get("exception_class_path", ""), entry.get("at", ""), entry.get("traceback", ""))
+             for entry in entries)))
+
+    # -- actions -------------------------------------------------------------------------
+
+    @admin.action(description=_("Requeue selected jobs"), permissions=["requeue"],
+                  location=BOTH_PLACES)
+    def requeue(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Put the jobs back in the queue, due now; a job being processed, or one whose
+        dedupe key another pending job holds, is refused and left as it is."""
+        store = jobs.get_job_store()
+        done, refused = self._for_each(queryset, store.requeue)
+        if done:
+            messages.success(request, ngettext("%(count)d job requeued.", "%(count)d jobs requeued.",
+                                               done) % {"count": done})
+        self._report_refused(request, refused, _("requeued"))
+
+    @admin.action(description=_("Delete selected jobs"), permissions=["delete"],
+                  location=BOTH_PLACES)
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Delete the jobs through the store: a job being processed is refused; nothing
+        else is deleted with them (no other model points at a job)."""
+        store = jobs.get_job_store()
+        done, refused = self._for_each(queryset, store.delete)
+        if done:
+            messages.success(request, ngettext("%(count)d job deleted.", "%(count)d jobs deleted.",
+                                               done) % {"count": done})
+        self._report_refused(request, refused, _("deleted"))
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        if done and request.resolver_match.url_name == f"{prefix}_change":
+            # the detail page of a deleted job is gone: back to the list
+            return HttpResponseRedirect(reverse(f"{self.admin_site.name}:{prefix}_changelist"))
+        return None
+
+    @staticmethod
+    def _for_each(queryset: QuerySet, operation: Callable[[int], Any]) -> tuple[int, list[str]]:
+        """Run ``operation`` on each job id; return how many succeeded and why the others
+        were refused. Each call stands alone, so one refusal spoils nothing else."""
+        done, refused = 0, []
+        for job_id in queryset.order_by("pk").values_list("pk", flat=True):
+            try:
+                operation(job_id)
+            except (JobRunning, DedupeConflict, JobNotFound) as e:
+                refused.append(str(e))
+            else:
+                done += 1
+        return done, refused
+
+    @staticmethod
+    def _report_refused(request: HttpRequest, refused: list[str], verb: str) -> None:
+        if not refused:
+            return
+        reasons = "; ".join(refused[:MAX_REASONS])
+        if len(refused) > MAX_REASONS:
+            reasons += f"; and {len(refused) - MAX_REASONS} more"
+        messages.warning(request, ngettext(
+            "%(count)d job was not %(verb)s: %(reasons)s.",
+            "%(count)d jobs were not %(verb)s: %(reasons)s.", len(refused),
+        ) % {"count": len(refused), "verb": verb, "reasons": reasons})
+
+    # -- dashboard -----------------------------------------------------------------------
+
+    def get_urls(self) -> list:
+        # before the model's own URLs: "<path:object_id>/" would take "dashboard/"
+        return [
+            path("dashboard/", self.admin_site.admin_view(self.dashboard_view),
+                 name=f"{self.opts.app_label}_{self.opts.model_name}_dashboard"),
+            *super().get_urls(),
+        ]
+
+    def dashboard_view(self, request: HttpRequest) -> TemplateResponse:
+        """Counts by status and topic, the oldest due job's age, finished jobs per minute."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        stats = jobs.get_job_store().stats()
+        chart = charts.bar_chart(charts.finished_per_minute(timezone.now()))
+        statuses = list(JobStatus)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Job dashboard"),
+            "opts": self.opts,
+            "stats": stats,
+            "status_rows": [(status, status_badge(status), stats.by_status.get(status, 0))
+                            for status in statuses],
+            "statuses": statuses,
+            "topic_rows": [(topic, [counts.get(status, 0) for status in statuses], sum(counts.values()))
+                           for topic, counts in stats.by_topic.items()],
+            "total": sum(stats.by_status.values()),
+            "oldest_due_age": format_age(stats.oldest_due_age) if stats.due else None,
+            "chart": chart,
+            "schedules_url": schedules_url(self.admin_site.name),
+        }
+        return TemplateResponse(request, "plugins_admin/jobs/dashboard.html", context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        extra_context = {"schedules_url": schedules_url(self.admin_site.name), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+
+def schedules_url(site_name: str) -> str | None:
+    """The django-q2 schedules list (cron entries), when django_q is installed."""
+    try:
+        return reverse(f"{site_name}:django_q_schedule_changelist")
+    except NoReverseMatch:
+        return None
