@@ -1,1 +1,308 @@
-"""Admin pages: keys."""
+"""Admin pages: the key browser of ``kv``.
+
+The list shows live keys (expired rows count as absent, as in the store); the search
+box takes a Redis glob pattern, matched in SQL exactly as ``store.keys(pattern)``
+matches it. Every write goes through ``kv.get_store()`` (so L1 caches everywhere
+drop the key), never through the ORM: an edit validates the JSON first and writes
+nothing when it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import NotSupportedError, transaction
+from django.db.models import F, Lookup, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils.html import format_html
+
+import kv
+from kv import store as kv_store
+from kv.errors import KVError
+from kv.models import KVEntry, ValueType
+from kv.sql.glob import glob_to_regex, glob_to_sqlite
+from kv.validation import check_field, check_key, to_json
+
+PREVIEW_LENGTH = 80
+
+
+class KeyExists(KVError):
+    """A key added from the admin exists already."""
+
+
+# -- glob search -------------------------------------------------------------------------------
+
+
+class RedisGlob(Lookup):
+    """``lhs`` matches a Redis glob pattern, translated as ``kv.sql`` translates it for
+    ``store.keys()``: ``GLOB`` on SQLite, a regular expression on PostgreSQL; ``%`` and
+    ``_`` are literal characters on both."""
+
+    lookup_name = "redis_glob"
+    prepare_rhs = False
+
+    def as_sqlite(self, compiler, connection) -> tuple[str, list]:
+        lhs, params = self.process_lhs(compiler, connection)
+        pattern = glob_to_sqlite(self.rhs)
+        if pattern is None:  # an empty set: nothing can match
+            return "1 = 0", []
+        return f"{lhs} GLOB %s", [*params, pattern]
+
+    def as_postgresql(self, compiler, connection) -> tuple[str, list]:
+        lhs, params = self.process_lhs(compiler, connection)
+        return f"{lhs} ~ %s", [*params, glob_to_regex(self.rhs)]
+
+    def as_sql(self, compiler, connection) -> tuple[str, list]:
+        raise NotSupportedError(f"Redis glob patterns are not translated for {connection.vendor}")
+
+
+# -- display helpers ---------------------------------------------------------------------------
+
+
+def ttl_seconds(entry: KVEntry) -> int | None:
+    """Seconds left, rounded as ``store.ttl`` rounds them; ``None`` without expiry."""
+    if entry.expire_at is None:
+        return None
+    return max(0, entry.expire_at - kv_store.now_ms() + 500) // 1000
+
+
+def pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _canonical(value: Any) -> str:
+    # 1, 1.0 and true are equal in Python, not in JSON: compare texts
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def parse_json(text: str) -> Any:
+    """The value of ``text``; a ``ValidationError`` quoting the parser (line and column) if it is no JSON."""
+
+    def refuse_constant(name: str) -> Any:
+        raise forms.ValidationError(f"Invalid JSON: {name} is not a JSON value.", code="invalid_json")
+
+    try:
+        return json.loads(text, parse_constant=refuse_constant)
+    except json.JSONDecodeError as e:
+        raise forms.ValidationError(f"Invalid JSON: {e}", code="invalid_json") from None
+
+
+# -- forms -------------------------------------------------------------------------------------
+
+
+class KeyForm(forms.ModelForm):
+    """The value as JSON text and the TTL of a key; it never saves the row itself."""
+
+    json_value = forms.CharField(
+        label="Value (JSON)",
+        widget=forms.Textarea(attrs={"rows": 16, "cols": 90, "class": "vLargeTextField kv-json",
+                                     "spellcheck": "false"}),
+        help_text="Any JSON value; a hash takes a JSON object of fields.",
+    )
+    ttl = forms.IntegerField(label="Set TTL", min_value=1, required=False,
+                             help_text="Seconds from now. Leave empty to keep the current expiry.")
+    remove_ttl = forms.BooleanField(label="Remove the TTL (persist)", required=False,
+                                    help_text="The key no longer expires.")
+
+    class Meta:
+        model = KVEntry
+        fields: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["json_value"].initial = pretty(self.instance.value)
+
+    @property
+    def key(self) -> str:
+        return self.instance.key
+
+    @property
+    def value_type(self) -> str:
+        return self.instance.type
+
+    def clean_json_value(self) -> Any:
+        value = parse_json(self.cleaned_data["json_value"])
+        try:
+            if self.value_type == ValueType.HASH:
+                if not isinstance(value, dict) or not value:
+                    raise forms.ValidationError(
+                        "A hash takes a JSON object with at least one field (delete the key to empty it).",
+                        code="not_a_hash")
+                for field in value:
+                    check_field(field)
+            to_json(value, self.key)  # the store's own checks: size, NUL characters
+        except KVError as e:
+            raise forms.ValidationError(str(e), code="invalid_value") from None
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("ttl") and cleaned.get("remove_ttl"):
+            raise forms.ValidationError("Set a TTL or remove it, not both.", code="ttl_conflict")
+        return cleaned
+
+    def value_changed(self) -> bool:
+        return _canonical(self.cleaned_data["json_value"]) != _canonical(self.instance.value)
+
+
+class AddKeyForm(KeyForm):
+    """A new key: its name, type, JSON value and an optional TTL."""
+
+    new_key = forms.CharField(label="Key", max_length=512, strip=False,
+                              widget=forms.TextInput(attrs={"class": "vTextField"}))
+    new_type = forms.ChoiceField(label="Type", choices=[(ValueType.VALUE, "value"), (ValueType.HASH, "hash")],
+                                 initial=ValueType.VALUE)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields.pop("remove_ttl")
+        self.fields["ttl"].label = "TTL"
+        self.fields["ttl"].help_text = "Seconds. Leave empty for a key that never expires."
+        # the key and type are cleaned before the value, which is checked against them
+        self.order_fields(["new_key", "new_type", "json_value", "ttl"])
+
+    @property
+    def key(self) -> str:
+        return self.cleaned_data.get("new_key") or ""
+
+    @property
+    def value_type(self) -> str:
+        return self.cleaned_data.get("new_type") or ValueType.VALUE
+
+    def clean_new_key(self) -> str:
+        try:
+            key = check_key(self.cleaned_data["new_key"])
+        except KVError as e:
+            raise forms.ValidationError(str(e), code="invalid_key") from None
+        if kv.get_store().exists(key):
+            raise forms.ValidationError(f"Key {key!r} exists already; open it to edit it.", code="exists")
+        return key
+
+
+# -- writes ------------------------------------------------------------------------------------
+
+
+def replace_hash(store: Any, key: str, fields: dict[str, Any], *, keep_ttl: bool) -> None:
+    """Make ``key`` the hash ``fields`` and nothing else, in one transaction."""
+    with transaction.atomic(using=store.using):
+        left = store.pttl(key) if keep_ttl else -1
+        store.delete(key)
+        store.hset(key, mapping=fields)
+        if left > 0:
+            store.pexpire(key, left)
+
+
+def save_key(store: Any, form: KeyForm, *, adding: bool) -> str:
+    """Write what ``form`` asks through the store, in one transaction; return the key."""
+    key, value_type, data = form.key, form.value_type, form.cleaned_data
+    value, ttl, remove_ttl = data["json_value"], data.get("ttl"), data.get("remove_ttl", False)
+    with transaction.atomic(using=store.using):
+        if adding:
+            if store.exists(key):
+                raise KeyExists(f"key {key!r} was created meanwhile; nothing was written")
+        elif not form.value_changed():
+            if ttl:
+                store.expire(key, ttl)
+            elif remove_ttl:
+                store.persist(key)
+            return key
+        if value_type == ValueType.HASH:
+            replace_hash(store, key, value, keep_ttl=not (ttl or remove_ttl))
+            if ttl:
+                store.expire(key, ttl)
+        elif ttl:
+            store.set(key, value, ex=ttl)
+        else:
+            store.set(key, value, keepttl=not remove_ttl)  # a plain set clears the TTL
+    return key
+
+
+# -- the admin ---------------------------------------------------------------------------------
+
+
+@admin.register(KVEntry)
+class KeyAdmin(admin.ModelAdmin):
+    """Browse, edit and delete keys; writes go through ``kv.get_store()``."""
+
+    form = KeyForm
+    list_display = ("key", "type", "value_preview", "ttl_display")
+    list_filter = ("type",)
+    ordering = ("key",)
+    search_fields = ("key",)
+    search_help_text = ("A Redis glob pattern: * any characters, ? one, [a-z] a set, "
+                        "\\ takes the next character literally (user:*, job:??, [a-c]*).")
+    readonly_fields = ("key", "type", "ttl_display", "formatted_value", "updated")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        now = kv_store.now_ms()
+        return super().get_queryset(request).filter(Q(expire_at__isnull=True) | Q(expire_at__gt=now))
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        if not search_term:
+            return queryset, False
+        return queryset.filter(RedisGlob(F("key"), search_term)), False
+
+    # -- columns and read-only fields
+
+    @admin.display(description="value")
+    def value_preview(self, entry: KVEntry) -> str:
+        text = json.dumps(entry.value, ensure_ascii=False, separators=(", ", ": "))
+        return text if len(text) <= PREVIEW_LENGTH else text[: PREVIEW_LENGTH - 1] + "…"
+
+    @admin.display(description="TTL")
+    def ttl_display(self, entry: KVEntry) -> str:
+        seconds = ttl_seconds(entry)
+        return "no expiry" if seconds is None else f"{seconds} s"
+
+    @admin.display(description="value")
+    def formatted_value(self, entry: KVEntry) -> str:
+        return format_html('<pre class="kv-json">{}</pre>', pretty(entry.value))
+
+    # -- forms
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
+        kwargs["form"] = KeyForm if obj is not None else AddKeyForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list:
+        if obj is None:
+            return [(None, {"fields": ["new_key", "new_type", "json_value", "ttl"]})]
+        if not self.has_change_permission(request, obj):
+            return [(None, {"fields": ["key", "type", "ttl_display", "formatted_value", "updated"]})]
+        return [
+            (None, {"fields": ["key", "type", "json_value", "updated"]}),
+            ("Expiry", {"fields": ["ttl_display", "ttl", "remove_ttl"]}),
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return () if obj is None else self.readonly_fields
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.type == ValueType.CACHE:
+            return False  # kv.cache's own encoding: view and delete only
+        return super().has_change_permission(request, obj)
+
+    # -- writes through the store
+
+    def save_model(self, request: HttpRequest, obj: KVEntry, form: KeyForm, change: bool) -> None:
+        obj.key = save_key(kv.get_store(), form, adding=not change)
+
+    def delete_model(self, request: HttpRequest, obj: KVEntry) -> None:
+        kv.get_store().delete(obj.key)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        keys = list(queryset.values_list("key", flat=True))
+        if keys:
+            kv.get_store().delete(*keys)
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
+                        extra_context: dict | None = None) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except KVError as e:  # a race the form could not see; the admin's transaction rolled back
+            self.message_user(request, f"Nothing was written: {e}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())

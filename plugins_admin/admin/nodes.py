@@ -1,1 +1,159 @@
-"""Admin pages: nodes."""
+"""Admin pages: the supervisor's nodes and maintenance mode.
+
+The node list is the supervisor's view (``tachycore.supervisor.list_nodes``): each
+process of the site with its status, heartbeat age and last errors, stale ones shown
+as such. The rows are written by the processes themselves and are read-only here.
+The same page turns maintenance mode on or off (``tachycore.maintenance``) and says
+which live processes have picked the current mode up, as ``manage.py maintenance
+status`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html_join
+
+from tachycore.maintenance import MaintenanceState, maintenance
+from tachycore.models import Node, NodeStatus
+from tachycore.supervisor import NodeInfo, list_nodes
+
+#: the permission that turns maintenance mode on or off (besides staff)
+MAINTENANCE_PERMISSION = "tachycore.change_sitestate"
+#: processes that follow maintenance mode; a command runs too briefly to be waited for
+FOLLOWING_KINDS_EXCLUDE = ("command",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Uptake:
+    """Which live processes run in the current maintenance mode, and which do not yet."""
+
+    live: list[NodeInfo]
+    waiting: list[NodeInfo]
+
+    @property
+    def picked_up(self) -> int:
+        return len(self.live) - len(self.waiting)
+
+    @property
+    def summary(self) -> str:
+        noun = "process" if len(self.live) == 1 else "processes"
+        return f"{self.picked_up} of {len(self.live)} live {noun} picked it up."
+
+
+def uptake(state: MaintenanceState, nodes: list[NodeInfo]) -> Uptake:
+    """How far ``state`` has spread: live (fresh, not stopped) nodes other than commands."""
+    live = [node for node in nodes
+            if not node.stale and node.status != NodeStatus.STOPPED and node.kind not in FOLLOWING_KINDS_EXCLUDE]
+    return Uptake(live=live, waiting=[node for node in live if node.maintenance != state.enabled])
+
+
+def status_badges(node: NodeInfo) -> list[tuple[str, str]]:
+    """(css class, text) badges for a node's state."""
+    if node.stale:
+        return [("off", node.status), ("stale", "stale")]
+    css = {NodeStatus.RUNNING: "on", NodeStatus.ERROR: "error", NodeStatus.MAINTAINING: "new",
+           NodeStatus.STOPPED: "off"}.get(node.status, "builtin")
+    return [(css, node.status)]
+
+
+def newest_first(errors: list[dict[str, str]]) -> list[dict[str, str]]:
+    return sorted(errors, key=lambda error: str(error.get("at", "")), reverse=True)
+
+
+class MaintenanceForm(forms.Form):
+    """Turn maintenance mode on (with the message visitors read) or off."""
+
+    action = forms.ChoiceField(choices=[("on", "on"), ("off", "off")])
+    message = forms.CharField(
+        required=False, max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60, "class": "vLargeTextField"}),
+        help_text="Shown to visitors who are not staff while the site answers 503.",
+    )
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    """The live nodes and maintenance mode; node rows are never edited here."""
+
+    change_list_template = "admin/tachycore/node/change_list.html"
+    fields = ("id", "kind", "name", "hostname", "pid", "status", "started", "heartbeat", "maintenance",
+              "errors_display")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # each process writes its own row
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # old rows are pruned by the supervisor (NODE_RETENTION)
+
+    @admin.display(description="last errors")
+    def errors_display(self, node: Node) -> str:
+        errors = newest_first(node.last_errors or [])
+        if not errors:
+            return "—"
+        return format_html_join("", "<div><strong>{}</strong><pre>{}</pre></div>",
+                                ((error.get("at", ""), error.get("message", "")) for error in errors))
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view  # staff only, CSRF-protected, never cached
+        return [
+            path("maintenance/", view(self.maintenance_view), name="tachycore_node_maintenance"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        nodes = list_nodes(include_gone=True)
+        state = maintenance.current()
+        rows = [{
+            "node": node,
+            "badges": status_badges(node),
+            "errors": newest_first(node.last_errors or []),
+            "url": reverse("admin:tachycore_node_change", args=[quote(node.id)],
+                           current_app=self.admin_site.name),
+        } for node in nodes]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Nodes and maintenance",
+            "rows": rows,
+            "state": state,
+            "uptake": uptake(state, nodes),
+            "can_change_maintenance": request.user.has_perm(MAINTENANCE_PERMISSION),
+            "form": MaintenanceForm(initial={"message": state.message}),
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.change_list_template, context)
+
+    def maintenance_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: turn maintenance on (with its message) or off, then back to the list."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(MAINTENANCE_PERMISSION):
+            raise PermissionDenied
+        form = MaintenanceForm(request.POST)
+        if not form.is_valid():
+            problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+            self.message_user(request, f"Maintenance mode was not changed: {problems}", messages.ERROR)
+        elif form.cleaned_data["action"] == "on":
+            maintenance.turn_on(form.cleaned_data["message"])
+            self.message_user(request, "Maintenance mode is on: every process answers 503 to all but staff.",
+                              messages.SUCCESS)
+        else:
+            maintenance.turn_off()
+            self.message_user(request, "Maintenance mode is off.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:tachycore_node_changelist", current_app=self.admin_site.name))
