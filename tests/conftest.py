@@ -247,7 +247,7 @@ def run_together(procs: list[subprocess.Popen], timeout: float = 120) -> list[tu
 CHROMIUM = os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
     """Debian's headless Chromium driven by Playwright (never a downloaded browser); skipped
     when it is not installed, except in CI where that fails (.ci/run installs it)."""
@@ -257,8 +257,9 @@ def chromium():
         pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium chromium-driver)")
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
-    # plain synchronous code all the same
+    # Playwright's sync API runs an event loop in this thread while it is open (so only for
+    # one module: later tests may run their own loop); the test's own ORM calls are plain
+    # synchronous code all the same
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:
