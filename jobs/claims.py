@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -37,6 +37,13 @@ CLAIMED_COLUMNS = ("id", "topic", "payload", "priority", "queue_name", "run_at",
 # the index predicate exactly as the migration wrote it: SQLite matches a partial index
 # only when the conflict target's WHERE is the same expression
 _DEDUPE_CONFLICT = """ON CONFLICT ("dedupe_key") WHERE ("dedupe_key" IS NOT NULL AND "status" = 'pending') DO NOTHING"""
+
+
+#: a job going back to pending gives up its dedupe key when another pending job holds it
+#: meanwhile (enqueued while this one ran): the partial unique index allows one pending job per key
+_YIELD_KEY = ("CASE WHEN dedupe_key IS NOT NULL AND EXISTS (SELECT 1 FROM " + TABLE + " AS other "
+              "WHERE other.status = 'pending' AND other.dedupe_key = " + TABLE + ".dedupe_key "
+              "AND other.id <> " + TABLE + ".id) THEN NULL ELSE dedupe_key END")
 
 
 class Claims:
@@ -145,19 +152,29 @@ class Claims:
         ``CLAIMED_COLUMNS``, highest priority first, then oldest ``run_at``."""
         raise NotImplementedError
 
-    def complete(self, worker: str, now: datetime, outcomes: Sequence[tuple[int, str | None]]) -> set[int]:
-        """Mark jobs completed with their JSON results; return the ids still owned (written)."""
+    def complete(self, worker: str, now: datetime, outcomes: Sequence[tuple]) -> set[int]:
+        """Mark jobs completed with their JSON results; return the ids still owned (written).
+
+        Each outcome is ``(id, result JSON)`` or ``(id, result JSON, attempt)``: with the
+        attempt, only a job still at that attempt is written (a dispatcher that got its own
+        lapsed job back cannot finish the new claim with the old run's outcome)."""
         raise NotImplementedError
 
-    def fail(self, worker: str, now: datetime, job_id: int, error: dict[str, Any], retry_at: datetime | None) -> bool:
-        """Record a failed attempt: back to pending at ``retry_at``, or failed for good."""
+    def fail(self, worker: str, now: datetime, job_id: int, error: dict[str, Any], retry_at: datetime | None,
+             attempt: int | None = None) -> bool:
+        """Record a failed attempt: back to pending at ``retry_at``, or failed for good.
+        With ``attempt``, only if the job is still at that attempt (the claim's fence)."""
         status = "pending" if retry_at is not None else "failed"
-        sql = (f"UPDATE {TABLE} SET status = %s, run_at = COALESCE(%s, run_at), "
+        key = f"dedupe_key = {_YIELD_KEY}, " if retry_at is not None else ""
+        sql = (f"UPDATE {TABLE} SET status = %s, run_at = COALESCE(%s, run_at), {key}"
                "retries = retries + %s, last_error = %s, errors = " + self.append_error + ", "
                "locked_until = NULL, finished_at = %s, updated = %s "
                "WHERE id = %s AND locked_by = %s AND status = 'processing'")
         params = [status, self.dt(retry_at) if retry_at else None, 1 if retry_at else 0, error["traceback"],
                   json.dumps(error), None if retry_at else self.dt(now), self.dt(now), job_id, worker]
+        if attempt is not None:
+            sql += " AND attempts = %s"
+            params.append(attempt)
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.rowcount == 1
@@ -174,13 +191,29 @@ class Claims:
         its attempt back; one that was interrupted keeps it."""
         if not job_ids:
             return 0
-        undo = "" if started else f", attempts = attempts - 1, workers = {self.drop_last_worker}"
+        undo = "" if started else (
+            f", attempts = attempts - 1, workers = {self.drop_last_worker}, "
+            "started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END, "
+            "attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE attempted_at END")
         sql = (f"UPDATE {TABLE} SET status = 'pending', locked_by = '', locked_until = NULL, "
-               f"updated = %s{undo} WHERE locked_by = %s AND status = 'processing' "
-               f"AND id IN ({', '.join(['%s'] * len(job_ids))})")
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, [self.dt(now), worker, *job_ids])
-            return cursor.rowcount
+               f"dedupe_key = {_YIELD_KEY}, updated = %s{undo} WHERE locked_by = %s AND status = 'processing' "
+               "AND id IN ({ids})")
+        return self._one_by_one_on_conflict(sql, [self.dt(now), worker], list(job_ids))
+
+    def _one_by_one_on_conflict(self, sql: str, params: list[Any], job_ids: list[int]) -> int:
+        """Run ``sql`` (with ``{ids}``) for all the jobs at once; when two of them hold one
+        dedupe key (the statement cannot see its own rows), one job at a time instead."""
+        try:
+            with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+                cursor.execute(sql.format(ids=", ".join(["%s"] * len(job_ids))), [*params, *job_ids])
+                return cursor.rowcount
+        except IntegrityError:
+            done = 0
+            with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+                for job_id in job_ids:
+                    cursor.execute(sql.format(ids="%s"), [*params, job_id])
+                    done += cursor.rowcount
+            return done
 
     def recover(self, now: datetime) -> tuple[int, int]:
         """Jobs whose lease ran out (their worker died): back to pending, or failed when
@@ -192,12 +225,23 @@ class Claims:
                "status = CASE WHEN attempts > max_retries THEN 'failed' ELSE 'pending' END, "
                "retries = retries + CASE WHEN attempts > max_retries THEN 0 ELSE 1 END, "
                "finished_at = CASE WHEN attempts > max_retries THEN %s ELSE NULL END, "
+               f"dedupe_key = CASE WHEN attempts > max_retries THEN dedupe_key ELSE {_YIELD_KEY} END, "
                "last_error = 'the worker stopped without finishing the job (its lease expired)', "
                "errors = " + self.append_error + ", locked_by = '', locked_until = NULL, updated = %s "
-               "WHERE status = 'processing' AND locked_until < %s RETURNING status")
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, [self.dt(now), error, self.dt(now), self.dt(now)])
-            statuses = [row[0] for row in cursor.fetchall()]
+               "WHERE status = 'processing' AND locked_until < %s{only} RETURNING status")
+        params = [self.dt(now), error, self.dt(now), self.dt(now)]
+        try:
+            with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+                cursor.execute(sql.format(only=""), params)
+                statuses = [row[0] for row in cursor.fetchall()]
+        except IntegrityError:  # two lapsed jobs with one dedupe key: one at a time
+            statuses = []
+            with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+                cursor.execute(f"SELECT id FROM {TABLE} WHERE status = 'processing' AND locked_until < %s",
+                               [self.dt(now)])
+                for (job_id,) in cursor.fetchall():
+                    cursor.execute(sql.format(only=" AND id = %s"), [*params, job_id])
+                    statuses += [row[0] for row in cursor.fetchall()]
         return statuses.count("pending"), statuses.count("failed")
 
     def next_due(self, topics: Sequence[str], task_backends: Sequence[str],
@@ -207,6 +251,10 @@ class Claims:
         with self.connection.cursor() as cursor:
             cursor.execute(f"SELECT MIN(run_at) FROM {TABLE} WHERE status = 'pending' AND {where}", params)
             return self.read_dt(cursor.fetchone()[0])
+
+
+def _attempt(outcome: tuple) -> int | None:
+    return outcome[2] if len(outcome) > 2 else None
 
 
 def _like_escape(text: str) -> str:
@@ -268,12 +316,13 @@ class PostgresClaims(Claims):
     def complete(self, worker, now, outcomes):
         if not outcomes:
             return set()
-        values = ", ".join(["(%s::bigint, %s::jsonb)"] * len(outcomes))
+        values = ", ".join(["(%s::bigint, %s::jsonb, %s::integer)"] * len(outcomes))
         sql = (f"UPDATE {TABLE} AS j SET status = 'completed', result = v.result, locked_until = NULL, "
                "finished_at = %s, updated = %s "
-               f"FROM (VALUES {values}) AS v(id, result) "
-               "WHERE j.id = v.id AND j.locked_by = %s AND j.status = 'processing' RETURNING j.id")
-        params = [now, now, *(v for outcome in outcomes for v in outcome), worker]
+               f"FROM (VALUES {values}) AS v(id, result, attempt) "
+               "WHERE j.id = v.id AND j.locked_by = %s AND j.status = 'processing' "
+               "AND (v.attempt IS NULL OR j.attempts = v.attempt) RETURNING j.id")
+        params = [now, now, *(v for outcome in outcomes for v in (*outcome[:2], _attempt(outcome))), worker]
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             return {row[0] for row in cursor.fetchall()}
@@ -322,10 +371,13 @@ class SQLiteClaims(Claims):
                "finished_at = %s, updated = %s WHERE id = %s AND locked_by = %s AND status = 'processing'")
         # one transaction, one commit (one fsync) for the whole batch
         with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
-            for job_id, result in outcomes:
-                cursor.execute(sql, [result, at, at, job_id, worker])
+            for outcome in outcomes:
+                attempt = _attempt(outcome)
+                fence = "" if attempt is None else " AND attempts = %s"
+                cursor.execute(sql + fence, [outcome[1], at, at, outcome[0], worker]
+                               + ([] if attempt is None else [attempt]))
                 if cursor.rowcount == 1:
-                    done.add(job_id)
+                    done.add(outcome[0])
         return done
 
 

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from datetime import timedelta
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
 from .claims import CLAIMED_COLUMNS, Claims, claims_for
@@ -114,7 +114,6 @@ class Dispatcher:
         self._start_threads()
         self.store.add_local_waker(self.wake)
         try:
-            self._recover(claims)
             self._loop(claims)
             self._shut_down(claims)
         finally:
@@ -125,16 +124,17 @@ class Dispatcher:
 
     def _loop(self, claims: Claims) -> None:
         next_extend = time.monotonic() + self.lock_duration / 3
-        next_recover = time.monotonic() + min(self.lock_duration, 30.0)
+        next_recover = time.monotonic()  # at once: jobs of a dispatcher that died before this one started
         errors = 0
         while not self.stopping:
             self._wake.clear()
             try:
-                self._flush(claims)
                 now = time.monotonic()
+                # the leases first: nothing below may keep them from being renewed in time
                 if now >= next_extend:
                     self._extend(claims)
                     next_extend = now + self.lock_duration / 3
+                self._flush(claims)
                 if now >= next_recover:
                     self._recover(claims)
                     next_recover = now + min(self.lock_duration, 30.0)
@@ -211,7 +211,12 @@ class Dispatcher:
     # -- finishing -----------------------------------------------------------------------
 
     def _flush(self, claims: Claims) -> None:
-        """Write the outcomes the workers reported: completed ones in one statement."""
+        """Write the outcomes the workers reported: completed ones in one statement.
+
+        A lost connection keeps them for the next round. An outcome the database refuses
+        for its data (it never will accept it) is dropped and reported, so that one bad
+        outcome cannot stop the dispatcher; its job comes back when its lease runs out.
+        """
         if not self._done:
             return
         outcomes = []
@@ -219,21 +224,32 @@ class Dispatcher:
             outcomes.append(self._done.popleft())
         try:
             self._write(claims, outcomes)
-        except BaseException:
+        except (OperationalError, InterfaceError):
             self._done.extendleft(reversed(outcomes))  # written on the next round
             raise
+        except DatabaseError:
+            for outcome in outcomes:  # one at a time, to find the one refused
+                try:
+                    self._write(claims, [outcome])
+                except (OperationalError, InterfaceError):
+                    self._done.append(outcome)
+                    raise
+                except DatabaseError as e:
+                    self._forget(outcome.job)
+                    logger.error("jobs: the outcome of job %s was refused by the database: %s", outcome.job.id, e)
+                    _record_error(f"outcome of job {outcome.job.id} not written: {type(e).__name__}: {e}")
 
     def _write(self, claims: Claims, outcomes: list[Outcome]) -> None:
         now = timezone.now()
         completed = [o for o in outcomes if o.status == JobStatus.COMPLETED]
-        written = claims.complete(self.name, now, [(o.job.id, o.result_json) for o in completed])
+        written = claims.complete(self.name, now, [(o.job.id, o.result_json, o.job.attempts) for o in completed])
         for outcome in outcomes:
             job = outcome.job
             if outcome.status != JobStatus.COMPLETED:
-                ok = claims.fail(self.name, now, job.id, outcome.error, outcome.retry_at)
+                ok = claims.fail(self.name, now, job.id, outcome.error, outcome.retry_at, attempt=job.attempts)
             else:
                 ok = job.id in written
-            self._held.pop(job.id, None)
+            self._forget(job)
             if not ok:
                 self.counters.lost += 1
                 logger.warning("job %s (%s): its lease was lost; this outcome (%s) is not written",
@@ -247,6 +263,11 @@ class Dispatcher:
             except Exception as e:  # a receiver's error: the outcome is written already
                 logger.exception("jobs: a job_finished receiver failed for job %s", job.id)
                 _record_error(f"job_finished receiver failed for job {job.id}: {type(e).__name__}: {e}")
+
+    def _forget(self, job: Job) -> None:
+        """Drop ``job`` from the claims held, unless that id was claimed again since."""
+        if self._held.get(job.id) is job:
+            del self._held[job.id]
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.status == JobStatus.COMPLETED:

@@ -75,6 +75,10 @@ class Job(models.Model):
 
     objects = JobQuerySet.as_manager()
 
+    #: set by ``enqueue``: true when the job returned is an existing pending job that holds
+    #: the dedupe key asked for (nothing was added)
+    deduplicated = False
+
     class Meta:
         db_table = "_jobs"
         ordering = ["-id"]

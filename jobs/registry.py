@@ -23,9 +23,9 @@ MAX_TOPIC_LENGTH = 255
 
 
 def check_topic(topic: Any) -> str:
-    if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LENGTH:
+    if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LENGTH or "\x00" in topic:
         raise InvalidTopic(f"a topic must be a non-empty string of at most {MAX_TOPIC_LENGTH} "
-                           f"characters, got {topic!r}")
+                           f"characters, without NUL, got {topic!r}")
     return topic
 
 

@@ -77,7 +77,7 @@ class JobStore:
                 priority: int = 0, max_retries: int | None = None, dedupe_key: str | None = None,
                 queue_name: str = "default") -> Job:
         """Add one job; return it. With a ``dedupe_key`` that a pending job has already,
-        return that job and add nothing.
+        return that job and add nothing (``job.deduplicated`` is then true).
 
         ``payload`` is any JSON value (``{}`` when omitted); ``run_at`` (aware) or ``delay``
         (seconds or a timedelta) defers it; higher ``priority`` (-100..100) runs first;
@@ -144,12 +144,13 @@ class JobStore:
                     job = self._existing(job, claims)
                 else:
                     job.id = job_id
+                    job.deduplicated = False
                     job._state.adding = False
                     job._state.db = self.using
                 result.append(job)
         for job in result:
             job.__dict__.pop("_payload_json", None)
-            if job_enqueued.receivers:
+            if job_enqueued.receivers and not job.deduplicated:  # a dedupe hit enqueued nothing
                 job_enqueued.send(sender=type(self), job=job)
         if self._local_wakers:
             transaction.on_commit(self._wake_local, using=self.using)
@@ -160,11 +161,13 @@ class JobStore:
         for _ in range(5):
             found = Job.objects.using(self.using).filter(status=JobStatus.PENDING, dedupe_key=job.dedupe_key).first()
             if found is not None:
+                found.deduplicated = True  # the job returned is not the one asked for
                 return found
             # it was claimed between our insert and this read: try the insert again
             (job_id,) = claims.insert(job.created, [self._row(claims, job)], dedupe=True)
             if job_id is not None:
                 job.id = job_id
+                job.deduplicated = False
                 job._state.adding = False
                 job._state.db = self.using
                 return job
@@ -231,12 +234,13 @@ class JobStore:
         processed; ``DedupeConflict`` when another pending job holds its ``dedupe_key``."""
         job_id = self._id(job_id)
         now = timezone.now()
+        run_at = run_time(now, run_at, None)
         jobs = Job.objects.using(self.using)
         try:
             # a savepoint: the unique index refusing the update must not spoil the caller's transaction
             with transaction.atomic(using=self.using):
                 updated = (jobs.filter(pk=job_id).exclude(status=JobStatus.PROCESSING)
-                           .update(status=JobStatus.PENDING, run_at=run_at or now, attempts=0, locked_by="",
+                           .update(status=JobStatus.PENDING, run_at=run_at, attempts=0, locked_by="",
                                    locked_until=None, finished_at=None, result=None, updated=now))
         except IntegrityError:
             job = self.get(job_id)

@@ -30,6 +30,8 @@ def payload_json(payload: Any, topic: str) -> str:
         text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as e:
         raise InvalidPayload(f"payload of {topic!r} is not JSON-serialisable: {e}") from None
+    except RecursionError:
+        raise InvalidPayload(f"payload of {topic!r} is nested too deeply to be stored") from None
     if has_nul(text):  # jsonb cannot hold it; refused on SQLite too, for one rule
         raise InvalidPayload(f"payload of {topic!r} contains a NUL character (\\u0000), which cannot be stored")
     limit = jobs_settings.MAX_PAYLOAD_SIZE
@@ -80,14 +82,14 @@ def check_max_retries(max_retries: Any) -> int:
 def check_dedupe_key(dedupe_key: Any) -> str | None:
     if dedupe_key is None:
         return None
-    if not isinstance(dedupe_key, str) or not dedupe_key or len(dedupe_key) > MAX_DEDUPE_KEY:
+    if not isinstance(dedupe_key, str) or not dedupe_key or len(dedupe_key) > MAX_DEDUPE_KEY or "\x00" in dedupe_key:
         raise InvalidOption(f"dedupe_key must be a non-empty string of at most {MAX_DEDUPE_KEY} "
-                            f"characters, got {dedupe_key!r}")
+                            f"characters, without NUL, got {dedupe_key!r}")
     return dedupe_key
 
 
 def check_queue_name(queue_name: Any) -> str:
-    if not isinstance(queue_name, str) or not queue_name or len(queue_name) > MAX_QUEUE_NAME:
+    if not isinstance(queue_name, str) or not queue_name or len(queue_name) > MAX_QUEUE_NAME or "\x00" in queue_name:
         raise InvalidOption(f"queue_name must be a non-empty string of at most {MAX_QUEUE_NAME} "
-                            f"characters, got {queue_name!r}")
+                            f"characters, without NUL, got {queue_name!r}")
     return queue_name

@@ -147,6 +147,7 @@ def test_operation__get_never_changes_anything(admin_client):
 
 def test_operation__unknown_operation_or_plugin(admin_client):
     assert admin_client.get(operation_url("audit", "frob")).status_code == 404
+    assert admin_client.get("/admin/tachycore/applicationplugin/a%00b/enable/").status_code == 404
     response = admin_client.post(operation_url("nope", "enable"), follow=True)
     assert "refused, nothing was changed" in response.content.decode()
 

@@ -445,10 +445,20 @@ def test_enqueue__dedupe_key_returns_the_pending_job(api):
     second = post(api, {"topic": "toolbox.echo", "payload": {"n": 2}, "dedupe_key": "k"})
     other = post(api, {"topic": "toolbox.echo", "payload": {"n": 3}, "dedupe_key": "other"})
 
-    assert first.status_code == 201 and second.status_code == 201 and other.status_code == 201
-    assert second.json()["id"] == first.json()["id"]
-    assert second.json()["payload"] == {"n": 1}
+    assert first.status_code == 201 and second.status_code == 200 and other.status_code == 201
+    assert second.json()["id"] == first.json()["id"] and second.json()["deduplicated"] is True
+    assert second.json()["payload"] == {"n": 1}  # staff may see the whole job
     assert sorted(Job.objects.values_list("dedupe_key", "payload")) == [("k", {"n": 1}), ("other", {"n": 3})]
+
+
+def test_enqueue__dedupe_hit_shows_an_enqueue_only_user_no_more_than_id_and_status(api, enqueuer):
+    first = post(api, {"topic": "toolbox.echo", "payload": {"secret": "s3cr3t"}, "dedupe_key": "k"}).json()
+    response = post(enqueuer, {"topic": "toolbox.echo", "payload": {"n": 2}, "dedupe_key": "k"})
+
+    assert response.status_code == 200
+    assert response.json() == {"id": first["id"], "topic": "toolbox.echo", "status": "pending",
+                               "deduplicated": True}
+    assert Job.objects.count() == 1
 
 
 def test_enqueue__dedupe_key_free_again_once_the_job_is_no_longer_pending(api):
@@ -884,3 +894,10 @@ def test_schema__no_jobs_paths_while_the_plugin_is_disabled(api):
     pm("disable", "jobs")
 
     assert jobs_paths(api) == {}
+
+
+def test_enqueue__a_body_nested_too_deeply_is_400(api):
+    body = "[" * 50_000 + "]" * 50_000
+    response = api.post(url(), data=body, content_type="application/json")
+    assert "nested too deeply" in assert_error(response, 400)
+    assert row_count() == 0

@@ -103,6 +103,15 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class DedupedSerializer(serializers.Serializer):
+    """The reply to an enqueue that found a pending job with its dedupe key."""
+
+    id = serializers.IntegerField()
+    topic = serializers.CharField()
+    status = serializers.CharField()
+    deduplicated = serializers.BooleanField()
+
+
 class JobQuerySerializer(serializers.Serializer):
     """Query string of ``GET /api/jobs/``."""
 

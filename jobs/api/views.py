@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
@@ -35,6 +36,16 @@ def _store() -> JobStore:
     return store
 
 
+class JSONBodyParser(JSONParser):
+    """DRF's JSON parser; a body nested too deeply for Python is a 400, not a 500."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - the body is nested too deeply") from None
+
+
 class JobPagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
@@ -55,7 +66,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
     serializer_class = s.JobSerializer
     pagination_class = JobPagination
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [JSONBodyParser]
     lookup_value_converter = "int"
     lookup_value_regex = r"\d+"
 
@@ -83,7 +94,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
         return job
 
     @extend_schema(summary="Enqueue a job", request=s.EnqueueSerializer,
-                   responses={201: s.JobSerializer, **_errors(400, 403, 413)})
+                   description="201 with the new job; 200 when a pending job holds the dedupe_key "
+                               "(nothing added): the whole job for users who may manage jobs, else "
+                               "its id, topic and status, with \"deduplicated\": true.",
+                   responses={201: s.JobSerializer, 200: s.DedupedSerializer, **_errors(400, 403, 413)})
     def create(self, request: Any) -> Response:
         body = s.EnqueueSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -95,7 +109,12 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
                                delay=data.get("delay"), priority=data["priority"],
                                max_retries=data.get("max_retries"), dedupe_key=data.get("dedupe_key"),
                                queue_name=data["queue_name"])
-        return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+        if not job.deduplicated:
+            return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+        # an existing job (someone else's, perhaps): its details only for those who may manage jobs
+        if CanManage().has_permission(request, self):
+            return Response({**s.JobSerializer(job).data, "deduplicated": True})
+        return Response({"id": job.id, "topic": job.topic, "status": job.status, "deduplicated": True})
 
     def destroy(self, request: Any, pk: int) -> Response:
         self.get_object()  # 404 for a missing job, 403 where an object permission refuses it

@@ -9,6 +9,7 @@ changes nothing and says why.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib import admin, messages
@@ -22,6 +23,8 @@ from tachycore.manager import plugin_manager
 from tachycore.models import ApplicationPlugin
 from tachycore.plans import OPERATIONS, plan
 
+#: what a plugin name can be (an app label or a name given in plugin.py)
+_PLUGIN_NAME = re.compile(r"[\w.-]{1,100}")
 #: the model permission each operation needs (besides staff)
 PERMISSIONS = {"add": "add", "install": "change", "enable": "change", "disable": "change",
                "upgrade": "change", "remove": "delete"}
@@ -139,8 +142,8 @@ class PluginAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:tachycore_applicationplugin_changelist") + f"#plugin-{name}")
 
     def operation_view(self, request: HttpRequest, name: str, operation: str) -> HttpResponse:
-        if operation not in OPERATIONS:
-            raise Http404(f"no operation {operation!r}")
+        if operation not in OPERATIONS or not _PLUGIN_NAME.fullmatch(name):
+            raise Http404(f"no operation {operation!r} for a plugin named {name!r}")
         if not self._allowed(request, operation):
             raise PermissionDenied
         changelist = reverse("admin:tachycore_applicationplugin_changelist")

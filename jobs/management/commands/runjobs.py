@@ -23,6 +23,16 @@ def positive_int(value: str) -> int:
     return number
 
 
+def _is_task(path: str) -> bool:
+    from django.tasks import Task
+    from django.utils.module_loading import import_string
+
+    try:
+        return isinstance(import_string(path), Task)
+    except ImportError:
+        return False
+
+
 class Command(BaseCommand):
     help = ("Run due jobs on a pool of worker threads until SIGTERM or Ctrl-C (a second one stops at "
             "once); with --burst, run what is due now and exit.")
@@ -43,6 +53,10 @@ class Command(BaseCommand):
         topic_list = [t.strip() for t in topics.split(",") if t.strip()] if topics else None
         if topics is not None and not topic_list:
             raise CommandError("--topics needs at least one topic")
+        for topic in topic_list or ():
+            if topic not in handlers and not _is_task(topic):
+                self.stderr.write(f"runjobs: no handler for topic {topic!r} in this process, and no "
+                                  "django.tasks task of that path: its jobs will wait")
         if tachycore_settings.START_RUNTIME:
             runtime.start(kind="dispatcher", name=f"runjobs ({count} workers)", status=NodeStatus.RUNNING)
         dispatcher = Dispatcher(workers=count, topics=topic_list, burst=burst)
