@@ -40,22 +40,14 @@ def check_allowed_topics(app_configs: Any = None, **kwargs: Any) -> list[checks.
 
 def check_permission_classes(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Every entry of JOBS["ENQUEUE_PERMISSION_CLASSES"] and JOBS["MANAGE_PERMISSION_CLASSES"] imports."""
-    from .api.permissions import (
-        ENQUEUE_SETTING,
-        MANAGE_SETTING,
-        PermissionClassError,
-        load_permission_classes,
-    )
+    from tachycore.rest import permission_class_errors
 
-    errors = []
-    for setting_name in (ENQUEUE_SETTING, MANAGE_SETTING):
-        try:
-            load_permission_classes(setting_name)
-        except PermissionClassError as e:
-            errors.append(checks.Error(
-                str(e), hint="List dotted paths of DRF permission classes, such as "
-                             "'rest_framework.permissions.IsAdminUser' (see docs/jobs-api.md).",
-                id="jobs.E003"))
-        except ImproperlyConfigured:
-            pass  # jobs.E001 reports it
-    return errors
+    from .api.permissions import ENQUEUE_SETTING, MANAGE_SETTING
+    from .conf import jobs_settings
+
+    return permission_class_errors(
+        jobs_settings, (ENQUEUE_SETTING, MANAGE_SETTING),
+        hint="List dotted paths of DRF permission classes, such as "
+             "'rest_framework.permissions.IsAdminUser' (see docs/jobs-api.md).",
+        id="jobs.E003",
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
 
 
 def register() -> None:
@@ -25,24 +24,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 def check_permission_classes(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Every entry of KV["READ_PERMISSION_CLASSES"] and KV["WRITE_PERMISSION_CLASSES"] imports."""
-    from .api.permissions import (
-        READ_SETTING,
-        WRITE_SETTING,
-        PermissionClassError,
-        load_permission_classes,
-    )
+    from tachycore.rest import permission_class_errors
 
-    errors = []
-    for setting_name in (READ_SETTING, WRITE_SETTING):
-        try:
-            load_permission_classes(setting_name)
-        except PermissionClassError as e:
-            errors.append(checks.Error(
-                str(e),
-                hint="List dotted paths of DRF permission classes, such as "
-                     "'rest_framework.permissions.IsAdminUser' (see docs/kv-api.md).",
-                id="kv.E002",
-            ))
-        except ImproperlyConfigured:
-            pass  # not a list at all: kv.E001 reports it
-    return errors
+    from .api.permissions import READ_SETTING, WRITE_SETTING
+    from .conf import kv_settings
+
+    return permission_class_errors(
+        kv_settings, (READ_SETTING, WRITE_SETTING),
+        hint="List dotted paths of DRF permission classes, such as "
+             "'rest_framework.permissions.IsAdminUser' (see docs/kv-api.md).",
+        id="kv.E002",
+    )

@@ -2,7 +2,8 @@
 
 Store errors map to statuses: bad arguments 400, an unknown job 404, a running job 409,
 a payload over ``JOBS["MAX_PAYLOAD_SIZE"]`` 413, a topic outside ``JOBS["ALLOWED_TOPICS"]``
-403. Anything unexpected is logged and answered with a 500 that carries no traceback.
+403. Anything unexpected is logged and answered with a 500 that carries no traceback (see
+``tachycore.rest.handle_exception``).
 """
 
 from __future__ import annotations
@@ -11,41 +12,26 @@ import logging
 from typing import Any
 
 from rest_framework import status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework.views import set_rollback
 
 from jobs import errors as job_errors
-from kv.api.exceptions import describe
-
-from .permissions import PermissionClassError
+from tachycore import rest
+from tachycore.rest import BadRequest
 
 logger = logging.getLogger("jobs.api")
 
 
-class BadRequest(APIException):
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "Bad request."
-    default_code = "bad_request"
-
-
-class JobNotFound(APIException):
-    status_code = status.HTTP_404_NOT_FOUND
+class JobNotFound(NotFound):
     default_detail = "No such job."
-    default_code = "not_found"
 
 
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
+class Conflict(rest.Conflict):
     default_detail = "The job is being processed."
-    default_code = "conflict"
 
 
-class PayloadTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+class PayloadTooLarge(rest.TooLarge):
     default_detail = "The payload is larger than JOBS['MAX_PAYLOAD_SIZE']."
-    default_code = "too_large"
 
 
 class TopicNotAllowed(APIException):
@@ -67,18 +53,5 @@ def _translated(exc: Exception) -> Exception:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
-    """DRF's handler, with store errors translated, validation errors under ``detail`` (the
-    per-field errors stay in ``errors``) and a JSON 500 for everything else."""
-    exc = _translated(exc)
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        set_rollback()
-        if isinstance(exc, PermissionClassError):  # a settings mistake: its message says it all
-            logger.error("jobs API refused a request: %s", exc)
-        else:
-            logger.error("jobs API: unexpected error", exc_info=exc)
-        return Response({"detail": "The server could not handle this request; the error is logged."},
-                        status=status.HTTP_500_INTERNAL_SERVER_ERROR)
-    if isinstance(exc, ValidationError):
-        response.data = {"detail": " ".join(describe(response.data)), "errors": response.data}
-    return response
+    """The shared handler of ``tachycore.rest``, with the store's errors translated."""
+    return rest.handle_exception(_translated(exc), context, logger=logger, api_name="jobs API")

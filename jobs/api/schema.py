@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from tachycore.rest import api_served, without_viewset
+
 
 def served() -> bool:
     """Whether ``/api/jobs/`` answers now: ``JOBS["HTTP_ENABLED"]`` and the jobs plugin enabled."""
     from jobs.conf import jobs_settings
-    from tachycore.manager import plugin_manager
 
-    return jobs_settings.HTTP_ENABLED and plugin_manager.is_enabled("jobs")
+    return api_served(jobs_settings, "jobs")
 
 
 def hide_jobs_api_when_off(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list:
@@ -18,7 +19,4 @@ def hide_jobs_api_when_off(endpoints: list[tuple[str, str, str, Any]], **kwargs:
     they answer 404, so the schema never lists an API the site does not serve."""
     from .views import JobViewSet
 
-    if served():
-        return endpoints
-    return [endpoint for endpoint in endpoints
-            if not issubclass(getattr(endpoint[3], "cls", type(None)), JobViewSet)]
+    return endpoints if served() else without_viewset(endpoints, JobViewSet)

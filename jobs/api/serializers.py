@@ -8,17 +8,7 @@ from rest_framework import serializers
 
 from jobs.models import Job, JobStatus
 from jobs.validation import MAX_DEDUPE_KEY, MAX_PRIORITY, MAX_QUEUE_NAME, MIN_PRIORITY
-
-
-class WholeNumberField(serializers.IntegerField):
-    """An integer given as a JSON number: no strings, booleans or fractions."""
-
-    default_error_messages = {"invalid": "A whole number (a JSON integer) is required."}
-
-    def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+from tachycore.rest import WholeNumberField
 
 
 class NumberField(serializers.FloatField):
@@ -124,7 +114,3 @@ class StatsSerializer(serializers.Serializer):
     by_topic = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()))
     oldest_due_age = serializers.FloatField(help_text="Seconds since the oldest due job became due.")
     due = serializers.IntegerField(help_text="Pending jobs that are due now.")
-
-
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()

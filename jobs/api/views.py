@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError
@@ -19,14 +19,11 @@ from jobs.conf import jobs_settings
 from jobs.models import Job
 from jobs.registry import allowed_without_handler
 from jobs.store import JobStore
+from tachycore.rest import error_responses
 
 from . import serializers as s
 from .exceptions import TopicNotAllowed, exception_handler
 from .permissions import CanEnqueue, CanManage
-
-
-def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: OpenApiResponse(s.ErrorSerializer) for code in codes}
 
 
 def _store() -> JobStore:
@@ -54,10 +51,10 @@ class JobPagination(PageNumberPagination):
 
 @extend_schema_view(
     list=extend_schema(summary="List jobs", parameters=[s.JobQuerySerializer], responses={
-        200: s.JobSerializer(many=True), **_errors(400, 403)}),
-    retrieve=extend_schema(summary="Read a job", responses={200: s.JobSerializer, **_errors(403, 404)}),
+        200: s.JobSerializer(many=True), **error_responses(400, 403)}),
+    retrieve=extend_schema(summary="Read a job", responses={200: s.JobSerializer, **error_responses(403, 404)}),
     destroy=extend_schema(summary="Delete a job (not while it runs)",
-                          responses={204: None, **_errors(403, 404, 409)}),
+                          responses={204: None, **error_responses(403, 404, 409)}),
 )
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
     """Enqueue jobs (``JOBS["ENQUEUE_PERMISSION_CLASSES"]``) and look after them
@@ -97,7 +94,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
                    description="201 with the new job; 200 when a pending job holds the dedupe_key "
                                "(nothing added): the whole job for users who may manage jobs, else "
                                "its id, topic and status, with \"deduplicated\": true.",
-                   responses={201: s.JobSerializer, 200: s.DedupedSerializer, **_errors(400, 403, 413)})
+                   responses={201: s.JobSerializer, 200: s.DedupedSerializer, **error_responses(400, 403, 413)})
     def create(self, request: Any) -> Response:
         body = s.EnqueueSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -122,7 +119,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(summary="Put a job back in the queue, due now", request=None,
-                   responses={200: s.JobSerializer, **_errors(403, 404, 409)})
+                   responses={200: s.JobSerializer, **error_responses(403, 404, 409)})
     @action(detail=True, methods=["post"])
     def requeue(self, request: Any, pk: int) -> Response:
         self.get_object()  # 404 for a missing job, 403 where an object permission refuses it
@@ -130,7 +127,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
         return Response(s.JobSerializer(job).data)
 
     @extend_schema(summary="Counts by status and topic, and the age of the oldest due job",
-                   responses={200: s.StatsSerializer, **_errors(403)})
+                   responses={200: s.StatsSerializer, **error_responses(403)})
     @action(detail=False, methods=["get"])
     def stats(self, request: Any) -> Response:
         return Response(_store().stats().to_json())

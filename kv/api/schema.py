@@ -7,6 +7,8 @@ from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
 
+from tachycore.rest import api_served, without_viewset
+
 
 class KVSchema(AutoSchema):
     """Every kv response is one JSON object: ``GET /keys/`` too, though its action is ``list``."""
@@ -18,9 +20,8 @@ class KVSchema(AutoSchema):
 def served() -> bool:
     """Whether ``/api/kv/`` answers now: ``KV["HTTP_ENABLED"]`` and the kv plugin enabled."""
     from kv.conf import kv_settings
-    from tachycore.manager import plugin_manager
 
-    return kv_settings.HTTP_ENABLED and plugin_manager.is_enabled("kv")
+    return api_served(kv_settings, "kv")
 
 
 def hide_kv_api_when_off(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list:
@@ -28,9 +29,4 @@ def hide_kv_api_when_off(endpoints: list[tuple[str, str, str, Any]], **kwargs: A
     they answer 404, so the schema never lists an API the site does not serve."""
     from .views import KeyViewSet
 
-    if served():
-        return endpoints
-    return [
-        endpoint for endpoint in endpoints
-        if not issubclass(getattr(endpoint[3], "cls", type(None)), KeyViewSet)
-    ]
+    return endpoints if served() else without_viewset(endpoints, KeyViewSet)

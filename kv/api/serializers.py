@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
+
+from tachycore.rest import WholeNumberField
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: the longest TTL the API takes, in seconds (about 317 years)
 MAX_TTL = 10**10
-
-
-class WholeNumberField(serializers.IntegerField):
-    """An integer given as a JSON number: no strings, booleans or fractions."""
-
-    default_error_messages = {"invalid": "A whole number (a JSON integer) is required."}
-
-    def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 # -- requests ------------------------------------------------------------------------------
@@ -95,7 +84,3 @@ class HashSerializer(serializers.Serializer):
 
 class HashUpdatedSerializer(HashSerializer):
     added = serializers.IntegerField(help_text="How many of the fields are new.")
-
-
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()

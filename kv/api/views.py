@@ -12,12 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema,
-    extend_schema_view,
-)
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.parsers import JSONParser
@@ -28,6 +23,7 @@ from rest_framework.viewsets import ViewSet
 from kv import get_store
 from kv.conf import kv_settings
 from kv.store import KVStore
+from tachycore.rest import error_responses
 
 from . import serializers as s
 from .exceptions import BadRequest, KeyNotFound, ValueTooLarge, exception_handler
@@ -41,10 +37,6 @@ KEY_PARAMETER = OpenApiParameter(
     "key", str, OpenApiParameter.PATH,
     description='The key, URL-encoded: "a/b" is a%2Fb (a/b works too), "50%" is 50%25.',
 )
-
-
-def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: OpenApiResponse(s.ErrorSerializer) for code in codes}
 
 
 def _store() -> KVStore:
@@ -86,16 +78,16 @@ def _valid(serializer_class: type, data: Any) -> dict[str, Any]:
 @extend_schema_view(
     list=extend_schema(summary="List keys", operation_id="kv_keys_list", parameters=[s.KeyQuerySerializer],
                        description="Live keys matching a Redis glob, sorted, at most `limit` of them.",
-                       responses={200: s.KeyListSerializer, **_errors(400, 403)}),
+                       responses={200: s.KeyListSerializer, **error_responses(400, 403)}),
     retrieve=extend_schema(summary="Read a key", parameters=[KEY_PARAMETER],
                            description="The value (or a hash's fields), its type and seconds left.",
-                           responses={200: s.KeySerializer, **_errors(400, 403, 404)}),
+                           responses={200: s.KeySerializer, **error_responses(400, 403, 404)}),
     update=extend_schema(summary="Set a value", parameters=[KEY_PARAMETER], request=s.SetValueSerializer,
                          description="Store any JSON value, replacing what the key held and its TTL.",
-                         responses={200: s.KeySerializer, **_errors(400, 403, 413)}),
+                         responses={200: s.KeySerializer, **error_responses(400, 403, 413)}),
     destroy=extend_schema(summary="Delete a key", parameters=[KEY_PARAMETER],
                           description="Delete the key, whatever it holds.",
-                          responses={204: None, **_errors(400, 403, 404)}),
+                          responses={204: None, **error_responses(400, 403, 404)}),
 )
 class KeyViewSet(ViewSet):
     """Keys of the store: list, read, set, delete, increment, expire, and hash fields.
@@ -173,7 +165,7 @@ class KeyViewSet(ViewSet):
     # -- actions -----------------------------------------------------------------------------
 
     @extend_schema(summary="Increment a counter", parameters=[KEY_PARAMETER], request=s.IncrSerializer,
-                   responses={200: s.CounterSerializer, **_errors(400, 403, 409)})
+                   responses={200: s.CounterSerializer, **error_responses(400, 403, 409)})
     @action(detail=True, methods=["post"])
     def incr(self, request, key: str) -> Response:
         """Add ``amount`` to an integer value (a missing key counts as 0); the TTL is kept."""
@@ -181,7 +173,7 @@ class KeyViewSet(ViewSet):
         return Response({"key": key, "value": _store().incrby(key, body["amount"])})
 
     @extend_schema(summary="Set or clear a key's expiry", parameters=[KEY_PARAMETER],
-                   request=s.ExpireSerializer, responses={200: s.ExpirySerializer, **_errors(400, 403, 404)})
+                   request=s.ExpireSerializer, responses={200: s.ExpirySerializer, **error_responses(400, 403, 404)})
     @action(detail=True, methods=["post"])
     def expire(self, request, key: str) -> Response:
         """Expire the key ``ttl`` seconds from now; 0 or less deletes it."""
@@ -191,7 +183,7 @@ class KeyViewSet(ViewSet):
         return Response({"key": key, "ttl": ttl if ttl > 0 else -2})
 
     @extend_schema(summary="Read a hash", parameters=[KEY_PARAMETER],
-                   responses={200: s.HashSerializer, **_errors(400, 403, 404, 409)})
+                   responses={200: s.HashSerializer, **error_responses(400, 403, 404, 409)})
     @action(detail=True, methods=["get"], url_path="hash", url_name="hash")
     def hash_fields(self, request, key: str) -> Response:
         """Every field of the hash."""
@@ -201,7 +193,7 @@ class KeyViewSet(ViewSet):
         return Response({"key": key, "fields": fields})
 
     @extend_schema(summary="Set fields of a hash", parameters=[KEY_PARAMETER], request=s.HashUpdateSerializer,
-                   responses={200: s.HashUpdatedSerializer, **_errors(400, 403, 409, 413)})
+                   responses={200: s.HashUpdatedSerializer, **error_responses(400, 403, 409, 413)})
     @hash_fields.mapping.patch
     def hash_update(self, request, key: str) -> Response:
         """Set the given fields (creating the hash when missing); the other fields are kept."""
