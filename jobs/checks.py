@@ -7,6 +7,8 @@ from typing import Any
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from tachycore.checks import settings_errors
+
 
 def register() -> None:
     checks.register(check_settings, "jobs")
@@ -17,11 +19,7 @@ def register() -> None:
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from .conf import jobs_settings
 
-    return [
-        checks.Error(f'JOBS["{key}"]: {message}' if key else message,
-                     hint="See docs/jobs.md for the keys and their types.", id="jobs.E001")
-        for key, message in jobs_settings.errors()
-    ]
+    return settings_errors(jobs_settings, hint="See docs/jobs.md for the keys and their types.", id="jobs.E001")
 
 
 def check_allowed_topics(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

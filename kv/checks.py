@@ -6,6 +6,8 @@ from typing import Any
 
 from django.core import checks
 
+from tachycore.checks import settings_errors
+
 
 def register() -> None:
     checks.register(check_settings, "kv")
@@ -15,11 +17,7 @@ def register() -> None:
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from .conf import kv_settings
 
-    return [
-        checks.Error(f'KV["{key}"]: {message}' if key else message,
-                     hint="See docs/kv.md for the keys and their types.", id="kv.E001")
-        for key, message in kv_settings.errors()
-    ]
+    return settings_errors(kv_settings, hint="See docs/kv.md for the keys and their types.", id="kv.E001")
 
 
 def check_permission_classes(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

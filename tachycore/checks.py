@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core import checks
+
+if TYPE_CHECKING:
+    from .conf import AppSettings
 
 
 def register() -> None:
@@ -17,14 +20,20 @@ def register() -> None:
     checks.register(check_sqlite, checks.Tags.database)
 
 
+def settings_errors(app_settings: AppSettings, *, hint: str, id: str) -> list[checks.CheckMessage]:
+    """``app_settings.errors()`` as system check errors, each naming its key as users write it
+    (``KV["TTL"]: ...``); the apps' settings checks (``kv.E001``, ``jobs.E001``) return these."""
+    return [
+        checks.Error(f'{app_settings.setting_name}["{key}"]: {message}' if key else message, hint=hint, id=id)
+        for key, message in app_settings.errors()
+    ]
+
+
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from .conf import tachycore_settings
 
-    return [
-        checks.Error(f'TACHYCORE["{key}"]: {message}' if key else message,
-                     hint="See docs/configuration.md for the keys and their types.", id="tachycore.E001")
-        for key, message in tachycore_settings.errors()
-    ]
+    return settings_errors(tachycore_settings, hint="See docs/configuration.md for the keys and their types.",
+                           id="tachycore.E001")
 
 
 def check_registry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
