@@ -54,6 +54,11 @@ class Claims:
     append_worker = ""  # SQL that appends the %s worker id to the "workers" array
     append_error = ""  # SQL that appends the %s JSON error object to the "errors" array
     drop_last_worker = ""
+    # how two claims never take one job: SQL ending the sub-select that chooses the jobs
+    # (PostgreSQL locks them, skipping rows another claim holds), and SQL ending the
+    # update's WHERE (SQLite re-tests the status, a compare-and-set)
+    claim_lock = ""
+    claim_recheck = ""
 
     def __init__(self, using: str) -> None:
         self.using = using
@@ -150,7 +155,20 @@ class Claims:
               task_topics: Sequence[str] = ()) -> list[tuple]:
         """Mark up to ``limit`` due jobs as processing by ``worker``; return their
         ``CLAIMED_COLUMNS``, highest priority first, then oldest ``run_at``."""
-        raise NotImplementedError
+        where, params = self._topic_filter(topics, task_backends, blocked_prefixes, task_topics)
+        at = self.dt(now)
+        sql = (f"UPDATE {TABLE} SET status = 'processing', locked_by = %s, locked_until = %s, "
+               f"attempts = attempts + 1, workers = {self.append_worker}, "
+               "started_at = COALESCE(started_at, %s), attempted_at = %s, updated = %s "
+               f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'pending' AND run_at <= %s AND {where} "
+               f"ORDER BY priority DESC, run_at LIMIT %s{self.claim_lock}){self.claim_recheck} "
+               f"RETURNING {', '.join(CLAIMED_COLUMNS)}")
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [worker, self.dt(lease_until), worker, at, at, at, at, *params, limit])
+            rows = cursor.fetchall()
+        # RETURNING follows no order: put them back in the order they were chosen
+        rows.sort(key=lambda row: (-row[3], row[5]))
+        return rows
 
     def complete(self, worker: str, now: datetime, outcomes: Sequence[tuple]) -> set[int]:
         """Mark jobs completed with their JSON results; return the ids still owned (written).
@@ -267,6 +285,8 @@ class PostgresClaims(Claims):
     append_worker = "workers || jsonb_build_array(%s::text)"
     append_error = "errors || jsonb_build_array(%s::jsonb)"
     drop_last_worker = "workers - (-1)"
+    # concurrent dispatchers take different jobs without waiting on each other
+    claim_lock = " FOR UPDATE SKIP LOCKED"
     insert_chunk = 1000
 
     _ARRAY_TYPES = ("varchar[]", "jsonb[]", "smallint[]", "varchar[]", "timestamptz[]", "integer[]",
@@ -297,22 +317,6 @@ class PostgresClaims(Claims):
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
 
-    def claim(self, worker, now, lease_until, limit, topics, task_backends=(), blocked_prefixes=(),
-              task_topics=()):
-        where, params = self._topic_filter(topics, task_backends, blocked_prefixes, task_topics)
-        sql = (f"UPDATE {TABLE} SET status = 'processing', locked_by = %s, locked_until = %s, "
-               f"attempts = attempts + 1, workers = {self.append_worker}, "
-               "started_at = COALESCE(started_at, %s), attempted_at = %s, updated = %s "
-               f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'pending' AND run_at <= %s AND {where} "
-               "ORDER BY priority DESC, run_at LIMIT %s FOR UPDATE SKIP LOCKED) "
-               f"RETURNING {', '.join(CLAIMED_COLUMNS)}")
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, [worker, lease_until, worker, now, now, now, now, *params, limit])
-            rows = cursor.fetchall()
-        # RETURNING follows no order: put them back in the order they were chosen
-        rows.sort(key=lambda row: (-row[3], row[5]))
-        return rows
-
     def complete(self, worker, now, outcomes):
         if not outcomes:
             return set()
@@ -333,6 +337,9 @@ class SQLiteClaims(Claims):
     append_worker = "json_insert(workers, '$[#]', %s)"
     append_error = "json_insert(errors, '$[#]', json(%s))"
     drop_last_worker = "json_remove(workers, '$[#-1]')"
+    # one writer at a time: the sub-select and the update see the same rows, and the status
+    # test makes it a compare-and-set (RETURNING holds only the rows it changed)
+    claim_recheck = " AND status = 'pending'"
     insert_chunk = 100  # SQLite allows 32,766 parameters per statement
 
     def dt(self, value: datetime) -> Any:
@@ -343,24 +350,6 @@ class SQLiteClaims(Claims):
             return value
         parsed = parse_datetime(value)
         return timezone.make_aware(parsed, timezone.UTC) if parsed.tzinfo is None else parsed
-
-    def claim(self, worker, now, lease_until, limit, topics, task_backends=(), blocked_prefixes=(),
-              task_topics=()):
-        where, params = self._topic_filter(topics, task_backends, blocked_prefixes, task_topics)
-        at = self.dt(now)
-        # one writer at a time: the sub-select and the update see the same rows, and the
-        # status test makes it a compare-and-set (RETURNING holds only the rows it changed)
-        sql = (f"UPDATE {TABLE} SET status = 'processing', locked_by = %s, locked_until = %s, "
-               f"attempts = attempts + 1, workers = {self.append_worker}, "
-               "started_at = COALESCE(started_at, %s), attempted_at = %s, updated = %s "
-               f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'pending' AND run_at <= %s AND {where} "
-               "ORDER BY priority DESC, run_at LIMIT %s) AND status = 'pending' "
-               f"RETURNING {', '.join(CLAIMED_COLUMNS)}")
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, [worker, self.dt(lease_until), worker, at, at, at, at, *params, limit])
-            rows = cursor.fetchall()
-        rows.sort(key=lambda row: (-row[3], row[5]))
-        return rows
 
     def complete(self, worker, now, outcomes):
         if not outcomes:
