@@ -61,6 +61,12 @@ def _fresh_plugin_manager():
 
 
 @pytest.fixture
+def fast_jobs(settings):
+    """Retries and polling in milliseconds, so dispatcher tests do not wait on defaults."""
+    settings.JOBS = {"RETRY_DELAY": "10ms", "RETRY_DELAY_MAX": "1s", "POLL_INTERVAL": "10ms"}
+
+
+@pytest.fixture
 def subprocess_env(transactional_db) -> dict[str, str]:
     """Environment for a subprocess that uses this test's database (committed data only)."""
     from django.db import connection

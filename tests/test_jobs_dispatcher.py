@@ -22,12 +22,9 @@ from tests.plugin_apps.toolbox import jobs as toolbox_jobs
 
 from .conftest import wait_until
 
+pytestmark = pytest.mark.usefixtures("fast_jobs")
+
 transactional = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _fast_jobs(settings):
-    settings.JOBS = {"RETRY_DELAY": "10ms", "RETRY_DELAY_MAX": "1s", "POLL_INTERVAL": "10ms"}
 
 
 @pytest.fixture

@@ -20,12 +20,9 @@ from jobs.signals import job_enqueued
 
 from .conftest import ROOT, fetch, wait_until
 
+pytestmark = pytest.mark.usefixtures("fast_jobs")
+
 ERROR = {"exception_class_path": "builtins.RuntimeError", "traceback": "boom", "at": "now"}
-
-
-@pytest.fixture(autouse=True)
-def _fast_jobs(settings):
-    settings.JOBS = {"RETRY_DELAY": "10ms", "RETRY_DELAY_MAX": "1s", "POLL_INTERVAL": "10ms"}
 
 
 @pytest.fixture
