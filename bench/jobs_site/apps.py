@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class JobsSiteConfig(AppConfig):
+    name = "bench.jobs_site"
+    label = "bench_jobs_site"
