@@ -27,7 +27,7 @@ from .conf import jobs_settings
 from .execution import Outcome, execute
 from .models import Job, JobStatus
 from .signals import job_finished, job_started
-from .wakeup import Listener
+from .wakeup import CommitWatcher, Listener, wakeup_for
 
 logger = logging.getLogger("jobs.dispatcher")
 
@@ -84,7 +84,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._listener: Listener | None = None
+        self._listener: Listener | CommitWatcher | None = None
         self._lock = threading.Lock()
         self.started = time.monotonic()
 
@@ -307,8 +307,8 @@ class Dispatcher:
             thread = threading.Thread(target=self._work, name=f"jobs-worker-{number}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        if Listener.supported(self.using):
-            self._listener = Listener(self.using, self.name, self.wake, _record_error)
+        self._listener = wakeup_for(self.using, self.name, self.wake, _record_error)
+        if self._listener is not None:
             self._listener.start()
 
     def _work(self) -> None:

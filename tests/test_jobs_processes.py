@@ -215,3 +215,17 @@ def test_runjobs__an_idle_dispatcher_wakes_on_notify(subprocess_env):
     finally:
         stop(proc)
     assert max(latencies) < 1.0, latencies
+
+
+def test_runjobs__an_idle_dispatcher_picks_a_new_job_up_within_a_poll(subprocess_env):
+    # the poll is 60 s: PostgreSQL's NOTIFY or SQLite's commit watcher must bring it in
+    proc = start_runjobs(subprocess_env, JOBS_POLL_INTERVAL="60s")
+    try:
+        assert wait_until(lambda: Node.objects.filter(kind="dispatcher").exists(), 30)
+        time.sleep(1.0)
+        began = time.monotonic()
+        job = get_job_store().enqueue("toolbox.record")
+        assert wait_until(lambda: str(job.id) in runs(), 5, interval=0.005), stop(proc)
+        assert time.monotonic() - began < 1.0
+    finally:
+        stop(proc)
