@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -163,12 +164,15 @@ class Claims:
                f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'pending' AND run_at <= %s AND {where} "
                f"ORDER BY priority DESC, run_at LIMIT %s{self.claim_lock}){self.claim_recheck} "
                f"RETURNING {', '.join(CLAIMED_COLUMNS)}")
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, [worker, self.dt(lease_until), worker, at, at, at, at, *params, limit])
-            rows = cursor.fetchall()
+        rows = self._run_claim(sql, [worker, self.dt(lease_until), worker, at, at, at, at, *params, limit])
         # RETURNING follows no order: put them back in the order they were chosen
         rows.sort(key=lambda row: (-row[3], row[5]))
         return rows
+
+    def _run_claim(self, sql: str, params: list[Any]) -> list[tuple]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
 
     def complete(self, worker: str, now: datetime, outcomes: Sequence[tuple]) -> set[int]:
         """Mark jobs completed with their JSON results; return the ids still owned (written).
@@ -291,6 +295,36 @@ class PostgresClaims(Claims):
 
     _ARRAY_TYPES = ("varchar[]", "jsonb[]", "smallint[]", "varchar[]", "timestamptz[]", "integer[]",
                     "varchar[]", "varchar[]")
+
+    def _topic_filter(self, topics, task_backends, blocked_prefixes, task_topics=()):
+        # lists travel as array parameters: the statement's text depends only on which
+        # lists are there, so the server can keep it prepared
+        parts, params = [], []
+        if topics:
+            parts.append("(task_backend = '' AND topic = ANY(%s::varchar[]))")
+            params.append(list(topics))
+        if task_backends:
+            part = "task_backend = ANY(%s::varchar[])"
+            params.append(list(task_backends))
+            if task_topics:
+                part = f"({part} AND topic = ANY(%s::varchar[]))"
+                params.append(list(task_topics))
+            parts.append(part)
+        sql = "(" + " OR ".join(parts) + ")" if parts else "1 = 0"
+        if blocked_prefixes:
+            sql += " AND NOT (topic LIKE ANY(%s::varchar[]))"
+            params.append([_like_escape(prefix) + "%" for prefix in blocked_prefixes])
+        return sql, params
+
+    def _run_claim(self, sql, params):
+        # the claim is the statement an idle dispatcher waits on after a NOTIFY: a server-side
+        # prepared statement (Django's cursors bind on the client and cannot prepare) saves
+        # its parsing and planning on every wake-up
+        connection = self.connection
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return cursor.fetchall()
 
     def statements(self, rows, dedupe):
         return rows if dedupe else 1
