@@ -84,6 +84,14 @@ class L1Cache:
                 if old is not None:
                     self._size -= old[4]
 
+    def invalidate_one(self, key: str) -> None:
+        """``invalidate(key)``, for one key (the write paths: no argument tuple, no loop)."""
+        with self._lock:
+            self.generation += 1
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._size -= old[4]
+
     def clear(self) -> None:
         with self._lock:
             self.generation += 1

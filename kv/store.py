@@ -166,9 +166,11 @@ class KVStore:
         """After a hot write (committed: autocommit): as ``_after_commit`` for one key."""
         l1 = self._l1 if self._l1_config is not None else self.l1
         if l1 is not None:
-            l1.invalidate(key)
+            l1.invalidate_one(key)
         if not notified:
-            _runtime().publish(INVALIDATE_CHANNEL, {"keys": [key]})
+            runtime = _runtime()
+            if runtime.has_audience:
+                runtime.publish(INVALIDATE_CHANNEL, {"keys": [key]})
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Statements]:
@@ -292,7 +294,7 @@ class KVStore:
         if not (nx or xx or keepttl) and (sql := self._hot_writer()) is not None:
             l1 = self._l1 if self._l1_config is not None else self.l1
             if l1 is not None:
-                l1.invalidate(key)
+                l1.invalidate_one(key)
             notify = self._hot_notify(sql, key)
             sql.put(key, text, expire_at, now, sql.timestamp(), notify)
             self._hot_written(key, notify is not None)
@@ -441,7 +443,7 @@ class KVStore:
         if (sql := self._hot_writer()) is not None:
             l1 = self._l1 if self._l1_config is not None else self.l1
             if l1 is not None:
-                l1.invalidate(key)
+                l1.invalidate_one(key)
             notify = self._hot_notify(sql, key)
             result = sql.incr_value(key, amount, now, sql.timestamp(), notify)
             if result is None:

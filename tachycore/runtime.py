@@ -194,11 +194,22 @@ class Runtime:
 
     # -- messages -------------------------------------------------------------------------
 
+    @property
+    def has_audience(self) -> bool:
+        """Whether a message published now could reach another process (a cheap test for
+        hot paths that would otherwise build a message nobody gets; ``publish`` asks again)."""
+        adapter = self._pubsub if self._pid == _pid() else None
+        return adapter is None or adapter.has_audience
+
     def publish(self, channel: str, payload: Any) -> None:
         """Send now (``tachycore.sync.publish`` calls this after commit). A failure is
         recorded, not raised: the change is committed, and the reconcile repairs."""
         try:
-            adapter = self.pubsub
+            # the adapter as this process made it, read without the lock (a hot path: every
+            # kv write outside a transaction comes here); the property when it is not there
+            adapter = self._pubsub if self._pid == _pid() else None
+            if adapter is None:
+                adapter = self.pubsub
             if adapter.has_audience:
                 adapter.publish(channel, payload)
         except Exception as e:
@@ -258,6 +269,14 @@ class Runtime:
         connections.close_all()
 
 
+_process_id = os.getpid()
+
+
+def _pid() -> int:
+    """This process's id, kept in a global refreshed after fork (``os.getpid()`` is a syscall)."""
+    return _process_id
+
+
 def _drop_broken_connections() -> None:
     for connection in connections.all(initialized_only=True):
         if connection.connection is not None and (connection.errors_occurred or not connection.is_usable()):
@@ -290,8 +309,10 @@ runtime = Runtime()
 
 
 def _after_fork_in_child() -> None:
+    global _process_id
     # locks held by another thread at fork time would stay held forever in the child
     runtime._lock = threading.RLock()
+    _process_id = os.getpid()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -18,6 +18,7 @@ from django.utils import timezone
 from .base import ALIVE, EXPIRED, RESTART_IF_EXPIRED, Statements
 from .glob import glob_to_sqlite
 
+_settings_read = object.__getattribute__(settings, "__dict__")
 _results = threading.local()  # what a hash function computed, read right after its statement
 _second: tuple[int, str] = (0, "")  # the last second formatted by utc_text, and its text
 
@@ -105,15 +106,17 @@ class SQLiteStatements(Statements):
         f"value = CASE WHEN {EXPIRED} THEN excluded.value "
         "ELSE CAST(CAST(_kv.value AS INTEGER) + %(amount)s AS TEXT) END, "
         f"{RESTART_IF_EXPIRED} "
-        f"WHERE {EXPIRED} OR (_kv.type = 'value' AND json_valid(_kv.value) "
-        "AND json_type(_kv.value) = 'integer' AND CAST(CAST(_kv.value AS INTEGER) AS TEXT) = _kv.value "
+        # the stored text is compact JSON: it is an integer exactly when it reads back the same
+        # through INTEGER ('"12"', '12.0', 'true', '1e3' and out-of-range digits do not)
+        f"WHERE {EXPIRED} OR (_kv.type = 'value' AND CAST(CAST(_kv.value AS INTEGER) AS TEXT) = _kv.value "
         # an int64 overflow makes SQLite's sum a REAL
         "AND typeof(CAST(_kv.value AS INTEGER) + %(amount)s) = 'integer') "
         "RETURNING CAST(value AS INTEGER)"
     )
 
     def timestamp(self):
-        if settings.USE_TZ:
+        use_tz = _settings_read.get("USE_TZ")  # a dict read: LazySettings keeps what it has read
+        if use_tz or (use_tz is None and settings.USE_TZ):
             return utc_text()
         return self.connection.ops.adapt_datetimefield_value(timezone.now())
 
