@@ -8,21 +8,11 @@ from typing import Any
 def register_maintenance_schedules(*, using: str, apps: Any = None, verbosity: int = 1, stdout: Any = None,
                                    **kwargs: Any) -> None:
     """After ``migrate``: create, or bring in line, the django-q2 schedule that prunes old jobs."""
-    from django.apps import apps as global_apps
-    from django.db import router
+    from tachycore.schedules import keep_schedule_after_migrate
 
     from .schedules import register_maintenance_schedules as register
 
-    apps = apps or global_apps
-    try:
-        schedule_model = apps.get_model("django_q", "Schedule")
-    except LookupError:
-        return
-    if not router.allow_migrate_model(using, schedule_model):
-        return
-    schedule = register(using=using, apps=apps)
-    if schedule is not None and verbosity >= 2 and stdout is not None:
-        stdout.write(f"Schedule {schedule.name!r}: {schedule.func} every {schedule.minutes} min.")
+    keep_schedule_after_migrate(register, using=using, apps=apps, verbosity=verbosity, stdout=stdout)
 
 
 _embedded: dict[str, Any] = {}

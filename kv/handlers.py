@@ -48,18 +48,8 @@ def register_cleanup_schedule(*, using: str, apps: Any = None, verbosity: int = 
                               **kwargs: Any) -> None:
     """After ``migrate``: create, or bring in line with the settings, the django-q2
     schedule of the expiry cleanup (nothing when django_q is not installed)."""
-    from django.apps import apps as global_apps
-    from django.db import router
+    from tachycore.schedules import keep_schedule_after_migrate
 
     from .schedules import register_cleanup_schedule as register
 
-    apps = apps or global_apps
-    try:
-        schedule_model = apps.get_model("django_q", "Schedule")
-    except LookupError:  # django_q is not installed, or migrated back to zero
-        return
-    if not router.allow_migrate_model(using, schedule_model):
-        return
-    schedule = register(using=using, apps=apps)
-    if schedule is not None and verbosity >= 2 and stdout is not None:
-        stdout.write(f"Schedule {schedule.name!r}: {schedule.func} every {schedule.minutes} min.")
+    keep_schedule_after_migrate(register, using=using, apps=apps, verbosity=verbosity, stdout=stdout)

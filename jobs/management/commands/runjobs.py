@@ -11,16 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.conf import jobs_settings
-
-
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise CommandError(f"--workers must be a whole number, got {value!r}") from None
-    if number < 1:
-        raise CommandError(f"--workers must be at least 1, got {number}")
-    return number
+from tachycore.management.commands._arguments import positive_integer
 
 
 def _is_task(path: str) -> bool:
@@ -49,7 +40,7 @@ class Command(BaseCommand):
         from tachycore.models import NodeStatus
         from tachycore.runtime import runtime
 
-        count = positive_int(workers) if workers is not None else jobs_settings.WORKERS
+        count = positive_integer(workers, "--workers") or jobs_settings.WORKERS
         topic_list = [t.strip() for t in topics.split(",") if t.strip()] if topics else None
         if topics is not None and not topic_list:
             raise CommandError("--topics needs at least one topic")

@@ -11,8 +11,7 @@ from django.utils import timezone
 from kv.cleanup import CleanupLoop, cleanup_expired
 from kv.conf import kv_settings
 from tachycore.management.base import KernelCommand
-
-from ._arguments import positive_duration, positive_integer
+from tachycore.management.commands._arguments import positive_duration, positive_integer
 
 
 class Command(KernelCommand):

@@ -1,4 +1,4 @@
-"""Argument validators shared by the kernel's management commands.
+"""Argument validators shared by the management commands of the bundle (tachycore, kv, jobs).
 
 They raise ``CommandError`` (exit status 1 with a one-line message), not
 argparse errors, so that every bad value a user types is reported alike.
@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 from django.core.management.base import CommandError
+
+from tachycore.conf import parse_duration
 
 
 def json_object(value: str | None, what: str) -> dict[str, Any] | None:
@@ -23,3 +25,31 @@ def json_object(value: str | None, what: str) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise CommandError(f"{what} must be a JSON object, got {value}")
     return data
+
+
+def positive_duration(value: str | None, option: str) -> float | None:
+    """Seconds from ``"30"``, ``"500ms"``, ``"5s"``, ``"2m"``, ``"1h"``; more than 0."""
+    if value is None:
+        return None
+    if value.strip().startswith("-"):
+        raise CommandError(f"{option} cannot be negative, got {value!r}")
+    try:
+        seconds = parse_duration(value)
+    except ValueError as e:
+        raise CommandError(f"{option}: {e}") from None
+    if seconds <= 0:
+        raise CommandError(f"{option} must be more than 0, got {value!r}")
+    return seconds
+
+
+def positive_integer(value: str | None, option: str) -> int | None:
+    """A whole number of at least 1."""
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise CommandError(f"{option} must be a whole number, got {value!r}") from None
+    if number < 1:
+        raise CommandError(f"{option} must be at least 1, got {value!r}")
+    return number
