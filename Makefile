@@ -41,6 +41,10 @@ test-sqlite: install
 
 test-postgres: install
 	DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest
+	# again with server-side prepared statements on: kv and jobs then prepare their hot statements
+	DATABASE_URL=$(PG_URL) TEST_PREPARE_THRESHOLD=5 $(BIN)/python -m pytest -q \
+		tests/test_kv_store.py tests/test_kv_l1.py tests/test_kv_cache.py tests/test_kv_processes.py \
+		tests/test_jobs_dispatcher.py tests/test_jobs_processes.py tests/test_jobs_edges.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm *.egg-info

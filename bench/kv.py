@@ -80,11 +80,18 @@ def raw_statements(connection):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the number of calls")
+    parser.add_argument("--prepare-threshold", type=int, default=None,
+                        help="PostgreSQL: OPTIONS['prepare_threshold'] (Django's default, None, prepares "
+                             "nothing); with it the store prepares its hot statements")
     args = parser.parse_args()
 
     import django
 
     django.setup()
+    if args.prepare_threshold is not None:
+        from django.conf import settings
+
+        settings.DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = args.prepare_threshold
     from django.core.cache.backends.db import DatabaseCache
     from django.core.cache.backends.locmem import LocMemCache
     from django.core.management import call_command
@@ -166,7 +173,9 @@ def main() -> None:
         anchor = per_op(raw_incr, n_db)
         record("incr", ours, "raw upsert RETURNING", anchor, "<= 1.3x", ours <= 1.3 * anchor)
 
-    print(f"kv on {connection.vendor} ({connection.settings_dict['NAME']}), best of 5 runs")
+    prepare = connection.connection.prepare_threshold if connection.vendor == "postgresql" else None
+    print(f"kv on {connection.vendor} ({connection.settings_dict['NAME']}), best of 5 runs"
+          + (f", prepare_threshold {prepare}" if prepare is not None else ""))
     print(f"{'operation':30} {'ours':>11}   {'anchor':24} {'anchor':>11} {'ratio':>7}  goal")
     for name, ours, anchor_name, anchor, goal, met in RESULTS:
         print(f"{name:30} {fmt(ours)}   {anchor_name:24} {fmt(anchor)} {ours / anchor:6.2f}x  "

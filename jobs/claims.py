@@ -317,11 +317,14 @@ class PostgresClaims(Claims):
         return sql, params
 
     def _run_claim(self, sql, params):
-        # the claim is the statement an idle dispatcher waits on after a NOTIFY: a server-side
-        # prepared statement (Django's cursors bind on the client and cannot prepare) saves
-        # its parsing and planning on every wake-up
+        # the claim is the statement an idle dispatcher waits on after a NOTIFY: where the site
+        # allows server-side prepared statements (OPTIONS["prepare_threshold"] set; Django's
+        # default, None, turns them off for poolers in transaction mode), it is prepared once
+        # per connection (Django's cursors bind on the client and cannot prepare)
         connection = self.connection
         connection.ensure_connection()
+        if connection.connection.prepare_threshold is None:
+            return super()._run_claim(sql, params)
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(sql, params, prepare=True)
             return cursor.fetchall()

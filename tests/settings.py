@@ -26,6 +26,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     }
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_RUN}"}
+    # TEST_PREPARE_THRESHOLD=5: server-side prepared statements on (Django's default is off),
+    # the set-up under which kv and jobs prepare their hot statements
+    if os.environ.get("TEST_PREPARE_THRESHOLD"):
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(os.environ["TEST_PREPARE_THRESHOLD"])
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.plugin_apps.toolbox"]
 

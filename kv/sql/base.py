@@ -39,6 +39,8 @@ class Statements:
     def __init__(self, connection, cursor) -> None:
         self.connection = connection
         self.cursor = cursor  # the driver's own cursor: Django's wrapper costs more than the query
+        #: where ``run`` leaves its rows (a vendor may run the hot statements on another cursor)
+        self._results = cursor
         #: ``(channel, message)`` to NOTIFY with the next statement (PostgreSQL only)
         self.notify_with: tuple[str, str] | None = None
         # the hot statements, in the driver's parameter style once and for all
@@ -112,7 +114,7 @@ class Statements:
         """``(type, value JSON, expire_at)`` of a live key."""
         self.run(self._get_sql, {"key": key, "now": now})
         # every row is fetched: a statement left open would keep SQLite's transaction open
-        rows = self.cursor.fetchall()
+        rows = self._results.fetchall()
         return rows[0] if rows else None
 
     def get_many(self, keys: list[str], now: int) -> dict[str, tuple[str, str, int | None]]:

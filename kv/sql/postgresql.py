@@ -6,6 +6,8 @@ import json
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+import psycopg
+
 from tachycore.pubsub.base import MAX_MESSAGE_BYTES, encode
 
 from .base import ALIVE, EXPIRED, INT64_MAX, INT64_MIN, RESTART_IF_EXPIRED, Statements
@@ -90,8 +92,25 @@ class PostgresStatements(Statements):
 
     def __init__(self, connection, cursor) -> None:
         super().__init__(connection, cursor)
-        self._put_notify_sql = self._put_sql + _NOTIFY
-        self._incr_notify_sql = self._incr_sql + _NOTIFY
+        # where the site allows server-side prepared statements (``OPTIONS["prepare_threshold"]``
+        # set: Django's default, None, turns them off, for poolers such as PgBouncer in
+        # transaction mode), the hot statements run on a cursor that binds on the server and
+        # are prepared once per connection: Django's cursors bind on the client, so PostgreSQL
+        # parses and plans them on every call. A prepared statement is one statement, so the
+        # NOTIFY that goes with a write rides in a CTE of it (sent when the write changed a
+        # row). Only on the driver's own cursor: Django's, used while queries are logged,
+        # keeps its logging.
+        raw = isinstance(cursor, psycopg.Cursor) and cursor.connection.prepare_threshold is not None
+        self.prepared = psycopg.Cursor(cursor.connection) if raw else None
+        self._results = self.prepared if raw else cursor
+        if raw:
+            self._put_notify_sql = (f"WITH w AS ({self._put_sql} RETURNING 1) "
+                                    "SELECT pg_notify(%(tc_channel)s, %(tc_message)s) FROM w")
+            self._incr_notify_sql = (f"WITH w(v) AS ({self._incr_sql}) "
+                                     "SELECT v, pg_notify(%(tc_channel)s, %(tc_message)s) FROM w")
+        else:  # one query string, two statements: one round trip (client-side binding allows it)
+            self._put_notify_sql = self._put_sql + _NOTIFY
+            self._incr_notify_sql = self._incr_sql + _NOTIFY
         #: ``(node id, channel, sync channel, text before the key, text after it)`` of the
         #: message invalidating one key (see ``invalidation_of``)
         self._message_parts: tuple[str, str, str, str, str] | None = None
@@ -105,6 +124,19 @@ class PostgresStatements(Statements):
             parts = self._message_parts = (node_id, channel, message, head, tail)
         text = parts[3] + encode_basestring_ascii(key) + parts[4]  # ASCII: a character is a byte
         return text if len(text) <= MAX_MESSAGE_BYTES else encode(message, {"keys": [key]}, node_id)
+
+    def run(self, native_sql: str, params: dict[str, Any]) -> None:
+        """The hot statements, prepared (see ``__init__``); results on ``self.prepared``."""
+        if self.prepared is None:
+            return super().run(native_sql, params)
+        connection = self.connection
+        if connection.needs_rollback:
+            connection.validate_no_broken_transaction()
+        try:
+            self.prepared.execute(native_sql, params, prepare=True)
+        except Exception:
+            with connection.wrap_database_errors:  # Django's error classes, as execute gives
+                raise
 
     def put(self, key: str, value: str, expire_at: int | None, now: int, ts, notify: tuple[str, str] | None = None) -> None:
         params = {"key": key, "value": value, "expire_at": expire_at, "now": now, "ts": ts}
@@ -121,7 +153,7 @@ class PostgresStatements(Statements):
         else:
             params["tc_channel"], params["tc_message"] = notify
             self.run(self._incr_notify_sql, params)
-        rows = self.cursor.fetchall()
+        rows = self._results.fetchall()
         return rows[0][0] if rows else None
 
     def incr(self, key: str, amount: int, now: int, ts) -> int | None:
