@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps as global_apps
-from django.db import router, transaction
 from django.utils import timezone
+
+from tachycore.schedules import keep_schedule
 
 from .conf import jobs_settings
 from .errors import InvalidSchedule, UnknownTopic
@@ -112,27 +113,11 @@ def _keep(name: str, fields: dict[str, Any], using: str | None = None, apps: Any
           repeats: int = -1) -> Any:
     """Create the row ``name`` with ``fields``, or bring the existing one in line; leave
     ``next_run`` alone unless the timing changed, and keep the other fields as they are."""
-    model = _schedule_model(apps)
-    using = using or router.db_for_write(model)
-    rows = model._default_manager.db_manager(using)
-    now = timezone.now()
-    with transaction.atomic(using=using):
-        existing = list(rows.select_for_update().filter(name=name).order_by("pk"))
-        if not existing:
-            # next_run set here: a historical model (post_migrate) has no Schedule.save()
-            return rows.create(name=name, repeats=repeats, next_run=next_run_of(fields, now), **fields)
-        row = existing[0]
-        # left over from two first registrations at once
-        rows.filter(pk__in=[other.pk for other in existing[1:]]).delete()
-        changed = [key for key, value in fields.items() if getattr(row, key) != value]
-        if changed:
-            for key in changed:
-                setattr(row, key, fields[key])
-            if any(key in TIMING_FIELDS for key in changed):
-                row.next_run = next_run_of(fields, now)
-                changed.append("next_run")
-            row.save(using=using, update_fields=changed)
-        return row
+
+    def next_run(row: Any, changed: list[str], now: datetime) -> datetime | None:
+        return next_run_of(fields, now) if row is None or set(changed) & set(TIMING_FIELDS) else None
+
+    return keep_schedule(_schedule_model(apps), name, fields, next_run, using=using, repeats=repeats)
 
 
 def enqueue_scheduled(topic: str, payload: Any = None, priority: int = 0, max_retries: int | None = None,

@@ -10,12 +10,12 @@ many clusters share the database. It is written after every ``migrate`` (see
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps as global_apps
-from django.db import router, transaction
-from django.utils import timezone
+
+from tachycore.schedules import keep_schedule
 
 from .conf import kv_settings
 
@@ -53,23 +53,13 @@ def register_cleanup_schedule(using: str | None = None, apps: Any = global_apps)
         schedule_model = apps.get_model("django_q", "Schedule")
     except LookupError:
         return None
-    using = using or router.db_for_write(schedule_model)
     fields = schedule_fields(kv_settings.CLEANUP_INTERVAL)
-    schedules = schedule_model._default_manager.db_manager(using)
-    with transaction.atomic(using=using):
-        rows = list(schedules.select_for_update().filter(name=SCHEDULE_NAME).order_by("pk"))
-        if not rows:
-            return schedules.create(name=SCHEDULE_NAME, **fields)
-        schedule = rows[0]
-        schedules.filter(pk__in=[row.pk for row in rows[1:]]).delete()
-        changed = [name for name, value in fields.items() if getattr(schedule, name) != value]
-        if changed:
-            for name in changed:
-                setattr(schedule, name, fields[name])
-            # a shorter interval takes effect now, not after the old, longer wait
-            sooner = timezone.now() + timedelta(minutes=fields["minutes"])
-            if schedule.next_run is None or schedule.next_run > sooner:
-                schedule.next_run = sooner
-                changed.append("next_run")
-            schedule.save(update_fields=changed)
-        return schedule
+
+    def next_run(row: Any, changed: list[str], now: datetime) -> datetime | None:
+        if row is None:
+            return None  # the model's default: now, so the first cleanup runs at once
+        # a shorter interval takes effect now, not after the old, longer wait
+        sooner = now + timedelta(minutes=fields["minutes"])
+        return sooner if row.next_run is None or row.next_run > sooner else None
+
+    return keep_schedule(schedule_model, SCHEDULE_NAME, fields, next_run, using=using)
