@@ -11,11 +11,12 @@ from typing import Any
 
 from django.utils import timezone
 
+from tachycore.jsontext import text_holds_nul
+
 from .conf import jobs_settings
 from .errors import UnknownTopic
 from .models import Job, JobStatus
 from .registry import handlers
-from .validation import has_nul
 
 MAX_TRACEBACK = 20_000  # characters of a traceback kept per failed attempt
 
@@ -68,7 +69,7 @@ def execute(job: Job) -> Outcome:
             result_json = None if value is None else json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise TypeError(f"the handler of {job.topic!r} returned a value that is not JSON: {e}") from e
-        if result_json is not None and has_nul(result_json):
+        if result_json is not None and text_holds_nul(result_json):
             raise ValueError(f"the handler of {job.topic!r} returned a value with a NUL character (\\u0000), "
                              "which cannot be stored")
         return Outcome(job, JobStatus.COMPLETED, result_json=result_json, return_value=value)

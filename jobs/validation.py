@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
 
+from tachycore.jsontext import text_holds_nul
+
 from .conf import jobs_settings
 from .errors import InvalidOption, InvalidPayload, InvalidPriority, InvalidSchedule, PayloadTooLarge
 
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
-#: a NUL character in JSON text: \u0000 after an even number of backslashes
-_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 MAX_DEDUPE_KEY = 255
 MAX_QUEUE_NAME = 100
-
-
-def has_nul(json_text: str) -> bool:
-    """Whether JSON text holds a NUL character (which PostgreSQL's jsonb cannot store)."""
-    return "\\u0000" in json_text and _NUL.search(json_text) is not None
 
 
 def payload_json(payload: Any, topic: str) -> str:
@@ -32,7 +26,7 @@ def payload_json(payload: Any, topic: str) -> str:
         raise InvalidPayload(f"payload of {topic!r} is not JSON-serialisable: {e}") from None
     except RecursionError:
         raise InvalidPayload(f"payload of {topic!r} is nested too deeply to be stored") from None
-    if has_nul(text):  # jsonb cannot hold it; refused on SQLite too, for one rule
+    if text_holds_nul(text):  # jsonb cannot hold it; refused on SQLite too, for one rule
         raise InvalidPayload(f"payload of {topic!r} contains a NUL character (\\u0000), which cannot be stored")
     limit = jobs_settings.MAX_PAYLOAD_SIZE
     if len(text) > limit // 4 and len(text.encode()) > limit:  # the encode only when it may matter

@@ -10,6 +10,8 @@ import math
 from datetime import timedelta
 from typing import Any
 
+from tachycore.jsontext import text_holds_nul
+
 from .conf import kv_settings
 from .errors import InvalidKey, InvalidValue, Overflow, ValueTooLarge
 from .sql.base import INT64_MAX, INT64_MIN
@@ -37,23 +39,13 @@ def to_integer(value: Any, what: str) -> int:
 
 def _storable(text: str, error: type[Exception], what: str) -> str:
     """``text``, if both databases can store it: no NUL character, no lone surrogate."""
-    if "\x00" in text or ("\\u0000" in text and _holds_nul(json.loads(text))):
+    if text_holds_nul(text):
         raise error(f"{what} contains a NUL character, which PostgreSQL cannot store")
     try:
         text.encode()
     except UnicodeEncodeError:
         raise error(f"{what} contains a lone surrogate, which is not valid UTF-8") from None
     return text
-
-
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
 
 
 def check_key(key: Any) -> str:

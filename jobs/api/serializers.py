@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from jobs.models import Job, JobStatus
 from jobs.validation import MAX_DEDUPE_KEY, MAX_PRIORITY, MAX_QUEUE_NAME, MIN_PRIORITY
+from tachycore.jsontext import holds_nul
 from tachycore.rest import WholeNumberField
 
 
@@ -22,22 +23,6 @@ class NumberField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
-def _has_nul(value: Any) -> bool:
-    """Whether a NUL character is in any string or key of a parsed JSON value."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 class AnyJSONField(serializers.JSONField):
     """Any JSON value, ``null`` included."""
 
@@ -50,7 +35,7 @@ class PayloadField(AnyJSONField):
 
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
-        if _has_nul(value):
+        if holds_nul(value):
             self.fail("nul")
         return value
 

@@ -23,6 +23,7 @@ from rest_framework.viewsets import ViewSet
 from kv import get_store
 from kv.conf import kv_settings
 from kv.store import KVStore
+from tachycore.jsontext import holds_nul
 from tachycore.rest import error_responses
 
 from . import serializers as s
@@ -46,20 +47,10 @@ def _store() -> KVStore:
     return store
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in name or _has_nul(item) for name, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
-
-
 def checked_value(key: str, value: Any) -> Any:
     """``value`` if the store can keep it: no NUL character (PostgreSQL refuses them) and at
     most ``KV["MAX_VALUE_SIZE"]`` bytes as the store encodes it."""
-    if _has_nul(value):
+    if holds_nul(value):
         raise BadRequest(f"the value for key {key!r} contains a NUL character, which cannot be stored")
     size = len(json.dumps(value, allow_nan=False, separators=(",", ":")).encode())
     if size > kv_settings.MAX_VALUE_SIZE:
