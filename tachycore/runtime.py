@@ -197,7 +197,8 @@ class Runtime:
     @property
     def has_audience(self) -> bool:
         """Whether a message published now could reach another process (a cheap test for
-        hot paths that would otherwise build a message nobody gets; ``publish`` asks again)."""
+        hot paths that would otherwise build a message nobody gets; ``publish`` asks again).
+        The adapter is read without the lock: ``True`` when this process has none yet."""
         adapter = self._pubsub if self._pid == _pid() else None
         return adapter is None or adapter.has_audience
 
@@ -205,11 +206,7 @@ class Runtime:
         """Send now (``tachycore.sync.publish`` calls this after commit). A failure is
         recorded, not raised: the change is committed, and the reconcile repairs."""
         try:
-            # the adapter as this process made it, read without the lock (a hot path: every
-            # kv write outside a transaction comes here); the property when it is not there
-            adapter = self._pubsub if self._pid == _pid() else None
-            if adapter is None:
-                adapter = self.pubsub
+            adapter = self.pubsub
             if adapter.has_audience:
                 adapter.publish(channel, payload)
         except Exception as e:
