@@ -26,7 +26,6 @@ from .claims import NOTIFY_CHANNEL
 
 logger = logging.getLogger("jobs.dispatcher")
 
-_DJANGO_ONLY = ("cursor_factory", "context", "prepare_threshold")
 #: how often the SQLite watcher looks for commits of other connections
 SQLITE_WATCH_INTERVAL = 0.05
 
@@ -74,15 +73,9 @@ class Listener:
             self._thread.join(5)
 
     def _connect(self):
-        import psycopg
+        from tachycore.pubsub.postgres import listen_connection
 
-        params = connections[self.using].get_connection_params()
-        for key in _DJANGO_ONLY:
-            params.pop(key, None)
-        params["application_name"] = f"jobs-listen {self.name}"[:63]
-        conn = psycopg.connect(**params, autocommit=True)
-        conn.execute(f'LISTEN "{NOTIFY_CHANNEL}"')
-        return conn
+        return listen_connection(self.using, NOTIFY_CHANNEL, f"jobs-listen {self.name}")
 
     def _run(self) -> None:
         backoff = 0.1

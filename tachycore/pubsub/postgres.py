@@ -20,6 +20,18 @@ CHANNEL = "tachycore"
 _DJANGO_ONLY = ("cursor_factory", "context", "prepare_threshold")
 
 
+def listen_connection(using: str, channel: str, application_name: str) -> psycopg.Connection:
+    """A new autocommit connection to the database ``using`` (not one of Django's: it stays
+    in ``LISTEN`` for its life), listening on ``channel``."""
+    params = connections[using].get_connection_params()
+    for key in _DJANGO_ONLY:
+        params.pop(key, None)
+    params["application_name"] = application_name[:63]
+    conn = psycopg.connect(**params, autocommit=True)
+    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+    return conn
+
+
 class PostgresPubSub(BasePubSub):
     """NOTIFY through the site's own connection; LISTEN on a dedicated one.
 
@@ -45,12 +57,7 @@ class PostgresPubSub(BasePubSub):
     server_name = "PostgreSQL"
 
     def _connect(self) -> None:
-        params = connections[self.using].get_connection_params()
-        for key in _DJANGO_ONLY:
-            params.pop(key, None)
-        params["application_name"] = f"tachycore-listen {self.node_id}"[:63]
-        self._conn = psycopg.connect(**params, autocommit=True)
-        self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        self._conn = listen_connection(self.using, self.channel, f"tachycore-listen {self.node_id}")
 
     def _receive(self, timeout: float) -> Iterator[str]:
         # a generator: each notification is handed over as it arrives, not at the timeout
