@@ -176,6 +176,8 @@ class Dispatcher:
         if self.topics is not None:
             task_topics = [topic for topic in self.topics if topic not in handlers]
             topics = [topic for topic in topics if topic in self.topics]
+            if not task_topics:
+                backends = []  # only handler topics were named: no task at all
         return topics, backends, task_topics, blocked
 
     def _claim(self, claims: Claims) -> tuple[int, bool]:
@@ -184,8 +186,6 @@ class Dispatcher:
             return 0, False
         limit = min(capacity, self.batch_size)
         topics, backends, task_topics, blocked = self.runnable()
-        if self.topics is not None and not task_topics:
-            backends = []
         if not topics and not backends:
             return 0, False
         now = timezone.now()
