@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.conf import jobs_settings
-from tachycore.management.commands._arguments import positive_integer
+from tachycore.management.arguments import positive_integer
 
 
 def _is_task(path: str) -> bool:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from kv.cleanup import CleanupLoop, cleanup_expired
 from kv.conf import kv_settings
 from tachycore.management.base import KernelCommand
-from tachycore.management.commands._arguments import positive_duration, positive_integer
+from tachycore.management.arguments import positive_duration, positive_integer
 
 
 class Command(KernelCommand):

@@ -11,7 +11,7 @@ from tachycore.management.base import KernelCommand
 from tachycore.management.tables import dumps, format_table
 from tachycore.manager import PluginManager, plugin_manager
 
-from ._arguments import json_object
+from tachycore.management.arguments import json_object
 
 
 class Command(KernelCommand):
