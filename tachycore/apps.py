@@ -11,15 +11,22 @@ class TachycoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, handlers, runtime, sync
+        """Wire the layers: the per-process services learn here what the kernel above them
+        keeps (the states to reconcile, the channels to follow); nothing reaches up."""
+        from . import checks, receivers
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
-        from .manager import STATE_CHANNEL
+        from .maintenance import maintenance
+        from .manager import PLUGIN_CHANNEL_PREFIX, STATE_CHANNEL, plugin_manager
+        from .runtime import exit_on_sigterm, runtime
 
         checks.register()
-        runtime.exit_on_sigterm()
-        sync.subscribe(STATE_CHANNEL, handlers.follow_plugin_states)
-        sync.subscribe(MAINTENANCE_CHANNEL, handlers.follow_maintenance)
-        post_migrate.connect(handlers.sync_built_in_plugins, sender=self,
+        exit_on_sigterm()
+        runtime.watch(plugin_manager)
+        runtime.watch(maintenance)
+        runtime.route(PLUGIN_CHANNEL_PREFIX, plugin_manager.deliver)
+        runtime.subscribe(STATE_CHANNEL, receivers.follow_plugin_states)
+        runtime.subscribe(MAINTENANCE_CHANNEL, receivers.follow_maintenance)
+        post_migrate.connect(receivers.sync_built_in_plugins, sender=self,
                              dispatch_uid="tachycore.sync_built_in_plugins")
-        setting_changed.connect(handlers.reset_plugin_manager,
+        setting_changed.connect(receivers.reset_plugin_manager,
                                 dispatch_uid="tachycore.reset_plugin_manager")

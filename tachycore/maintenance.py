@@ -6,10 +6,13 @@ import contextlib
 import dataclasses
 from datetime import datetime
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from . import sync
+from .models import SiteState
+from .runtime import runtime
 from .state import WatchedState
 
 CHANNEL = "maintenance-changed"
@@ -30,14 +33,9 @@ class MaintenanceMode(WatchedState):
         self._state = MaintenanceState()
 
     def _read_version(self) -> int:
-        from .models import SiteState
-
         return SiteState.objects.filter(pk=1).values_list("version", flat=True).first() or 0
 
     def _load(self, version: int) -> None:
-        from .models import SiteState
-        from .runtime import runtime
-
         row = SiteState.objects.filter(pk=1).first()
         state = MaintenanceState(row.maintenance, row.message, row.changed) if row else MaintenanceState()
         picked_up = state.enabled != self._state.enabled
@@ -47,8 +45,6 @@ class MaintenanceMode(WatchedState):
 
     def current(self) -> MaintenanceState:
         """The maintenance state as of the last check (see ``check_interval``)."""
-        from django.db import DatabaseError
-
         with contextlib.suppress(DatabaseError):  # before migrate: no maintenance
             self.refresh()
         return self._state
@@ -61,9 +57,6 @@ class MaintenanceMode(WatchedState):
         return self._set(False, "")
 
     def _set(self, enabled: bool, message: str) -> MaintenanceState:
-        from . import sync
-        from .models import SiteState
-
         with transaction.atomic():
             now = timezone.now()
             values = {"maintenance": enabled, "message": message, "changed": now}

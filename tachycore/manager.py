@@ -15,6 +15,7 @@ from django.utils.module_loading import module_has_submodule
 
 from . import sync
 from .conf import tachycore_settings
+from .discovery import discover_plugins
 from .errors import (
     DependencyError,
     HookFailed,
@@ -25,14 +26,18 @@ from .errors import (
     PluginNotFound,
     PluginStateError,
 )
+from .models import ApplicationPlugin, NodeStatus
 from .plugins import Plugin
 from .registry import BasePluginRegistry, PluginRecord, load_registry
+from .runtime import runtime
 from .state import WatchedState
 
 logger = logging.getLogger("tachycore.plugins")
 
 #: the sync message every other process gets after a plugin state change commits
 STATE_CHANNEL = "plugin-state-changed"
+#: sync messages to one plugin go on ``plugin:<name>`` (``Plugin.publish``)
+PLUGIN_CHANNEL_PREFIX = "plugin:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +97,7 @@ class PluginManager(WatchedState):
                  plugins: Iterable[Plugin] | None = None) -> None:
         super().__init__()
         self._registry = registry
-        self._plugins = {plugin.name: plugin for plugin in plugins} if plugins is not None else None
+        self._plugins = self._attached(plugins) if plugins is not None else None
         self._discovery_problems: list[tuple[str, str]] = []
         self._state: dict[str, PluginRecord] = {}
         self._loaded: set[str] = set()
@@ -110,14 +115,20 @@ class PluginManager(WatchedState):
     def plugins(self) -> dict[str, Plugin]:
         """The plugins whose code is installed, by name (discovered on first use)."""
         if self._plugins is None:
-            from .discovery import discover_plugins
-
             with self._lock:  # once: two threads must not end up with two sets of plugin objects
                 if self._plugins is None:
                     found = discover_plugins()
                     self._discovery_problems = found.problems
-                    self._plugins = found.plugins
+                    self._plugins = self._attached(found.plugins.values())
         return self._plugins
+
+    def _attached(self, plugins: Iterable[Plugin]) -> dict[str, Plugin]:
+        """Take ``plugins``: each asks this manager whether it is enabled."""
+        taken = {}
+        for plugin in plugins:
+            plugin.attach(self.is_enabled)
+            taken[plugin.name] = plugin
+        return taken
 
     @property
     def discovery_problems(self) -> list[tuple[str, str]]:
@@ -151,8 +162,6 @@ class PluginManager(WatchedState):
         return self.registry.version()
 
     def _database(self) -> str:
-        from .models import ApplicationPlugin
-
         return router.db_for_write(ApplicationPlugin)
 
     def _load(self, version: int) -> None:
@@ -176,9 +185,6 @@ class PluginManager(WatchedState):
 
     def _load_failed(self, name: str, hook: str, error: Exception) -> None:
         """A plugin could not load in this process: the node shows it (status ``error``)."""
-        from .models import NodeStatus
-        from .runtime import runtime
-
         logger.exception("plugin %r: %s() failed in this process", name, hook)
         runtime.supervisor.record_error(f"plugin {name!r}: {hook}() failed: {type(error).__name__}: {error}")
         runtime.supervisor.set_status(NodeStatus.ERROR)
@@ -188,6 +194,13 @@ class PluginManager(WatchedState):
         self.refresh()
         record = self._state.get(name)
         return bool(record and record.enabled and name in self.plugins)
+
+    def deliver(self, name: str, payload: Any) -> None:
+        """A sync message on ``plugin:<name>`` from another process: to the plugin's
+        ``handle_sync_message`` while it is enabled here (the runtime routes it)."""
+        plugin = self.plugins.get(name)
+        if plugin is not None and self.is_enabled(name):
+            self._hook(plugin, "handle_sync_message", payload)
 
     def enabled_plugins(self) -> list[Plugin]:
         """The enabled plugins whose code is installed, dependencies first."""
@@ -404,8 +417,6 @@ class PluginManager(WatchedState):
         """One transaction for the state and the hooks' writes, holding the registry's lock
         (one operation at a time across processes); on failure, put every record back as
         it was (drivers outside the database too) and record a hook's error."""
-        from .models import ApplicationPlugin
-
         using = router.db_for_write(ApplicationPlugin)
         with self._lock:
             self._busy.value = True
@@ -429,8 +440,6 @@ class PluginManager(WatchedState):
                 self.reload()
 
     def _record_failure(self, error: HookFailed) -> None:
-        from .runtime import runtime
-
         message = f"plugin operation rolled back: {error}"
         logger.warning("%s", message)
         runtime.supervisor.record_error(message)

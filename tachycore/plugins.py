@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class Plugin:
         if not self.name:
             self.name = app_config.label if app_config else type(self).__name__.lower()
         self.options: dict[str, Any] = dict(self.default_options)
+        # set by the plugin manager that takes this plugin (``attach``): how to ask its state
+        self._state_of: Callable[[str], bool] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.version}>"
@@ -65,11 +68,14 @@ class Plugin:
         """Check and normalise options before they are stored; raise ``ValueError`` to refuse."""
         return options
 
-    def is_enabled(self) -> bool:
-        """Whether the plugin is enabled now, as this process last saw the registry."""
-        from tachycore.manager import plugin_manager
+    def attach(self, is_enabled: Callable[[str], bool]) -> None:
+        """Called by the plugin manager that owns this plugin with its ``is_enabled``."""
+        self._state_of = is_enabled
 
-        return plugin_manager.is_enabled(self.name)
+    def is_enabled(self) -> bool:
+        """Whether the plugin is enabled now, as its manager last saw the registry
+        (``False`` for a plugin no manager has taken)."""
+        return self._state_of is not None and self._state_of(self.name)
 
     def connect(self, signal: Signal, receiver, sender: Any = None, dispatch_uid: str | None = None):
         """Connect ``receiver`` to ``signal`` so that it runs only while this plugin is enabled."""
@@ -87,7 +93,7 @@ class Plugin:
     def publish(self, payload: Any) -> None:
         """Send a sync message to this plugin in every other process (after commit);
         it arrives in their ``handle_sync_message``."""
-        from tachycore import sync
+        from . import sync  # here: plugin modules import this one before the models are ready
 
         sync.publish(f"plugin:{self.name}", payload)
 

@@ -13,14 +13,16 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
+from . import state
 from .conf import tachycore_settings
 from .models import NodeStatus
 from .pubsub import BasePubSub, load_pubsub
+from .signals import process_started, process_stopping
+from .state import WatchedState
 from .supervisor import Supervisor, new_node_id
 
 logger = logging.getLogger("tachycore.runtime")
 
-PLUGIN_CHANNEL_PREFIX = "plugin:"
 
 
 class Runtime:
@@ -31,6 +33,10 @@ class Runtime:
     from other processes, and runs one background thread that writes the
     heartbeat and re-checks shared state every ``RECONCILE_INTERVAL`` (repairing
     lost messages).
+
+    The layers above register with it in ``AppConfig.ready()``: the states it
+    reconciles (:meth:`watch`), the channels they follow (:meth:`subscribe`) and
+    the channel families they route by prefix (:meth:`route`).
     """
 
     def __init__(self) -> None:
@@ -38,7 +44,9 @@ class Runtime:
         self._pid: int | None = None
         self._started = False
         self._subscribers: dict[str, list[Callable[[Any], None]]] = defaultdict(list)
+        self._routes: dict[str, Callable[[str, Any], None]] = {}
         self._reconnect_callbacks: list[Callable[[], None]] = []
+        self._states: list[WatchedState] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -126,16 +134,12 @@ class Runtime:
         if listen and self._pubsub is not None and self._pubsub.cross_process:
             self._pubsub.wait_listening(2.0)
         self._reconcile()
-        from .signals import process_started
-
         for receiver, error in process_started.send_robust(type(self), kind=kind, node_id=self.node_id):
             if error is not None:
                 self._supervisor.record_error(f"process_started receiver {receiver!r} failed: {error}")
 
     def stop(self) -> None:
         """Stop the background work; the thread marks the node stopped as it ends."""
-        from .signals import process_stopping
-
         if self.started:
             process_stopping.send_robust(type(self), node_id=self.node_id)
         with self._lock:
@@ -154,8 +158,7 @@ class Runtime:
         """Write the node row when asked and on each heartbeat; reconcile periodically
         (every ``RECONCILE_INTERVAL`` while messages arrive, every ``STATE_CHECK_INTERVAL``
         while no cross-process listener is connected, as on SQLite)."""
-        from .state import check_interval
-
+        check_interval = state.check_interval
         heartbeat = tachycore_settings.HEARTBEAT_INTERVAL
         next_beat = time.monotonic()
         next_reconcile = next_beat + check_interval()  # start() reconciled already
@@ -179,18 +182,22 @@ class Runtime:
             supervisor.registered = False
             connections.close_all()
 
+    def watch(self, watched: WatchedState) -> None:
+        """Re-check ``watched`` against the database at start, in the reconcile loop and
+        after the listener reconnects (the kernel registers its states in ``ready()``)."""
+        with self._lock:
+            if watched not in self._states:
+                self._states.append(watched)
+
     def _reconcile(self) -> None:
         """Compare every watched state with the database (repairs lost messages)."""
-        from .maintenance import maintenance
-        from .manager import plugin_manager
-
-        for state in (plugin_manager, maintenance):
+        for watched in list(self._states):
             try:
-                state.refresh(force=True)
+                watched.refresh(force=True)
             except DatabaseError as e:
                 logger.debug("reconcile: %s", e)
             except Exception as e:
-                self.supervisor.record_error(f"reconcile of {type(state).__name__} failed: {e}")
+                self.supervisor.record_error(f"reconcile of {type(watched).__name__} failed: {e}")
 
     # -- messages -------------------------------------------------------------------------
 
@@ -212,6 +219,12 @@ class Runtime:
         except Exception as e:
             self.supervisor.record_error(f"sync message on {channel!r} not sent: {type(e).__name__}: {e}")
 
+    def route(self, prefix: str, handler: Callable[[str, Any], None]) -> None:
+        """Send every message of a channel starting with ``prefix`` to ``handler(rest, payload)``,
+        where ``rest`` is the channel name after the prefix (``plugin:<name>`` channels)."""
+        with self._lock:
+            self._routes[prefix] = handler
+
     def subscribe(self, channel: str, callback: Callable[[Any], None]) -> None:
         with self._lock:
             if callback not in self._subscribers[channel]:
@@ -231,29 +244,20 @@ class Runtime:
         # the listener thread keeps its database connection between messages (a new
         # connection would cost more than the rest of the work); a broken one is dropped
         _drop_broken_connections()
+        receivers = [(callback, (payload,)) for callback in self._subscribers.get(channel, ())]
+        receivers += [
+            (handler, (channel[len(prefix):], payload))
+            for prefix, handler in self._routes.items() if channel.startswith(prefix)
+        ]
         failed = False
-        if channel.startswith(PLUGIN_CHANNEL_PREFIX):
-            failed = not self._to_plugin(channel[len(PLUGIN_CHANNEL_PREFIX):], payload)
-        for callback in list(self._subscribers.get(channel, ())):
+        for receiver, args in receivers:
             try:
-                callback(payload)
+                receiver(*args)
             except Exception as e:
                 failed = True
                 self.supervisor.record_error(f"sync subscriber of {channel!r} failed: {type(e).__name__}: {e}")
         if failed:
             connections.close_all()
-
-    def _to_plugin(self, name: str, payload: Any) -> bool:
-        from .manager import plugin_manager
-
-        plugin = plugin_manager.plugins.get(name)
-        if plugin is not None and plugin_manager.is_enabled(name):
-            try:
-                plugin.handle_sync_message(payload)
-            except Exception as e:
-                self.supervisor.record_error(f"plugin {name!r}: handle_sync_message() failed: {e}")
-                return False
-        return True
 
     def _reconnected(self) -> None:
         connections.close_all()  # the server may have restarted: old connections are dead
@@ -303,6 +307,7 @@ def _process_name() -> str:
 
 
 runtime = Runtime()
+state.follow_push(lambda: runtime.push_live)
 
 
 def _after_fork_in_child() -> None:

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connections
@@ -19,6 +20,21 @@ _async_executor: concurrent.futures.ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
 
+def _no_push() -> bool:
+    return False
+
+
+#: whether changes of other processes reach this one as messages now; the runtime, which
+#: runs the listener, installs its own probe (``follow_push``) when it is imported
+_push_live: Callable[[], bool] = _no_push
+
+
+def follow_push(probe: Callable[[], bool]) -> None:
+    """Tell the watched states how to learn whether sync messages arrive (the runtime's probe)."""
+    global _push_live
+    _push_live = probe
+
+
 def check_interval() -> float:
     """How stale a copy may get before a reader checks the database again.
 
@@ -26,9 +42,7 @@ def check_interval() -> float:
     messages and the check only repairs lost ones (``RECONCILE_INTERVAL``);
     otherwise readers poll one version row (``STATE_CHECK_INTERVAL``).
     """
-    from .runtime import runtime
-
-    if runtime.push_live:
+    if _push_live():
         return tachycore_settings.RECONCILE_INTERVAL
     return tachycore_settings.STATE_CHECK_INTERVAL
 

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from .pubsub.base import encode
+from .runtime import runtime
 
 __all__ = ["on_reconnect", "publish", "subscribe", "unsubscribe"]
 
@@ -25,27 +26,19 @@ def publish(channel: str, payload: Any = None, *, using: str | None = None) -> N
 
     Raises ``SyncMessageError`` at once for a payload that is not JSON or too large.
     """
-    from .runtime import runtime
-
     encode(channel, payload, "")  # refuse bad payloads now, not after commit
     transaction.on_commit(lambda: runtime.publish(channel, payload), using=using)
 
 
 def subscribe(channel: str, callback: Callable[[Any], None]) -> None:
     """Call ``callback(payload)`` on the listener thread for each message from another process."""
-    from .runtime import runtime
-
     runtime.subscribe(channel, callback)
 
 
 def unsubscribe(channel: str, callback: Callable[[Any], None]) -> None:
-    from .runtime import runtime
-
     runtime.unsubscribe(channel, callback)
 
 
 def on_reconnect(callback: Callable[[], None]) -> None:
     """Call ``callback()`` after the listener got its connection back (messages may be lost)."""
-    from .runtime import runtime
-
     runtime.on_reconnect(callback)

@@ -7,11 +7,10 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from tachycore.errors import PluginError, RegistryError
+from tachycore.management.arguments import json_object
 from tachycore.management.base import KernelCommand
 from tachycore.management.tables import dumps, format_table
 from tachycore.manager import PluginManager, plugin_manager
-
-from tachycore.management.arguments import json_object
 
 
 class Command(KernelCommand):

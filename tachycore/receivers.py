@@ -1,4 +1,4 @@
-"""Signal handlers connected in ``TachycoreConfig.ready()``."""
+"""Signal receivers and sync message subscribers, connected in ``TachycoreConfig.ready()``."""
 
 from __future__ import annotations
 
