@@ -29,6 +29,7 @@ run: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 test: install lint
 	$(BIN)/python manage.py check --fail-level WARNING
