@@ -18,6 +18,7 @@ class TachycoreConfig(AppConfig):
         from .maintenance import maintenance
         from .manager import PLUGIN_CHANNEL_PREFIX, STATE_CHANNEL, plugin_manager
         from .runtime import exit_on_sigterm, runtime
+        from .signals import process_started
 
         checks.register()
         exit_on_sigterm()
@@ -30,3 +31,5 @@ class TachycoreConfig(AppConfig):
                              dispatch_uid="tachycore.sync_built_in_plugins")
         setting_changed.connect(receivers.reset_plugin_manager,
                                 dispatch_uid="tachycore.reset_plugin_manager")
+        process_started.connect(receivers.warn_of_plugins_not_added,
+                                dispatch_uid="tachycore.warn_of_plugins_not_added")

@@ -13,11 +13,15 @@ if TYPE_CHECKING:
 
 def register() -> None:
     checks.register(check_settings, "tachycore")
+    checks.register(check_environment, "tachycore")
+    checks.register(check_django_q, "tachycore")
     checks.register(check_registry, "tachycore")
     checks.register(check_plugins, "tachycore")
     checks.register(check_pubsub, "tachycore")
     checks.register(check_middleware, "tachycore")
     checks.register(check_sqlite, checks.Tags.database)
+    # reads the registry: run by migrate and `check --database default`, not by every command
+    checks.register(check_not_added, "tachycore", checks.Tags.database)
 
 
 def settings_errors(app_settings: AppSettings, *, hint: str, id: str) -> list[checks.CheckMessage]:
@@ -34,6 +38,47 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
     return settings_errors(tachycore_settings, hint="See docs/configuration.md for the keys and their types.",
                            id="tachycore.E001")
+
+
+def check_environment(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Environment variables that look like a setting of an app but name no key."""
+    from .conf import all_app_settings
+
+    messages: list[checks.CheckMessage] = []
+    for app_settings in all_app_settings():
+        for variable, close in app_settings.unknown_environment():
+            hint = f"Did you mean {close}?" if close else "See docs/configuration.md for the keys."
+            messages.append(checks.Warning(
+                f"environment variable {variable} names no key of {app_settings.setting_name}: "
+                "it is ignored.", hint=hint, id="tachycore.W030"))
+    return messages
+
+
+#: the Q_CLUSTER keys that choose a django-q2 broker; without one it uses Redis on localhost
+DJANGO_Q_BROKER_KEYS = ("orm", "redis", "django_redis", "sqs", "ironmq", "mongo", "broker_class",
+                        "disque_nodes")
+DJANGO_Q_SETTING = 'Q_CLUSTER = {"name": "site", "orm": "default", "timeout": 300, "retry": 360}'
+
+
+def check_django_q(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """django-q2 runs the bundle's schedules: its broker must be set, the site's database by default."""
+    from django.apps import apps
+
+    if not apps.is_installed("django_q"):
+        return []
+    cluster = getattr(settings, "Q_CLUSTER", None)
+    if cluster is None:
+        return [checks.Error(
+            "Q_CLUSTER is not set: django-q2, which runs the schedules of kv and jobs, would "
+            "fall back to a Redis broker on localhost.",
+            hint=f"Add to your settings (the ORM broker on the site's database): {DJANGO_Q_SETTING}",
+            id="tachycore.E004")]
+    if isinstance(cluster, dict) and not any(key in cluster for key in DJANGO_Q_BROKER_KEYS):
+        return [checks.Warning(
+            "Q_CLUSTER names no broker: django-q2 uses Redis on localhost.",
+            hint='Add "orm": "default" for the site\'s database, or name the broker you run.',
+            id="tachycore.W004")]
+    return []
 
 
 def check_registry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -103,6 +148,27 @@ def check_plugins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
                 f"plugin {name!r}: {e}", hint="Enabling it will be refused until depends_on is fixed.",
                 id="tachycore.W002"))
     return messages
+
+
+def check_not_added(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Plugins whose code is installed but that the registry does not know: nothing of theirs
+    runs (URLs, job handlers, receivers), and nothing else says so."""
+    from django.db import DatabaseError
+
+    from .errors import RegistryError
+    from .manager import plugin_manager
+
+    try:
+        plugins = plugin_manager.list()
+    except (DatabaseError, RegistryError):
+        return []  # before migrate, or the database is away: other commands say so
+    return [
+        checks.Warning(
+            f"plugin {info.name!r} ({info.package_name}) is installed but not added: its URLs, job "
+            "handlers and signal receivers stay off, and its jobs wait.",
+            hint=f"Run: manage.py pm enable {info.name}", id="tachycore.W003")
+        for info in plugins if info.status == "not added"
+    ]
 
 
 def check_sqlite(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

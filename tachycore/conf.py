@@ -10,6 +10,7 @@ and raises ``ImproperlyConfigured`` if the code reads it anyway.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import re
@@ -105,6 +106,15 @@ def _check_bounds(value: Any, meta: dict) -> None:
         raise ValueError(f"must be one of {', '.join(map(repr, meta['choices']))}, got {value!r}")
 
 
+#: every app's settings, for the kernel's check of the environment (``tachycore.W030``)
+_all: list[AppSettings] = []
+
+
+def all_app_settings() -> list[AppSettings]:
+    """The settings of every app that declared them (tachycore, kv, jobs, ...)."""
+    return list(_all)
+
+
 class AppSettings:
     """The settings of one app, read lazily, cached, and reset on ``setting_changed``."""
 
@@ -114,6 +124,7 @@ class AppSettings:
         self._names = frozenset(f.name for f in dataclasses.fields(defaults))
         self._cached: tuple[Any, dict[str, str]] | None = None
         setting_changed.connect(self._reset, weak=False)
+        _all.append(self)
 
     def _reset(self, *, setting: str, **kwargs: Any) -> None:
         if setting == self.setting_name:
@@ -154,6 +165,18 @@ class AppSettings:
     def errors(self) -> list[tuple[str, str]]:
         """Return ``(key, message)`` for every unknown key or bad value."""
         return list(self._load()[1].items())
+
+    def unknown_environment(self) -> list[tuple[str, str | None]]:
+        """Environment variables named ``<APP>_...`` that match no key (a typo such as
+        ``JOBS_WORKER``), each with the closest key's variable, or ``None``."""
+        prefix = f"{self.setting_name}_"
+        found = []
+        for variable in sorted(os.environ):
+            key = variable[len(prefix):]
+            if variable.startswith(prefix) and key not in self._names:
+                close = difflib.get_close_matches(key, sorted(self._names), n=1)
+                found.append((variable, prefix + close[0] if close else None))
+        return found
 
     def __getattr__(self, name: str) -> Any:
         # hot path: one tuple from the cache and one attribute read

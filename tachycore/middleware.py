@@ -6,6 +6,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
 from .conf import tachycore_settings
+from .maintenance import maintenance
+from .runtime import runtime
 
 RETRY_AFTER_SECONDS = 60
 
@@ -13,8 +15,10 @@ RETRY_AFTER_SECONDS = 60
 class KernelMiddleware:
     """Put it after ``AuthenticationMiddleware``.
 
-    The first request a process serves registers it as a supervisor node and
-    starts its sync listener. While the site is in maintenance, every request
+    The process registers as a supervisor node and starts its sync listener when
+    the server builds its handler, at start (and again at the first request of a
+    process forked after that, such as a gunicorn worker of ``--preload``), so
+    that ``JOBS["AUTO_START"]``'s dispatcher runs before any request arrives. While the site is in maintenance, every request
     from a user who is not staff gets a 503 with the message: JSON
     ``{"detail": ...}`` under ``/api/``, an HTML page elsewhere. Paths in
     ``TACHYCORE["MAINTENANCE_EXEMPT_PATHS"]`` (the admin login) stay open so
@@ -23,13 +27,10 @@ class KernelMiddleware:
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
+        _start_runtime()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from .maintenance import maintenance
-        from .runtime import runtime
-
-        if not runtime.started and tachycore_settings.START_RUNTIME:
-            runtime.start(kind="web")
+        _start_runtime()
         state = maintenance.current()
         if state.enabled and not self._let_through(request):
             return self._unavailable(request, state.message)
@@ -50,3 +51,8 @@ class KernelMiddleware:
             response = HttpResponse(html, status=503)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
+
+
+def _start_runtime() -> None:
+    if not runtime.started and tachycore_settings.START_RUNTIME:
+        runtime.start(kind="web")

@@ -54,3 +54,14 @@ def follow_maintenance(payload: Any) -> None:
     from .maintenance import maintenance
 
     maintenance.refresh(force=True)
+
+
+def warn_of_plugins_not_added(*, kind: str, **kwargs: Any) -> None:
+    """At the start of a web or worker process, log each plugin whose code is installed but
+    that is not added (``tachycore.W003``): runserver and gunicorn run no database checks."""
+    from .checks import check_not_added
+
+    if kind == "command":
+        return
+    for message in check_not_added():
+        logger.warning("%s %s", message.msg, message.hint)

@@ -520,3 +520,10 @@ def test_missing_package__disable_then_remove(subprocess_env, ghost):
     assert removed.stdout.strip() == "Removed ghost."
     assert not ApplicationPlugin.objects.filter(name="ghost").exists()
     assert row("toolbox").enabled is True
+
+
+def test_usage__without_an_action_names_every_action(subprocess_env):
+    result = manage(subprocess_env, "pm")
+
+    assert result.returncode == 2
+    assert "{list,add,install,enable,disable,upgrade,remove}" in result.stderr.splitlines()[-1]

@@ -119,3 +119,25 @@ def test_lost_notification__killed_listener_reconnects_and_catches_up(live_serve
     # and the new listener gets the next notifications again
     assert manage(subprocess_env, "pm", "enable", "notes").returncode == 0
     assert wait_until(lambda: status_of(server + "/api/notes/") == 200, timeout=1.0)
+
+
+def test_web_process__registers_its_node_before_any_request(subprocess_env):
+    """The runtime starts when the server builds its handler, so that what hangs on
+    ``process_started`` (AUTO_START's dispatcher, the plugin warnings) runs at start."""
+    import subprocess
+    import sys
+
+    from tachycore.models import Node
+
+    from .conftest import ROOT, free_port, stop_server
+
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{free_port()}", "--noreload"],
+        env=subprocess_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        node = wait_until(lambda: Node.objects.filter(kind="web", pid=proc.pid).first(), timeout=20)
+        assert node is not None, "no web node without a request"
+        assert node.status == "running"
+    finally:
+        stop_server(proc)

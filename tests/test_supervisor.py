@@ -530,3 +530,15 @@ def test_command_process__leaves_a_stopped_command_node(subprocess_env):
     assert [(node["status"], node["name"]) for node in commands] == [("stopped", "manage.py pm")]
     assert commands[0]["stale"] is False
     assert not [node for node in live if node["kind"] == "command"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_command_process__a_failed_command_leaves_its_error_on_its_node(subprocess_env):
+    result = manage(subprocess_env, "pm", "enable", "nosuch")
+    assert result.returncode == 1
+
+    [node] = [n for n in nodes_seen_by_another_process(subprocess_env, "--all") if n["kind"] == "command"]
+    assert node["status"] == "stopped"
+    assert [error["message"] for error in node["last_errors"]] == [
+        "manage.py pm failed: unknown plugin 'nosuch'"
+    ]

@@ -53,3 +53,9 @@ def positive_integer(value: str | None, option: str) -> int | None:
     if number < 1:
         raise CommandError(f"{option} must be at least 1, got {value!r}")
     return number
+
+
+def name_the_actions(actions: Any) -> None:
+    """Call after adding every action to ``parser.add_subparsers(...)``: a command run
+    without one then says which there are (``required: {on,off,status}``)."""
+    actions.metavar = "{" + ",".join(actions.choices) + "}"

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from kv.cleanup import CleanupLoop, cleanup_expired
 from kv.conf import kv_settings
-from tachycore.management.base import KernelCommand
 from tachycore.management.arguments import positive_duration, positive_integer
+from tachycore.management.base import KernelCommand
 
 
 class Command(KernelCommand):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tachycore.management.arguments import name_the_actions
 from tachycore.management.base import KernelCommand
 from tachycore.supervisor import list_nodes
 
@@ -12,11 +13,12 @@ class Command(KernelCommand):
     help = "Turn maintenance mode on or off for every process of the site, or show it."
 
     def add_arguments(self, parser) -> None:
-        actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+        actions = parser.add_subparsers(dest="action", title="actions", required=True)
         on = actions.add_parser("on", help="answer 503 with a message to everyone but staff")
         on.add_argument("--message", default="", help="the text shown to visitors")
         actions.add_parser("off", help="serve the site again")
         actions.add_parser("status", help="show the mode and which processes picked it up")
+        name_the_actions(actions)
 
     def handle(self, *, action: str, **options: Any) -> None:
         from tachycore.maintenance import maintenance

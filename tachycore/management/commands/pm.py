@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from tachycore.errors import PluginError, RegistryError
-from tachycore.management.arguments import json_object
+from tachycore.management.arguments import json_object, name_the_actions
 from tachycore.management.base import KernelCommand
 from tachycore.management.tables import dumps, format_table
 from tachycore.manager import PluginManager, plugin_manager
@@ -18,7 +18,7 @@ class Command(KernelCommand):
     manager: PluginManager = plugin_manager
 
     def add_arguments(self, parser) -> None:
-        actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+        actions = parser.add_subparsers(dest="action", title="actions", required=True)
         listing = actions.add_parser("list", help="list plugins with their state")
         listing.add_argument("--json", action="store_true", help="print JSON")
         add = actions.add_parser("add", help="record a discovered plugin in the registry")
@@ -36,6 +36,7 @@ class Command(KernelCommand):
         remove = actions.add_parser("remove", help="delete a plugin's registry row")
         remove.add_argument("name")
         remove.add_argument("--force", action="store_true", help="disable it first if it is enabled")
+        name_the_actions(actions)
 
     def handle(self, *, action: str, **options: Any) -> None:
         try:

@@ -1,0 +1,115 @@
+"""The kernel's checks that help a new site along: the environment, django-q2, plugins not added."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.core.management import call_command
+
+from tachycore import checks
+from tachycore.conf import tachycore_settings
+from tachycore.manager import plugin_manager
+from tachycore.signals import process_started
+
+
+def _ids_and_hints(messages):
+    return [(message.id, message.msg, message.hint) for message in messages]
+
+
+def test_environment__a_variable_close_to_a_key_is_a_warning_naming_the_key(monkeypatch):
+    monkeypatch.setenv("TACHYCORE_HEARTBEAT_INTERVALL", "1s")
+
+    [(check_id, message, hint)] = _ids_and_hints(checks.check_environment())
+
+    assert check_id == "tachycore.W030"
+    assert "TACHYCORE_HEARTBEAT_INTERVALL" in message
+    assert hint == "Did you mean TACHYCORE_HEARTBEAT_INTERVAL?"
+
+
+def test_environment__a_variable_like_no_key_is_a_warning_too(monkeypatch):
+    monkeypatch.setenv("TACHYCORE_BOGUS", "1")
+
+    [(check_id, message, _)] = _ids_and_hints(checks.check_environment())
+
+    assert check_id == "tachycore.W030" and "TACHYCORE_BOGUS" in message
+
+
+def test_environment__the_variables_of_every_app_are_checked(monkeypatch):
+    monkeypatch.setenv("JOBS_WORKER", "8")
+    monkeypatch.setenv("KV_L1_TTTL", "5s")
+
+    hints = {message: hint for _, message, hint in _ids_and_hints(checks.check_environment())}
+
+    assert any("JOBS_WORKER " in m and h == "Did you mean JOBS_WORKERS?" for m, h in hints.items())
+    assert any("KV_L1_TTTL " in m and h == "Did you mean KV_L1_TTL?" for m, h in hints.items())
+
+
+def test_environment__known_variables_pass(monkeypatch):
+    monkeypatch.setenv("TACHYCORE_HEARTBEAT_INTERVAL", "1s")
+    monkeypatch.setenv("JOBS_WORKERS", "2")
+    tachycore_settings.reset()
+
+    assert checks.check_environment() == []
+
+
+def test_django_q__a_missing_q_cluster_is_an_error_with_the_setting_to_add(settings):
+    del settings.Q_CLUSTER
+
+    [(check_id, message, hint)] = _ids_and_hints(checks.check_django_q())
+
+    assert check_id == "tachycore.E004" and "Q_CLUSTER is not set" in message
+    assert checks.DJANGO_Q_SETTING in hint
+
+
+def test_django_q__the_setting_the_error_gives_passes(settings):
+    namespace: dict = {}
+    exec(checks.DJANGO_Q_SETTING, namespace)
+    settings.Q_CLUSTER = namespace["Q_CLUSTER"]
+
+    assert checks.check_django_q() == []
+
+
+def test_django_q__a_cluster_without_broker_warns(settings):
+    settings.Q_CLUSTER = {"name": "site", "timeout": 300, "retry": 360}
+
+    assert [m.id for m in checks.check_django_q()] == ["tachycore.W004"]
+
+
+@pytest.mark.django_db
+def test_not_added__a_plugin_the_registry_does_not_know_is_a_warning_with_the_command():
+    plugin_manager.enable("kv", "jobs")  # the built-ins; the demo's notes and audit are not added
+
+    found = {message.msg.split("'")[1]: message for message in checks.check_not_added()}
+
+    assert set(found) == {"audit", "notes"}
+    assert found["notes"].id == "tachycore.W003"
+    assert found["notes"].hint == "Run: manage.py pm enable notes"
+
+
+@pytest.mark.django_db
+def test_not_added__an_added_plugin_is_no_longer_named():
+    plugin_manager.enable("notes")  # and audit, which it depends on
+    plugin_manager.disable("notes")  # disabled is a choice, not an oversight
+
+    names = {message.msg.split("'")[1] for message in checks.check_not_added()}
+
+    assert "notes" not in names and "audit" not in names
+
+
+@pytest.mark.django_db
+def test_not_added__is_a_database_check_run_by_check_database(capsys):
+    call_command("check")
+    assert "tachycore.W003" not in capsys.readouterr().err
+
+    call_command("check", databases=["default"])
+    assert "tachycore.W003" in capsys.readouterr().err
+
+
+@pytest.mark.django_db
+def test_not_added__a_web_process_logs_it_at_start(caplog):
+    with caplog.at_level(logging.WARNING, logger="tachycore.plugins"):
+        process_started.send(sender=None, kind="web", node_id="n")
+
+    assert any("plugin 'notes'" in r.getMessage() and "manage.py pm enable notes" in r.getMessage()
+               for r in caplog.records)
