@@ -29,6 +29,8 @@ class TachycoreConfig(AppConfig):
         runtime.subscribe(MAINTENANCE_CHANNEL, receivers.follow_maintenance)
         post_migrate.connect(receivers.sync_built_in_plugins, sender=self,
                              dispatch_uid="tachycore.sync_built_in_plugins")
+        post_migrate.connect(receivers.keep_node_prune_schedule, sender=self,
+                             dispatch_uid="tachycore.keep_node_prune_schedule")
         setting_changed.connect(receivers.reset_plugin_manager,
                                 dispatch_uid="tachycore.reset_plugin_manager")
         process_started.connect(receivers.warn_of_plugins_not_added,

@@ -65,3 +65,22 @@ def warn_of_plugins_not_added(*, kind: str, **kwargs: Any) -> None:
         return
     for message in check_not_added():
         logger.warning("%s %s", message.msg, message.hint)
+
+
+#: the django-q2 schedule that deletes node rows older than ``TACHYCORE["NODE_RETENTION"]``
+NODE_PRUNE_SCHEDULE = "tachycore: prune old node rows"
+NODE_PRUNE_FUNC = "tachycore.supervisor.prune_nodes"
+
+
+def keep_node_prune_schedule(*, using: str, apps: Any = None, verbosity: int = 1, stdout: Any = None,
+                             **kwargs: Any) -> None:
+    """After ``migrate``: the hourly schedule that prunes old node rows (each command leaves
+    one), when django_q is installed."""
+    from .schedules import keep_schedule, keep_schedule_after_migrate
+
+    def register(*, using: str, apps: Any) -> Any:
+        fields = {"func": NODE_PRUNE_FUNC, "schedule_type": "H", "minutes": None, "cron": None}
+        return keep_schedule(apps.get_model("django_q", "Schedule"), NODE_PRUNE_SCHEDULE, fields,
+                             lambda row, changed, now: None, using=using)
+
+    keep_schedule_after_migrate(register, using=using, apps=apps, verbosity=verbosity, stdout=stdout)

@@ -50,6 +50,7 @@ class Supervisor:
         #: set by the runtime: asks its thread to write the row now
         self.wake: Callable[[], None] = lambda: None
         self._lock = threading.Lock()
+        self._failing = False  # the last write failed: say so once, not at every heartbeat
 
     def register(self, kind: str, name: str = "", status: str = NodeStatus.RUNNING) -> None:
         self.kind, self.name, self.status = kind, name[:200], status
@@ -71,7 +72,11 @@ class Supervisor:
             try:
                 Node.objects.update_or_create(id=self.node_id, defaults=self._values())
             except DatabaseError as e:
-                logger.warning("supervisor: cannot write node %s: %s", self.node_id, e)
+                level = logging.DEBUG if self._failing else logging.WARNING
+                logger.log(level, "supervisor: cannot write node %s: %s", self.node_id, e)
+                self._failing = True
+            else:
+                self._failing = False
 
     def set_status(self, status: str) -> None:
         if status != self.status:

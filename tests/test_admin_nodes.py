@@ -64,10 +64,41 @@ def test_list__shows_stale_nodes_as_stale(admin_client, settings):
     make_node("alive", age=5)
     make_node("gone", age=600)
     make_node("stopped", age=600, status="stopped")
-    rows = node_rows(page_of(admin_client))
+    rows = node_rows(admin_client.get(reverse(LIST), {"gone": "1"}).content.decode())
     assert 'data-stale="true"' in rows["gone"] and "pa-stale" in rows["gone"] and ">stale<" in rows["gone"]
     assert ">stale<" not in rows["alive"] and "pa-stale" not in rows["alive"]
     assert ">stale<" not in rows["stopped"] and ">stopped<" in rows["stopped"]  # it said goodbye
+
+
+def test_list__lists_live_processes_and_links_to_the_gone_ones(admin_client, settings):
+    settings.TACHYCORE = {**settings.TACHYCORE, "NODE_TIMEOUT": "30s"}
+    make_node("alive", age=5)
+    make_node("gone", age=600)
+    make_node("stopped", age=600, status="stopped")
+
+    page = page_of(admin_client)
+
+    assert set(node_rows(page)) == {"alive"}
+    assert '<a href="?gone=1" id="nodes-show-gone">Show 2 stopped or stale processes</a>' in page
+
+
+def test_list__with_gone_lists_every_process(admin_client):
+    make_node("alive", age=5)
+    make_node("stopped", age=600, status="stopped")
+
+    page = admin_client.get(reverse(LIST), {"gone": "1"}).content.decode()
+
+    assert set(node_rows(page)) == {"alive", "stopped"} and 'id="nodes-live-only"' in page
+
+
+def test_maintenance__off_with_every_process_out_of_it_says_so(admin_client):
+    make_node("web-1", maintenance=False)
+    make_node("web-2", maintenance=False)
+
+    page = page_of(admin_client)
+
+    assert "2 live processes, none in maintenance mode." in page
+    assert "picked it up" not in page
 
 
 def test_list__shows_last_errors_newest_first(admin_client):
@@ -147,7 +178,7 @@ def test_maintenance__after_turning_off_the_nodes_still_in_it_are_listed(admin_c
     make_node("web-2", name="web two", maintenance=False)
     admin_client.post(reverse(MAINTENANCE), {"action": "off"})
     page = page_of(admin_client)
-    assert "1 of 2 live processes picked it up." in page
+    assert "1 of 2 live processes left maintenance mode." in page
     assert 'id="maintenance-waiting"' in page and "web one" in page[page.index('id="maintenance-waiting"'):]
 
 

@@ -433,6 +433,31 @@ def test_write__database_error_is_logged_not_raised(db, monkeypatch, caplog):
     assert "database is down" in record.getMessage()
 
 
+def test_write__a_database_error_is_a_warning_once_until_a_write_succeeds(db, monkeypatch, caplog):
+    real = Node.objects.update_or_create
+    down = True
+
+    def maybe_fail(*args, **kwargs):
+        if down:
+            raise DatabaseError("no such table: tachycore_nodes")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Node.objects, "update_or_create", maybe_fail)
+    node = Supervisor("node-a")
+    node.register("web")
+
+    with caplog.at_level("WARNING", logger="tachycore.supervisor"):
+        node.write()
+        node.write()
+        node.write()
+        down = False
+        node.write()
+        down = True
+        node.write()
+
+    assert len([r for r in caplog.records if r.name == "tachycore.supervisor"]) == 2
+
+
 # -- real processes -----------------------------------------------------------------------------
 
 
@@ -542,3 +567,22 @@ def test_command_process__a_failed_command_leaves_its_error_on_its_node(subproce
     assert [error["message"] for error in node["last_errors"]] == [
         "manage.py pm failed: unknown plugin 'nosuch'"
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_schedule__one_hourly_row_after_migrate_whose_function_prunes_old_nodes(settings):
+    from django.core.management import call_command
+    from django.utils.module_loading import import_string
+    from django_q.models import Schedule
+
+    from tachycore.receivers import NODE_PRUNE_SCHEDULE
+
+    call_command("migrate", verbosity=0)  # again: still one row
+    [row] = Schedule.objects.filter(name=NODE_PRUNE_SCHEDULE)
+    assert (row.schedule_type, row.repeats) == (Schedule.HOURLY, -1)
+
+    settings.TACHYCORE = {**settings.TACHYCORE, "NODE_RETENTION": "1h"}
+    make_node("old", age=7200, status="stopped")
+    make_node("recent", age=60, status="stopped")
+    assert import_string(row.func)() == 1
+    assert list(Node.objects.values_list("id", flat=True)) == ["recent"]

@@ -30,12 +30,15 @@ from tachycore.supervisor import NodeInfo, list_nodes
 MAINTENANCE_PERMISSION = "tachycore.change_sitestate"
 #: processes that follow maintenance mode; a command runs too briefly to be waited for
 FOLLOWING_KINDS_EXCLUDE = ("command",)
+#: the query parameter that lists stopped and stale processes too
+SHOW_GONE = "gone"
 
 
 @dataclasses.dataclass(frozen=True)
 class Uptake:
     """Which live processes run in the current maintenance mode, and which do not yet."""
 
+    enabled: bool
     live: list[NodeInfo]
     waiting: list[NodeInfo]
 
@@ -46,14 +49,23 @@ class Uptake:
     @property
     def summary(self) -> str:
         noun = "process" if len(self.live) == 1 else "processes"
-        return f"{self.picked_up} of {len(self.live)} live {noun} picked it up."
+        if self.enabled:
+            return f"{self.picked_up} of {len(self.live)} live {noun} picked it up."
+        if self.waiting:
+            return f"{self.picked_up} of {len(self.live)} live {noun} left maintenance mode."
+        return f"{len(self.live)} live {noun}, none in maintenance mode."
 
 
 def uptake(state: MaintenanceState, nodes: list[NodeInfo]) -> Uptake:
     """How far ``state`` has spread: live (fresh, not stopped) nodes other than commands."""
     live = [node for node in nodes
             if not node.stale and node.status != NodeStatus.STOPPED and node.kind not in FOLLOWING_KINDS_EXCLUDE]
-    return Uptake(live=live, waiting=[node for node in live if node.maintenance != state.enabled])
+    return Uptake(enabled=state.enabled, live=live, waiting=[node for node in live if node.maintenance != state.enabled])
+
+
+def is_gone(node: NodeInfo) -> bool:
+    """A process that said goodbye (stopped) or stopped answering (stale)."""
+    return node.stale or node.status == NodeStatus.STOPPED
 
 
 def status_badges(node: NodeInfo) -> list[tuple[str, str]]:
@@ -114,22 +126,27 @@ class NodeAdmin(admin.ModelAdmin):
         ]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        """Live processes (stopped and stale ones on ``?gone=1``) and maintenance mode."""
         if not self.has_view_permission(request):
             raise PermissionDenied
+        show_gone = request.GET.get(SHOW_GONE) == "1"
         nodes = list_nodes(include_gone=True)
         state = maintenance.current()
+        shown = nodes if show_gone else [node for node in nodes if not is_gone(node)]
         rows = [{
             "node": node,
             "badges": status_badges(node),
             "errors": newest_first(node.last_errors or []),
             "url": reverse("admin:tachycore_node_change", args=[quote(node.id)],
                            current_app=self.admin_site.name),
-        } for node in nodes]
+        } for node in shown]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Nodes and maintenance",
             "rows": rows,
+            "show_gone": show_gone,
+            "gone_count": sum(is_gone(node) for node in nodes),
             "state": state,
             "uptake": uptake(state, nodes),
             "can_change_maintenance": request.user.has_perm(MAINTENANCE_PERMISSION),
