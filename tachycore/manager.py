@@ -202,12 +202,6 @@ class PluginManager(WatchedState):
         if plugin is not None and self.is_enabled(name):
             self._hook(plugin, "handle_sync_message", payload)
 
-    def enabled_plugins(self) -> list[Plugin]:
-        """The enabled plugins whose code is installed, dependencies first."""
-        self.refresh()
-        enabled = {name for name, record in self._state.items() if record.enabled and name in self.plugins}
-        return [self.plugins[name] for name in self._dependency_order(enabled)]
-
     # -- reading -------------------------------------------------------------------------
 
     def list(self) -> list[PluginInfo]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +9,6 @@ if TYPE_CHECKING:
     from django.apps import AppConfig
     from django.dispatch import Signal
 
-logger = logging.getLogger("tachycore.plugins")
 
 
 class Plugin:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,8 +11,6 @@ from django.db import connections
 from psycopg import sql
 
 from .base import BasePubSub, MessageHandler, encode
-
-logger = logging.getLogger("tachycore.sync")
 
 CHANNEL = "tachycore"
 #: Django's connection parameters that are not libpq's

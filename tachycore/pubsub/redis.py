@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from .base import BasePubSub, MessageHandler, encode
-
-logger = logging.getLogger("tachycore.sync")
 
 
 class RedisPubSub(BasePubSub):

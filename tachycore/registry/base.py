@@ -11,8 +11,6 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from tachycore.errors import PluginNotFound
-
 #: record fields a caller may change through ``update``
 UPDATABLE_FIELDS = frozenset(
     {"package_name", "version", "enabled", "installed", "built_in", "options", "last_error"}
@@ -70,11 +68,6 @@ class BasePluginRegistry(abc.ABC):
     cheaply that it must read the registry again.
     """
 
-    #: the state outlives the process
-    durable: bool = False
-    #: writes join the caller's database transaction (``transaction.atomic``)
-    transactional: bool = False
-
     @abc.abstractmethod
     def list(self) -> list[PluginRecord]:
         """Every record, sorted by name."""
@@ -120,12 +113,6 @@ class BasePluginRegistry(abc.ABC):
             self.add(record)
         else:
             self.update(name, **{field: getattr(record, field) for field in UPDATABLE_FIELDS})
-
-    def get_or_raise(self, name: str) -> PluginRecord:
-        record = self.get(name)
-        if record is None:
-            raise PluginNotFound(name)
-        return record
 
     async def alist(self) -> list[PluginRecord]:
         return await sync_to_async(self.list)()

@@ -27,9 +27,6 @@ class DatabaseRegistry(BasePluginRegistry):
     as every write, so other processes can poll one integer.
     """
 
-    durable = True
-    transactional = True
-
     def __init__(self, using: str | None = None) -> None:
         self.using = using
 

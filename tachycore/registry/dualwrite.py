@@ -30,8 +30,6 @@ class DualWriteRegistry(BasePluginRegistry):
     process flushes once more at exit. Nothing is dropped silently.
     """
 
-    durable = True
-
     def __init__(self, persistent: BasePluginRegistry, retries: int | None = None,
                  retry_delay: float = 0.05) -> None:
         self.persistent = persistent

@@ -25,8 +25,6 @@ class JSONFileRegistry(BasePluginRegistry):
     the file is replaced atomically, so a reader never sees half a write.
     """
 
-    durable = True
-
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
