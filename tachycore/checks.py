@@ -21,7 +21,7 @@ def register() -> None:
     checks.register(check_middleware, "tachycore")
     checks.register(check_sqlite, checks.Tags.database)
     # reads the registry: run by migrate and `check --database default`, not by every command
-    checks.register(check_not_added, "tachycore", checks.Tags.database)
+    checks.register(check_not_added, checks.Tags.database)
 
 
 def settings_errors(app_settings: AppSettings, *, hint: str, id: str) -> list[checks.CheckMessage]:
@@ -151,6 +151,11 @@ def check_plugins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
 
 
 def check_not_added(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A database check: run when ``databases`` are given (migrate, ``check --database``)."""
+    return not_added_plugins() if databases else []
+
+
+def not_added_plugins() -> list[checks.CheckMessage]:
     """Plugins whose code is installed but that the registry does not know: nothing of theirs
     runs (URLs, job handlers, receivers), and nothing else says so."""
     from django.db import DatabaseError
@@ -177,7 +182,7 @@ def check_sqlite(app_configs: Any = None, databases: Any = None, **kwargs: Any) 
 
 def sqlite_problems(databases: dict[str, dict[str, Any]]) -> list[checks.CheckMessage]:
     """Warnings for SQLite entries of ``databases`` not set up for several processes."""
-    messages = []
+    messages: list[checks.CheckMessage] = []
     for alias, database in databases.items():
         if not database.get("ENGINE", "").endswith("sqlite3"):
             continue

@@ -14,6 +14,7 @@ import difflib
 import json
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -99,7 +100,7 @@ def _coerce(value: Any, kind: str, from_env: bool) -> Any:
     raise AssertionError(f"unknown setting kind {kind!r}")
 
 
-def _check_bounds(value: Any, meta: dict) -> None:
+def _check_bounds(value: Any, meta: Mapping[str, Any]) -> None:
     if meta["minimum"] is not None and value < meta["minimum"]:
         raise ValueError(f"must be at least {meta['minimum']}, got {value!r}")
     if meta["choices"] is not None and value not in meta["choices"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import logging
@@ -238,7 +239,7 @@ class PluginManager(WatchedState):
             urls=plugin.urls if plugin else None,
         )
 
-    def _dependents_of(self, name: str) -> list[str]:
+    def _dependents_of(self, name: str) -> builtins.list[str]:
         return sorted(other.name for other in self.plugins.values() if name in other.depends_on)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -263,7 +264,7 @@ class PluginManager(WatchedState):
                 self._install(plugin, record)
         return self.get(name)
 
-    def enable(self, *names: str, options: dict[str, Any] | None = None) -> list[str]:
+    def enable(self, *names: str, options: dict[str, Any] | None = None) -> builtins.list[str]:
         """Enable plugins and their dependencies (first); return the names newly enabled.
 
         Installs what is not installed yet. All of it commits at once, or, when a
@@ -299,7 +300,7 @@ class PluginManager(WatchedState):
                 self._hook(plugin, "after_enable")
         return todo
 
-    def disable(self, *names: str) -> list[str]:
+    def disable(self, *names: str) -> builtins.list[str]:
         """Disable plugins (dependents named in the same call first); return those disabled.
 
         Refused, naming them, while an enabled plugin outside ``names`` depends on one.
@@ -354,7 +355,7 @@ class PluginManager(WatchedState):
             if plugin:
                 self._hook(plugin, "after_remove")
 
-    def ensure_built_ins(self) -> list[str]:
+    def ensure_built_ins(self) -> builtins.list[str]:
         """Add, install and enable every built-in plugin not recorded yet; return their names."""
         recorded = {record.name for record in self.registry.list()}
         missing = [name for name, plugin in self.plugins.items() if plugin.built_in and name not in recorded]
@@ -386,7 +387,7 @@ class PluginManager(WatchedState):
         if plugin:
             self._hook(plugin, "after_disable")
 
-    def _migrate(self, plugins: list[Plugin]) -> None:
+    def _migrate(self, plugins: builtins.list[Plugin]) -> None:
         """Apply the migrations of these plugins' apps (outside the state transaction:
         SQLite cannot alter tables inside one)."""
         for plugin in plugins:
@@ -479,10 +480,10 @@ class PluginManager(WatchedState):
         except (ValueError, TypeError) as e:
             raise InvalidOptions(f"options of plugin {plugin.name!r} refused: {e}") from e
 
-    def _resolve(self, names: Iterable[str]) -> list[str]:
+    def _resolve(self, names: Iterable[str]) -> builtins.list[str]:
         """``names`` and everything they depend on, dependencies first."""
-        order: list[str] = []
-        visiting: list[str] = []
+        order: builtins.list[str] = []
+        visiting: builtins.list[str] = []
 
         def visit(name: str) -> None:
             if name in order:
@@ -504,14 +505,14 @@ class PluginManager(WatchedState):
             visit(name)
         return order
 
-    def _dependency_order(self, names: set[str]) -> list[str]:
+    def _dependency_order(self, names: set[str]) -> builtins.list[str]:
         """``names`` (code installed), dependencies first; a cycle falls back to name order."""
         try:
             return [name for name in self._resolve(sorted(names)) if name in names]
         except DependencyError:
             return sorted(names)
 
-    def _teardown_order(self, names: Iterable[str]) -> list[str]:
+    def _teardown_order(self, names: Iterable[str]) -> builtins.list[str]:
         """``names``, each before the plugins it depends on."""
         with_code = [name for name in names if name in self.plugins]
         ordered = list(reversed(self._dependency_order(set(with_code))))

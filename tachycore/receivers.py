@@ -59,11 +59,11 @@ def follow_maintenance(payload: Any) -> None:
 def warn_of_plugins_not_added(*, kind: str, **kwargs: Any) -> None:
     """At the start of a web or worker process, log each plugin whose code is installed but
     that is not added (``tachycore.W003``): runserver and gunicorn run no database checks."""
-    from .checks import check_not_added
+    from .checks import not_added_plugins
 
     if kind == "command":
         return
-    for message in check_not_added():
+    for message in not_added_plugins():
         logger.warning("%s %s", message.msg, message.hint)
 
 

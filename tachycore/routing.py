@@ -31,7 +31,7 @@ def plugin_urlpatterns(prefix: str = "api/") -> list[URLResolver]:
     """A resolver for every discovered plugin that declares ``urls``."""
     from .manager import plugin_manager
 
-    patterns = []
+    patterns: list[URLResolver] = []
     for name, plugin in sorted(plugin_manager.plugins.items()):
         if not plugin.urls:
             continue

@@ -51,7 +51,7 @@ class Runtime:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pubsub: BasePubSub | None = None
-        self._supervisor: Supervisor | None = None
+        self._supervisor = Supervisor(new_node_id())  # made again in each process (_ensure_process)
         self._atexit = False
 
     # -- per-process identity -------------------------------------------------------------
@@ -244,7 +244,9 @@ class Runtime:
         # the listener thread keeps its database connection between messages (a new
         # connection would cost more than the rest of the work); a broken one is dropped
         _drop_broken_connections()
-        receivers = [(callback, (payload,)) for callback in self._subscribers.get(channel, ())]
+        receivers: list[tuple[Callable[..., None], tuple[Any, ...]]] = [
+            (callback, (payload,)) for callback in self._subscribers.get(channel, ())
+        ]
         receivers += [
             (handler, (channel[len(prefix):], payload))
             for prefix, handler in self._routes.items() if channel.startswith(prefix)

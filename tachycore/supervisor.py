@@ -42,7 +42,7 @@ class Supervisor:
         self.node_id = node_id
         self.kind = ""
         self.name = ""
-        self.status = NodeStatus.INITIALIZING
+        self.status: str = NodeStatus.INITIALIZING
         self.maintenance = False
         self.started = timezone.now()
         self.errors: deque[dict[str, str]] = deque(maxlen=MAX_ERRORS)

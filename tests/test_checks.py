@@ -80,7 +80,7 @@ def test_django_q__a_cluster_without_broker_warns(settings):
 def test_not_added__a_plugin_the_registry_does_not_know_is_a_warning_with_the_command():
     plugin_manager.enable("kv", "jobs")  # the built-ins; the demo's notes and audit are not added
 
-    found = {message.msg.split("'")[1]: message for message in checks.check_not_added()}
+    found = {message.msg.split("'")[1]: message for message in checks.check_not_added(databases=["default"])}
 
     assert set(found) == {"audit", "notes"}
     assert found["notes"].id == "tachycore.W003"
@@ -92,7 +92,7 @@ def test_not_added__an_added_plugin_is_no_longer_named():
     plugin_manager.enable("notes")  # and audit, which it depends on
     plugin_manager.disable("notes")  # disabled is a choice, not an oversight
 
-    names = {message.msg.split("'")[1] for message in checks.check_not_added()}
+    names = {message.msg.split("'")[1] for message in checks.check_not_added(databases=["default"])}
 
     assert "notes" not in names and "audit" not in names
 

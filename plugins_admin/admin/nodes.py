@@ -68,12 +68,15 @@ def is_gone(node: NodeInfo) -> bool:
     return node.stale or node.status == NodeStatus.STOPPED
 
 
+_STATUS_CSS: dict[str, str] = {NodeStatus.RUNNING: "on", NodeStatus.ERROR: "error",
+                               NodeStatus.MAINTAINING: "new", NodeStatus.STOPPED: "off"}
+
+
 def status_badges(node: NodeInfo) -> list[tuple[str, str]]:
     """(css class, text) badges for a node's state."""
     if node.stale:
         return [("off", node.status), ("stale", "stale")]
-    css = {NodeStatus.RUNNING: "on", NodeStatus.ERROR: "error", NodeStatus.MAINTAINING: "new",
-           NodeStatus.STOPPED: "off"}.get(node.status, "builtin")
+    css = _STATUS_CSS.get(node.status, "builtin")
     return [(css, node.status)]
 
 
@@ -164,7 +167,7 @@ class NodeAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = MaintenanceForm(request.POST)
         if not form.is_valid():
-            problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+            problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in form.errors.items())
             self.message_user(request, f"Maintenance mode was not changed: {problems}", messages.ERROR)
         elif form.cleaned_data["action"] == "on":
             maintenance.turn_on(form.cleaned_data["message"])

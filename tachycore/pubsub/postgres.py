@@ -58,7 +58,9 @@ class PostgresPubSub(BasePubSub):
 
     def _receive(self, timeout: float) -> Iterator[str]:
         # a generator: each notification is handed over as it arrives, not at the timeout
-        return (notify.payload for notify in self._conn.notifies(timeout=timeout))
+        conn = self._conn
+        assert conn is not None, "_receive() before _connect()"
+        return (notify.payload for notify in conn.notifies(timeout=timeout))
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None

@@ -27,8 +27,8 @@ class RedisPubSub(BasePubSub):
         self.channel = channel
         # a publish runs in a request after commit: it must not hang on an unreachable server
         self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self._pubsub = None
-        self._listen_client = None
+        self._pubsub: Any = None
+        self._listen_client: Any = None
 
     def publish(self, channel: str, payload: Any) -> None:
         self._client.publish(self.channel, encode(channel, payload, self.node_id))

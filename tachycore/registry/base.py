@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import builtins
 import copy
 import dataclasses
 from datetime import datetime
@@ -114,7 +115,7 @@ class BasePluginRegistry(abc.ABC):
         else:
             self.update(name, **{field: getattr(record, field) for field in UPDATABLE_FIELDS})
 
-    async def alist(self) -> list[PluginRecord]:
+    async def alist(self) -> builtins.list[PluginRecord]:
         return await sync_to_async(self.list)()
 
     async def aget(self, name: str) -> PluginRecord | None:

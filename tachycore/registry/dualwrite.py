@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import builtins
 import copy
 import dataclasses
 import logging
@@ -114,7 +115,7 @@ class DualWriteRegistry(BasePluginRegistry):
     # -- flushing ------------------------------------------------------------------------
 
     @property
-    def pending(self) -> list[str]:
+    def pending(self) -> builtins.list[str]:
         """Names whose last change has not reached the persistent driver yet."""
         with self._lock:
             return sorted(self._pending)

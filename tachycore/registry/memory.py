@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import threading
 from typing import Any
@@ -60,7 +61,7 @@ class MemoryRegistry(BasePluginRegistry):
         with self._lock:
             return self._version
 
-    def replace_all(self, records: list[PluginRecord]) -> None:
+    def replace_all(self, records: builtins.list[PluginRecord]) -> None:
         """Replace every record at once (the dual-write driver hydrates with it)."""
         with self._lock:
             self._records = {record.name: record.copy() for record in records}
