@@ -142,7 +142,7 @@ def check_plugins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     ]
     for name in sorted(plugin_manager.plugins):
         try:
-            plugin_manager._resolve([name])
+            plugin_manager.dependencies.resolve([name])
         except DependencyError as e:
             messages.append(checks.Warning(
                 f"plugin {name!r}: {e}", hint="Enabling it will be refused until depends_on is fixed.",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import dataclasses
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -16,9 +15,9 @@ from django.utils.module_loading import module_has_submodule
 
 from . import sync
 from .conf import tachycore_settings
+from .dependencies import Dependencies
 from .discovery import discover_plugins
 from .errors import (
-    DependencyError,
     HookFailed,
     InvalidOptions,
     PluginAlreadyExists,
@@ -27,6 +26,7 @@ from .errors import (
     PluginNotFound,
     PluginStateError,
 )
+from .info import PluginInfo, status_of
 from .models import ApplicationPlugin, NodeStatus
 from .plugins import Plugin
 from .registry import BasePluginRegistry, PluginRecord, load_registry
@@ -39,49 +39,6 @@ logger = logging.getLogger("tachycore.plugins")
 STATE_CHANNEL = "plugin-state-changed"
 #: sync messages to one plugin go on ``plugin:<name>`` (``Plugin.publish``)
 PLUGIN_CHANNEL_PREFIX = "plugin:"
-
-
-@dataclasses.dataclass(frozen=True)
-class PluginInfo:
-    """What the manager knows of one plugin: its code (if installed) and its registry row."""
-
-    name: str
-    status: str  # enabled | disabled | added | not added | missing
-    version: str  # the version of the code, or of the registry row for a missing plugin
-    installed_version: str  # the version recorded at install or upgrade
-    description: str
-    package_name: str
-    added: bool
-    installed: bool
-    enabled: bool
-    built_in: bool
-    missing: bool
-    depends_on: tuple[str, ...]
-    dependents: tuple[str, ...]
-    options: dict[str, Any]
-    last_error: str
-    urls: str | None
-
-    @property
-    def upgradable(self) -> bool:
-        return self.installed and not self.missing and self.version != self.installed_version
-
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["depends_on"] = list(self.depends_on)
-        data["dependents"] = list(self.dependents)
-        data["upgradable"] = self.upgradable
-        return data
-
-
-def _status(record: PluginRecord | None, plugin: Plugin | None) -> str:
-    if plugin is None:
-        return "missing"
-    if record is None:
-        return "not added"
-    if record.enabled:
-        return "enabled"
-    return "disabled" if record.installed else "added"
 
 
 class PluginManager(WatchedState):
@@ -122,6 +79,11 @@ class PluginManager(WatchedState):
                     self._discovery_problems = found.problems
                     self._plugins = self._attached(found.plugins.values())
         return self._plugins
+
+    @property
+    def dependencies(self) -> Dependencies:
+        """The dependency rules over the discovered plugins."""
+        return Dependencies(self.plugins, lambda name: self.registry.get(name) is not None)
 
     def _attached(self, plugins: Iterable[Plugin]) -> dict[str, Plugin]:
         """Take ``plugins``: each asks this manager whether it is enabled."""
@@ -175,7 +137,7 @@ class PluginManager(WatchedState):
                 self.plugins[name].options = {**self.plugins[name].default_options, **record.options}
         enabled = {name for name, record in records.items() if record.enabled and name in self.plugins}
         self._loaded &= enabled
-        newcomers = [name for name in self._dependency_order(enabled) if name not in self._loaded]
+        newcomers = [name for name in self.dependencies.order(enabled) if name not in self._loaded]
         for hook in ("before_load", "load"):
             for name in newcomers:
                 try:
@@ -222,7 +184,7 @@ class PluginManager(WatchedState):
         plugin = self.plugins.get(name)
         return PluginInfo(
             name=name,
-            status=_status(record, plugin),
+            status=status_of(record, plugin),
             version=plugin.version if plugin else (record.version if record else ""),
             installed_version=record.version if record and record.installed else "",
             description=plugin.description if plugin else "",
@@ -233,14 +195,11 @@ class PluginManager(WatchedState):
             built_in=plugin.built_in if plugin else bool(record and record.built_in),
             missing=plugin is None,
             depends_on=tuple(plugin.depends_on) if plugin else (),
-            dependents=tuple(self._dependents_of(name)),
+            dependents=tuple(self.dependencies.dependents_of(name)),
             options=dict(record.options) if record else dict(plugin.default_options if plugin else {}),
             last_error=record.last_error if record else "",
             urls=plugin.urls if plugin else None,
         )
-
-    def _dependents_of(self, name: str) -> builtins.list[str]:
-        return sorted(other.name for other in self.plugins.values() if name in other.depends_on)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -277,7 +236,7 @@ class PluginManager(WatchedState):
             self._code(name, "enable")
         if options is not None:
             options = self._validated_options(self.plugins[names[0]], options)
-        order = self._resolve(names)
+        order = self.dependencies.resolve(names)
         before = self._records()
         self._migrate([self.plugins[n] for n in order if not (n in before and before[n].installed)])
         with self._changing():
@@ -311,8 +270,8 @@ class PluginManager(WatchedState):
             records = self._records()
             for name in names:
                 self._recorded(name, records, "disable")
-            self._refuse_if_needed(names, records, "disable")
-            todo = [name for name in self._teardown_order(names) if records[name].enabled]
+            self.dependencies.refuse_if_needed(names, records, "disable")
+            todo = [name for name in self.dependencies.teardown_order(names) if records[name].enabled]
             for name in todo:
                 self._disable(name)
         return todo
@@ -346,7 +305,7 @@ class PluginManager(WatchedState):
             if record.enabled and not force:
                 raise PluginStateError(f"plugin {name!r} is enabled: disable it first, or remove it with --force")
             if record.enabled:
-                self._refuse_if_needed([name], records, "remove")
+                self.dependencies.refuse_if_needed([name], records, "remove")
                 self._disable(name)
             if plugin:
                 self._hook(plugin, "before_remove")
@@ -479,58 +438,6 @@ class PluginManager(WatchedState):
             return plugin.validate_options(dict(options))
         except (ValueError, TypeError) as e:
             raise InvalidOptions(f"options of plugin {plugin.name!r} refused: {e}") from e
-
-    def _resolve(self, names: Iterable[str]) -> builtins.list[str]:
-        """``names`` and everything they depend on, dependencies first."""
-        order: builtins.list[str] = []
-        visiting: builtins.list[str] = []
-
-        def visit(name: str) -> None:
-            if name in order:
-                return
-            if name in visiting:
-                cycle = " -> ".join([*visiting[visiting.index(name):], name])
-                raise DependencyError(f"dependency cycle: {cycle}")
-            plugin = self.plugins.get(name)
-            if plugin is None:
-                what = "is missing" if self.registry.get(name) else "is not installed"
-                raise DependencyError(f"plugin {visiting[-1]!r} depends on {name!r}, which {what}")
-            visiting.append(name)
-            for dependency in plugin.depends_on:
-                visit(dependency)
-            visiting.pop()
-            order.append(name)
-
-        for name in names:
-            visit(name)
-        return order
-
-    def _dependency_order(self, names: set[str]) -> builtins.list[str]:
-        """``names`` (code installed), dependencies first; a cycle falls back to name order."""
-        try:
-            return [name for name in self._resolve(sorted(names)) if name in names]
-        except DependencyError:
-            return sorted(names)
-
-    def _teardown_order(self, names: Iterable[str]) -> builtins.list[str]:
-        """``names``, each before the plugins it depends on."""
-        with_code = [name for name in names if name in self.plugins]
-        ordered = list(reversed(self._dependency_order(set(with_code))))
-        return ordered + [name for name in names if name not in self.plugins]
-
-    def _refuse_if_needed(self, names: Iterable[str], records: dict[str, PluginRecord],
-                          operation: str) -> None:
-        leaving = set(names)
-        for name in names:
-            blockers = [
-                dependent for dependent in self._dependents_of(name)
-                if dependent not in leaving and dependent in records and records[dependent].enabled
-            ]
-            if blockers:
-                raise DependencyError(
-                    f"cannot {operation} plugin {name!r}: enabled plugins depend on it: "
-                    f"{', '.join(blockers)} (disable them first)"
-                )
 
 
 plugin_manager = PluginManager()

@@ -103,7 +103,7 @@ def _enable(manager: PluginManager, info: Any) -> Plan:
     if info.enabled:
         return Plan("enable", info.name, [], refused=f"plugin {info.name!r} is enabled already")
     try:
-        order = manager._resolve([info.name])
+        order = manager.dependencies.resolve([info.name])
     except PluginError as e:
         return Plan("enable", info.name, [], refused=str(e))
     steps, migrations, also = [], [], []
