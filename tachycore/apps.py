@@ -16,7 +16,8 @@ class TachycoreConfig(AppConfig):
         from . import checks, receivers
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
         from .maintenance import maintenance
-        from .manager import PLUGIN_CHANNEL_PREFIX, STATE_CHANNEL, plugin_manager
+        from .manager import plugin_manager
+        from .plugin_states import PLUGIN_CHANNEL_PREFIX, STATE_CHANNEL
         from .runtime import exit_on_sigterm, runtime
         from .signals import process_started
 

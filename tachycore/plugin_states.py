@@ -1,0 +1,201 @@
+"""What this process knows of the plugins: their code, their registry rows, which are loaded."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import DatabaseError, router
+
+from .conf import tachycore_settings
+from .dependencies import Dependencies
+from .discovery import discover_plugins
+from .errors import (
+    HookFailed,
+    PluginNotFound,
+)
+from .info import PluginInfo, status_of
+from .models import ApplicationPlugin, NodeStatus
+from .plugins import Plugin
+from .registry import BasePluginRegistry, PluginRecord, load_registry
+from .runtime import runtime
+from .state import WatchedState
+
+logger = logging.getLogger("tachycore.plugins")
+
+#: the sync message every other process gets after a plugin state change commits
+STATE_CHANNEL = "plugin-state-changed"
+#: sync messages to one plugin go on ``plugin:<name>`` (``Plugin.publish``)
+PLUGIN_CHANNEL_PREFIX = "plugin:"
+
+
+class PluginStates(WatchedState):
+    """The plugins whose code is installed, and the registry as this process last read it.
+
+    The registry is the truth; each process keeps the states it last read.
+    After a change commits, a ``plugin-state-changed`` sync message tells the
+    other processes to re-read; they also compare the registry's version with
+    theirs on requests (see ``tachycore.state.check_interval``) and in the
+    runtime's periodic reconcile, so a lost message is repaired.
+    """
+
+    def __init__(self, registry: BasePluginRegistry | None = None,
+                 plugins: Iterable[Plugin] | None = None) -> None:
+        super().__init__()
+        self._registry = registry
+        self._plugins = self._attached(plugins) if plugins is not None else None
+        self._discovery_problems: list[tuple[str, str]] = []
+        self._state: dict[str, PluginRecord] = {}
+        self._loaded: set[str] = set()
+        self._busy = threading.local()
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def registry(self) -> BasePluginRegistry:
+        if self._registry is None:
+            self._registry = load_registry(tachycore_settings.REGISTRY)
+        return self._registry
+
+    @property
+    def plugins(self) -> dict[str, Plugin]:
+        """The plugins whose code is installed, by name (discovered on first use)."""
+        if self._plugins is None:
+            with self._lock:  # once: two threads must not end up with two sets of plugin objects
+                if self._plugins is None:
+                    found = discover_plugins()
+                    self._discovery_problems = found.problems
+                    self._plugins = self._attached(found.plugins.values())
+        return self._plugins
+
+    @property
+    def dependencies(self) -> Dependencies:
+        """The dependency rules over the discovered plugins."""
+        return Dependencies(self.plugins, lambda name: self.registry.get(name) is not None)
+
+    def _attached(self, plugins: Iterable[Plugin]) -> dict[str, Plugin]:
+        """Take ``plugins``: each asks this manager whether it is enabled."""
+        taken = {}
+        for plugin in plugins:
+            plugin.attach(self.is_enabled)
+            taken[plugin.name] = plugin
+        return taken
+
+    @property
+    def discovery_problems(self) -> list[tuple[str, str]]:
+        self.plugins  # noqa: B018 (discovers)
+        return list(self._discovery_problems)
+
+    def reset(self) -> None:
+        """Forget the registry driver and the loaded state (after a settings change)."""
+        with self._lock:
+            self._registry = None
+            self._state, self._loaded = {}, set()
+            self.forget()
+
+    @property
+    def busy(self) -> bool:
+        """Whether this thread is inside a lifecycle operation."""
+        return getattr(self._busy, "value", False)
+
+    # -- state of this process ------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> bool:
+        """Re-read the registry if its version moved; return whether the state changed."""
+        try:
+            return super().refresh(force)
+        except DatabaseError as e:
+            # before the first migrate the table does not exist: nothing is enabled yet
+            logger.debug("plugin registry unreadable: %s", e)
+            return False
+
+    def _read_version(self) -> int:
+        return self.registry.version()
+
+    def _database(self) -> str:
+        return router.db_for_write(ApplicationPlugin)
+
+    def _load(self, version: int) -> None:
+        self._apply({record.name: record for record in self.registry.list()}, version)
+
+    def _apply(self, records: dict[str, PluginRecord], version: int) -> None:
+        self._state, self._version = records, version
+        for name, record in records.items():
+            if name in self.plugins:
+                self.plugins[name].options = {**self.plugins[name].default_options, **record.options}
+        enabled = {name for name, record in records.items() if record.enabled and name in self.plugins}
+        self._loaded &= enabled
+        newcomers = [name for name in self.dependencies.order(enabled) if name not in self._loaded]
+        for hook in ("before_load", "load"):
+            for name in newcomers:
+                try:
+                    getattr(self.plugins[name], hook)()
+                except Exception as e:
+                    self._load_failed(name, hook, e)
+        self._loaded.update(newcomers)
+
+    def _load_failed(self, name: str, hook: str, error: Exception) -> None:
+        """A plugin could not load in this process: the node shows it (status ``error``)."""
+        logger.exception("plugin %r: %s() failed in this process", name, hook)
+        runtime.supervisor.record_error(f"plugin {name!r}: {hook}() failed: {type(error).__name__}: {error}")
+        runtime.supervisor.set_status(NodeStatus.ERROR)
+
+    def is_enabled(self, name: str) -> bool:
+        """Whether ``name`` is enabled (and its code installed), as of the last state check."""
+        self.refresh()
+        record = self._state.get(name)
+        return bool(record and record.enabled and name in self.plugins)
+
+    def deliver(self, name: str, payload: Any) -> None:
+        """A sync message on ``plugin:<name>`` from another process: to the plugin's
+        ``handle_sync_message`` while it is enabled here (the runtime routes it)."""
+        plugin = self.plugins.get(name)
+        if plugin is not None and self.is_enabled(name):
+            self._hook(plugin, "handle_sync_message", payload)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def list(self) -> list[PluginInfo]:
+        """Every plugin, discovered or recorded, sorted by name."""
+        records = self._records()
+        names = sorted(set(records) | set(self.plugins))
+        return [self._info(name, records.get(name)) for name in names]
+
+    def get(self, name: str) -> PluginInfo:
+        """One plugin; ``PluginNotFound`` if it is neither discovered nor recorded."""
+        record = self.registry.get(name)
+        if record is None and name not in self.plugins:
+            raise PluginNotFound(name)
+        return self._info(name, record)
+
+    def _info(self, name: str, record: PluginRecord | None) -> PluginInfo:
+        plugin = self.plugins.get(name)
+        return PluginInfo(
+            name=name,
+            status=status_of(record, plugin),
+            version=plugin.version if plugin else (record.version if record else ""),
+            installed_version=record.version if record and record.installed else "",
+            description=plugin.description if plugin else "",
+            package_name=plugin.package_name if plugin else (record.package_name if record else ""),
+            added=record is not None,
+            installed=bool(record and record.installed),
+            enabled=bool(record and record.enabled),
+            built_in=plugin.built_in if plugin else bool(record and record.built_in),
+            missing=plugin is None,
+            depends_on=tuple(plugin.depends_on) if plugin else (),
+            dependents=tuple(self.dependencies.dependents_of(name)),
+            options=dict(record.options) if record else dict(plugin.default_options if plugin else {}),
+            last_error=record.last_error if record else "",
+            urls=plugin.urls if plugin else None,
+        )
+
+    def _hook(self, plugin: Plugin, hook: str, *args: Any) -> None:
+        try:
+            getattr(plugin, hook)(*args)
+        except Exception as e:
+            raise HookFailed(plugin.name, hook, e) from e
+
+    def _records(self) -> dict[str, PluginRecord]:
+        return {record.name: record for record in self.registry.list()}
