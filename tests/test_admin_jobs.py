@@ -73,6 +73,12 @@ def viewer_client(django_user_model) -> Client:
 # -- the list ------------------------------------------------------------------------------
 
 
+def test_list__attempts_count_the_first_run_among_those_allowed(admin_client):
+    make_job("mail.send", JobStatus.FAILED, attempts=1, max_retries=0)
+    content = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert "1 / 1" in content and "1 / 0" not in content
+
+
 def test_list__shows_the_columns_and_a_status_badge(admin_client):
     job = make_job("mail.send", JobStatus.FAILED, priority=5, attempts=3, max_retries=3)
     response = admin_client.get(reverse(CHANGELIST))
@@ -80,7 +86,7 @@ def test_list__shows_the_columns_and_a_status_badge(admin_client):
     content = response.content.decode()
     assert "mail.send" in content
     assert '<span class="jobs-badge jobs-badge-failed">Failed</span>' in content
-    assert "3 / 3" in content
+    assert "3 / 4" in content  # three attempts of the four allowed (one run, three retries)
     assert f'href="{change_url(job)}"' in content
     # no "Add job" button, and links to the dashboard and the django-q2 schedules
     assert reverse("admin:jobs_job_add") not in content

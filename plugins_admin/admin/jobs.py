@@ -125,7 +125,8 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("attempts"), ordering="attempts")
     def attempts_display(self, job: Job) -> str:
-        return f"{job.attempts} / {job.max_retries}"
+        # the first run and then up to max_retries retries: "1 / 1" for a job without retries
+        return f"{job.attempts} / {job.max_retries + 1}"
 
     @admin.display(description=_("payload"))
     def payload_display(self, job: Job) -> str:
