@@ -44,6 +44,15 @@ class PluginStateError(PluginError):
     """The operation does not fit the plugin's state (remove an enabled or built-in plugin...)."""
 
 
+class BuiltInPlugin(PluginStateError):
+    """``disable`` or ``remove`` of a built-in plugin: a site turns one off by its setting."""
+
+    def __init__(self, name: str, operation: str, off_switch: str = "") -> None:
+        how = f"; to turn it off, {off_switch}" if off_switch else ""
+        super().__init__(f"plugin {name!r} is built in and cannot be {operation}d{how}")
+        self.name = name
+
+
 class InvalidOptions(PluginError, ValueError):
     """A plugin's ``options`` are not a JSON object or were refused by the plugin."""
 

@@ -14,6 +14,7 @@ from django.utils.module_loading import module_has_submodule
 
 from . import sync
 from .errors import (
+    BuiltInPlugin,
     HookFailed,
     InvalidOptions,
     PluginAlreadyExists,
@@ -101,14 +102,15 @@ class PluginManager(PluginStates):
     def disable(self, *names: str) -> builtins.list[str]:
         """Disable plugins (dependents named in the same call first); return those disabled.
 
-        Refused, naming them, while an enabled plugin outside ``names`` depends on one.
-        Works on a missing plugin (no hooks run: its code is gone).
+        Refused, naming them, while an enabled plugin outside ``names`` depends on one,
+        and for a built-in plugin. Works on a missing plugin (no hooks run: its code is gone).
         """
         self._require_names(names, "disable")
         with self._changing():
             records = self._records()
             for name in names:
                 self._recorded(name, records, "disable")
+                self._refuse_built_in(name, "disable")
             self.dependencies.refuse_if_needed(names, records, "disable")
             todo = [name for name in self.dependencies.teardown_order(names) if records[name].enabled]
             for name in todo:
@@ -139,8 +141,7 @@ class PluginManager(PluginStates):
         with self._changing():
             records = self._records()
             record = self._recorded(name, records, "remove")
-            if record.built_in and plugin is not None:
-                raise PluginStateError(f"plugin {name!r} is built in and cannot be removed (disable it instead)")
+            self._refuse_built_in(name, "remove")
             if record.enabled and not force:
                 raise PluginStateError(f"plugin {name!r} is enabled: disable it first, or remove it with --force")
             if record.enabled:
@@ -258,6 +259,13 @@ class PluginManager(PluginStates):
                 raise PluginStateError(f"cannot {operation} plugin {name!r}: it is not added")
             raise PluginNotFound(name)
         return record
+
+    def _refuse_built_in(self, name: str, operation: str) -> None:
+        """Built-in plugins stay enabled while their code is installed: a site turns one off by
+        its setting (``off_switch``), so that no process serves it half-way."""
+        plugin = self.plugins.get(name)
+        if plugin is not None and plugin.built_in:
+            raise BuiltInPlugin(name, operation, plugin.off_switch)
 
     def _validated_options(self, plugin: Plugin, options: Any) -> dict[str, Any]:
         if options is None:

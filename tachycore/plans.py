@@ -15,7 +15,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.loader import MigrationLoader
 
-from .errors import PluginError
+from .errors import BuiltInPlugin, PluginError
 from .manager import PluginManager, plugin_manager
 
 __all__ = ["OPERATIONS", "Plan", "pending_migrations", "plan"]
@@ -130,6 +130,9 @@ def _disable(manager: PluginManager, info: Any) -> Plan:
         return Plan("disable", info.name, [], refused=f"plugin {info.name!r} is not in the registry")
     if not info.enabled:
         return Plan("disable", info.name, [], refused=f"plugin {info.name!r} is disabled already")
+    if info.built_in and not info.missing:
+        off_switch = manager.plugins[info.name].off_switch
+        return Plan("disable", info.name, [], refused=str(BuiltInPlugin(info.name, "disable", off_switch)))
     blockers = [name for name in info.dependents if manager.is_enabled(name)]
     if blockers:
         return Plan("disable", info.name, [], refused=(
@@ -156,8 +159,8 @@ def _remove(manager: PluginManager, info: Any) -> Plan:
     if not info.added:
         return Plan("remove", info.name, [], refused=f"plugin {info.name!r} is not in the registry")
     if info.built_in and not info.missing:
-        return Plan("remove", info.name, [], refused=f"plugin {info.name!r} is built in and cannot be removed "
-                                                       "(disable it instead)")
+        off_switch = manager.plugins[info.name].off_switch
+        return Plan("remove", info.name, [], refused=str(BuiltInPlugin(info.name, "remove", off_switch)))
     if info.enabled:
         return Plan("remove", info.name, [], refused=f"plugin {info.name!r} is enabled: disable it first")
     hooks = [] if info.missing else [f"run {info.name}.before_remove() and after_remove()"]

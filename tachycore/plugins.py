@@ -33,8 +33,10 @@ class Plugin:
     name: str = ""
     version: str = "0.1.0"
     description: str = ""
-    #: added, installed and enabled automatically; cannot be removed
+    #: added, installed and enabled automatically; cannot be disabled or removed
     built_in: bool = False
+    #: for a built-in plugin, how a site turns it off instead (``pm disable`` says so)
+    off_switch: str = ""
     #: names of plugins that must be enabled before this one
     depends_on: tuple[str, ...] | list[str] = ()
     #: dotted urlconf mounted at ``/api/<name>/`` while the plugin is enabled

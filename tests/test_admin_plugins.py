@@ -130,6 +130,13 @@ def test_operation__a_built_in_plugin_cannot_be_removed(admin_client):
     assert ApplicationPlugin.objects.filter(name="kv").exists()
 
 
+def test_operation__a_built_in_plugin_cannot_be_disabled_and_offers_no_disable(admin_client):
+    response = admin_client.post(operation_url("jobs", "disable"), follow=True)
+    assert "built in and cannot be disabled" in html.unescape(response.content.decode())
+    assert ApplicationPlugin.objects.get(name="jobs").enabled
+    assert operation_url("jobs", "disable") not in admin_client.get(reverse(LIST)).content.decode()
+
+
 def test_operation__upgrade_records_the_new_version(admin_client):
     plugin_manager.enable("audit")
     ApplicationPlugin.objects.filter(name="audit").update(version="0.9.0")

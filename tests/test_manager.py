@@ -9,6 +9,7 @@ from django.dispatch import Signal
 
 from demo.audit.models import AuditEvent
 from tachycore.errors import (
+    BuiltInPlugin,
     DependencyError,
     HookFailed,
     InvalidOptions,
@@ -124,15 +125,30 @@ def test_remove__enabled_plugin_needs_force(make):
     assert states(manager) == {"a": (True, True)}
 
 
-def test_remove__built_in_plugin_is_refused(make):
+@pytest.mark.parametrize("force", [False, True])
+def test_remove__built_in_plugin_is_refused(make, force):
     manager = make(core={"built_in": True})
     manager.enable("core")
-    manager.disable("core")
 
-    with pytest.raises(PluginStateError, match="built in"):
-        manager.remove("core")
+    with pytest.raises(PluginStateError, match="plugin 'core' is built in and cannot be removed"):
+        manager.remove("core", force=force)
 
-    assert manager.registry.get("core") is not None
+    assert manager.registry.get("core").enabled
+
+
+def test_disable__built_in_plugin_is_refused_with_its_off_switch(make, calls):
+    manager = make(core={"built_in": True}, other={})
+    manager.plugins["core"].off_switch = 'set CORE = {"DISABLED": True}'
+    manager.enable("core", "other")
+    calls.clear()
+
+    with pytest.raises(BuiltInPlugin) as refused:
+        manager.disable("other", "core")
+
+    assert str(refused.value) == (
+        "plugin 'core' is built in and cannot be disabled; to turn it off, set CORE = {\"DISABLED\": True}")
+    assert manager.is_enabled("core") and manager.is_enabled("other")  # nothing of the call happened
+    assert calls == []
 
 
 def test_add__records_without_installing(make, calls):

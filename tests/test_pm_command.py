@@ -456,6 +456,11 @@ def test_refused__remove_enabled_plugin_without_force(subprocess_env):
 @pytest.mark.parametrize("force", [(), ("--force",)])
 def test_refused__remove_built_in_plugin(subprocess_env, force):
     assert_refused(subprocess_env, "remove", "toolbox", *force, says=("toolbox", "built in"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refused__disable_built_in_plugin(subprocess_env):
+    assert_refused(subprocess_env, "disable", "toolbox", says=("toolbox", "built in", "cannot be disabled"))
     assert row("toolbox").enabled is True
 
 

@@ -80,7 +80,7 @@ def available_operations(info: Any) -> list[str]:
         return ["disable"] if info.enabled else ["remove"]
     if not info.added:
         return ["add", "install", "enable"]
-    ops = ["disable"] if info.enabled else ["enable"]
+    ops = ([] if info.built_in else ["disable"]) if info.enabled else ["enable"]
     if not info.installed:
         ops.append("install")
     if info.upgradable:
