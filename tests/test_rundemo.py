@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
+from demo.processes import GRACE, Child, ChildDied, ProcessGroup
 from tachycore.models import Node
 
 from .conftest import ROOT, free_port, wait_until
@@ -68,6 +73,16 @@ def child_running(proc: subprocess.Popen, command: str) -> int | None:
         if ppid == proc.pid and cmdline.split()[2:3] == [command]:
             return pid
     return None
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "held"
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def answers_200(url: str) -> bool:
@@ -188,3 +203,94 @@ def test_rundemo__a_web_server_that_cannot_start_stops_the_others_and_exits_1(su
     assert stderr.splitlines() == ["CommandError: web exited with status 1"], stderr
     assert "That port is already in use" in stdout
     assert not marked(mark), "a process of the group outlived rundemo"
+
+
+#: every process below rundemo is gone this soon after it is told to stop or dies: each
+#: child stops within about 2 s; one that does not is killed after GRACE seconds
+STOP_WITHIN = GRACE + 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGHUP", "SIGKILL", "SIGTERM", "SIGINT"])
+def test_rundemo__a_signal_or_its_death_leaves_no_process_behind_and_frees_the_port(rundemo, mark, signum):
+    proc, url = rundemo()
+    pids = started_three(proc)
+    # qcluster's sentinel has started its workers: the whole tree is there to be stopped
+    assert wait_until(lambda: len(descendants(pids["qcluster"])) >= 3, timeout=30, interval=0.2)
+    below = descendants(proc.pid)
+    port = int(url.rsplit(":", 1)[1])
+
+    started = time.monotonic()
+    proc.send_signal(signum)
+    proc.communicate(timeout=STOP_WITHIN)  # the mark fixture kills what is left if this fails
+    gone = wait_until(lambda: not marked(mark), timeout=STOP_WITHIN - (time.monotonic() - started))
+
+    left = {pid: cmdline for pid, (_, cmdline) in process_table().items() if pid in below}
+    assert gone and not left, f"left behind {time.monotonic() - started:.1f}s after {signum.name}: {left}"
+    assert proc.returncode == (-signal.SIGKILL if signum == signal.SIGKILL else 0)
+    assert port_is_free(port)
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def stop_when_ready(group: ProcessGroup, out: io.StringIO) -> None:
+    """In a thread: ``group.stop()`` once a child printed "ready" (or after 30 s, so a
+    failing test does not hang); ``run()`` needs the main thread for its signal handlers."""
+    def stop() -> None:
+        wait_until(lambda: "ready" in out.getvalue(), timeout=30)
+        group.stop()
+
+    threading.Thread(target=stop, daemon=True).start()
+
+
+def test_process_group__a_child_that_loses_the_signal_is_told_again():
+    # like qcluster when the signal comes while it starts its sentinel
+    deaf_once = python("import signal, sys, time\n"
+                       "told = []\n"
+                       "def handle(signum, frame):\n"
+                       "    told.append(signum)\n"
+                       "    if len(told) == 2: print('told twice'); sys.exit(0)\n"
+                       "signal.signal(signal.SIGTERM, handle)\n"
+                       "print('ready')\n"
+                       "while True: time.sleep(0.05)\n")
+    out = io.StringIO()
+    group = ProcessGroup([Child("deaf-once", deaf_once, repeat=True)], grace=10, out=out)
+    stop_when_ready(group, out)
+
+    started = time.monotonic()
+    group.run()
+
+    assert "deaf-once | told twice" in out.getvalue()
+    assert time.monotonic() - started < 5
+
+
+def test_process_group__a_child_that_ignores_the_signal_is_killed_with_its_group_and_the_first_death_stays_the_cause(
+        tmp_path):
+    ready, writing = tmp_path / "grandchild.pid", tmp_path / "grandchild.tmp"
+    # it and its grandchild ignore SIGTERM (SIG_IGN is inherited)
+    deaf = python("import os, signal, subprocess, time\n"
+                  "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                  "grandchild = subprocess.Popen(['sleep', '60'])\n"
+                  f"with open({str(writing)!r}, 'w') as f: f.write(str(grandchild.pid))\n"
+                  f"os.rename({str(writing)!r}, {str(ready)!r})\n"
+                  "time.sleep(60)\n")
+    dies = python("import os, sys, time\n"
+                  f"while not os.path.exists({str(ready)!r}): time.sleep(0.02)\n"
+                  "sys.exit(3)\n")
+    out = io.StringIO()
+    group = ProcessGroup([Child("deaf", deaf), Child("dies", dies)], grace=1, out=out)
+    try:
+        with pytest.raises(ChildDied) as raised:
+            group.run()
+
+        assert str(raised.value) == "dies exited with status 3"
+        assert "dies exited with status 3; stopping the others" in out.getvalue()
+        assert "deaf did not stop within 1s of SIGTERM: killed" in out.getvalue()
+        assert int(ready.read_text()) not in process_table()
+    finally:
+        if ready.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(ready.read_text()), signal.SIGKILL)

@@ -9,21 +9,23 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from demo.processes import Child, ChildDied, ProcessGroup
+from demo.processes import GRACE, Child, ChildDied, ProcessGroup
 
 
 class Command(BaseCommand):
     help = ("Run the development server, the job dispatcher (runjobs) and django-q2's cluster "
-            "(qcluster, the schedules) side by side until Ctrl-C or SIGTERM, which stops all three; "
-            "if one of them exits, the others are stopped and the command fails.")
+            "(qcluster, the schedules) side by side until Ctrl-C, SIGTERM or SIGHUP (a closed terminal), "
+            "which stops all three; if one of them exits, the others are stopped and the command fails. "
+            "They are stopped even if this command is killed.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000",
                             help="where the web server listens (default: 127.0.0.1:8000)")
         parser.add_argument("--noreload", action="store_true",
                             help="do not restart the web server when the code changes")
-        parser.add_argument("--grace", type=float, default=60.0,
-                            help="seconds to wait for the three to stop before killing them (default: 60)")
+        # 5 s by default: each of the three stops within about 2 s (see demo.processes.GRACE)
+        parser.add_argument("--grace", type=float, default=GRACE,
+                            help=f"seconds to wait for the three to stop before killing them (default: {GRACE:g})")
 
     def handle(self, *, addrport: str, noreload: bool, grace: float, **options: Any) -> None:
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
@@ -32,9 +34,10 @@ class Command(BaseCommand):
             # the autoreloader serves from a second process: signal both
             Child("web", web, signal_group=True),
             Child("runjobs", [*manage, "runjobs"]),
-            Child("qcluster", [*manage, "qcluster"]),
+            Child("qcluster", [*manage, "qcluster"], repeat=True),
         ], grace=grace, out=self.stdout)
-        self.stdout.write(f"rundemo: web on http://{addrport}/, runjobs and qcluster; Ctrl-C stops all three")
+        self.stdout.write(f"rundemo: web on http://{addrport}/, runjobs and qcluster; Ctrl-C stops all three "
+                          f"(killed if still running {grace:g}s later)")
         try:
             group.run()
         except ChildDied as e:
