@@ -39,7 +39,6 @@ def test_browser__disable_the_demo_plugin_from_its_confirmation_page_then_enable
     page = browser_page
     login(page)
     page.goto(url + "/admin/tachycore/applicationplugin/")
-    screenshot(page, "plugins")
     page.click('#plugin-notes a[data-operation="disable"]')
     assert "will:" in page.inner_text("#content")  # the confirmation page says what it will do
     assert page.url.endswith("/notes/disable/")

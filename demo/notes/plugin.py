@@ -20,10 +20,16 @@ class NotesPlugin(Plugin):
         return options
 
     def install(self) -> None:
+        from .jobs import enqueue_word_count
         from .models import Note
 
-        # idempotent: a second install finds the note and adds nothing
-        Note.objects.get_or_create(title=WELCOME_TITLE, defaults={"body": "Created by install()."})
+        # idempotent: a second install finds the note and adds nothing, not even a job
+        note, created = Note.objects.get_or_create(title=WELCOME_TITLE,
+                                                   defaults={"body": "Created by install()."})
+        if created:
+            # counted like every other note; in install's transaction, so a failed
+            # install leaves neither the note nor its job
+            enqueue_word_count(note)
 
     def after_enable(self) -> None:
         from demo.audit.models import record
