@@ -22,10 +22,11 @@ install: $(VENV)/.installed
 
 # rundemo: the web server, the job dispatcher (runjobs) and django-q2's cluster (qcluster);
 # Ctrl-C stops all three
+# each step says itself what it does, or in one line what is wrong (a missing database...)
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py ensure_demo_superuser
-	$(BIN)/python manage.py rundemo $(HOST)
+	@$(BIN)/python manage.py migrate --noinput
+	@$(BIN)/python manage.py ensure_demo_superuser
+	@$(BIN)/python manage.py rundemo $(HOST)
 
 lint: install
 	$(BIN)/ruff check .
