@@ -22,11 +22,11 @@ from datetime import timedelta
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from .claims import CLAIMED_COLUMNS, Claims, claims_for
 from .conf import jobs_settings
 from .execution import Outcome, execute
 from .models import Job, JobStatus
 from .signals import job_finished, job_started
+from .sql import CLAIMED_COLUMNS, Statements, statements_for
 from .wakeup import CommitWatcher, Listener, wakeup_for
 
 logger = logging.getLogger("jobs.dispatcher")
@@ -110,19 +110,19 @@ class Dispatcher:
 
     def run(self) -> Counters:
         """Run in this thread until stopped; return the counters."""
-        claims = claims_for(self.using)
+        sql = statements_for(self.using)
         self._start_threads()
         self.store.add_local_waker(self.wake)
         try:
-            self._loop(claims)
-            self._shut_down(claims)
+            self._loop(sql)
+            self._shut_down(sql)
         finally:
             self.store.remove_local_waker(self.wake)
             self._stop_threads()
             connections[self.using].close()
         return self.counters
 
-    def _loop(self, claims: Claims) -> None:
+    def _loop(self, sql: Statements) -> None:
         next_extend = time.monotonic() + self.lock_duration / 3
         next_recover = time.monotonic()  # at once: jobs of a dispatcher that died before this one started
         errors = 0
@@ -132,13 +132,13 @@ class Dispatcher:
                 now = time.monotonic()
                 # the leases first: nothing below may keep them from being renewed in time
                 if now >= next_extend:
-                    self._extend(claims)
+                    self._extend(sql)
                     next_extend = now + self.lock_duration / 3
-                self._flush(claims)
+                self._flush(sql)
                 if now >= next_recover:
-                    self._recover(claims)
+                    self._recover(sql)
                     next_recover = now + min(self.lock_duration, 30.0)
-                claimed, full = self._claim(claims)
+                claimed, full = self._claim(sql)
                 errors = 0
             except DatabaseError as e:
                 errors += 1
@@ -148,9 +148,9 @@ class Dispatcher:
                 continue  # more may be due: claim again at once
             if self.burst and not claimed and not self._held and not self._done:
                 return
-            self._wake.wait(self._idle_wait(claims))
+            self._wake.wait(self._idle_wait())
 
-    def _idle_wait(self, claims: Claims) -> float:
+    def _idle_wait(self) -> float:
         if self._held or self._done:
             return min(self.lock_duration / 3, 1.0)  # a worker will wake us when it finishes
         wait = self.poll_interval * random.uniform(0.8, 1.2)
@@ -180,7 +180,7 @@ class Dispatcher:
                 backends = []  # only handler topics were named: no task at all
         return topics, backends, task_topics, blocked
 
-    def _claim(self, claims: Claims) -> tuple[int, bool]:
+    def _claim(self, sql: Statements) -> tuple[int, bool]:
         capacity = self.workers + self.batch_size - len(self._held)
         if capacity <= 0:
             return 0, False
@@ -189,20 +189,20 @@ class Dispatcher:
         if not topics and not backends:
             return 0, False
         now = timezone.now()
-        rows = claims.claim(self.name, now, now + timedelta(seconds=self.lock_duration), limit,
+        rows = sql.claim(self.name, now, now + timedelta(seconds=self.lock_duration), limit,
                             topics, backends, blocked, task_topics)
         for row in rows:
-            job = self._job(claims, row)
+            job = self._job(sql, row)
             self._held[job.id] = job
             self._todo.put(job)
         return len(rows), len(rows) == limit
 
-    def _job(self, claims: Claims, row: tuple) -> Job:
+    def _job(self, sql: Statements, row: tuple) -> Job:
         values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
         for key in ("payload", "workers", "errors"):
-            values[key] = claims.read_json(values[key])
+            values[key] = sql.read_json(values[key])
         for key in ("run_at", "created", "started_at", "attempted_at"):
-            values[key] = claims.read_dt(values[key])
+            values[key] = sql.read_dt(values[key])
         job = Job(status=JobStatus.PROCESSING, locked_by=self.name, **values)
         job._state.adding = False
         job._state.db = self.using
@@ -210,7 +210,7 @@ class Dispatcher:
 
     # -- finishing -----------------------------------------------------------------------
 
-    def _flush(self, claims: Claims) -> None:
+    def _flush(self, sql: Statements) -> None:
         """Write the outcomes the workers reported: completed ones in one statement.
 
         A lost connection keeps them for the next round. An outcome the database refuses
@@ -223,14 +223,14 @@ class Dispatcher:
         while self._done:
             outcomes.append(self._done.popleft())
         try:
-            self._write(claims, outcomes)
+            self._write(sql, outcomes)
         except (OperationalError, InterfaceError):
             self._done.extendleft(reversed(outcomes))  # written on the next round
             raise
         except DatabaseError:
             for outcome in outcomes:  # one at a time, to find the one refused
                 try:
-                    self._write(claims, [outcome])
+                    self._write(sql, [outcome])
                 except (OperationalError, InterfaceError):
                     self._done.append(outcome)
                     raise
@@ -239,14 +239,14 @@ class Dispatcher:
                     logger.error("jobs: the outcome of job %s was refused by the database: %s", outcome.job.id, e)
                     _record_error(f"outcome of job {outcome.job.id} not written: {type(e).__name__}: {e}")
 
-    def _write(self, claims: Claims, outcomes: list[Outcome]) -> None:
+    def _write(self, sql: Statements, outcomes: list[Outcome]) -> None:
         now = timezone.now()
         completed = [o for o in outcomes if o.status == JobStatus.COMPLETED]
-        written = claims.complete(self.name, now, [(o.job.id, o.result_json, o.job.attempts) for o in completed])
+        written = sql.complete(self.name, now, [(o.job.id, o.result_json, o.job.attempts) for o in completed])
         for outcome in outcomes:
             job = outcome.job
             if outcome.status != JobStatus.COMPLETED:
-                ok = claims.fail(self.name, now, job.id, outcome.error, outcome.retry_at, attempt=job.attempts)
+                ok = sql.fail(self.name, now, job.id, outcome.error, outcome.retry_at, attempt=job.attempts)
             else:
                 ok = job.id in written
             self._forget(job)
@@ -288,13 +288,13 @@ class Dispatcher:
         if job_finished.receivers:
             job_finished.send(sender=type(self), job=job, status=outcome.status, error=outcome.exception)
 
-    def _extend(self, claims: Claims) -> None:
+    def _extend(self, sql: Statements) -> None:
         if self._held:
             now = timezone.now()
-            claims.extend(self.name, now, now + timedelta(seconds=self.lock_duration))
+            sql.extend(self.name, now, now + timedelta(seconds=self.lock_duration))
 
-    def _recover(self, claims: Claims) -> None:
-        requeued, failed = claims.recover(timezone.now())
+    def _recover(self, sql: Statements) -> None:
+        requeued, failed = sql.recover(timezone.now())
         if requeued or failed:
             self.counters.recovered += requeued + failed
             logger.warning("jobs: %d job(s) of a lost worker back in the queue, %d failed for good",
@@ -345,7 +345,7 @@ class Dispatcher:
 
     # -- shutdown ------------------------------------------------------------------------
 
-    def _shut_down(self, claims: Claims) -> None:
+    def _shut_down(self, sql: Statements) -> None:
         """Return jobs that never started, wait for running ones, return what is left."""
         waiting = []
         while True:
@@ -355,18 +355,18 @@ class Dispatcher:
                 break
             if job is not None:
                 waiting.append(job)
-        self._release(claims, [job.id for job in waiting], started=False)
+        self._release(sql, [job.id for job in waiting], started=False)
         deadline = time.monotonic() + self.shutdown_timeout
         while self._held and time.monotonic() < deadline:
             self._wake.clear()
             try:
-                self._flush(claims)
+                self._flush(sql)
             except DatabaseError as e:
                 self._database_error(e, 1)
             if self._held:
                 self._wake.wait(min(0.2, max(0.0, deadline - time.monotonic())))
         try:
-            self._flush(claims)
+            self._flush(sql)
         except DatabaseError as e:
             logger.error("jobs: outcomes not written at shutdown: %s", e)
         with self._lock:
@@ -374,13 +374,13 @@ class Dispatcher:
         if unfinished:
             logger.warning("jobs: %d job(s) still running after %.0fs; back in the queue", len(unfinished),
                            self.shutdown_timeout)
-        self._release(claims, unfinished, started=True)
+        self._release(sql, unfinished, started=True)
 
-    def _release(self, claims: Claims, job_ids: list[int], started: bool) -> None:
+    def _release(self, sql: Statements, job_ids: list[int], started: bool) -> None:
         if not job_ids:
             return
         try:
-            claims.release(self.name, timezone.now(), job_ids, started=started)
+            sql.release(self.name, timezone.now(), job_ids, started=started)
         except DatabaseError as e:
             logger.error("jobs: could not return %d claim(s); they come back when their lease ends: %s",
                          len(job_ids), e)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from django.db import connections
 
-from .claims import NOTIFY_CHANNEL
+from .sql import NOTIFY_CHANNEL
 
 logger = logging.getLogger("jobs.dispatcher")
 
