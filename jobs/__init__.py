@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import errors
-from .registry import handler
+from .handlers import handler
 
 if TYPE_CHECKING:
     from .store import JobStore

@@ -167,7 +167,7 @@ class Dispatcher:
     def runnable(self) -> tuple[list[str], list[str], list[str], list[str]]:
         """(handler topics, task backends, task topics, blocked prefixes) this dispatcher takes now."""
         from .backends import jobs_task_backends
-        from .registry import handlers
+        from .handlers import handlers
 
         disabled_labels, blocked = _disabled_apps()
         topics = [entry.topic for entry in handlers if entry.app_label not in disabled_labels]

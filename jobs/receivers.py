@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
-def register_maintenance_schedules(*, using: str, apps: Any = None, verbosity: int = 1, stdout: Any = None,
-                                   **kwargs: Any) -> None:
+def register_prune_schedule(*, using: str, apps: Any = None, verbosity: int = 1, stdout: Any = None,
+                            **kwargs: Any) -> None:
     """After ``migrate``: create, or bring in line, the django-q2 schedule that prunes old jobs."""
     from tachycore.schedules import keep_schedule_after_migrate
 
-    from .schedules import register_maintenance_schedules as register
+    from .schedules import register_prune_schedule as register
 
     keep_schedule_after_migrate(register, using=using, apps=apps, verbosity=verbosity, stdout=stdout)
 

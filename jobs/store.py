@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from .conf import jobs_settings
 from .errors import DedupeConflict, InvalidOption, JobNotFound, JobRunning, UnknownTopic
+from .handlers import allowed_without_handler, check_topic, handlers
 from .models import Job, JobStatus
-from .registry import allowed_without_handler, check_topic, handlers
 from .signals import job_enqueued
 from .sql import Statements, statements_for
 from .validation import (

@@ -14,8 +14,8 @@ from django.utils import timezone
 import jobs
 from jobs.dispatcher import Dispatcher
 from jobs.execution import retry_delay
+from jobs.handlers import handlers
 from jobs.models import Job
-from jobs.registry import handlers
 from jobs.sql import statements_for
 from tachycore.manager import plugin_manager
 from tests.plugin_apps.toolbox import jobs as toolbox_jobs

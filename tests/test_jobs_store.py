@@ -1,5 +1,5 @@
 """The job store: enqueue (fields, transactions, bulk, dedupe, bad input), get, list,
-delete, requeue, stats, prune, and the handler registry."""
+delete, requeue, stats, prune, and the topic-to-handler map."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from django.utils import timezone
 
 import jobs
 from jobs import errors
+from jobs.handlers import handlers
 from jobs.models import Job, JobStatus
-from jobs.registry import handlers
 from jobs.sql import statements_for
 from jobs.store import JobStore
 

@@ -35,7 +35,7 @@ class Command(BaseCommand):
 
     def handle(self, *, workers: str | None, topics: str | None, burst: bool, **options: Any) -> None:
         from jobs.dispatcher import Dispatcher
-        from jobs.registry import handlers
+        from jobs.handlers import handlers
         from tachycore.conf import tachycore_settings
         from tachycore.models import NodeStatus
         from tachycore.runtime import runtime
