@@ -47,5 +47,11 @@ class DedupeConflict(JobsError):
     """A requeue that would make a second pending job with one ``dedupe_key``."""
 
 
+class WorkerLost(JobsError):
+    """Recorded, not raised: the worker that ran the job stopped without finishing it (its
+    lease ran out), so the attempt counts as failed. The name is what ``Job.errors`` and a
+    task's ``TaskError.exception_class_path`` hold for such an attempt."""
+
+
 class HandlerAlreadyRegistered(JobsError):
     """Two functions registered for one topic."""

@@ -19,6 +19,8 @@ from typing import Any
 from django.db import IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from ..errors import WorkerLost
+
 __all__ = ["CLAIMED_COLUMNS", "INSERT_COLUMNS", "NOTIFY_CHANNEL", "Statements"]
 
 #: the PostgreSQL channel an enqueue notifies (after commit) and idle dispatchers listen on
@@ -36,6 +38,11 @@ CLAIMED_COLUMNS = ("id", "topic", "payload", "priority", "queue_name", "run_at",
 # only when the conflict target's WHERE is the same expression
 _DEDUPE_CONFLICT = """ON CONFLICT ("dedupe_key") WHERE ("dedupe_key" IS NOT NULL AND "status" = 'pending') DO NOTHING"""
 
+
+#: what a job whose lease ran out records; the class path must import (Django's
+#: ``TaskError.exception_class`` imports it for a task)
+LOST_CLASS_PATH = f"{WorkerLost.__module__}.{WorkerLost.__qualname__}"
+LOST_MESSAGE = "the worker stopped without finishing the job (its lease expired)"
 
 #: a job going back to pending gives up its dedupe key when another pending job holds it
 #: meanwhile (enqueued while this one ran): the partial unique index allows one pending job per key
@@ -239,15 +246,14 @@ class Statements:
     def recover(self, now: datetime) -> tuple[int, int]:
         """Jobs whose lease ran out (their worker died): back to pending, or failed when
         they used up their retries. Return (requeued, failed)."""
-        error = json.dumps({"exception_class_path": "jobs.errors.WorkerLost",
-                            "traceback": "the worker stopped without finishing the job (its lease expired)",
+        error = json.dumps({"exception_class_path": LOST_CLASS_PATH, "traceback": LOST_MESSAGE,
                             "at": now.isoformat()})
         sql = (f"UPDATE {TABLE} SET "
                "status = CASE WHEN attempts > max_retries THEN 'failed' ELSE 'pending' END, "
                "retries = retries + CASE WHEN attempts > max_retries THEN 0 ELSE 1 END, "
                "finished_at = CASE WHEN attempts > max_retries THEN %s ELSE NULL END, "
                f"dedupe_key = CASE WHEN attempts > max_retries THEN dedupe_key ELSE {_YIELD_KEY} END, "
-               "last_error = 'the worker stopped without finishing the job (its lease expired)', "
+               f"last_error = '{LOST_MESSAGE}', "
                "errors = " + self.append_error + ", locked_by = '', locked_until = NULL, updated = %s "
                "WHERE status = 'processing' AND locked_until < %s{only} RETURNING status")
         params = [self.dt(now), error, self.dt(now), self.dt(now)]
