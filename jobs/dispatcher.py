@@ -86,7 +86,6 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         self._listener: Listener | CommitWatcher | None = None
         self._lock = threading.Lock()
-        self.started = time.monotonic()
 
     # -- control -------------------------------------------------------------------------
 
@@ -102,9 +101,6 @@ class Dispatcher:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
-
-    def held(self) -> int:
-        return len(self._held)
 
     # -- the loop ------------------------------------------------------------------------
 
