@@ -23,7 +23,9 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from .conf import jobs_settings
+from .errors import JobsDisabled
 from .execution import Outcome, execute
+from .gating import blocked_apps, blocked_topics, describe_held, held_by_plugin
 from .models import Job, JobStatus
 from .signals import job_finished, job_started
 from .sql import CLAIMED_COLUMNS, Statements, statements_for
@@ -65,7 +67,10 @@ class Dispatcher:
                  burst: bool = False, name: str | None = None, using: str | None = None) -> None:
         from . import get_job_store
 
-        self.store = get_job_store()
+        store = get_job_store()
+        if store is None:
+            raise JobsDisabled("no dispatcher can run: jobs is disabled (JOBS['DISABLED']) or not installed")
+        self.store = store
         self.using = using or self.store.using
         self.workers = workers or jobs_settings.WORKERS
         self.topics = list(topics) if topics else None
@@ -107,6 +112,7 @@ class Dispatcher:
     def run(self) -> Counters:
         """Run in this thread until stopped; return the counters."""
         sql = statements_for(self.using)
+        self._warn_blocked_topics()
         self._start_threads()
         self.store.add_local_waker(self.wake)
         try:
@@ -160,12 +166,19 @@ class Dispatcher:
 
     # -- claiming ------------------------------------------------------------------------
 
+    def _warn_blocked_topics(self) -> None:
+        """Name, once, the handler topics this dispatcher skips because their plugin is not
+        enabled: otherwise their jobs would wait without a word."""
+        for plugin, topics in blocked_topics(self.topics).items():
+            logger.warning("jobs: the jobs of %s wait until plugin %r is enabled (manage.py pm enable %s)",
+                           ", ".join(topics), plugin, plugin)
+
     def runnable(self) -> tuple[list[str], list[str], list[str], list[str]]:
         """(handler topics, task backends, task topics, blocked prefixes) this dispatcher takes now."""
         from .backends import jobs_task_backends
         from .handlers import handlers
 
-        disabled_labels, blocked = _disabled_apps()
+        disabled_labels, blocked = blocked_apps()
         topics = [entry.topic for entry in handlers if entry.app_label not in disabled_labels]
         backends = jobs_task_backends()
         task_topics: list[str] = []
@@ -386,28 +399,21 @@ class Dispatcher:
     # -- status --------------------------------------------------------------------------
 
     def status_line(self, previous: Counters | None = None, seconds: float | None = None) -> str:
+        """What ``runjobs`` prints: counts, rate (since ``previous``, ``seconds`` ago), due
+        jobs, claims in hand, and the due jobs held back because their plugin is not enabled."""
         c = self.counters
         rate = ""
         if previous is not None and seconds:
             rate = f", {(c.processed - previous.processed) / seconds:.1f} jobs/s"
-        try:
-            depth = f", {self.store.stats_due()} due"
-        except DatabaseError:
-            depth = ""
         return (f"runjobs {self.name}: {c.completed} completed, {c.failed} failed, {c.retried} retried"
-                f"{rate}{depth}, {len(self._held)} held")
+                f"{rate}{self._queue_state()}, {len(self._held)} claimed")
 
-
-def _disabled_apps() -> tuple[set[str], list[str]]:
-    """App labels and package prefixes of the plugins that are disabled now."""
-    from tachycore.manager import plugin_manager
-
-    labels, prefixes = set(), []
-    for name, plugin in plugin_manager.plugins.items():
-        if plugin.app_label and not plugin_manager.is_enabled(name):
-            labels.add(plugin.app_label)
-            prefixes.append(plugin.package_name + ".")
-    return labels, prefixes
+    def _queue_state(self) -> str:
+        try:
+            held = held_by_plugin(self.topics, using=self.using)
+            return f", {self.store.stats_due()} due, {describe_held(held)}"
+        except DatabaseError:  # the line still says what this process did
+            return ""
 
 
 def _tidy_connections() -> None:

@@ -7,6 +7,11 @@ class JobsError(Exception):
     """Base class of every error the job queue raises."""
 
 
+class JobsDisabled(JobsError):
+    """The job queue is turned off (``JOBS["DISABLED"]``, env ``JOBS_DISABLED``), or ``jobs`` is
+    not in ``INSTALLED_APPS``: nothing can be enqueued or run."""
+
+
 class UnknownTopic(JobsError, ValueError):
     """A topic with no handler in this process and not in ``JOBS["ALLOWED_TOPICS"]``."""
 

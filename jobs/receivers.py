@@ -20,13 +20,14 @@ _embedded: dict[str, Any] = {}
 
 def start_embedded_dispatcher(*, kind: str, node_id: str, **kwargs: Any) -> None:
     """With ``JOBS["AUTO_START"]``, a web process runs a dispatcher in a thread (a laptop
-    set-up without ``runjobs``); it stops with the process's services."""
+    set-up without ``runjobs``); it stops with the process's services. Nothing starts while
+    jobs is disabled."""
     import threading
 
     from .conf import jobs_settings
     from .dispatcher import Dispatcher
 
-    if kind != "web" or not jobs_settings.AUTO_START or "dispatcher" in _embedded:
+    if kind != "web" or not jobs_settings.AUTO_START or jobs_settings.DISABLED or "dispatcher" in _embedded:
         return
     dispatcher = Dispatcher(name=f"{node_id}-jobs")
     thread = threading.Thread(target=dispatcher.run, name="jobs-dispatcher", daemon=True)
