@@ -5,6 +5,11 @@ statement per batch), hands jobs to ``WORKERS`` threads, writes the outcomes the
 report (one statement for a batch of completed jobs), renews the leases of every
 job it holds (one statement), and returns jobs whose worker died elsewhere to the
 queue. Worker threads only run handlers. See docs/jobs.md.
+
+Over 300 lines on purpose: the loop, the worker threads and the shutdown all read
+and change the claims in hand (``_held``, ``_running``, ``_done``) under one set of
+rules (who writes, when a claim is forgotten); split apart, each part would reach
+into the others' state. The SQL is in ``jobs.sql``, the plugin gating in ``jobs.gating``.
 """
 
 from __future__ import annotations
