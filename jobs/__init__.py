@@ -1,6 +1,7 @@
 """jobs: a durable job queue on the site's database.
 
-``jobs.get_job_store()`` returns the store (``None`` when ``jobs`` is not installed);
+``jobs.get_job_store()`` returns the store (``None`` when ``jobs`` is not installed or
+``JOBS["DISABLED"]`` is set);
 ``@jobs.handler("topic")`` registers a handler; ``jobs.schedule(...)`` keeps a cron
 entry that enqueues a job; ``jobs.errors`` holds the exceptions.
 """
@@ -10,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import errors
-from .registry import handler
+from .conf import jobs_settings
+from .handlers import handler
 
 if TYPE_CHECKING:
     from .store import JobStore
@@ -21,11 +23,12 @@ _store: JobStore | None = None
 
 
 def get_job_store() -> JobStore | None:
-    """The job store, or ``None`` when ``jobs`` is not in ``INSTALLED_APPS``."""
+    """The job store, or ``None`` when ``jobs`` is not in ``INSTALLED_APPS`` or is disabled
+    (``JOBS["DISABLED"]``, env ``JOBS_DISABLED``)."""
     global _store
     from django.apps import apps
 
-    if not apps.is_installed("jobs"):
+    if not apps.is_installed("jobs") or jobs_settings.DISABLED:
         return None
     if _store is None:
         from .store import JobStore

@@ -12,11 +12,11 @@ class JobsConfig(AppConfig):
     def ready(self) -> None:
         from tachycore.signals import process_started, process_stopping
 
-        from . import checks, receivers, registry
+        from . import checks, handlers, receivers
 
         checks.register()
-        registry.autodiscover()
-        post_migrate.connect(receivers.register_maintenance_schedules, sender=self,
-                             dispatch_uid="jobs.register_maintenance_schedules")
+        handlers.autodiscover()
+        post_migrate.connect(receivers.register_prune_schedule, sender=self,
+                             dispatch_uid="jobs.register_prune_schedule")
         process_started.connect(receivers.start_embedded_dispatcher, dispatch_uid="jobs.auto_start")
         process_stopping.connect(receivers.stop_embedded_dispatcher, dispatch_uid="jobs.auto_stop")

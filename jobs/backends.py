@@ -24,7 +24,7 @@ from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
-from .errors import JobNotFound
+from .errors import JobNotFound, JobsDisabled
 from .models import Job, JobStatus
 
 __all__ = ["JobsBackend", "jobs_task_backends"]
@@ -60,12 +60,9 @@ class JobsBackend(BaseTaskBackend):
         self.max_retries = self.options.get("MAX_RETRIES", 0)
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        from . import get_job_store
-
+        """Store the task as a job; ``JobsDisabled`` while jobs is disabled or not installed."""
         self.validate_task(task)
-        store = get_job_store()
-        if store is None:
-            raise InvalidTask("jobs.backends.JobsBackend needs 'jobs' in INSTALLED_APPS")
+        store = _store()
         # as Django's own backends do: tuples become lists, bytes text, other types a TypeError
         payload = {"args": normalize_json(list(args)), "kwargs": normalize_json(dict(kwargs))}
         [job] = store._enqueue_tasks([{
@@ -78,10 +75,8 @@ class JobsBackend(BaseTaskBackend):
         return result
 
     def get_result(self, result_id: str) -> TaskResult:
-        from . import get_job_store
-
         try:
-            job = get_job_store().get(int(result_id))
+            job = _store().get(int(result_id))
         except (JobNotFound, ValueError, TypeError):
             raise TaskResultDoesNotExist(result_id) from None
         if job.task_backend != self.alias:
@@ -107,6 +102,19 @@ class JobsBackend(BaseTaskBackend):
                 f"TASKS[{self.alias!r}]['OPTIONS']['MAX_RETRIES'] must be a whole number from 0 to "
                 f"{MAX_RETRIES_LIMIT}, got {retries!r}", hint="Use 0 for no retries.", id="jobs.E006"))
         return errors
+
+
+def _store() -> Any:
+    """The job store; ``JobsDisabled``, saying why, when there is none."""
+    from . import get_job_store
+    from .conf import jobs_settings
+
+    store = get_job_store()
+    if store is None:
+        why = ("jobs is disabled (JOBS['DISABLED'] or the environment variable JOBS_DISABLED)"
+               if jobs_settings.DISABLED else "'jobs' is not in INSTALLED_APPS")
+        raise JobsDisabled(f"jobs.backends.JobsBackend cannot enqueue or read tasks: {why}")
+    return store
 
 
 def jobs_task_backends() -> list[str]:

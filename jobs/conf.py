@@ -10,6 +10,9 @@ from tachycore.conf import AppSettings, setting
 
 @dataclasses.dataclass(frozen=True)
 class JobsDefaults:
+    #: turn the job queue off without removing it from INSTALLED_APPS: ``get_job_store()``
+    #: returns ``None``, no dispatcher runs, the HTTP API answers 404, schedules do nothing
+    DISABLED: bool = setting(False, "bool")
     #: threads that run jobs in each ``runjobs`` process
     WORKERS: int = setting(4, "int", minimum=1)
     #: the longest an idle dispatcher waits before looking for due jobs (PostgreSQL wakes it

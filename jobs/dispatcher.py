@@ -5,6 +5,11 @@ statement per batch), hands jobs to ``WORKERS`` threads, writes the outcomes the
 report (one statement for a batch of completed jobs), renews the leases of every
 job it holds (one statement), and returns jobs whose worker died elsewhere to the
 queue. Worker threads only run handlers. See docs/jobs.md.
+
+Over 300 lines on purpose: the loop, the worker threads and the shutdown all read
+and change the claims in hand (``_held``, ``_running``, ``_done``) under one set of
+rules (who writes, when a claim is forgotten); split apart, each part would reach
+into the others' state. The SQL is in ``jobs.sql``, the plugin gating in ``jobs.gating``.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from datetime import timedelta
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from .claims import CLAIMED_COLUMNS, Claims, claims_for
 from .conf import jobs_settings
+from .errors import JobsDisabled
 from .execution import Outcome, execute
+from .gating import blocked_apps, blocked_topics, describe_held, held_by_plugin
 from .models import Job, JobStatus
 from .signals import job_finished, job_started
+from .sql import CLAIMED_COLUMNS, Statements, statements_for
 from .wakeup import CommitWatcher, Listener, wakeup_for
 
 logger = logging.getLogger("jobs.dispatcher")
@@ -65,7 +72,10 @@ class Dispatcher:
                  burst: bool = False, name: str | None = None, using: str | None = None) -> None:
         from . import get_job_store
 
-        self.store = get_job_store()
+        store = get_job_store()
+        if store is None:
+            raise JobsDisabled("no dispatcher can run: jobs is disabled (JOBS['DISABLED']) or not installed")
+        self.store = store
         self.using = using or self.store.using
         self.workers = workers or jobs_settings.WORKERS
         self.topics = list(topics) if topics else None
@@ -86,7 +96,6 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         self._listener: Listener | CommitWatcher | None = None
         self._lock = threading.Lock()
-        self.started = time.monotonic()
 
     # -- control -------------------------------------------------------------------------
 
@@ -103,26 +112,24 @@ class Dispatcher:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def held(self) -> int:
-        return len(self._held)
-
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> Counters:
         """Run in this thread until stopped; return the counters."""
-        claims = claims_for(self.using)
+        sql = statements_for(self.using)
+        self._warn_blocked_topics()
         self._start_threads()
         self.store.add_local_waker(self.wake)
         try:
-            self._loop(claims)
-            self._shut_down(claims)
+            self._loop(sql)
+            self._shut_down(sql)
         finally:
             self.store.remove_local_waker(self.wake)
             self._stop_threads()
             connections[self.using].close()
         return self.counters
 
-    def _loop(self, claims: Claims) -> None:
+    def _loop(self, sql: Statements) -> None:
         next_extend = time.monotonic() + self.lock_duration / 3
         next_recover = time.monotonic()  # at once: jobs of a dispatcher that died before this one started
         errors = 0
@@ -132,13 +139,13 @@ class Dispatcher:
                 now = time.monotonic()
                 # the leases first: nothing below may keep them from being renewed in time
                 if now >= next_extend:
-                    self._extend(claims)
+                    self._extend(sql)
                     next_extend = now + self.lock_duration / 3
-                self._flush(claims)
+                self._flush(sql)
                 if now >= next_recover:
-                    self._recover(claims)
+                    self._recover(sql)
                     next_recover = now + min(self.lock_duration, 30.0)
-                claimed, full = self._claim(claims)
+                claimed, full = self._claim(sql)
                 errors = 0
             except DatabaseError as e:
                 errors += 1
@@ -148,9 +155,9 @@ class Dispatcher:
                 continue  # more may be due: claim again at once
             if self.burst and not claimed and not self._held and not self._done:
                 return
-            self._wake.wait(self._idle_wait(claims))
+            self._wake.wait(self._idle_wait())
 
-    def _idle_wait(self, claims: Claims) -> float:
+    def _idle_wait(self) -> float:
         if self._held or self._done:
             return min(self.lock_duration / 3, 1.0)  # a worker will wake us when it finishes
         wait = self.poll_interval * random.uniform(0.8, 1.2)
@@ -164,12 +171,19 @@ class Dispatcher:
 
     # -- claiming ------------------------------------------------------------------------
 
+    def _warn_blocked_topics(self) -> None:
+        """Name, once, the handler topics this dispatcher skips because their plugin is not
+        enabled: otherwise their jobs would wait without a word."""
+        for plugin, topics in blocked_topics(self.topics).items():
+            logger.warning("jobs: the jobs of %s wait until plugin %r is enabled (manage.py pm enable %s)",
+                           ", ".join(topics), plugin, plugin)
+
     def runnable(self) -> tuple[list[str], list[str], list[str], list[str]]:
         """(handler topics, task backends, task topics, blocked prefixes) this dispatcher takes now."""
         from .backends import jobs_task_backends
-        from .registry import handlers
+        from .handlers import handlers
 
-        disabled_labels, blocked = _disabled_apps()
+        disabled_labels, blocked = blocked_apps()
         topics = [entry.topic for entry in handlers if entry.app_label not in disabled_labels]
         backends = jobs_task_backends()
         task_topics: list[str] = []
@@ -180,7 +194,7 @@ class Dispatcher:
                 backends = []  # only handler topics were named: no task at all
         return topics, backends, task_topics, blocked
 
-    def _claim(self, claims: Claims) -> tuple[int, bool]:
+    def _claim(self, sql: Statements) -> tuple[int, bool]:
         capacity = self.workers + self.batch_size - len(self._held)
         if capacity <= 0:
             return 0, False
@@ -189,20 +203,20 @@ class Dispatcher:
         if not topics and not backends:
             return 0, False
         now = timezone.now()
-        rows = claims.claim(self.name, now, now + timedelta(seconds=self.lock_duration), limit,
+        rows = sql.claim(self.name, now, now + timedelta(seconds=self.lock_duration), limit,
                             topics, backends, blocked, task_topics)
         for row in rows:
-            job = self._job(claims, row)
+            job = self._job(sql, row)
             self._held[job.id] = job
             self._todo.put(job)
         return len(rows), len(rows) == limit
 
-    def _job(self, claims: Claims, row: tuple) -> Job:
+    def _job(self, sql: Statements, row: tuple) -> Job:
         values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
         for key in ("payload", "workers", "errors"):
-            values[key] = claims.read_json(values[key])
+            values[key] = sql.read_json(values[key])
         for key in ("run_at", "created", "started_at", "attempted_at"):
-            values[key] = claims.read_dt(values[key])
+            values[key] = sql.read_dt(values[key])
         job = Job(status=JobStatus.PROCESSING, locked_by=self.name, **values)
         job._state.adding = False
         job._state.db = self.using
@@ -210,7 +224,7 @@ class Dispatcher:
 
     # -- finishing -----------------------------------------------------------------------
 
-    def _flush(self, claims: Claims) -> None:
+    def _flush(self, sql: Statements) -> None:
         """Write the outcomes the workers reported: completed ones in one statement.
 
         A lost connection keeps them for the next round. An outcome the database refuses
@@ -223,14 +237,14 @@ class Dispatcher:
         while self._done:
             outcomes.append(self._done.popleft())
         try:
-            self._write(claims, outcomes)
+            self._write(sql, outcomes)
         except (OperationalError, InterfaceError):
             self._done.extendleft(reversed(outcomes))  # written on the next round
             raise
         except DatabaseError:
             for outcome in outcomes:  # one at a time, to find the one refused
                 try:
-                    self._write(claims, [outcome])
+                    self._write(sql, [outcome])
                 except (OperationalError, InterfaceError):
                     self._done.append(outcome)
                     raise
@@ -239,14 +253,14 @@ class Dispatcher:
                     logger.error("jobs: the outcome of job %s was refused by the database: %s", outcome.job.id, e)
                     _record_error(f"outcome of job {outcome.job.id} not written: {type(e).__name__}: {e}")
 
-    def _write(self, claims: Claims, outcomes: list[Outcome]) -> None:
+    def _write(self, sql: Statements, outcomes: list[Outcome]) -> None:
         now = timezone.now()
         completed = [o for o in outcomes if o.status == JobStatus.COMPLETED]
-        written = claims.complete(self.name, now, [(o.job.id, o.result_json, o.job.attempts) for o in completed])
+        written = sql.complete(self.name, now, [(o.job.id, o.result_json, o.job.attempts) for o in completed])
         for outcome in outcomes:
             job = outcome.job
             if outcome.status != JobStatus.COMPLETED:
-                ok = claims.fail(self.name, now, job.id, outcome.error, outcome.retry_at, attempt=job.attempts)
+                ok = sql.fail(self.name, now, job.id, outcome.error, outcome.retry_at, attempt=job.attempts)
             else:
                 ok = job.id in written
             self._forget(job)
@@ -288,13 +302,13 @@ class Dispatcher:
         if job_finished.receivers:
             job_finished.send(sender=type(self), job=job, status=outcome.status, error=outcome.exception)
 
-    def _extend(self, claims: Claims) -> None:
+    def _extend(self, sql: Statements) -> None:
         if self._held:
             now = timezone.now()
-            claims.extend(self.name, now, now + timedelta(seconds=self.lock_duration))
+            sql.extend(self.name, now, now + timedelta(seconds=self.lock_duration))
 
-    def _recover(self, claims: Claims) -> None:
-        requeued, failed = claims.recover(timezone.now())
+    def _recover(self, sql: Statements) -> None:
+        requeued, failed = sql.recover(timezone.now())
         if requeued or failed:
             self.counters.recovered += requeued + failed
             logger.warning("jobs: %d job(s) of a lost worker back in the queue, %d failed for good",
@@ -345,7 +359,7 @@ class Dispatcher:
 
     # -- shutdown ------------------------------------------------------------------------
 
-    def _shut_down(self, claims: Claims) -> None:
+    def _shut_down(self, sql: Statements) -> None:
         """Return jobs that never started, wait for running ones, return what is left."""
         waiting = []
         while True:
@@ -355,18 +369,18 @@ class Dispatcher:
                 break
             if job is not None:
                 waiting.append(job)
-        self._release(claims, [job.id for job in waiting], started=False)
+        self._release(sql, [job.id for job in waiting], started=False)
         deadline = time.monotonic() + self.shutdown_timeout
         while self._held and time.monotonic() < deadline:
             self._wake.clear()
             try:
-                self._flush(claims)
+                self._flush(sql)
             except DatabaseError as e:
                 self._database_error(e, 1)
             if self._held:
                 self._wake.wait(min(0.2, max(0.0, deadline - time.monotonic())))
         try:
-            self._flush(claims)
+            self._flush(sql)
         except DatabaseError as e:
             logger.error("jobs: outcomes not written at shutdown: %s", e)
         with self._lock:
@@ -374,13 +388,13 @@ class Dispatcher:
         if unfinished:
             logger.warning("jobs: %d job(s) still running after %.0fs; back in the queue", len(unfinished),
                            self.shutdown_timeout)
-        self._release(claims, unfinished, started=True)
+        self._release(sql, unfinished, started=True)
 
-    def _release(self, claims: Claims, job_ids: list[int], started: bool) -> None:
+    def _release(self, sql: Statements, job_ids: list[int], started: bool) -> None:
         if not job_ids:
             return
         try:
-            claims.release(self.name, timezone.now(), job_ids, started=started)
+            sql.release(self.name, timezone.now(), job_ids, started=started)
         except DatabaseError as e:
             logger.error("jobs: could not return %d claim(s); they come back when their lease ends: %s",
                          len(job_ids), e)
@@ -390,28 +404,21 @@ class Dispatcher:
     # -- status --------------------------------------------------------------------------
 
     def status_line(self, previous: Counters | None = None, seconds: float | None = None) -> str:
+        """What ``runjobs`` prints: counts, rate (since ``previous``, ``seconds`` ago), due
+        jobs, claims in hand, and the due jobs held back because their plugin is not enabled."""
         c = self.counters
         rate = ""
         if previous is not None and seconds:
             rate = f", {(c.processed - previous.processed) / seconds:.1f} jobs/s"
-        try:
-            depth = f", {self.store.stats_due()} due"
-        except DatabaseError:
-            depth = ""
         return (f"runjobs {self.name}: {c.completed} completed, {c.failed} failed, {c.retried} retried"
-                f"{rate}{depth}, {len(self._held)} held")
+                f"{rate}{self._queue_state()}, {len(self._held)} claimed")
 
-
-def _disabled_apps() -> tuple[set[str], list[str]]:
-    """App labels and package prefixes of the plugins that are disabled now."""
-    from tachycore.manager import plugin_manager
-
-    labels, prefixes = set(), []
-    for name, plugin in plugin_manager.plugins.items():
-        if plugin.app_label and not plugin_manager.is_enabled(name):
-            labels.add(plugin.app_label)
-            prefixes.append(plugin.package_name + ".")
-    return labels, prefixes
+    def _queue_state(self) -> str:
+        try:
+            held = held_by_plugin(self.topics, using=self.using)
+            return f", {self.store.stats_due()} due, {describe_held(held)}"
+        except DatabaseError:  # the line still says what this process did
+            return ""
 
 
 def _tidy_connections() -> None:

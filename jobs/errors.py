@@ -7,6 +7,11 @@ class JobsError(Exception):
     """Base class of every error the job queue raises."""
 
 
+class JobsDisabled(JobsError):
+    """The job queue is turned off (``JOBS["DISABLED"]``, env ``JOBS_DISABLED``), or ``jobs`` is
+    not in ``INSTALLED_APPS``: nothing can be enqueued or run."""
+
+
 class UnknownTopic(JobsError, ValueError):
     """A topic with no handler in this process and not in ``JOBS["ALLOWED_TOPICS"]``."""
 
@@ -45,6 +50,12 @@ class JobRunning(JobsError):
 
 class DedupeConflict(JobsError):
     """A requeue that would make a second pending job with one ``dedupe_key``."""
+
+
+class WorkerLost(JobsError):
+    """Recorded, not raised: the worker that ran the job stopped without finishing it (its
+    lease ran out), so the attempt counts as failed. The name is what ``Job.errors`` and a
+    task's ``TaskError.exception_class_path`` hold for such an attempt."""
 
 
 class HandlerAlreadyRegistered(JobsError):

@@ -15,8 +15,8 @@ from tachycore.jsontext import text_holds_nul
 
 from .conf import jobs_settings
 from .errors import UnknownTopic
+from .handlers import handlers
 from .models import Job, JobStatus
-from .registry import handlers
 
 MAX_TRACEBACK = 20_000  # characters of a traceback kept per failed attempt
 

@@ -17,19 +17,12 @@ FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED)
 
 
 class JobQuerySet(models.QuerySet):
-    def pending(self) -> JobQuerySet:
-        """Jobs waiting for a worker, due or not."""
-        return self.filter(status=JobStatus.PENDING)
-
     def due(self, now) -> JobQuerySet:
         """Pending jobs whose ``run_at`` has come."""
         return self.filter(status=JobStatus.PENDING, run_at__lte=now)
 
-    def stale(self, now) -> JobQuerySet:
-        """Jobs being processed whose lease ran out: their process is gone."""
-        return self.filter(status=JobStatus.PROCESSING, locked_until__lt=now)
-
     def finished(self) -> JobQuerySet:
+        """Completed and failed jobs."""
         return self.filter(status__in=FINISHED)
 
 
@@ -101,7 +94,3 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.id} {self.topic} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED

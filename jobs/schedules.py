@@ -1,10 +1,11 @@
-"""Cron entries through django-q2: ``jobs.schedule(...)`` and the maintenance schedules.
+"""Cron entries through django-q2: ``jobs.schedule(...)`` and the prune schedule.
 
 A schedule is a ``django_q.Schedule`` row. ``manage.py qcluster`` turns a due row
 into a task under a row lock, so each run happens once across every process and
 machine that shares the database; the run enqueues a job here, which ``runjobs``
-executes like any other (with retries). The maintenance schedules (pruning
-finished jobs) are written after every ``migrate``, idempotently.
+executes like any other (with retries). The prune schedule (deleting old
+finished jobs) is written after every ``migrate``, idempotently: a row that names
+the prune's former path (``jobs.maintenance.prune_finished``) is brought in line then.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from tachycore.schedules import keep_schedule
 
 from .conf import jobs_settings
 from .errors import InvalidSchedule, UnknownTopic
-from .registry import allowed_without_handler, check_topic, handlers
+from .handlers import allowed_without_handler, check_topic, handlers
 from .validation import check_max_retries, check_priority, payload_json
 
-__all__ = ["PRUNE_SCHEDULE", "enqueue_scheduled", "register_maintenance_schedules", "schedule", "unschedule"]
+__all__ = ["PRUNE_SCHEDULE", "enqueue_scheduled", "register_prune_schedule", "schedule", "unschedule"]
 
 ENQUEUE_FUNC = "jobs.schedules.enqueue_scheduled"
-PRUNE_FUNC = "jobs.maintenance.prune_finished"
+PRUNE_FUNC = "jobs.prune.prune_finished"
 PRUNE_SCHEDULE = "jobs: prune finished jobs"
 PRUNE_MINUTES = 60
 CRON = "C"  # django_q.models.Schedule.CRON
@@ -121,17 +122,20 @@ def _keep(name: str, fields: dict[str, Any], using: str | None = None, apps: Any
 
 
 def enqueue_scheduled(topic: str, payload: Any = None, priority: int = 0, max_retries: int | None = None,
-                      dedupe_key: str | None = None) -> int:
+                      dedupe_key: str | None = None) -> int | None:
     """What a schedule runs in ``qcluster``: enqueue the job; return its id (the pending
-    job's id when one with ``dedupe_key`` is still waiting)."""
+    job's id when one with ``dedupe_key`` is still waiting), or ``None`` while jobs is not
+    installed or is disabled (the row stays, and fires again once jobs is back)."""
     from . import get_job_store
 
-    job = get_job_store().enqueue(topic, payload, priority=priority, max_retries=max_retries,
-                                  dedupe_key=dedupe_key)
+    store = get_job_store()
+    if store is None:
+        return None
+    job = store.enqueue(topic, payload, priority=priority, max_retries=max_retries, dedupe_key=dedupe_key)
     return job.id
 
 
-def register_maintenance_schedules(using: str | None = None, apps: Any = global_apps) -> Any | None:
+def register_prune_schedule(using: str | None = None, apps: Any = global_apps) -> Any | None:
     """Keep the hourly prune of finished jobs (``JOBS["RETENTION"]``); return its row, or
     ``None`` when django_q is not installed (or not migrated, in ``apps``: a migration state).
 

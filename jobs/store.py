@@ -13,12 +13,12 @@ from django.db import IntegrityError, router, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from .claims import Claims, claims_for
 from .conf import jobs_settings
 from .errors import DedupeConflict, InvalidOption, JobNotFound, JobRunning, UnknownTopic
+from .handlers import allowed_without_handler, check_topic, handlers
 from .models import Job, JobStatus
-from .registry import allowed_without_handler, check_topic, handlers
 from .signals import job_enqueued
+from .sql import Statements, statements_for
 from .validation import (
     check_dedupe_key,
     check_max_retries,
@@ -68,8 +68,9 @@ class JobStore:
         return self._using or router.db_for_write(Job)
 
     @property
-    def claims(self) -> Claims:
-        return claims_for(self.using)
+    def sql(self) -> Statements:
+        """The statements for this store's database."""
+        return statements_for(self.using)
 
     # -- enqueue --------------------------------------------------------------------------
 
@@ -125,23 +126,23 @@ class JobStore:
         return job
 
     @staticmethod
-    def _row(claims: Claims, job: Job) -> list[Any]:
+    def _row(sql: Statements, job: Job) -> list[Any]:
         """The job's values in ``INSERT_COLUMNS`` order."""
-        return [job.topic, job._payload_json, job.priority, job.queue_name, claims.dt(job.run_at),
+        return [job.topic, job._payload_json, job.priority, job.queue_name, sql.dt(job.run_at),
                 job.max_retries, job.dedupe_key, job.task_backend]
 
     def _insert(self, now: datetime, prepared: list[Job]) -> list[Job]:
-        claims = self.claims
-        rows = [self._row(claims, job) for job in prepared]
+        sql = self.sql
+        rows = [self._row(sql, job) for job in prepared]
         deduped = any(job.dedupe_key for job in prepared)
         # one statement is atomic by itself; more (large batches, dedupe keys) share a transaction
-        alone = claims.statements(len(rows), deduped) == 1
+        alone = sql.insert_statements(len(rows), deduped) == 1
         with contextlib.nullcontext() if alone else transaction.atomic(using=self.using, savepoint=False):
-            ids = claims.insert(now, rows, dedupe=deduped)
+            ids = sql.insert(now, rows, dedupe=deduped)
             result = []
             for job, job_id in zip(prepared, ids, strict=True):
                 if job_id is None:
-                    job = self._existing(job, claims)
+                    job = self._existing(job, sql)
                 else:
                     job.id = job_id
                     job.deduplicated = False
@@ -156,7 +157,7 @@ class JobStore:
             transaction.on_commit(self._wake_local, using=self.using)
         return result
 
-    def _existing(self, job: Job, claims: Claims) -> Job:
+    def _existing(self, job: Job, sql: Statements) -> Job:
         """The pending job that holds ``job.dedupe_key`` (inserting ``job`` if it went meanwhile)."""
         for _ in range(5):
             found = Job.objects.using(self.using).filter(status=JobStatus.PENDING, dedupe_key=job.dedupe_key).first()
@@ -164,7 +165,7 @@ class JobStore:
                 found.deduplicated = True  # the job returned is not the one asked for
                 return found
             # it was claimed between our insert and this read: try the insert again
-            (job_id,) = claims.insert(job.created, [self._row(claims, job)], dedupe=True)
+            (job_id,) = sql.insert(job.created, [self._row(sql, job)], dedupe=True)
             if job_id is not None:
                 job.id = job_id
                 job.deduplicated = False
@@ -250,7 +251,7 @@ class JobStore:
                                  f"{job.dedupe_key!r}") from None
         if not updated:
             self._explain(job_id, "requeued")
-        self.claims.notify()
+        self.sql.notify()
         if self._local_wakers:
             transaction.on_commit(self._wake_local, using=self.using)
         return self.get(job_id)

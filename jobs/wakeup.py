@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from django.db import connections
 
-from .claims import NOTIFY_CHANNEL
+from .sql import NOTIFY_CHANNEL
 
 logger = logging.getLogger("jobs.dispatcher")
 
@@ -53,11 +53,6 @@ class Listener:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn = None
-        self.listening = threading.Event()
-
-    @staticmethod
-    def supported(using: str) -> bool:
-        return connections[using].vendor == "postgresql"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="jobs-listener", daemon=True)
@@ -82,7 +77,6 @@ class Listener:
         while not self._stop.is_set():
             try:
                 self._conn = self._connect()
-                self.listening.set()
                 self.wake()  # jobs may have come while we were not listening
                 backoff = 0.1
                 while not self._stop.is_set():
@@ -92,7 +86,6 @@ class Listener:
                     if woke:
                         self.wake()
             except Exception as e:
-                self.listening.clear()
                 if self._stop.is_set():
                     return
                 logger.warning("jobs listener: %s; reconnecting in %.1fs", e, backoff)

@@ -13,8 +13,8 @@ from django.db import transaction
 from demo.notes.jobs import WORD_COUNT, word_count
 from demo.notes.models import Note
 from demo.notes.plugin import WELCOME_TITLE
+from jobs.handlers import handlers
 from jobs.models import Job, JobStatus
-from jobs.registry import handlers
 
 from .conftest import manage
 

@@ -168,6 +168,18 @@ def test_http_disabled__explicit_false_404(settings, admin):
     assert row_count() == 0
 
 
+def test_jobs_disabled__every_route_404_even_with_http_enabled(settings, admin, store):
+    job = store.enqueue("toolbox.echo")
+    settings.JOBS = {**ON, "DISABLED": True}
+
+    statuses = [admin.get(url()).status_code, post(admin, {"topic": "toolbox.echo"}).status_code,
+                admin.get(url(job.id)).status_code, admin.delete(url(job.id)).status_code,
+                admin.post(url(job.id, "requeue")).status_code, admin.get(url(action="stats")).status_code]
+
+    assert statuses == [404] * 6
+    assert list(Job.objects.values_list("id", flat=True)) == [job.id]
+
+
 def test_http_enabled_by_setting__served_without_restart(settings, admin):
     assert admin.get(url()).status_code == 404
 
@@ -887,6 +899,12 @@ def test_schema__enqueue_body_and_responses(api):
 
 
 def test_schema__no_jobs_paths_while_http_is_off(admin):
+    assert jobs_paths(admin) == {}
+
+
+def test_schema__no_jobs_paths_while_jobs_is_disabled(settings, admin):
+    settings.JOBS = {**ON, "DISABLED": True}
+
     assert jobs_paths(admin) == {}
 
 

@@ -15,6 +15,7 @@ from jobs import checks
 from jobs.conf import JobsDefaults, jobs_settings
 
 DEFAULTS = {
+    "DISABLED": False,
     "WORKERS": 4,
     "POLL_INTERVAL": 1.0,
     "LOCK_DURATION": 60.0,

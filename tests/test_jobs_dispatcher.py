@@ -12,11 +12,11 @@ from django.db import connections
 from django.utils import timezone
 
 import jobs
-from jobs.claims import claims_for
 from jobs.dispatcher import Dispatcher
 from jobs.execution import retry_delay
+from jobs.handlers import handlers
 from jobs.models import Job
-from jobs.registry import handlers
+from jobs.sql import statements_for
 from tachycore.manager import plugin_manager
 from tests.plugin_apps.toolbox import jobs as toolbox_jobs
 
@@ -243,21 +243,21 @@ def test_dispatcher__job_of_a_disabled_plugin_waits_until_it_is_enabled(store):
 # -- ownership of a claim -----------------------------------------------------------------
 
 def _claim(worker: str, at, lease: float = 60.0, topic: str = "toolbox.echo") -> list[int]:
-    rows = claims_for("default").claim(worker, at, at + timedelta(seconds=lease), 10, [topic])
+    rows = statements_for("default").claim(worker, at, at + timedelta(seconds=lease), 10, [topic])
     return [row[0] for row in rows]
 
 
 @pytest.mark.django_db
 def test_claims__lost_lease_outcome_is_not_written(store):
     job = store.enqueue("toolbox.echo", {"n": 1}, max_retries=3)
-    claims = claims_for("default")
+    sql = statements_for("default")
     t0 = timezone.now()
     assert _claim("worker-a", t0, lease=1) == [job.id]
 
-    assert claims.recover(t0 + timedelta(seconds=2)) == (1, 0)
+    assert sql.recover(t0 + timedelta(seconds=2)) == (1, 0)
     assert _claim("worker-b", t0 + timedelta(seconds=2)) == [job.id]
-    written_by_a = claims.complete("worker-a", t0 + timedelta(seconds=3), [(job.id, json.dumps("from a"))])
-    failed_by_a = claims.fail("worker-a", t0 + timedelta(seconds=3), job.id,
+    written_by_a = sql.complete("worker-a", t0 + timedelta(seconds=3), [(job.id, json.dumps("from a"))])
+    failed_by_a = sql.fail("worker-a", t0 + timedelta(seconds=3), job.id,
                               {"exception_class_path": "builtins.RuntimeError", "traceback": "a", "at": "x"},
                               None)
 
@@ -265,13 +265,13 @@ def test_claims__lost_lease_outcome_is_not_written(store):
     row = stored(job.id)
     assert (row.status, row.locked_by, row.result, row.attempts) == ("processing", "worker-b", None, 2)
 
-    written_by_b = claims.complete("worker-b", t0 + timedelta(seconds=4), [(job.id, json.dumps("from b"))])
+    written_by_b = sql.complete("worker-b", t0 + timedelta(seconds=4), [(job.id, json.dumps("from b"))])
 
     assert written_by_b == {job.id}
     row = stored(job.id)
     assert (row.status, row.result, row.locked_until) == ("completed", "from b", None)
     assert row.workers == ["worker-a", "worker-b"]
-    assert claims.complete("worker-a", t0 + timedelta(seconds=5), [(job.id, json.dumps("late"))]) == set()
+    assert sql.complete("worker-a", t0 + timedelta(seconds=5), [(job.id, json.dumps("late"))]) == set()
     assert stored(job.id).result == "from b"
 
 
@@ -294,7 +294,7 @@ def test_dispatcher__outcome_of_a_lost_lease_is_not_written(store, registered):
 
 @pytest.mark.django_db
 def test_claims__recover_requeues_expired_leases_and_fails_used_up_jobs(store):
-    claims = claims_for("default")
+    sql = statements_for("default")
     retryable = store.enqueue("toolbox.echo", max_retries=1)
     used_up = store.enqueue("toolbox.echo", max_retries=0)
     healthy = store.enqueue("toolbox.record", max_retries=0)
@@ -302,7 +302,7 @@ def test_claims__recover_requeues_expired_leases_and_fails_used_up_jobs(store):
     assert set(_claim("dead-worker", t0, lease=1)) == {retryable.id, used_up.id}
     assert _claim("live-worker", t0, lease=3600, topic="toolbox.record") == [healthy.id]
 
-    assert claims.recover(t0 + timedelta(seconds=2)) == (1, 1)
+    assert sql.recover(t0 + timedelta(seconds=2)) == (1, 1)
 
     row = stored(retryable.id)
     assert (row.status, row.retries, row.locked_until, row.finished_at) == ("pending", 1, None, None)
@@ -313,7 +313,7 @@ def test_claims__recover_requeues_expired_leases_and_fails_used_up_jobs(store):
     assert row.finished_at is not None and "lease expired" in row.last_error
     row = stored(healthy.id)
     assert (row.status, row.locked_by, row.errors) == ("processing", "live-worker", [])
-    assert claims.recover(t0 + timedelta(seconds=2)) == (0, 0)
+    assert sql.recover(t0 + timedelta(seconds=2)) == (0, 0)
 
 
 @transactional
@@ -333,15 +333,15 @@ def test_dispatcher__runs_a_job_whose_worker_died(store):
 
 @pytest.mark.django_db
 def test_claims__release_returns_claims_to_pending(store):
-    claims = claims_for("default")
+    sql = statements_for("default")
     waiting, interrupted, others = (store.enqueue("toolbox.echo", {"n": n}) for n in range(3))
     t0 = timezone.now()
     assert set(_claim("worker-a", t0)) == {waiting.id, interrupted.id, others.id}
 
-    assert claims.release("worker-a", t0, [waiting.id], started=False) == 1
-    assert claims.release("worker-a", t0, [interrupted.id], started=True) == 1
-    assert claims.release("worker-b", t0, [others.id], started=True) == 0
-    assert claims.release("worker-a", t0, [], started=True) == 0
+    assert sql.release("worker-a", t0, [waiting.id], started=False) == 1
+    assert sql.release("worker-a", t0, [interrupted.id], started=True) == 1
+    assert sql.release("worker-b", t0, [others.id], started=True) == 0
+    assert sql.release("worker-a", t0, [], started=True) == 0
 
     row = stored(waiting.id)
     assert (row.status, row.attempts, row.workers, row.locked_by, row.locked_until) == ("pending", 0, [], "", None)
@@ -354,18 +354,18 @@ def test_claims__release_returns_claims_to_pending(store):
 
 @pytest.mark.django_db
 def test_claims__extend_moves_the_lease_of_the_owner_only(store):
-    claims = claims_for("default")
+    sql = statements_for("default")
     mine = store.enqueue("toolbox.echo")
     theirs = store.enqueue("toolbox.record")
     t0 = timezone.now()
     assert _claim("worker-a", t0, lease=60) == [mine.id]
     assert _claim("worker-b", t0, lease=60, topic="toolbox.record") == [theirs.id]
 
-    assert claims.extend("worker-a", t0, t0 + timedelta(minutes=10)) == 1
+    assert sql.extend("worker-a", t0, t0 + timedelta(minutes=10)) == 1
 
     assert stored(mine.id).locked_until == t0 + timedelta(minutes=10)
     assert stored(theirs.id).locked_until == t0 + timedelta(seconds=60)
-    assert claims.extend("worker-z", t0, t0 + timedelta(minutes=10)) == 0
+    assert sql.extend("worker-z", t0, t0 + timedelta(minutes=10)) == 0
 
 
 @transactional

@@ -12,11 +12,11 @@ import pytest
 from django.utils import timezone
 
 import jobs
-from jobs.claims import claims_for
 from jobs.dispatcher import Dispatcher
 from jobs.errors import InvalidOption, InvalidPayload, InvalidSchedule, InvalidTopic
 from jobs.models import Job, JobStatus
 from jobs.signals import job_enqueued
+from jobs.sql import statements_for
 
 from .conftest import ROOT, fetch, wait_until
 
@@ -31,7 +31,7 @@ def store():
 
 
 def claim(worker: str, at, lease: float = 60.0) -> list[int]:
-    rows = claims_for("default").claim(worker, at, at + timedelta(seconds=lease), 10, ["toolbox.echo"])
+    rows = statements_for("default").claim(worker, at, at + timedelta(seconds=lease), 10, ["toolbox.echo"])
     return [row[0] for row in rows]
 
 
@@ -51,7 +51,7 @@ def test_retry__gives_up_the_dedupe_key_held_by_a_newer_pending_job(store):
     first, second = a_job_running_while_a_newer_one_holds_its_key(store)
     retry_at = timezone.now() + timedelta(seconds=5)
 
-    assert claims_for("default").fail("worker-a", timezone.now(), first.id, ERROR, retry_at) is True
+    assert statements_for("default").fail("worker-a", timezone.now(), first.id, ERROR, retry_at) is True
 
     first.refresh_from_db()
     second.refresh_from_db()
@@ -63,7 +63,7 @@ def test_retry__gives_up_the_dedupe_key_held_by_a_newer_pending_job(store):
 def test_retry__keeps_its_dedupe_key_when_no_other_job_holds_it(store):
     job = store.enqueue("toolbox.echo", dedupe_key="mine", max_retries=3)
     claim("worker-a", timezone.now())
-    claims_for("default").fail("worker-a", timezone.now(), job.id, ERROR, timezone.now())
+    statements_for("default").fail("worker-a", timezone.now(), job.id, ERROR, timezone.now())
     job.refresh_from_db()
     assert (job.status, job.dedupe_key) == (JobStatus.PENDING, "mine")
     assert store.enqueue("toolbox.echo", dedupe_key="mine").id == job.id  # it still dedupes
@@ -73,7 +73,7 @@ def test_retry__keeps_its_dedupe_key_when_no_other_job_holds_it(store):
 def test_recover__gives_up_the_dedupe_key_held_by_a_newer_pending_job(store):
     first, second = a_job_running_while_a_newer_one_holds_its_key(store)
 
-    assert claims_for("default").recover(timezone.now() + timedelta(seconds=2)) == (1, 0)
+    assert statements_for("default").recover(timezone.now() + timedelta(seconds=2)) == (1, 0)
 
     first.refresh_from_db()
     assert (first.status, first.dedupe_key) == (JobStatus.PENDING, None)
@@ -87,7 +87,7 @@ def test_recover__two_lapsed_jobs_with_one_key_come_back_one_with_the_key(store)
     second = store.enqueue("toolbox.echo", dedupe_key="k", max_retries=3)
     assert claim("worker-b", timezone.now(), lease=1) == [second.id]
 
-    assert claims_for("default").recover(timezone.now() + timedelta(seconds=2)) == (2, 0)
+    assert statements_for("default").recover(timezone.now() + timedelta(seconds=2)) == (2, 0)
 
     rows = Job.objects.filter(pk__in=[first.id, second.id])
     assert {row.status for row in rows} == {JobStatus.PENDING}
@@ -98,7 +98,7 @@ def test_recover__two_lapsed_jobs_with_one_key_come_back_one_with_the_key(store)
 def test_release__gives_up_the_dedupe_key_and_the_start_times_of_an_unstarted_job(store):
     first, second = a_job_running_while_a_newer_one_holds_its_key(store)
 
-    assert claims_for("default").release("worker-a", timezone.now(), [first.id], started=False) == 1
+    assert statements_for("default").release("worker-a", timezone.now(), [first.id], started=False) == 1
 
     first.refresh_from_db()
     assert (first.status, first.dedupe_key, first.attempts) == (JobStatus.PENDING, None, 0)
@@ -109,7 +109,7 @@ def test_release__gives_up_the_dedupe_key_and_the_start_times_of_an_unstarted_jo
 def test_dispatcher__a_failing_deduped_job_does_not_stop_the_queue(store):
     """The cron case: a scheduled job fails while the next firing is already pending."""
     failing = store.enqueue("toolbox.fail", dedupe_key="schedule:x", max_retries=2)
-    claim_fail = claims_for("default").claim("worker-old", timezone.now(), timezone.now() + timedelta(hours=1),
+    claim_fail = statements_for("default").claim("worker-old", timezone.now(), timezone.now() + timedelta(hours=1),
                                              10, ["toolbox.fail"])
     assert [row[0] for row in claim_fail] == [failing.id]
     store.enqueue("toolbox.fail", dedupe_key="schedule:x", max_retries=2)
@@ -127,19 +127,19 @@ def test_dispatcher__a_failing_deduped_job_does_not_stop_the_queue(store):
 @pytest.mark.django_db
 def test_complete__the_stale_run_of_a_reclaimed_job_is_not_written(store):
     job = store.enqueue("toolbox.echo", max_retries=3)
-    claims = claims_for("default")
+    sql = statements_for("default")
     now = timezone.now()
     claim("worker-a", now, lease=1)  # attempt 1
-    claims.recover(now + timedelta(seconds=2))
+    sql.recover(now + timedelta(seconds=2))
     claim("worker-a", now + timedelta(seconds=2))  # attempt 2, same dispatcher
 
-    stale = claims.complete("worker-a", now, [(job.id, json.dumps("run 1"), 1)])
-    stale_fail = claims.fail("worker-a", now, job.id, ERROR, None, attempt=1)
+    stale = sql.complete("worker-a", now, [(job.id, json.dumps("run 1"), 1)])
+    stale_fail = sql.fail("worker-a", now, job.id, ERROR, None, attempt=1)
 
     assert stale == set() and stale_fail is False
     job.refresh_from_db()
     assert (job.status, job.attempts, job.result) == (JobStatus.PROCESSING, 2, None)
-    assert claims.complete("worker-a", now, [(job.id, json.dumps("run 2"), 2)]) == {job.id}
+    assert sql.complete("worker-a", now, [(job.id, json.dumps("run 2"), 2)]) == {job.id}
     job.refresh_from_db()
     assert (job.status, job.result) == (JobStatus.COMPLETED, "run 2")
 

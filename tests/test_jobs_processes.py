@@ -199,6 +199,57 @@ def test_runjobs__prints_a_status_line_and_is_a_supervisor_node(subprocess_env):
     assert "0 due" in status_lines[-1]
 
 
+HELD_NOTES = "2 held: 2 for notes (not added: manage.py pm enable notes)"
+
+
+def enqueue_word_counts(n: int) -> None:
+    """Jobs of the demo's notes plugin, which is not added in the test database."""
+    get_job_store().enqueue_many([{"topic": "notes.word_count", "payload": {"note": i}} for i in range(n)])
+
+
+def test_runjobs__the_summary_counts_jobs_held_by_a_plugin_not_added(subprocess_env):
+    enqueue_word_counts(2)
+    get_job_store().enqueue("toolbox.echo")
+
+    result = manage({**subprocess_env, "JOBS_STATUS_INTERVAL": "0"}, "runjobs", "--burst")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].endswith(f"stopped; 1 completed, 0 failed, 0 retried, {HELD_NOTES}")
+    assert count(JobStatus.PENDING, "notes.word_count") == 2
+
+
+def test_runjobs__the_status_line_counts_jobs_held_by_a_plugin_not_added(subprocess_env):
+    enqueue_word_counts(2)
+    proc = start_runjobs(subprocess_env, JOBS_STATUS_INTERVAL="0.2s")
+    try:
+        assert wait_until(lambda: Node.objects.filter(kind="dispatcher", status="running").exists(), 30)
+        time.sleep(0.6)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        stop(proc)
+    status_lines = [line for line in out.splitlines() if "jobs/s" in line]
+    assert status_lines, out
+    assert status_lines[-1].endswith(f"2 due, {HELD_NOTES}, 0 claimed")
+
+
+def test_runjobs__warns_once_at_start_naming_the_topics_held(subprocess_env):
+    result = manage({**subprocess_env, "JOBS_STATUS_INTERVAL": "0"}, "runjobs", "--burst")
+
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "notes.word_count" in line]
+    assert warnings == ["jobs: the jobs of notes.word_count wait until plugin 'notes' is enabled "
+                        "(manage.py pm enable notes)"]
+
+
+def test_runjobs__one_worker_is_said_in_the_singular(subprocess_env):
+    result = manage({**subprocess_env, "JOBS_STATUS_INTERVAL": "0"}, "runjobs", "--burst", "--workers", "1")
+
+    assert result.returncode == 0, result.stderr
+    assert ": 1 worker, topics: all" in result.stdout.splitlines()[0]
+    assert Node.objects.get(kind="dispatcher").name == "runjobs (1 worker)"
+
+
 @pytest.mark.postgres
 def test_runjobs__an_idle_dispatcher_wakes_on_notify(subprocess_env):
     # the poll is 60 s: only LISTEN/NOTIFY can bring the job in within a second

@@ -17,15 +17,15 @@ from django.utils.module_loading import import_string
 
 import jobs
 from jobs.errors import InvalidPayload, InvalidPriority, InvalidSchedule, InvalidTopic, UnknownTopic
-from jobs.maintenance import prune_finished
 from jobs.models import Job, JobStatus
-from jobs.receivers import register_maintenance_schedules as on_post_migrate
+from jobs.prune import prune_finished
+from jobs.receivers import register_prune_schedule as on_post_migrate
 from jobs.schedules import (
     ENQUEUE_FUNC,
     PRUNE_FUNC,
     PRUNE_SCHEDULE,
     enqueue_scheduled,
-    register_maintenance_schedules,
+    register_prune_schedule,
     unschedule,
 )
 
@@ -265,7 +265,7 @@ def test_run__without_dedupe_every_firing_enqueues_a_job():
 
 @pytest.mark.django_db(transaction=True)
 def test_run__a_handler_gone_since_registration_fails_the_task_and_writes_no_job():
-    from jobs.registry import handlers
+    from jobs.handlers import handlers
 
     @jobs.handler("schedules.temporary")
     def temporary(job):
@@ -323,6 +323,19 @@ def test_prune_schedule__is_created_through_a_migration_state_with_a_next_run():
     assert timezone.now() + timedelta(minutes=59) < row.next_run <= timezone.now() + timedelta(minutes=60)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_prune_schedule__a_row_with_the_former_path_runs_the_prune_after_migrate():
+    """Sites that migrated before the prune moved out of jobs.maintenance keep one working row."""
+    schedule_rows(PRUNE_SCHEDULE).update(func="jobs.maintenance.prune_finished", repeats=5)
+    before = schedule_rows(PRUNE_SCHEDULE).get()
+
+    call_command("migrate", verbosity=0)
+
+    [row] = schedule_rows(PRUNE_SCHEDULE)
+    assert (row.pk, row.func, row.repeats, row.next_run) == (before.pk, PRUNE_FUNC, 5, before.next_run)
+    assert import_string(row.func) is prune_finished
+
+
 @pytest.mark.django_db
 def test_prune_schedule__a_pause_and_kwargs_set_in_the_admin_survive_migrate():
     schedule_rows(PRUNE_SCHEDULE).update(repeats=0, kwargs="")
@@ -336,7 +349,7 @@ def test_prune_schedule__a_pause_and_kwargs_set_in_the_admin_survive_migrate():
 def test_prune_schedule__a_changed_interval_is_put_back_and_due_within_the_hour():
     schedule_rows(PRUNE_SCHEDULE).update(minutes=5, next_run=timezone.now() + timedelta(days=3))
 
-    register_maintenance_schedules()
+    register_prune_schedule()
 
     [row] = schedule_rows(PRUNE_SCHEDULE)
     assert row.minutes == 60 and row.next_run <= timezone.now() + timedelta(minutes=60)
@@ -364,7 +377,7 @@ def test_prune_schedule__without_django_q_registration_does_nothing():
 
     before = row_values(PRUNE_SCHEDULE)
 
-    assert register_maintenance_schedules(apps=Apps(installed_apps=[])) is None
+    assert register_prune_schedule(apps=Apps(installed_apps=[])) is None
     on_post_migrate(using="default", apps=Apps(installed_apps=[]))
 
     assert row_values(PRUNE_SCHEDULE) == before

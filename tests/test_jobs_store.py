@@ -1,5 +1,5 @@
 """The job store: enqueue (fields, transactions, bulk, dedupe, bad input), get, list,
-delete, requeue, stats, prune, and the handler registry."""
+delete, requeue, stats, prune, and the topic-to-handler map."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from django.utils import timezone
 
 import jobs
 from jobs import errors
-from jobs.claims import claims_for
+from jobs.handlers import handlers
 from jobs.models import Job, JobStatus
-from jobs.registry import handlers
+from jobs.sql import statements_for
 from jobs.store import JobStore
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,7 @@ def stored(job_id: int) -> Job:
 def claim(topic: str = "toolbox.echo", worker: str = "worker-a") -> list[tuple]:
     """Claim every due job of ``topic`` as ``worker`` (a lease of one minute)."""
     now = timezone.now()
-    return claims_for("default").claim(worker, now, now + timedelta(minutes=1), 100, [topic])
+    return statements_for("default").claim(worker, now, now + timedelta(minutes=1), 100, [topic])
 
 
 def finish(job_id: int, status: str, age: timedelta = timedelta(0)) -> None:

@@ -16,7 +16,9 @@ from django.utils import timezone
 from jobs import get_job_store
 from jobs.backends import JobsBackend
 from jobs.dispatcher import Dispatcher
+from jobs.errors import WorkerLost
 from jobs.models import Job, JobStatus
+from jobs.sql import statements_for
 from tests.plugin_apps.toolbox import tasks
 
 from .conftest import manage
@@ -310,6 +312,22 @@ def test_run__a_task_that_raises_fails_with_its_error_and_traceback():
     with pytest.raises(ValueError, match="Task failed"):
         _ = result.return_value
     assert Job.objects.get(pk=enqueued.id).status == JobStatus.FAILED
+
+
+@pytest.mark.django_db
+def test_run__a_task_whose_worker_was_lost_fails_with_an_importable_worker_lost():
+    enqueued = tasks.add.enqueue(1, 2)
+    now = timezone.now()
+    statements_for("default").claim("worker-gone", now, now + timedelta(seconds=1), 10, [],
+                                    task_backends=["default"])
+
+    assert statements_for("default").recover(now + timedelta(seconds=2)) == (0, 1)
+
+    result = tasks.add.get_result(enqueued.id)
+    assert result.status == TaskResultStatus.FAILED
+    [error] = result.errors
+    assert error.exception_class is WorkerLost
+    assert "lease expired" in error.traceback
 
 
 @run_db

@@ -8,10 +8,11 @@ from tachycore.rest import api_served, without_viewset
 
 
 def served() -> bool:
-    """Whether ``/api/jobs/`` answers now: ``JOBS["HTTP_ENABLED"]`` and the jobs plugin enabled."""
+    """Whether ``/api/jobs/`` answers now: ``JOBS["HTTP_ENABLED"]``, jobs not disabled, and the
+    jobs plugin enabled."""
     from jobs.conf import jobs_settings
 
-    return api_served(jobs_settings, "jobs")
+    return not jobs_settings.DISABLED and api_served(jobs_settings, "jobs")
 
 
 def hide_jobs_api_when_off(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list:

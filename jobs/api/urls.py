@@ -1,5 +1,6 @@
 """URLs of the jobs API, mounted by the kernel at ``/api/jobs/`` while the jobs plugin is
-enabled; while ``JOBS["HTTP_ENABLED"]`` is false (read on each request) no route resolves."""
+enabled; while ``JOBS["HTTP_ENABLED"]`` is false or ``JOBS["DISABLED"]`` true (read on each
+request) no route resolves."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from . import views
 
 
 class HTTPEnabledResolver(URLResolver):
-    """Resolves its patterns only while ``JOBS["HTTP_ENABLED"]`` is true."""
+    """Resolves its patterns only while ``JOBS["HTTP_ENABLED"]`` is true and jobs is not disabled."""
 
     def resolve(self, path: str):
-        if not jobs_settings.HTTP_ENABLED:
+        if not jobs_settings.HTTP_ENABLED or jobs_settings.DISABLED:
             raise Resolver404({"path": path, "tried": []})
         return super().resolve(path)
 

@@ -16,8 +16,8 @@ from rest_framework.viewsets import GenericViewSet
 
 from jobs import get_job_store
 from jobs.conf import jobs_settings
+from jobs.handlers import allowed_without_handler
 from jobs.models import Job
-from jobs.registry import allowed_without_handler
 from jobs.store import JobStore
 from tachycore.rest import error_responses
 

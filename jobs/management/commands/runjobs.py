@@ -1,4 +1,9 @@
-"""``manage.py runjobs [--workers N] [--topics a,b] [--burst]``: run the job dispatcher."""
+"""``manage.py runjobs [--workers N] [--topics a,b] [--burst]``: run the job dispatcher.
+
+While jobs is disabled (``JOBS["DISABLED"]``) it says so in one line and exits 0: turning
+the queue off is a setting, not a failure, and a process manager that restarts failed
+units must not loop on it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobs.conf import jobs_settings
 from tachycore.management.arguments import positive_integer
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def _is_task(path: str) -> bool:
@@ -35,27 +44,21 @@ class Command(BaseCommand):
 
     def handle(self, *, workers: str | None, topics: str | None, burst: bool, **options: Any) -> None:
         from jobs.dispatcher import Dispatcher
-        from jobs.registry import handlers
         from tachycore.conf import tachycore_settings
         from tachycore.models import NodeStatus
         from tachycore.runtime import runtime
 
         count = positive_integer(workers, "--workers") or jobs_settings.WORKERS
-        topic_list = [t.strip() for t in topics.split(",") if t.strip()] if topics else None
-        if topics is not None and not topic_list:
-            raise CommandError("--topics needs at least one topic")
-        for topic in topic_list or ():
-            if topic not in handlers and not _is_task(topic):
-                self.stderr.write(f"runjobs: no handler for topic {topic!r} in this process, and no "
-                                  "django.tasks task of that path: its jobs will wait")
+        topic_list = self._topics(topics)
+        if jobs_settings.DISABLED:
+            self.stdout.write("runjobs: jobs is disabled (JOBS['DISABLED'] or JOBS_DISABLED); nothing to run")
+            return
         if tachycore_settings.START_RUNTIME:
-            runtime.start(kind="dispatcher", name=f"runjobs ({count} workers)", status=NodeStatus.RUNNING)
+            runtime.start(kind="dispatcher", name=f"runjobs ({_plural(count, 'worker')})",
+                          status=NodeStatus.RUNNING)
         dispatcher = Dispatcher(workers=count, topics=topic_list, burst=burst)
         self._install_signals(dispatcher)
-        known = ", ".join(handlers.topics()) or "none"
-        self.stdout.write(f"runjobs {dispatcher.name}: {count} workers, topics: "
-                          f"{', '.join(topic_list) if topic_list else 'all'} (handlers: {known})"
-                          f"{', burst' if burst else ''}")
+        self.stdout.write(self._banner(dispatcher, topic_list, burst))
         printer = self._start_status(dispatcher)
         try:
             counters = dispatcher.run()
@@ -65,7 +68,37 @@ class Command(BaseCommand):
             if tachycore_settings.START_RUNTIME:
                 runtime.stop()
         self.stdout.write(f"runjobs {dispatcher.name}: stopped; {counters.completed} completed, "
-                          f"{counters.failed} failed, {counters.retried} retried")
+                          f"{counters.failed} failed, {counters.retried} retried, {self._held(topic_list)}")
+
+    def _topics(self, topics: str | None) -> list[str] | None:
+        """``--topics`` as a list (``None``: all); warns about a name nothing can run."""
+        from jobs.handlers import handlers
+
+        topic_list = [t.strip() for t in topics.split(",") if t.strip()] if topics else None
+        if topics is not None and not topic_list:
+            raise CommandError("--topics needs at least one topic")
+        for topic in topic_list or ():
+            if topic not in handlers and not _is_task(topic):
+                self.stderr.write(f"runjobs: no handler for topic {topic!r} in this process, and no "
+                                  "django.tasks task of that path: its jobs will wait")
+        return topic_list
+
+    def _banner(self, dispatcher: Any, topic_list: list[str] | None, burst: bool) -> str:
+        from jobs.handlers import handlers
+
+        known = ", ".join(handlers.topics()) or "none"
+        return (f"runjobs {dispatcher.name}: {_plural(dispatcher.workers, 'worker')}, topics: "
+                f"{', '.join(topic_list) if topic_list else 'all'} (handlers: {known}){', burst' if burst else ''}")
+
+    def _held(self, topic_list: list[str] | None) -> str:
+        from django.db import DatabaseError
+
+        from jobs.gating import describe_held, held_by_plugin
+
+        try:
+            return describe_held(held_by_plugin(topic_list))
+        except DatabaseError as e:
+            return f"held jobs not counted ({e})"
 
     def _install_signals(self, dispatcher: Any) -> None:
         if threading.current_thread() is not threading.main_thread():

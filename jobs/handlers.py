@@ -16,7 +16,7 @@ from django.apps import apps
 
 from .errors import HandlerAlreadyRegistered, InvalidTopic
 
-__all__ = ["Handler", "HandlerRegistry", "handler", "handlers"]
+__all__ = ["Handler", "TopicHandlers", "handler", "handlers"]
 
 HANDLER_MODULE = "jobs"
 MAX_TOPIC_LENGTH = 255
@@ -43,7 +43,7 @@ class Handler:
     app_label: str | None
 
 
-class HandlerRegistry:
+class TopicHandlers:
     """Topic -> handler, for this process."""
 
     def __init__(self) -> None:
@@ -79,7 +79,7 @@ def _qualname(func: Callable[..., Any]) -> str:
     return f"{func.__module__}.{getattr(func, '__qualname__', repr(func))}"
 
 
-handlers = HandlerRegistry()
+handlers = TopicHandlers()
 
 
 def handler(topic: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -1,0 +1,282 @@
+"""The statements of the job queue, shared by both databases; vendor classes fill in the rest.
+
+Every state change of a job is one statement. A claim takes a batch of due jobs
+and marks them ``processing`` under this worker's name with a lease; no row lock
+is held after it returns, so a job runs without holding one. Finishing a job
+writes only if the row still says this worker owns it (``locked_by`` and
+``status`` in the ``WHERE``): a worker that lost its lease cannot overwrite the
+newer outcome. The vendor classes say how two claims never take one job
+(``claim_lock`` / ``claim_recheck``) and how JSON arrays grow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from ..errors import WorkerLost
+
+__all__ = ["CLAIMED_COLUMNS", "INSERT_COLUMNS", "NOTIFY_CHANNEL", "Statements"]
+
+#: the PostgreSQL channel an enqueue notifies (after commit) and idle dispatchers listen on
+NOTIFY_CHANNEL = "tachy_jobs"
+
+TABLE = '"_jobs"'
+#: the columns an enqueue gives (the others start at constants: pending, no attempts, no errors)
+INSERT_COLUMNS = ("topic", "payload", "priority", "queue_name", "run_at", "max_retries", "dedupe_key",
+                  "task_backend")
+#: the columns a claim returns, in this order, to build the ``Job`` a handler gets
+CLAIMED_COLUMNS = ("id", "topic", "payload", "priority", "queue_name", "run_at", "attempts", "retries",
+                   "max_retries", "dedupe_key", "task_backend", "created", "started_at", "attempted_at",
+                   "workers", "errors")
+# the index predicate exactly as the migration wrote it: SQLite matches a partial index
+# only when the conflict target's WHERE is the same expression
+_DEDUPE_CONFLICT = """ON CONFLICT ("dedupe_key") WHERE ("dedupe_key" IS NOT NULL AND "status" = 'pending') DO NOTHING"""
+
+
+#: what a job whose lease ran out records; the class path must import (Django's
+#: ``TaskError.exception_class`` imports it for a task)
+LOST_CLASS_PATH = f"{WorkerLost.__module__}.{WorkerLost.__qualname__}"
+LOST_MESSAGE = "the worker stopped without finishing the job (its lease expired)"
+
+#: a job going back to pending gives up its dedupe key when another pending job holds it
+#: meanwhile (enqueued while this one ran): the partial unique index allows one pending job per key
+_YIELD_KEY = ("CASE WHEN dedupe_key IS NOT NULL AND EXISTS (SELECT 1 FROM " + TABLE + " AS other "
+              "WHERE other.status = 'pending' AND other.dedupe_key = " + TABLE + ".dedupe_key "
+              "AND other.id <> " + TABLE + ".id) THEN NULL ELSE dedupe_key END")
+
+
+class Statements:
+    """The statements the store and the dispatcher send, for one database connection alias."""
+
+    vendor = ""
+    json_param = "%s"  # how a JSON text parameter is written in SQL
+    append_worker = ""  # SQL that appends the %s worker id to the "workers" array
+    append_error = ""  # SQL that appends the %s JSON error object to the "errors" array
+    drop_last_worker = ""
+    # how two claims never take one job: SQL ending the sub-select that chooses the jobs
+    # (PostgreSQL locks them, skipping rows another claim holds), and SQL ending the
+    # update's WHERE (SQLite re-tests the status, a compare-and-set)
+    claim_lock = ""
+    claim_recheck = ""
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        return connections[self.using]
+
+    # -- values --------------------------------------------------------------------------
+
+    def dt(self, value: datetime) -> Any:
+        """A datetime as a parameter."""
+        return value
+
+    def read_dt(self, value: Any) -> datetime | None:
+        """A datetime column as the driver returned it, made a datetime."""
+        return value
+
+    def read_json(self, value: Any) -> Any:
+        """A JSON column as the driver returned it (text on SQLite), made Python data."""
+        return json.loads(value) if isinstance(value, str | bytes) else value
+
+    # -- enqueue -------------------------------------------------------------------------
+
+    def _values_sql(self, rows: int) -> str:
+        one = "(" + ", ".join(self.json_param if c == "payload" else "%s" for c in INSERT_COLUMNS) + ", %s, %s)"
+        return ", ".join([one] * rows)
+
+    def _insert_sql(self, source: str, dedupe: bool) -> str:
+        return (f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}, created, updated, status, locked_by, "
+                f"attempts, retries, last_error, errors, workers) "
+                f"SELECT *, 'pending', '', 0, 0, '', '[]', '[]' FROM ({source}) AS v"
+                # "WHERE true": SQLite reads "ON" after a bare SELECT as a join's
+                + (f" WHERE true {_DEDUPE_CONFLICT}" if dedupe else "") + " RETURNING id")
+
+    def insert_statements(self, rows: int, dedupe: bool) -> int:
+        """How many statements ``insert`` sends for ``rows`` rows (one needs no transaction)."""
+        if dedupe:
+            return rows
+        return -(-rows // self.insert_chunk)
+
+    def insert(self, now: datetime, rows: Sequence[Sequence[Any]], dedupe: bool) -> list[int | None]:
+        """Insert pending jobs (values in ``INSERT_COLUMNS`` order), created ``now``; return
+        the new ids in the order of ``rows``, ``None`` for a row skipped because a pending
+        job has its dedupe key. Idle dispatchers are told at commit (PostgreSQL)."""
+        at = self.dt(now)
+        ids: list[int | None] = []
+        with self.connection.cursor() as cursor:
+            if dedupe:  # which row was skipped is known only row by row
+                sql = self._insert_sql(f"VALUES {self._values_sql(1)}", True)
+                for row in rows:
+                    cursor.execute(sql, [*row, at, at])
+                    found = cursor.fetchone()
+                    ids.append(found[0] if found else None)
+                return ids
+            for start in range(0, len(rows), self.insert_chunk):
+                chunk = rows[start:start + self.insert_chunk]
+                cursor.execute(self._insert_sql(f"VALUES {self._values_sql(len(chunk))}", False),
+                               [v for row in chunk for v in (*row, at, at)])
+                # ids come from the sequence in the order of the rows
+                ids.extend(sorted(row[0] for row in cursor.fetchall()))
+        return ids
+
+    insert_chunk = 500
+
+    def notify(self) -> None:
+        """Wake idle dispatchers once the caller's transaction commits (PostgreSQL; an
+        insert does it in its own statement)."""
+
+    # -- dispatcher ----------------------------------------------------------------------
+
+    def _topic_filter(self, topics: Sequence[str], task_backends: Sequence[str],
+                      blocked_prefixes: Sequence[str], task_topics: Sequence[str] = ()) -> tuple[str, list[Any]]:
+        """``topics``: handler topics; ``task_backends``: tasks of these ``TASKS`` aliases
+        (only the ``task_topics`` among them, when given); ``blocked_prefixes``: task paths
+        of disabled plugins."""
+        parts, params = [], []
+        if topics:
+            parts.append(f"(task_backend = '' AND topic IN ({', '.join(['%s'] * len(topics))}))")
+            params.extend(topics)
+        if task_backends:
+            part = f"task_backend IN ({', '.join(['%s'] * len(task_backends))})"
+            params.extend(task_backends)
+            if task_topics:
+                part = f"({part} AND topic IN ({', '.join(['%s'] * len(task_topics))}))"
+                params.extend(task_topics)
+            parts.append(part)
+        sql = "(" + " OR ".join(parts) + ")" if parts else "1 = 0"
+        for prefix in blocked_prefixes:
+            sql += " AND topic NOT LIKE %s ESCAPE '\\'"
+            params.append(like_escape(prefix) + "%")
+        return sql, params
+
+    def claim(self, worker: str, now: datetime, lease_until: datetime, limit: int, topics: Sequence[str],
+              task_backends: Sequence[str] = (), blocked_prefixes: Sequence[str] = (),
+              task_topics: Sequence[str] = ()) -> list[tuple]:
+        """Mark up to ``limit`` due jobs as processing by ``worker``; return their
+        ``CLAIMED_COLUMNS``, highest priority first, then oldest ``run_at``."""
+        where, params = self._topic_filter(topics, task_backends, blocked_prefixes, task_topics)
+        at = self.dt(now)
+        sql = (f"UPDATE {TABLE} SET status = 'processing', locked_by = %s, locked_until = %s, "
+               f"attempts = attempts + 1, workers = {self.append_worker}, "
+               "started_at = COALESCE(started_at, %s), attempted_at = %s, updated = %s "
+               f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'pending' AND run_at <= %s AND {where} "
+               f"ORDER BY priority DESC, run_at LIMIT %s{self.claim_lock}){self.claim_recheck} "
+               f"RETURNING {', '.join(CLAIMED_COLUMNS)}")
+        rows = self._run_claim(sql, [worker, self.dt(lease_until), worker, at, at, at, at, *params, limit])
+        # RETURNING follows no order: put them back in the order they were chosen
+        rows.sort(key=lambda row: (-row[3], row[5]))
+        return rows
+
+    def _run_claim(self, sql: str, params: list[Any]) -> list[tuple]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def complete(self, worker: str, now: datetime, outcomes: Sequence[tuple]) -> set[int]:
+        """Mark jobs completed with their JSON results; return the ids still owned (written).
+
+        Each outcome is ``(id, result JSON)`` or ``(id, result JSON, attempt)``: with the
+        attempt, only a job still at that attempt is written (a dispatcher that got its own
+        lapsed job back cannot finish the new claim with the old run's outcome)."""
+        raise NotImplementedError
+
+    def fail(self, worker: str, now: datetime, job_id: int, error: dict[str, Any], retry_at: datetime | None,
+             attempt: int | None = None) -> bool:
+        """Record a failed attempt: back to pending at ``retry_at``, or failed for good.
+        With ``attempt``, only if the job is still at that attempt (the claim's fence)."""
+        status = "pending" if retry_at is not None else "failed"
+        key = f"dedupe_key = {_YIELD_KEY}, " if retry_at is not None else ""
+        sql = (f"UPDATE {TABLE} SET status = %s, run_at = COALESCE(%s, run_at), {key}"
+               "retries = retries + %s, last_error = %s, errors = " + self.append_error + ", "
+               "locked_until = NULL, finished_at = %s, updated = %s "
+               "WHERE id = %s AND locked_by = %s AND status = 'processing'")
+        params = [status, self.dt(retry_at) if retry_at else None, 1 if retry_at else 0, error["traceback"],
+                  json.dumps(error), None if retry_at else self.dt(now), self.dt(now), job_id, worker]
+        if attempt is not None:
+            sql += " AND attempts = %s"
+            params.append(attempt)
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount == 1
+
+    def extend(self, worker: str, now: datetime, lease_until: datetime) -> int:
+        """Renew the lease of every job ``worker`` holds; return how many."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {TABLE} SET locked_until = %s WHERE locked_by = %s AND status = 'processing'",
+                           [self.dt(lease_until), worker])
+            return cursor.rowcount
+
+    def release(self, worker: str, now: datetime, job_ids: Sequence[int], started: bool) -> int:
+        """Return claimed jobs to pending (at shutdown). A job that never started gets
+        its attempt back; one that was interrupted keeps it."""
+        if not job_ids:
+            return 0
+        undo = "" if started else (
+            f", attempts = attempts - 1, workers = {self.drop_last_worker}, "
+            "started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END, "
+            "attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE attempted_at END")
+        sql = (f"UPDATE {TABLE} SET status = 'pending', locked_by = '', locked_until = NULL, "
+               f"dedupe_key = {_YIELD_KEY}, updated = %s{undo} WHERE locked_by = %s AND status = 'processing' "
+               "AND id IN ({ids})")
+        return self._one_by_one_on_conflict(sql, [self.dt(now), worker], list(job_ids))
+
+    def _one_by_one_on_conflict(self, sql: str, params: list[Any], job_ids: list[int]) -> int:
+        """Run ``sql`` (with ``{ids}``) for all the jobs at once; when two of them hold one
+        dedupe key (the statement cannot see its own rows), one job at a time instead."""
+        try:
+            with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+                cursor.execute(sql.format(ids=", ".join(["%s"] * len(job_ids))), [*params, *job_ids])
+                return cursor.rowcount
+        except IntegrityError:
+            done = 0
+            with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+                for job_id in job_ids:
+                    cursor.execute(sql.format(ids="%s"), [*params, job_id])
+                    done += cursor.rowcount
+            return done
+
+    def recover(self, now: datetime) -> tuple[int, int]:
+        """Jobs whose lease ran out (their worker died): back to pending, or failed when
+        they used up their retries. Return (requeued, failed)."""
+        error = json.dumps({"exception_class_path": LOST_CLASS_PATH, "traceback": LOST_MESSAGE,
+                            "at": now.isoformat()})
+        sql = (f"UPDATE {TABLE} SET "
+               "status = CASE WHEN attempts > max_retries THEN 'failed' ELSE 'pending' END, "
+               "retries = retries + CASE WHEN attempts > max_retries THEN 0 ELSE 1 END, "
+               "finished_at = CASE WHEN attempts > max_retries THEN %s ELSE NULL END, "
+               f"dedupe_key = CASE WHEN attempts > max_retries THEN dedupe_key ELSE {_YIELD_KEY} END, "
+               f"last_error = '{LOST_MESSAGE}', "
+               "errors = " + self.append_error + ", locked_by = '', locked_until = NULL, updated = %s "
+               "WHERE status = 'processing' AND locked_until < %s{only} RETURNING status")
+        params = [self.dt(now), error, self.dt(now), self.dt(now)]
+        try:
+            with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+                cursor.execute(sql.format(only=""), params)
+                statuses = [row[0] for row in cursor.fetchall()]
+        except IntegrityError:  # two lapsed jobs with one dedupe key: one at a time
+            statuses = []
+            with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+                cursor.execute(f"SELECT id FROM {TABLE} WHERE status = 'processing' AND locked_until < %s",
+                               [self.dt(now)])
+                for (job_id,) in cursor.fetchall():
+                    cursor.execute(sql.format(only=" AND id = %s"), [*params, job_id])
+                    statuses += [row[0] for row in cursor.fetchall()]
+        return statuses.count("pending"), statuses.count("failed")
+
+
+def attempt_of(outcome: tuple) -> int | None:
+    """The attempt an outcome of ``complete`` is fenced with, if any."""
+    return outcome[2] if len(outcome) > 2 else None
+
+
+def like_escape(text: str) -> str:
+    """``text`` matched literally by ``LIKE ... ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

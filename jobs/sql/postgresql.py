@@ -1,0 +1,99 @@
+"""PostgreSQL statements: concurrent dispatchers claim with ``FOR UPDATE SKIP LOCKED`` and
+take different jobs without waiting on each other; an enqueue wakes idle dispatchers
+with a ``NOTIFY`` in its own statement."""
+
+from __future__ import annotations
+
+import psycopg
+
+from .base import NOTIFY_CHANNEL, TABLE, Statements, attempt_of, like_escape
+
+__all__ = ["PostgresStatements"]
+
+
+class PostgresStatements(Statements):
+    """PostgreSQL: jsonb operators, ``FOR UPDATE SKIP LOCKED``, lists as array parameters."""
+
+    vendor = "postgresql"
+    json_param = "%s::jsonb"
+    append_worker = "workers || jsonb_build_array(%s::text)"
+    append_error = "errors || jsonb_build_array(%s::jsonb)"
+    drop_last_worker = "workers - (-1)"
+    # concurrent dispatchers take different jobs without waiting on each other
+    claim_lock = " FOR UPDATE SKIP LOCKED"
+    insert_chunk = 1000
+
+    _ARRAY_TYPES = ("varchar[]", "jsonb[]", "smallint[]", "varchar[]", "timestamptz[]", "integer[]",
+                    "varchar[]", "varchar[]")
+
+    def _topic_filter(self, topics, task_backends, blocked_prefixes, task_topics=()):
+        # lists travel as array parameters: the statement's text depends only on which
+        # lists are there, so the server can keep it prepared
+        parts, params = [], []
+        if topics:
+            parts.append("(task_backend = '' AND topic = ANY(%s::varchar[]))")
+            params.append(list(topics))
+        if task_backends:
+            part = "task_backend = ANY(%s::varchar[])"
+            params.append(list(task_backends))
+            if task_topics:
+                part = f"({part} AND topic = ANY(%s::varchar[]))"
+                params.append(list(task_topics))
+            parts.append(part)
+        sql = "(" + " OR ".join(parts) + ")" if parts else "1 = 0"
+        if blocked_prefixes:
+            sql += " AND NOT (topic LIKE ANY(%s::varchar[]))"
+            params.append([like_escape(prefix) + "%" for prefix in blocked_prefixes])
+        return sql, params
+
+    def _run_claim(self, sql, params):
+        # the claim is the statement an idle dispatcher waits on after a NOTIFY: where the site
+        # allows server-side prepared statements (OPTIONS["prepare_threshold"] set; Django's
+        # default, None, turns them off for poolers in transaction mode), it is prepared once
+        # per connection (Django's cursors bind on the client and cannot prepare)
+        connection = self.connection
+        connection.ensure_connection()
+        if connection.connection.prepare_threshold is None:
+            return super()._run_claim(sql, params)
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return cursor.fetchall()
+
+    def insert_statements(self, rows, dedupe):
+        return rows if dedupe else 1
+
+    def _insert_sql(self, source, dedupe):
+        # NOTIFY in the same statement (no second round trip); it is delivered at commit,
+        # and not at all on rollback, so a dispatcher never wakes for a job it cannot see
+        return (f"WITH ins AS ({super()._insert_sql(source, dedupe)}), "
+                f"wake AS (SELECT pg_notify('{NOTIFY_CHANNEL}', '')) SELECT ins.id FROM ins, wake")
+
+    def insert(self, now, rows, dedupe):
+        if dedupe or len(rows) == 1:
+            return super().insert(now, rows, dedupe)
+        # one statement for the whole batch, its text the same for any size: each column
+        # travels as one array parameter (a VALUES list would be parsed row by row)
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        arrays = ", ".join(f"%s::{kind}" for kind in self._ARRAY_TYPES)
+        sql = self._insert_sql(f"SELECT *, %s::timestamptz, %s::timestamptz FROM unnest({arrays})", False)
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [now, now, *columns])
+            return sorted(row[0] for row in cursor.fetchall())
+
+    def notify(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+
+    def complete(self, worker, now, outcomes):
+        if not outcomes:
+            return set()
+        values = ", ".join(["(%s::bigint, %s::jsonb, %s::integer)"] * len(outcomes))
+        sql = (f"UPDATE {TABLE} AS j SET status = 'completed', result = v.result, locked_until = NULL, "
+               "finished_at = %s, updated = %s "
+               f"FROM (VALUES {values}) AS v(id, result, attempt) "
+               "WHERE j.id = v.id AND j.locked_by = %s AND j.status = 'processing' "
+               "AND (v.attempt IS NULL OR j.attempts = v.attempt) RETURNING j.id")
+        params = [now, now, *(v for outcome in outcomes for v in (*outcome[:2], attempt_of(outcome))), worker]
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return {row[0] for row in cursor.fetchall()}

@@ -1,0 +1,55 @@
+"""SQLite statements: one writer at a time, so a claim is a compare-and-set on
+``status = 'pending'``; datetimes travel as the text Django's SQLite backend stores."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .base import TABLE, Statements, attempt_of
+
+__all__ = ["SQLiteStatements"]
+
+
+class SQLiteStatements(Statements):
+    """SQLite: JSON1 functions, and a compare-and-set claim (one writer at a time)."""
+
+    vendor = "sqlite"
+    append_worker = "json_insert(workers, '$[#]', %s)"
+    append_error = "json_insert(errors, '$[#]', json(%s))"
+    drop_last_worker = "json_remove(workers, '$[#-1]')"
+    # one writer at a time: the sub-select and the update see the same rows, and the status
+    # test makes it a compare-and-set (RETURNING holds only the rows it changed)
+    claim_recheck = " AND status = 'pending'"
+    insert_chunk = 100  # SQLite allows 32,766 parameters per statement
+
+    def dt(self, value: datetime) -> Any:
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    def read_dt(self, value: Any) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value
+        parsed = parse_datetime(value)
+        return timezone.make_aware(parsed, timezone.UTC) if parsed.tzinfo is None else parsed
+
+    def complete(self, worker, now, outcomes):
+        if not outcomes:
+            return set()
+        at = self.dt(now)
+        done: set[int] = set()
+        sql = (f"UPDATE {TABLE} SET status = 'completed', result = %s, locked_until = NULL, "
+               "finished_at = %s, updated = %s WHERE id = %s AND locked_by = %s AND status = 'processing'")
+        # one transaction, one commit (one fsync) for the whole batch
+        with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+            for outcome in outcomes:
+                attempt = attempt_of(outcome)
+                fence = "" if attempt is None else " AND attempts = %s"
+                cursor.execute(sql + fence, [outcome[1], at, at, outcome[0], worker]
+                               + ([] if attempt is None else [attempt]))
+                if cursor.rowcount == 1:
+                    done.add(outcome[0])
+        return done
