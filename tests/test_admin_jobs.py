@@ -396,3 +396,27 @@ def test_actions__need_the_csrf_token(admin_user):
     response = run_action(client, "delete_selected", failed)
     assert response.status_code == 403
     assert Job.objects.filter(pk=failed.pk, status=JobStatus.FAILED).exists()
+
+
+# -- jobs turned off (JOBS["DISABLED"]) ------------------------------------------------------
+
+
+def test_disabled__the_pages_say_so_with_a_404_and_leave_the_index(admin_client, settings):
+    job = make_job("mail.send", JobStatus.FAILED)
+    settings.JOBS = {**getattr(settings, "JOBS", {}), "DISABLED": True}
+
+    for url in (reverse(CHANGELIST), change_url(job), reverse(DASHBOARD)):
+        response = admin_client.get(url)
+        assert response.status_code == 404, url
+    assert "JOBS_DISABLED" in str(response.context["exception"])
+    assert reverse(CHANGELIST) not in admin_client.get(reverse("admin:index")).content.decode()
+
+
+def test_disabled__actions_change_nothing(admin_client, settings):
+    job = make_job("mail.send", JobStatus.FAILED)
+    settings.JOBS = {**getattr(settings, "JOBS", {}), "DISABLED": True}
+
+    response = admin_client.post(reverse(CHANGELIST), {"action": "requeue", "_selected_action": [job.pk]})
+
+    assert response.status_code == 404
+    assert Job.objects.get(pk=job.pk).status == JobStatus.FAILED

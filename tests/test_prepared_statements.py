@@ -10,7 +10,7 @@ from django.utils import timezone
 
 import jobs
 import kv
-from jobs.claims import claims_for
+from jobs.sql import statements_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -65,7 +65,7 @@ def test_jobs__the_claim_prepared_only_where_allowed(prepare_threshold, threshol
     store = jobs.get_job_store()
     first, second = store.enqueue("toolbox.echo", 1), store.enqueue("toolbox.echo", 2)
     now = timezone.now()
-    rows = claims_for("default").claim("worker-a", now, now, 10, ["toolbox.echo"])
+    rows = statements_for("default").claim("worker-a", now, now, 10, ["toolbox.echo"])
     assert sorted(row[0] for row in rows) == [first.id, second.id]
     claimed = [text for text in prepared() if "FOR UPDATE SKIP LOCKED" in text]
     assert claimed == [] if threshold is None else len(claimed) == 1

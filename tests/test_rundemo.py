@@ -167,6 +167,20 @@ def test_rundemo__serves_runs_runjobs_and_qcluster_and_a_signal_stops_all_three(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_rundemo__with_jobs_disabled_serves_without_runjobs(rundemo, subprocess_env):
+    subprocess_env["JOBS_DISABLED"] = "true"
+    proc, url = rundemo()
+    assert wait_until(lambda: child_running(proc, "qcluster"), timeout=30, interval=0.2)
+    time.sleep(1)  # runjobs, had it been started, would have exited by now and stopped the rest
+
+    assert proc.poll() is None and child_running(proc, "runjobs") is None
+    assert answers_200(url + "/admin/login/")
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "with qcluster;" in stdout.splitlines()[0]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_rundemo__when_one_child_dies_the_others_are_stopped_and_it_exits_1(rundemo, mark):
     proc, url = rundemo("--noreload")
     pids = started_three(proc)

@@ -32,5 +32,7 @@ def word_count(job: Any) -> dict[str, int] | None:
 
 
 def enqueue_word_count(note: Any) -> Any:
-    """Enqueue the count of ``note``'s words, in the caller's transaction."""
-    return jobs.get_job_store().enqueue(WORD_COUNT, {"note": note.pk})
+    """Enqueue the count of ``note``'s words, in the caller's transaction; ``None`` (the
+    note keeps no count) while the site runs without the queue (``JOBS_DISABLED``)."""
+    store = jobs.get_job_store()
+    return store.enqueue(WORD_COUNT, {"note": note.pk}) if store is not None else None

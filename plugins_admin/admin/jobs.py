@@ -26,8 +26,10 @@ from django.utils.translation import ngettext
 import jobs
 from jobs.errors import DedupeConflict, JobNotFound, JobRunning
 from jobs.models import Job, JobStatus
+from jobs.store import JobStore
 
 from .. import charts
+from .switches import SwitchedAdmin
 
 #: refusals named in one message; more are counted
 MAX_REASONS = 10
@@ -78,8 +80,10 @@ def format_age(seconds: float) -> str:
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(SwitchedAdmin[JobStore]):
     """Jobs: read-only rows, actions through the job store, and a dashboard."""
+
+    off_message = 'jobs is disabled (JOBS["DISABLED"] or the environment variable JOBS_DISABLED)'
 
     list_display = ["id", "topic", "status_display", "priority", "attempts_display", "run_at",
                     "finished_at"]
@@ -97,7 +101,10 @@ class JobAdmin(admin.ModelAdmin):
         (_("Payload and result"), {"fields": ["payload_display", "result_display"]}),
         (_("Errors"), {"fields": ["last_error_display", "errors_display"]}),
     ]
-    readonly_fields = [name for _title, options in fieldsets for name in options["fields"]]
+    readonly_fields = [str(name) for _title, options in fieldsets for name in options["fields"]]
+
+    def get_store(self) -> JobStore | None:
+        return jobs.get_job_store()
 
     # -- read-only rows ------------------------------------------------------------------
 
@@ -160,26 +167,25 @@ class JobAdmin(admin.ModelAdmin):
     def requeue(self, request: HttpRequest, queryset: QuerySet) -> None:
         """Put the jobs back in the queue, due now; a job being processed, or one whose
         dedupe key another pending job holds, is refused and left as it is."""
-        store = jobs.get_job_store()
-        done, refused = self._for_each(queryset, store.requeue)
+        done, refused = self._for_each(queryset, self.store().requeue)
         if done:
             messages.success(request, ngettext("%(count)d job requeued.", "%(count)d jobs requeued.",
                                                done) % {"count": done})
-        self._report_refused(request, refused, _("requeued"))
+        self._report_refused(request, refused, str(_("requeued")))
 
     @admin.action(description=_("Delete selected jobs"), permissions=["delete"],
                   location=BOTH_PLACES)
     def delete_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         """Delete the jobs through the store: a job being processed is refused; nothing
         else is deleted with them (no other model points at a job)."""
-        store = jobs.get_job_store()
-        done, refused = self._for_each(queryset, store.delete)
+        done, refused = self._for_each(queryset, self.store().delete)
         if done:
             messages.success(request, ngettext("%(count)d job deleted.", "%(count)d jobs deleted.",
                                                done) % {"count": done})
-        self._report_refused(request, refused, _("deleted"))
+        self._report_refused(request, refused, str(_("deleted")))
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
-        if done and request.resolver_match.url_name == f"{prefix}_change":
+        match = request.resolver_match
+        if done and match is not None and match.url_name == f"{prefix}_change":
             # the detail page of a deleted job is gone: back to the list
             return HttpResponseRedirect(reverse(f"{self.admin_site.name}:{prefix}_changelist"))
         return None
@@ -224,7 +230,7 @@ class JobAdmin(admin.ModelAdmin):
         """Counts by status and topic, the oldest due job's age, finished jobs per minute."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        stats = jobs.get_job_store().stats()
+        stats = self.store().stats()
         chart = charts.bar_chart(charts.finished_per_minute(timezone.now()))
         statuses = list(JobStatus)
         context = {

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+import jobs
 from demo.processes import GRACE, Child, ChildDied, ProcessGroup
 
 
@@ -30,13 +31,17 @@ class Command(BaseCommand):
     def handle(self, *, addrport: str, noreload: bool, grace: float, **options: Any) -> None:
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         web = [*manage, "runserver", addrport, *(["--noreload"] if noreload else [])]
-        group = ProcessGroup([
+        children = [
             # the autoreloader serves from a second process: signal both
             Child("web", web, signal_group=True),
             Child("runjobs", [*manage, "runjobs"]),
             Child("qcluster", [*manage, "qcluster"], repeat=True),
-        ], grace=grace, out=self.stdout)
-        self.stdout.write(f"rundemo: web on http://{addrport}/, runjobs and qcluster; Ctrl-C stops all three "
+        ]
+        if jobs.get_job_store() is None:  # JOBS_DISABLED: runjobs would exit at once
+            children = [child for child in children if child.name != "runjobs"]
+        group = ProcessGroup(children, grace=grace, out=self.stdout)
+        names = ", ".join(child.name for child in children[1:])
+        self.stdout.write(f"rundemo: web on http://{addrport}/ with {names}; Ctrl-C stops them all "
                           f"(killed if still running {grace:g}s later)")
         try:
             group.run()
