@@ -532,3 +532,9 @@ def test_usage__without_an_action_names_every_action(subprocess_env):
 
     assert result.returncode == 2
     assert "{list,add,install,enable,disable,upgrade,remove}" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refused__disable_jobs_says_how_to_turn_it_off(subprocess_env):
+    message = assert_refused(subprocess_env, "disable", "jobs", says=("jobs", "built in"))
+    assert "JOBS_DISABLED=true" in message
