@@ -19,11 +19,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from kv import clock as kv_clock
 from kv import get_store
 from kv.cleanup import CleanupLoop, cleanup_expired
 from kv.models import KVEntry
 from kv.schedules import CLEANUP_FUNC, SCHEDULE_NAME, register_cleanup_schedule
-from kv.store import now_ms
 from tachycore.models import Node
 
 from .conftest import ROOT, manage, wait_until
@@ -33,13 +33,13 @@ def put(key: str, expire_in_ms: int | None) -> None:
     """A row whose ``expire_at`` is ``expire_in_ms`` from now (negative: already expired)."""
     now = timezone.now()
     KVEntry.objects.create(key=key, value=key, created=now, updated=now,
-                           expire_at=None if expire_in_ms is None else now_ms() + expire_in_ms)
+                           expire_at=None if expire_in_ms is None else kv_clock.now_ms() + expire_in_ms)
 
 
 def put_expired(count: int, prefix: str = "gone") -> None:
     now = timezone.now()
     KVEntry.objects.bulk_create(
-        KVEntry(key=f"{prefix}:{i}", value=i, created=now, updated=now, expire_at=now_ms() - 1000)
+        KVEntry(key=f"{prefix}:{i}", value=i, created=now, updated=now, expire_at=kv_clock.now_ms() - 1000)
         for i in range(count)
     )
 
