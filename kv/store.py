@@ -7,7 +7,6 @@ the hash and lock commands in ``kv.hashes`` and ``kv.locks``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from . import clock
@@ -55,23 +54,14 @@ class KVStore(HashCommands, LockCommands):
             self._l1_config = None
 
     def _write(self, *keys: str) -> Write:
-        """Around one write's statements: ``keys`` leave L1 now (a reader that started before
-        cannot fill it back) and again once the write commits, here and in every process."""
-        l1 = self.l1
-        if l1 is not None:
-            l1.invalidate(*keys)
-        return self._session.write(keys, self._drop)
-
-    def _drop(self, keys: Sequence[str] | None) -> None:
-        l1 = self.l1
-        if l1 is not None:
-            l1.clear() if keys is None else l1.invalidate(*keys)
+        """``with self._write(*keys) as sql:`` around the statements of one write (see ``Write``)."""
+        return Write(self._session, keys, self._l1 if self._l1_config is not None else self.l1)
 
     def _read(self, key: Any) -> tuple[str, Any] | None:
         """``(type, value)`` of a live key; through L1 outside a transaction only (inside one,
         another thread may have cached the committed value this transaction replaced)."""
-        l1 = self.l1
-        cacheable = l1 is not None and not self._session.in_transaction()
+        l1 = self._l1 if self._l1_config is not None else self.l1  # the property costs an L1 hit a call
+        cacheable = l1 is not None and not self._session.connection().in_atomic_block
         if cacheable:
             if key.__class__ is str:  # L1 holds checked keys only: a hit needs no check
                 hit = l1.get(key)
@@ -183,9 +173,10 @@ class KVStore(HashCommands, LockCommands):
         """
         if not keys and not everything:
             return
-        names = None if everything else keys
-        self._drop(names)
-        self._session.announce(names, self._drop)
+        l1 = self.l1
+        if l1 is not None:
+            l1.clear() if everything else l1.invalidate(*keys)
+        self._session.announce(None if everything else keys, l1)
 
     def delete(self, *keys: str) -> int:
         """Delete keys; return how many existed."""

@@ -87,9 +87,9 @@ class Statements:
             with connection.wrap_database_errors:  # Django's error classes, as execute gives
                 raise
 
-    def run_write(self, native_sql: str, params: dict[str, Any]) -> None:
-        """``run`` for a write, with the NOTIFY of ``notify_with`` where the database has one."""
-        self.run(native_sql, params)
+    #: ``run`` for a write, with the NOTIFY of ``notify_with`` where the database has one
+    #: (PostgreSQL overrides it; elsewhere it is ``run`` itself, not a call more per write)
+    run_write = run
 
     def execute(self, sql: str, params: dict[str, Any]) -> None:
         """Run one statement on the driver's cursor, with Django's error classes."""
