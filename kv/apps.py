@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.core.signals import setting_changed
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
@@ -13,11 +14,13 @@ class KvConfig(AppConfig):
     def ready(self) -> None:
         from tachycore import sync
 
-        from . import checks, handlers
+        from . import checks, conf, receivers
+        from .sql.session import INVALIDATE_CHANNEL
 
         checks.register()
-        connection_created.connect(handlers.register_sqlite_functions, dispatch_uid="kv.sqlite_functions")
-        sync.subscribe(handlers.INVALIDATE_CHANNEL, handlers.invalidate_from_elsewhere)
-        sync.on_reconnect(handlers.flush_l1)
-        post_migrate.connect(handlers.register_cleanup_schedule, sender=self,
+        setting_changed.connect(conf.reset_site_settings, dispatch_uid="kv.site_settings")
+        connection_created.connect(receivers.register_sqlite_functions, dispatch_uid="kv.sqlite_functions")
+        sync.subscribe(INVALIDATE_CHANNEL, receivers.invalidate_from_elsewhere)
+        sync.on_reconnect(receivers.flush_l1)
+        post_migrate.connect(receivers.register_cleanup_schedule, sender=self,
                              dispatch_uid="kv.register_cleanup_schedule")

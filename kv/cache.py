@@ -13,11 +13,11 @@ from urllib.parse import quote
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
-from django.utils import timezone
 
+from . import clock
 from .conf import kv_settings
+from .errors import KVDisabled
 from .sql.base import INT64_MAX, INT64_MIN
-from .store import now_ms
 from .validation import MAX_KEY_LENGTH
 
 if TYPE_CHECKING:
@@ -69,6 +69,9 @@ class KVCache(BaseCache):
 
     @property
     def _kv(self) -> KVStore:
+        if kv_settings.DISABLED:  # read on each use: the setting can change while the site runs
+            raise KVDisabled("kv.cache.KVCache cannot be used: kv is disabled (KV['DISABLED'] or "
+                             "KV_DISABLED); point this CACHES entry at another backend")
         if self._store is None:
             from . import get_store
 
@@ -149,7 +152,7 @@ class KVCache(BaseCache):
 
     def _write(self, row: str, value: Any, timeout: Any, add: bool) -> bool:
         text = self._encode(value)  # a value that cannot be pickled fails before any write
-        now = now_ms()
+        now = clock.now_ms()
         expire_at = self._expire_at(timeout, now)
         if expire_at is not None and expire_at <= now:
             # stored and expired at once: an add succeeds where nothing is live; a set
@@ -163,14 +166,14 @@ class KVCache(BaseCache):
                 self._delete([row])
             return False
         self._cull(now)
-        with self._kv._writing(row) as sql:
-            return sql.set(row, text, expire_at, now, timezone.now(), nx=add, type_=CACHE)
+        with self._kv.writing(row) as sql:
+            return sql.set(row, text, expire_at, now, nx=add, type_=CACHE)
 
     def set_many(self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT,
                  version: int | None = None) -> list[Any]:
         """Store every value; return the keys whose values were too large to store."""
         entries = {self.row_key(key, version): (key, self._encode(value)) for key, value in data.items()}
-        now = now_ms()
+        now = clock.now_ms()
         expire_at = self._expire_at(timeout, now)
         expired = expire_at is not None and expire_at <= now
         items = [(row, text) for row, (_, text) in entries.items() if not expired and self._fits(text, row)]
@@ -179,18 +182,18 @@ class KVCache(BaseCache):
         if items:
             self._cull(now)
         for batch in _batches(items):
-            with self._kv._writing(*(row for row, _ in batch)) as sql:
-                sql.set_many(batch, expire_at, now, timezone.now(), type_=CACHE)
+            with self._kv.writing(*(row for row, _ in batch)) as sql:
+                sql.set_many(batch, expire_at, now, type_=CACHE)
         return [key for row, (key, _) in entries.items() if row not in kept and not expired]
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         row = self.row_key(key, version)
-        now = now_ms()
+        now = clock.now_ms()
         expire_at = self._expire_at(timeout, now)
         if expire_at is not None and expire_at <= now:
             return self._delete([row]) > 0
-        with self._kv._writing(row) as sql:
-            return sql.set_expiry(row, expire_at, now, timezone.now())
+        with self._kv.writing(row) as sql:
+            return sql.set_expiry(row, expire_at, now)
 
     def delete(self, key: Any, version: int | None = None) -> bool:
         return self._delete([self.row_key(key, version)]) > 0
@@ -201,8 +204,8 @@ class KVCache(BaseCache):
     def _delete(self, rows: list[str]) -> int:
         deleted = 0
         for batch in _batches(list(dict.fromkeys(rows))):
-            with self._kv._writing(*batch) as sql:
-                deleted += sql.delete(batch, now_ms())
+            with self._kv.writing(*batch) as sql:
+                deleted += sql.delete(batch, clock.now_ms())
         return deleted
 
     def incr(self, key: Any, delta: Any = 1, version: int | None = None) -> Any:
@@ -210,9 +213,9 @@ class KVCache(BaseCache):
         compare-and-set of ``value + delta``. ``ValueError`` when the key is missing."""
         row = self.row_key(key, version)
         if type(delta) is int and INT64_MIN <= delta <= INT64_MAX:
-            now = now_ms()
-            with self._kv._writing(row) as sql:
-                result = sql.incr_existing(row, delta, now, timezone.now(), CACHE)
+            now = clock.now_ms()
+            with self._kv.writing(row) as sql:
+                result = sql.incr_existing(row, delta, now, CACHE)
             if result is not None:
                 return result
         return self._add_by_swap(row, key, delta)
@@ -220,34 +223,33 @@ class KVCache(BaseCache):
     def _add_by_swap(self, row: str, key: Any, delta: Any) -> Any:
         """``value + delta`` written only if the value is unchanged meanwhile; retried until it is."""
         while True:
-            now = now_ms()
-            with self._kv._writing(row) as sql:
+            now = clock.now_ms()
+            with self._kv.writing(row) as sql:
                 found = sql.get(row, now)  # the database, not L1: a stale L1 value never swaps
                 if found is None or found[0] != CACHE:
                     raise ValueError(f"Key '{key}' not found")
                 new = self._decode((CACHE, json.loads(found[1]))) + delta
-                if sql.swap(row, found[1], self._encode(new), now, timezone.now(), CACHE):
+                if sql.swap(row, found[1], self._encode(new), now, CACHE):
                     return new
 
     # -- clear and cull ------------------------------------------------------------------
 
     def clear(self) -> None:
         """Delete this cache's entries (rows of type ``cache`` under its prefix), nothing else."""
-        with self._kv._reading() as sql:  # a cursor; L1 is dropped everywhere right after
-            sql.delete_prefix(self.key_space, CACHE)
+        self._kv.statements().delete_prefix(self.key_space, CACHE)  # L1 is dropped everywhere right after
         self._kv.forget(everything=True)
 
     def _cull(self, now: int) -> None:
         """As ``DatabaseCache``: past ``MAX_ENTRIES``, delete the expired entries, then (if
         still past it) the least recently written ``1/CULL_FREQUENCY``; with 0, clear."""
-        with self._kv._reading() as sql:
-            count = sql.count_prefix(self.key_space, CACHE)
-            if count <= self._max_entries or self._cull_frequency == 0:
-                culled: list[str] = []
-            else:
-                count -= sql.delete_prefix(self.key_space, CACHE, expired_at=now)
-                over = count > self._max_entries
-                culled = sql.delete_oldest(self.key_space, CACHE, count // self._cull_frequency) if over else []
+        sql = self._kv.statements()
+        count = sql.count_prefix(self.key_space, CACHE)
+        if count <= self._max_entries or self._cull_frequency == 0:
+            culled: list[str] = []
+        else:
+            count -= sql.delete_prefix(self.key_space, CACHE, expired_at=now)
+            over = count > self._max_entries
+            culled = sql.delete_oldest(self.key_space, CACHE, count // self._cull_frequency) if over else []
         if count > self._max_entries and self._cull_frequency == 0:
             self.clear()
         self._kv.forget(*culled)

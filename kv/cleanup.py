@@ -61,10 +61,6 @@ class CleanupLoop:
         """Stop after the pass under way (or at once, while waiting for the next one)."""
         self._stop.set()
 
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
     def run(self) -> int:
         """Pass, wait ``interval``, pass, ... until stopped; return the keys removed in all."""
         while not self._stop.is_set():

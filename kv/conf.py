@@ -1,14 +1,21 @@
-"""``settings.KV`` with defaults; every key can be overridden by ``KV_<KEY>`` in the environment."""
+"""kv's settings: ``settings.KV`` with defaults (every key can be overridden by ``KV_<KEY>``
+in the environment), and the few Django settings kv reads on its hot paths."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
+
+from django.conf import settings
 
 from tachycore.conf import AppSettings, setting
 
 
 @dataclasses.dataclass(frozen=True)
 class KVDefaults:
+    #: turn kv off without leaving INSTALLED_APPS: get_store() returns None, the HTTP API
+    #: answers 404, the cleanup does not run and KVCache raises kv.errors.KVDisabled
+    DISABLED: bool = setting(False, "bool")
     #: keep recently read values in this process
     L1_ENABLED: bool = setting(True, "bool")
     #: the longest an L1 entry lives (a key's own TTL shortens it)
@@ -31,3 +38,34 @@ class KVDefaults:
 
 
 kv_settings = AppSettings("KV", KVDefaults)
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteSettings:
+    """Django's own settings that kv reads on every call (``LazySettings`` costs a method
+    call per attribute read: more than an L1 hit)."""
+
+    DEBUG: bool
+    USE_TZ: bool
+
+
+_site: SiteSettings | None = None
+
+
+def site_settings() -> SiteSettings:
+    """``DEBUG`` and ``USE_TZ``, read once and again after ``setting_changed`` for either."""
+    return _site or _load_site()
+
+
+def _load_site() -> SiteSettings:
+    global _site
+    _site = SiteSettings(DEBUG=settings.DEBUG, USE_TZ=settings.USE_TZ)
+    return _site
+
+
+def reset_site_settings(*, setting: str, **kwargs: Any) -> None:
+    """``setting_changed`` receiver (connected in ``KvConfig.ready()``)."""
+    global _site
+    if setting in ("DEBUG", "USE_TZ"):
+        _site = None
+

@@ -33,3 +33,7 @@ class Overflow(KVError, ValueError):
 
 class LockTimeout(KVError, TimeoutError):
     """``locked()`` could not acquire the lock within its timeout."""
+
+
+class KVDisabled(KVError, RuntimeError):
+    """kv is turned off (``KV["DISABLED"]``) and something asked it for data (``KVCache``)."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import OrderedDict
 from typing import Any
+
+from . import clock
 
 #: values of these types cannot be changed by the caller: L1 hands out the object itself
 IMMUTABLE = (str, int, float, bool, type(None))
@@ -44,7 +45,7 @@ class L1Cache:
         if entry is None:
             return None
         type_, value, text, expires, _ = entry
-        if expires <= time.monotonic():
+        if expires <= clock.monotonic():
             self.invalidate(key, bump=False)
             return None
         try:  # noqa: SIM105 (faster than contextlib.suppress on this hot path)
@@ -62,7 +63,7 @@ class L1Cache:
         if lifetime <= 0 or size > self.max_bytes:
             return
         entry = (type_, value if isinstance(value, IMMUTABLE) else None,
-                 None if isinstance(value, IMMUTABLE) else text, time.monotonic() + lifetime, size)
+                 None if isinstance(value, IMMUTABLE) else text, clock.monotonic() + lifetime, size)
         with self._lock:
             if generation != self.generation:
                 return
@@ -83,14 +84,6 @@ class L1Cache:
                 old = self._entries.pop(key, None)
                 if old is not None:
                     self._size -= old[4]
-
-    def invalidate_one(self, key: str) -> None:
-        """``invalidate(key)``, for one key (the write paths: no argument tuple, no loop)."""
-        with self._lock:
-            self.generation += 1
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._size -= old[4]
 
     def clear(self) -> None:
         with self._lock:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from django.db import models
 
 
@@ -36,8 +34,3 @@ class KVEntry(models.Model):
 
     def __str__(self) -> str:
         return self.key
-
-    @property
-    def expires(self) -> datetime | None:
-        """``expire_at`` as an aware datetime."""
-        return datetime.fromtimestamp(self.expire_at / 1000, tz=UTC) if self.expire_at is not None else None

@@ -3,8 +3,9 @@
 The schedule is a ``django_q.Schedule`` row: ``manage.py qcluster`` turns a due
 row into a task under a row lock, so the cleanup runs once per interval however
 many clusters share the database. It is written after every ``migrate`` (see
-:func:`kv.handlers.register_cleanup_schedule`) and is idempotent: one row named
-:data:`SCHEDULE_NAME`, brought in line with ``KV["CLEANUP_INTERVAL"]``.
+:func:`kv.receivers.register_cleanup_schedule`) and is idempotent: one row named
+:data:`SCHEDULE_NAME`, brought in line with ``KV["CLEANUP_INTERVAL"]``, or none
+while ``KV["DISABLED"]`` is true.
 """
 
 from __future__ import annotations
@@ -47,11 +48,15 @@ def register_cleanup_schedule(using: str | None = None, apps: Any = global_apps)
     django_q is not installed (or not migrated, in ``apps``: a migration state).
 
     Running it again changes nothing unless ``KV["CLEANUP_INTERVAL"]`` changed;
-    rows left over from a concurrent first registration are deleted.
+    rows left over from a concurrent first registration are deleted. While kv is
+    disabled, the row is deleted (so that no cluster runs it) and ``None`` returned.
     """
     try:
         schedule_model = apps.get_model("django_q", "Schedule")
     except LookupError:
+        return None
+    if kv_settings.DISABLED:
+        schedule_model._default_manager.db_manager(using).filter(name=SCHEDULE_NAME).delete()
         return None
     fields = schedule_fields(kv_settings.CLEANUP_INTERVAL)
 

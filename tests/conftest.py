@@ -205,13 +205,18 @@ def live_server_process(server_processes):
 
 
 class FrozenClock:
-    """The kv store's clock (epoch milliseconds), standing still until ``advance``."""
+    """kv's clocks (``kv.clock``: epoch milliseconds and L1's monotonic seconds), standing
+    still until ``advance`` moves both."""
 
     def __init__(self) -> None:
-        self.now = int(time.time() * 1000)
+        self.now = self._start = int(time.time() * 1000)
 
     def now_ms(self) -> int:
         return self.now
+
+    def monotonic(self) -> float:
+        # from 0, so that a lifetime ends exactly where the key's TTL does (small floats add exactly)
+        return (self.now - self._start) / 1000
 
     def advance(self, seconds: float) -> None:
         self.now += round(seconds * 1000)
@@ -219,11 +224,13 @@ class FrozenClock:
 
 @pytest.fixture
 def clock(monkeypatch) -> FrozenClock:
-    """Stop the kv store's clock: TTLs become exact, and tests move time with ``advance``."""
-    from kv import store as kv_store
+    """Stop kv's clocks (the store, the cache backend, L1, the key admin): TTLs become exact,
+    and tests move time with ``advance``."""
+    from kv import clock as kv_clock
 
     frozen = FrozenClock()
-    monkeypatch.setattr(kv_store, "now_ms", frozen.now_ms)
+    monkeypatch.setattr(kv_clock, "now_ms", frozen.now_ms)
+    monkeypatch.setattr(kv_clock, "monotonic", frozen.monotonic)
     return frozen
 
 

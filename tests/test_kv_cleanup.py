@@ -13,17 +13,17 @@ from datetime import timedelta
 from multiprocessing import Event, Queue, Value
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from kv import clock as kv_clock
 from kv import get_store
 from kv.cleanup import CleanupLoop, cleanup_expired
 from kv.models import KVEntry
 from kv.schedules import CLEANUP_FUNC, SCHEDULE_NAME, register_cleanup_schedule
-from kv.store import now_ms
 from tachycore.models import Node
 
 from .conftest import ROOT, manage, wait_until
@@ -33,13 +33,13 @@ def put(key: str, expire_in_ms: int | None) -> None:
     """A row whose ``expire_at`` is ``expire_in_ms`` from now (negative: already expired)."""
     now = timezone.now()
     KVEntry.objects.create(key=key, value=key, created=now, updated=now,
-                           expire_at=None if expire_in_ms is None else now_ms() + expire_in_ms)
+                           expire_at=None if expire_in_ms is None else kv_clock.now_ms() + expire_in_ms)
 
 
 def put_expired(count: int, prefix: str = "gone") -> None:
     now = timezone.now()
     KVEntry.objects.bulk_create(
-        KVEntry(key=f"{prefix}:{i}", value=i, created=now, updated=now, expire_at=now_ms() - 1000)
+        KVEntry(key=f"{prefix}:{i}", value=i, created=now, updated=now, expire_at=kv_clock.now_ms() - 1000)
         for i in range(count)
     )
 
@@ -269,6 +269,27 @@ def test_kv_cleanup__bad_arguments_exit_1_with_one_line_and_delete_nothing(subpr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stdout == ""
     assert len(remaining()) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("args", [["--bogus"], ["--loop", "--interval"], ["--batch-size"]],
+                         ids=["unknown-option", "interval-without-value", "batch-size-without-value"])
+def test_kv_cleanup__usage_errors_exit_2_with_the_usage_and_delete_nothing(subprocess_env, args):
+    put_expired(2)
+
+    result = manage(subprocess_env, "kv_cleanup", *args)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: manage.py kv_cleanup"), result.stderr
+    assert "manage.py kv_cleanup: error: " in result.stderr
+    assert result.stdout == ""
+    assert len(remaining()) == 2
+
+
+@pytest.mark.django_db
+def test_kv_cleanup__unknown_option_through_call_command_is_a_command_error():
+    with pytest.raises(CommandError, match="unrecognized arguments: --bogus"):
+        call_command("kv_cleanup", "--bogus")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,6 +1,6 @@
 """The L1 cache: ``kv.l1.L1Cache`` on its own, then the store's use of it.
 
-The unit tests drive ``L1Cache`` with a fake monotonic clock. The store tests
+The unit tests drive ``L1Cache`` with the frozen clock of ``tests/conftest.py``. The store tests
 run outside any test transaction, as a site does, because the store never fills
 L1 inside an atomic block; they look at ``store.l1`` and at the queries a read
 sends to tell an L1 hit from a database read, and change rows behind the
@@ -21,10 +21,9 @@ import pytest
 from django.db import connection, connections, transaction
 
 import kv
-from kv import l1 as l1_module
-from kv.handlers import flush_l1, invalidate_from_elsewhere
 from kv.l1 import L1Cache
 from kv.models import KVEntry
+from kv.receivers import flush_l1, invalidate_from_elsewhere
 from kv.sql.base import Statements
 from tachycore.runtime import runtime
 
@@ -36,26 +35,6 @@ def _empty_l1():
     l1 = kv.get_store().l1
     if l1 is not None:
         l1.clear()
-
-
-class FakeTime:
-    """Stands in for the ``time`` module of ``kv.l1``: a monotonic clock that moves on ``advance``."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def fake_time(monkeypatch) -> FakeTime:
-    clock = FakeTime()
-    monkeypatch.setattr(l1_module, "time", clock)
-    return clock
 
 
 def fill(cache: L1Cache, key: str, value, ttl: float | None = None, generation: int | None = None,
@@ -180,34 +159,34 @@ def test_l1cache__refilling_an_entry_makes_it_recently_used():
     assert [key for key in ("aaa", "bbb", "ccc", "ddd") if cache.get(key)] == ["aaa", "ccc", "ddd"]
 
 
-def test_l1cache__entry_lives_for_the_l1_ttl(fake_time):
+def test_l1cache__entry_lives_for_the_l1_ttl(clock):
     cache = L1Cache(10_000, 5)
     fill(cache, "k", 1)
 
-    fake_time.advance(4.9)
+    clock.advance(4.9)
     assert value_of(cache, "k") == 1
-    fake_time.advance(0.2)
+    clock.advance(0.2)
 
     assert cache.get("k") is None
     assert len(cache) == 0
 
 
-def test_l1cache__entry_lives_no_longer_than_the_keys_ttl(fake_time):
+def test_l1cache__entry_lives_no_longer_than_the_keys_ttl(clock):
     cache = L1Cache(10_000, 5)
     fill(cache, "k", 1, ttl=1.0)
 
-    fake_time.advance(0.9)
+    clock.advance(0.9)
     assert value_of(cache, "k") == 1
-    fake_time.advance(0.2)
+    clock.advance(0.2)
 
     assert cache.get("k") is None
 
 
-def test_l1cache__a_longer_key_ttl_does_not_extend_the_l1_ttl(fake_time):
+def test_l1cache__a_longer_key_ttl_does_not_extend_the_l1_ttl(clock):
     cache = L1Cache(10_000, 5)
     fill(cache, "k", 1, ttl=3600)
 
-    fake_time.advance(5.1)
+    clock.advance(5.1)
 
     assert cache.get("k") is None
 

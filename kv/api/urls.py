@@ -1,5 +1,6 @@
 """URLs of the key-value API, mounted by the kernel at ``/api/kv/`` while the kv plugin is
-enabled, and answering 404 while ``KV["HTTP_ENABLED"]`` is false (read on each request)."""
+enabled, and answering 404 while ``KV["HTTP_ENABLED"]`` is false or ``KV["DISABLED"]`` true
+(read on each request)."""
 
 from __future__ import annotations
 
@@ -38,10 +39,10 @@ class KeyRouter(SimpleRouter):
 
 
 class HTTPEnabledResolver(URLResolver):
-    """Resolves its patterns only while ``KV["HTTP_ENABLED"]`` is true."""
+    """Resolves its patterns only while ``KV["HTTP_ENABLED"]`` is true and kv is not disabled."""
 
     def resolve(self, path: str):
-        if not kv_settings.HTTP_ENABLED:
+        if not kv_settings.HTTP_ENABLED or kv_settings.DISABLED:
             raise Resolver404({"path": path, "tried": []})
         return super().resolve(path)
 

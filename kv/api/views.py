@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
@@ -29,7 +30,6 @@ from tachycore.rest import error_responses
 from . import serializers as s
 from .exceptions import BadRequest, KeyNotFound, ValueTooLarge, exception_handler
 from .permissions import KVPermission
-from .schema import KVSchema
 
 #: the methods of the key's own URL, where a method an action does not take is sent
 _KEY_METHODS = {"get": "retrieve", "head": "retrieve", "put": "update", "delete": "destroy"}
@@ -40,10 +40,17 @@ KEY_PARAMETER = OpenApiParameter(
 )
 
 
+class KVSchema(AutoSchema):
+    """Every kv response is one JSON object: ``GET /keys/`` too, though its action is ``list``."""
+
+    def _is_list_view(self, serializer: Any = None) -> bool:
+        return False
+
+
 def _store() -> KVStore:
     store = get_store()
-    if store is None:  # the URLs are only mounted through the kv plugin, so kv is installed
-        raise RuntimeError("kv is not in INSTALLED_APPS")
+    if store is None:  # the URLs resolve only with kv installed, enabled and not disabled
+        raise RuntimeError("kv is not in INSTALLED_APPS, or KV['DISABLED'] is true")
     return store
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .base import Statements
+from .cache import CacheStatements
+
+__all__ = ["CacheStatements", "Statements", "statements_for"]
 
 
-def statements_for(connection: BaseDatabaseWrapper, cursor) -> Statements:
+def statements_for(connection: BaseDatabaseWrapper, cursor) -> CacheStatements:
+    """The statements of ``connection``'s database on ``cursor``."""
     if connection.vendor == "postgresql":
         from .postgresql import PostgresStatements
 

@@ -26,7 +26,11 @@ RESTART_IF_EXPIRED = (
 
 
 class Statements:
-    """The statements both PostgreSQL and SQLite accept (``%(name)s`` parameters)."""
+    """The statements both PostgreSQL and SQLite accept (``%(name)s`` parameters).
+
+    Writes stamp ``created``/``updated`` with ``timestamp()`` and carry ``notify_with``
+    (PostgreSQL) when the store set it for them.
+    """
 
     vendor = ""
     #: how the value column is read as JSON text
@@ -43,21 +47,28 @@ class Statements:
         self._results = cursor
         #: ``(channel, message)`` to NOTIFY with the next statement (PostgreSQL only)
         self.notify_with: tuple[str, str] | None = None
-        # the hot statements, in the driver's parameter style once and for all
+        # the statements of every call, in the driver's parameter style once and for all
         self._get_sql = self.native(
             f"SELECT type, {self.value_text}, expire_at FROM _kv WHERE key = %(key)s AND {ALIVE}"
         )
-        self._put_sql = self.native(
-            "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
-            f"VALUES (%(key)s, 'value', {self.json_param('value')}, %(expire_at)s, %(ts)s, %(ts)s) "
-            "ON CONFLICT (key) DO UPDATE SET type = excluded.type, value = excluded.value, "
-            "expire_at = excluded.expire_at, updated = excluded.updated, "
-            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END"
-        )
+        self._set_sql = {(nx, keepttl): self.native(self._set_statement(nx, keepttl))
+                         for nx in (False, True) for keepttl in (False, True)}
         self._incr_sql = self.native(self.incr_statement)
 
     #: the statement of ``incr`` (vendor classes give it)
     incr_statement = ""
+
+    def _set_statement(self, nx: bool, keepttl: bool) -> str:
+        expire = f"CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END" if keepttl else "excluded.expire_at"
+        return (
+            "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
+            f"VALUES (%(key)s, %(type)s, {self.json_param('value')}, %(expire_at)s, %(ts)s, %(ts)s) "
+            "ON CONFLICT (key) DO UPDATE SET type = excluded.type, value = excluded.value, "
+            f"expire_at = {expire}, updated = excluded.updated, "
+            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END"
+            # only nx can refuse: RETURNING only then
+            + (f" WHERE {EXPIRED} RETURNING 1" if nx else "")
+        )
 
     def timestamp(self):
         """``created``/``updated`` for now, as the driver takes it."""
@@ -65,7 +76,8 @@ class Statements:
 
     def run(self, native_sql: str, params: dict[str, Any]) -> None:
         """``execute`` for a statement already in the driver's style, with parameters the
-        driver takes as they are (the hot paths: no conversion, no context manager)."""
+        driver takes as they are (the statements of every call: no conversion, no context
+        manager); its rows are on ``self._results``."""
         connection = self.connection
         if connection.needs_rollback:
             connection.validate_no_broken_transaction()
@@ -74,6 +86,10 @@ class Statements:
         except Exception:
             with connection.wrap_database_errors:  # Django's error classes, as execute gives
                 raise
+
+    #: ``run`` for a write, with the NOTIFY of ``notify_with`` where the database has one
+    #: (PostgreSQL overrides it; elsewhere it is ``run`` itself, not a call more per write)
+    run_write = run
 
     def execute(self, sql: str, params: dict[str, Any]) -> None:
         """Run one statement on the driver's cursor, with Django's error classes."""
@@ -150,47 +166,36 @@ class Statements:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def set(self, key: str, value: str, expire_at: int | None, now: int, ts, *, nx: bool = False,
+    def set(self, key: str, value: str, expire_at: int | None, now: int, *, nx: bool = False,
             keepttl: bool = False, type_: str = "value") -> bool:
         """Create or replace a key; with ``nx`` only when absent. Return whether it was written."""
-        expire = "CASE WHEN " + EXPIRED + " THEN NULL ELSE _kv.expire_at END" if keepttl else "excluded.expire_at"
-        condition = f"WHERE {EXPIRED}" if nx else ""
-        statement = self._one if nx else self.execute  # only nx can refuse: RETURNING only then
-        row = statement(
-            f"INSERT INTO _kv (key, type, value, expire_at, created, updated) "
-            f"VALUES (%(key)s, %(type)s, {self.json_param('value')}, %(expire_at)s, %(ts)s, %(ts)s) "
-            f"ON CONFLICT (key) DO UPDATE SET type = excluded.type, value = excluded.value, "
-            f"expire_at = {expire}, updated = excluded.updated, "
-            f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END {condition}"
-            + (" RETURNING 1" if nx else ""),
-            {"key": key, "type": type_, "value": value, "expire_at": expire_at, "now": now, "ts": ts},
-        )
-        return row is not None if nx else True
+        self.run_write(self._set_sql[nx, keepttl], {
+            "key": key, "type": type_, "value": value, "expire_at": expire_at, "now": now, "ts": self.timestamp(),
+        })
+        return bool(self._results.fetchall()) if nx else True
 
-    def put(self, key: str, value: str, expire_at: int | None, now: int, ts, notify: tuple[str, str] | None = None) -> None:
-        """``set`` of a plain value, neither ``nx`` nor ``keepttl`` (the hot path); ``ts`` from
-        ``timestamp()``; ``notify``: ``(channel, message)`` to NOTIFY with it (PostgreSQL only)."""
-        self.run(self._put_sql, {"key": key, "value": value, "expire_at": expire_at, "now": now, "ts": ts})
+    def incr(self, key: str, amount: int, now: int) -> int | None:
+        """Add ``amount`` to an integer (0 when absent); ``None`` when refused (see ``row``)."""
+        self.run_write(self._incr_sql, {"key": key, "amount": amount, "text": str(amount), "now": now,
+                                        "ts": self.timestamp()})
+        rows = self._results.fetchall()
+        return rows[0][0] if rows else None
 
-    def incr_value(self, key: str, amount: int, now: int, ts, notify: tuple[str, str] | None = None) -> int | None:
-        """``incr`` on the hot path (``ts`` from ``timestamp()``, ``notify`` as in ``put``)."""
-        raise NotImplementedError
-
-    def replace(self, key: str, value: str, expire_at: int | None, now: int, ts, *, keepttl: bool = False,
+    def replace(self, key: str, value: str, expire_at: int | None, now: int, *, keepttl: bool = False,
                 type_: str = "value") -> bool:
         """Replace a live key only (``SET ... XX``)."""
         expire = "expire_at" if keepttl else "%(expire_at)s"
         row = self._one(
             f"UPDATE _kv SET type = %(type)s, value = {self.json_param('value')}, expire_at = {expire}, "
             f"updated = %(ts)s WHERE key = %(key)s AND {ALIVE} RETURNING 1",
-            {"key": key, "type": type_, "value": value, "expire_at": expire_at, "now": now, "ts": ts},
+            {"key": key, "type": type_, "value": value, "expire_at": expire_at, "now": now, "ts": self.timestamp()},
         )
         return row is not None
 
-    def set_many(self, items: list[tuple[str, str]], expire_at: int | None, now: int, ts,
+    def set_many(self, items: list[tuple[str, str]], expire_at: int | None, now: int,
                  type_: str = "value") -> None:
         """Create or replace several keys in one statement (``MSET``)."""
-        params: dict[str, Any] = {"now": now, "ts": ts, "expire_at": expire_at, "type": type_}
+        params: dict[str, Any] = {"now": now, "ts": self.timestamp(), "expire_at": expire_at, "type": type_}
         rows = []
         for i, (key, value) in enumerate(items):
             params[f"k{i}"], params[f"v{i}"] = key, value
@@ -212,19 +217,19 @@ class Statements:
         )
         return sum(1 for (expire_at,) in rows if expire_at is None or expire_at > now)
 
-    def set_expiry(self, key: str, expire_at: int | None, now: int, ts, *, only_if_set: bool = False) -> bool:
+    def set_expiry(self, key: str, expire_at: int | None, now: int, *, only_if_set: bool = False) -> bool:
         """Set or clear a live key's expiry; with ``only_if_set`` only when it has one (``PERSIST``)."""
         condition = " AND expire_at IS NOT NULL" if only_if_set else ""
         row = self._one(
             f"UPDATE _kv SET expire_at = %(expire_at)s, updated = %(ts)s "
             f"WHERE key = %(key)s AND {ALIVE}{condition} RETURNING 1",
-            {"key": key, "expire_at": expire_at, "now": now, "ts": ts},
+            {"key": key, "expire_at": expire_at, "now": now, "ts": self.timestamp()},
         )
         return row is not None
 
-    def lock(self, key: str, token: str, expire_at: int, now: int, ts) -> bool:
+    def lock(self, key: str, token: str, expire_at: int, now: int) -> bool:
         """Take ``key`` for ``token`` unless a live holder has it."""
-        return self.set(key, json.dumps(token), expire_at, now, ts, nx=True)
+        return self.set(key, json.dumps(token), expire_at, now, nx=True)
 
     def unlock(self, key: str, token: str, now: int) -> bool:
         """Delete ``key`` only while it is live and holds ``token``."""
@@ -246,71 +251,18 @@ class Statements:
         )
         return self.cursor.rowcount
 
-    # -- for kv.cache: rows of one type under one key prefix --------------------------------
-
-    #: keys from ``lo`` (included) to ``hi`` (excluded), compared byte by byte
-    key_range = "key >= %(lo)s AND key < %(hi)s"
-
-    @staticmethod
-    def _prefix(prefix: str, type_: str) -> dict[str, Any]:
-        """Parameters of ``key_range`` for the keys that start with ``prefix`` (no LIKE: its
-        wildcards and SQLite's case-insensitive LIKE would reach other prefixes)."""
-        return {"lo": prefix, "hi": prefix[:-1] + chr(ord(prefix[-1]) + 1), "type": type_}
-
-    def count_prefix(self, prefix: str, type_: str) -> int:
-        """How many rows of ``type_`` have a key starting with ``prefix``, expired ones included."""
-        return self._one(
-            f"SELECT count(*) FROM _kv WHERE type = %(type)s AND {self.key_range}", self._prefix(prefix, type_)
-        )[0]
-
-    def delete_prefix(self, prefix: str, type_: str, expired_at: int | None = None) -> int:
-        """Delete the rows of ``type_`` under ``prefix`` (with ``expired_at``, only those expired
-        by then); return how many."""
-        params = {**self._prefix(prefix, type_), "now": expired_at}
-        expired = " AND expire_at <= %(now)s" if expired_at is not None else ""
-        self.execute(f"DELETE FROM _kv WHERE type = %(type)s AND {self.key_range}{expired}", params)
-        return self.cursor.rowcount
-
-    def delete_oldest(self, prefix: str, type_: str, count: int) -> list[str]:
-        """Delete the ``count`` least recently written rows of ``type_`` under ``prefix``; their keys."""
-        rows = self._all(
-            f"DELETE FROM _kv WHERE key IN (SELECT key FROM _kv WHERE type = %(type)s AND {self.key_range} "
-            f"ORDER BY updated, key LIMIT %(count)s) RETURNING key",
-            {**self._prefix(prefix, type_), "count": count},
-        )
-        return [row[0] for row in rows]
-
-    def swap(self, key: str, old: str, new: str, now: int, ts, type_: str) -> bool:
-        """Replace the value of a live row of ``type_`` only while it is still ``old`` (JSON
-        texts): a compare-and-set. The expiry is kept."""
-        row = self._one(
-            f"UPDATE _kv SET value = {self.json_param('new')}, updated = %(ts)s WHERE key = %(key)s "
-            f"AND {ALIVE} AND type = %(type)s AND value = {self.json_param('old')} RETURNING 1",
-            {"key": key, "old": old, "new": new, "now": now, "ts": ts, "type": type_},
-        )
-        return row is not None
-
-    def incr_existing(self, key: str, amount: int, now: int, ts, type_: str) -> int | None:
-        """Add ``amount`` to the JSON integer of a live row of ``type_``, keeping its expiry; the
-        new value, or ``None`` when the row is absent, not an integer, or would leave int64."""
-        raise NotImplementedError
-
     # -- vendor-specific -------------------------------------------------------------------
 
-    def incr(self, key: str, amount: int, now: int, ts) -> int | None:
-        """Add ``amount`` to an integer (0 when absent); ``None`` when refused (see diagnose)."""
-        raise NotImplementedError
-
-    def hset(self, key: str, mapping: str, field_count: int, now: int, ts, max_size: int) -> int | None:
+    def hset(self, key: str, mapping: str, field_count: int, now: int, max_size: int) -> int | None:
         """Merge ``mapping`` (JSON object) into a hash; the number of new fields, ``None`` when
         refused (not a hash, or the merged hash would pass ``max_size`` bytes)."""
         raise NotImplementedError
 
-    def hdel(self, key: str, fields: list[str], now: int, ts) -> tuple[str, int] | None:
+    def hdel(self, key: str, fields: list[str], now: int) -> tuple[str, int] | None:
         """Remove fields (the key goes with its last field); ``(type, removed)``, ``None`` if absent."""
         raise NotImplementedError
 
-    def hincr(self, key: str, field: str, amount: int, now: int, ts) -> int | None:
+    def hincr(self, key: str, field: str, amount: int, now: int) -> int | None:
         raise NotImplementedError
 
     def row(self, key: str, now: int) -> tuple[str, str] | None:

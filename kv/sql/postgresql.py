@@ -10,7 +10,8 @@ import psycopg
 
 from tachycore.pubsub.base import MAX_MESSAGE_BYTES, encode
 
-from .base import ALIVE, EXPIRED, INT64_MAX, INT64_MIN, RESTART_IF_EXPIRED, Statements
+from .base import ALIVE, EXPIRED, INT64_MAX, INT64_MIN, RESTART_IF_EXPIRED
+from .cache import CacheStatements
 from .glob import glob_to_regex
 
 _code_point_order: dict[tuple[str, str], bool] = {}
@@ -27,8 +28,6 @@ def sorts_by_code_point(collation: str | None, provider: str) -> bool:
     return provider == "c" and (collation in ("C", "POSIX") or (collation or "").upper().startswith("C."))
 
 
-
-
 def _sum_fits(value: str) -> str:
     """SQL: the jsonb ``value`` is an integer and adding ``%(amount)s`` stays in the signed
     64-bit range. The CASE keeps the cast from running on a value that is not an integer."""
@@ -38,7 +37,7 @@ def _sum_fits(value: str) -> str:
     )
 
 
-class PostgresStatements(Statements):
+class PostgresStatements(CacheStatements):
     vendor = "postgresql"
     value_text = "value::text"
 
@@ -103,14 +102,8 @@ class PostgresStatements(Statements):
         raw = isinstance(cursor, psycopg.Cursor) and cursor.connection.prepare_threshold is not None
         self.prepared = psycopg.Cursor(cursor.connection) if raw else None
         self._results = self.prepared if raw else cursor
-        if raw:
-            self._put_notify_sql = (f"WITH w AS ({self._put_sql} RETURNING 1) "
-                                    "SELECT pg_notify(%(tc_channel)s, %(tc_message)s) FROM w")
-            self._incr_notify_sql = (f"WITH w(v) AS ({self._incr_sql}) "
-                                     "SELECT v, pg_notify(%(tc_channel)s, %(tc_message)s) FROM w")
-        else:  # one query string, two statements: one round trip (client-side binding allows it)
-            self._put_notify_sql = self._put_sql + _NOTIFY
-            self._incr_notify_sql = self._incr_sql + _NOTIFY
+        #: each statement of ``run_write`` as it runs with a NOTIFY (see ``_notifying``)
+        self._with_notify: dict[str, str] = {}
         #: ``(node id, channel, sync channel, text before the key, text after it)`` of the
         #: message invalidating one key (see ``invalidation_of``)
         self._message_parts: tuple[str, str, str, str, str] | None = None
@@ -125,8 +118,29 @@ class PostgresStatements(Statements):
         text = parts[3] + encode_basestring_ascii(key) + parts[4]  # ASCII: a character is a byte
         return text if len(text) <= MAX_MESSAGE_BYTES else encode(message, {"keys": [key]}, node_id)
 
+    def run_write(self, native_sql: str, params: dict[str, Any]) -> None:
+        if self.notify_with is not None:
+            params["tc_channel"], params["tc_message"] = self.notify_with
+            self.notify_with = None
+            native_sql = self._with_notify.get(native_sql) or self._notifying(native_sql)
+        self.run(native_sql, params)
+
+    def _notifying(self, native_sql: str) -> str:
+        """``native_sql`` with the NOTIFY: a prepared statement is one statement, so the NOTIFY
+        rides in a CTE of it (sent when the write returned a row); otherwise one query string
+        of two statements (client-side binding allows it). Either way its rows come first."""
+        if self.prepared is None:
+            notifying = native_sql + _NOTIFY
+        elif " RETURNING " in native_sql:
+            notifying = f"WITH w AS ({native_sql}) SELECT w.*, pg_notify(%(tc_channel)s, %(tc_message)s) FROM w"
+        else:
+            notifying = (f"WITH w AS ({native_sql} RETURNING 1) "
+                         "SELECT pg_notify(%(tc_channel)s, %(tc_message)s) FROM w")
+        self._with_notify[native_sql] = notifying
+        return notifying
+
     def run(self, native_sql: str, params: dict[str, Any]) -> None:
-        """The hot statements, prepared (see ``__init__``); results on ``self.prepared``."""
+        """The statements of every call, prepared (see ``__init__``); results on ``self.prepared``."""
         if self.prepared is None:
             return super().run(native_sql, params)
         connection = self.connection
@@ -138,29 +152,7 @@ class PostgresStatements(Statements):
             with connection.wrap_database_errors:  # Django's error classes, as execute gives
                 raise
 
-    def put(self, key: str, value: str, expire_at: int | None, now: int, ts, notify: tuple[str, str] | None = None) -> None:
-        params = {"key": key, "value": value, "expire_at": expire_at, "now": now, "ts": ts}
-        if notify is None:
-            self.run(self._put_sql, params)
-        else:
-            params["tc_channel"], params["tc_message"] = notify
-            self.run(self._put_notify_sql, params)
-
-    def incr_value(self, key: str, amount: int, now: int, ts, notify: tuple[str, str] | None = None) -> int | None:
-        params = {"key": key, "amount": amount, "now": now, "ts": ts}
-        if notify is None:
-            self.run(self._incr_sql, params)
-        else:
-            params["tc_channel"], params["tc_message"] = notify
-            self.run(self._incr_notify_sql, params)
-        rows = self._results.fetchall()
-        return rows[0][0] if rows else None
-
-    def incr(self, key: str, amount: int, now: int, ts) -> int | None:
-        row = self._one(self.incr_statement, {"key": key, "amount": amount, "now": now, "ts": ts})
-        return row[0] if row else None
-
-    def hset(self, key: str, mapping: str, field_count: int, now: int, ts, max_size: int) -> int | None:
+    def hset(self, key: str, mapping: str, field_count: int, now: int, max_size: int) -> int | None:
         # must run in a transaction (the store opens one): two hsets creating the same hash
         # at once would both count every field as new, since a statement reads the state as
         # of its start; this lock makes the second one start after the first committed
@@ -180,11 +172,11 @@ class PostgresStatements(Statements):
             "AND octet_length((_kv.value || excluded.value)::text) <= %(max)s) "
             "RETURNING (SELECT count(*) FROM jsonb_object_keys(%(mapping)s::jsonb) AS f(name) "
             "WHERE NOT EXISTS (SELECT 1 FROM old WHERE old.type = 'hash' AND old.value ? f.name))",
-            {"key": key, "mapping": mapping, "now": now, "ts": ts, "max": max_size},
+            {"key": key, "mapping": mapping, "now": now, "ts": self.timestamp(), "max": max_size},
         )
         return row[0] if row else None
 
-    def hdel(self, key: str, fields: list[str], now: int, ts) -> tuple[str, int] | None:
+    def hdel(self, key: str, fields: list[str], now: int) -> tuple[str, int] | None:
         row = self._one(
             f"WITH old AS (SELECT key, type, value FROM _kv WHERE key = %(key)s AND {ALIVE} FOR UPDATE), "
             "emptied AS (DELETE FROM _kv USING old WHERE _kv.key = old.key AND old.type = 'hash' "
@@ -194,11 +186,11 @@ class PostgresStatements(Statements):
             "RETURNING 1) "
             "SELECT old.type, (SELECT count(DISTINCT f) FROM unnest(%(fields)s::text[]) AS f "
             "WHERE old.type = 'hash' AND old.value ? f) FROM old",
-            {"key": key, "fields": fields, "now": now, "ts": ts},
+            {"key": key, "fields": fields, "now": now, "ts": self.timestamp()},
         )
         return (row[0], row[1]) if row else None
 
-    def hincr(self, key: str, field: str, amount: int, now: int, ts) -> int | None:
+    def hincr(self, key: str, field: str, amount: int, now: int) -> int | None:
         current = "(_kv.value -> %(field)s)"
         row = self._one(
             "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
@@ -211,15 +203,15 @@ class PostgresStatements(Statements):
             f"{RESTART_IF_EXPIRED} "
             f"WHERE {EXPIRED} OR (_kv.type = 'hash' AND ({current} IS NULL OR {_sum_fits(current)})) "
             "RETURNING (value -> %(field)s #>> '{}')::bigint",
-            {"key": key, "field": field, "amount": amount, "now": now, "ts": ts},
+            {"key": key, "field": field, "amount": amount, "now": now, "ts": self.timestamp()},
         )
         return row[0] if row else None
 
-    def incr_existing(self, key: str, amount: int, now: int, ts, type_: str) -> int | None:
+    def incr_existing(self, key: str, amount: int, now: int, type_: str) -> int | None:
         row = self._one(
             "UPDATE _kv SET value = to_jsonb(((_kv.value #>> '{}')::numeric + %(amount)s)::bigint), "
             f"updated = %(ts)s WHERE key = %(key)s AND {ALIVE} "
             f"AND _kv.type = %(type)s AND {_sum_fits('_kv.value')} RETURNING (value #>> '{{}}')::bigint",
-            {"key": key, "amount": amount, "now": now, "ts": ts, "type": type_},
+            {"key": key, "amount": amount, "now": now, "ts": self.timestamp(), "type": type_},
         )
         return row[0] if row else None

@@ -12,13 +12,13 @@ import threading
 import time
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 
-from .base import ALIVE, EXPIRED, RESTART_IF_EXPIRED, Statements
+from ..conf import site_settings
+from .base import ALIVE, EXPIRED, RESTART_IF_EXPIRED
+from .cache import CacheStatements
 from .glob import glob_to_sqlite
 
-_settings_read = object.__getattribute__(settings, "__dict__")
 _results = threading.local()  # what a hash function computed, read right after its statement
 _second: tuple[int, str] = (0, "")  # the last second formatted by utc_text, and its text
 
@@ -79,7 +79,7 @@ def _named(sql: str) -> str:
 _PARAM = re.compile(r"%\((\w+)\)s")
 
 
-class SQLiteStatements(Statements):
+class SQLiteStatements(CacheStatements):
     vendor = "sqlite"
 
     def native(self, sql: str) -> str:
@@ -115,22 +115,11 @@ class SQLiteStatements(Statements):
     )
 
     def timestamp(self):
-        use_tz = _settings_read.get("USE_TZ")  # a dict read: LazySettings keeps what it has read
-        if use_tz or (use_tz is None and settings.USE_TZ):
+        if site_settings().USE_TZ:
             return utc_text()
         return self.connection.ops.adapt_datetimefield_value(timezone.now())
 
-    def incr(self, key: str, amount: int, now: int, ts) -> int | None:
-        row = self._one(self.incr_statement,
-                        {"key": key, "amount": amount, "text": str(amount), "now": now, "ts": ts})
-        return row[0] if row else None
-
-    def incr_value(self, key: str, amount: int, now: int, ts, notify: str | None = None) -> int | None:
-        self.run(self._incr_sql, {"key": key, "amount": amount, "text": str(amount), "now": now, "ts": ts})
-        rows = self.cursor.fetchall()
-        return rows[0][0] if rows else None
-
-    def hset(self, key: str, mapping: str, field_count: int, now: int, ts, max_size: int) -> int | None:
+    def hset(self, key: str, mapping: str, field_count: int, now: int, max_size: int) -> int | None:
         _results.new_fields = field_count  # when the key is new, every field is
         row = self._one(
             "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
@@ -141,11 +130,11 @@ class SQLiteStatements(Statements):
             f"{RESTART_IF_EXPIRED} "
             f"WHERE {EXPIRED} OR (_kv.type = 'hash' "
             "AND length(CAST(kv_hset(_kv.value, excluded.value) AS BLOB)) <= %(max)s) RETURNING 1",
-            {"key": key, "mapping": mapping, "now": now, "ts": ts, "max": max_size},
+            {"key": key, "mapping": mapping, "now": now, "ts": self.timestamp(), "max": max_size},
         )
         return _results.new_fields if row else None
 
-    def hdel(self, key: str, fields: list[str], now: int, ts) -> tuple[str, int] | None:
+    def hdel(self, key: str, fields: list[str], now: int) -> tuple[str, int] | None:
         # SQLite has no data-modifying CTEs: the update and the removal of an emptied hash
         # are two statements, in one transaction (a SQLite transaction holds the write lock)
         found = self.row(key, now)
@@ -155,13 +144,13 @@ class SQLiteStatements(Statements):
         self._one(
             f"UPDATE _kv SET value = kv_hdel(value, %(fields)s), updated = %(ts)s "
             f"WHERE key = %(key)s AND {ALIVE} AND type = 'hash' RETURNING 1",
-            {"key": key, "fields": json.dumps(fields), "now": now, "ts": ts},
+            {"key": key, "fields": json.dumps(fields), "now": now, "ts": self.timestamp()},
         )
         removed = _results.removed
         self.execute("DELETE FROM _kv WHERE key = %(key)s AND type = 'hash' AND value = '{}'", {"key": key})
         return "hash", removed
 
-    def hincr(self, key: str, field: str, amount: int, now: int, ts) -> int | None:
+    def hincr(self, key: str, field: str, amount: int, now: int) -> int | None:
         row = self._one(
             "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
             "VALUES (%(key)s, 'hash', json_object(%(field)s, %(amount)s), NULL, %(ts)s, %(ts)s) "
@@ -171,11 +160,11 @@ class SQLiteStatements(Statements):
             f"{RESTART_IF_EXPIRED} "
             f"WHERE {EXPIRED} OR (_kv.type = 'hash' AND kv_hincr_ok(_kv.value, %(field)s, %(amount)s)) "
             "RETURNING value",
-            {"key": key, "field": field, "amount": amount, "now": now, "ts": ts},
+            {"key": key, "field": field, "amount": amount, "now": now, "ts": self.timestamp()},
         )
         return json.loads(row[0])[field] if row else None
 
-    def incr_existing(self, key: str, amount: int, now: int, ts, type_: str) -> int | None:
+    def incr_existing(self, key: str, amount: int, now: int, type_: str) -> int | None:
         row = self._one(
             "UPDATE _kv SET value = CAST(CAST(value AS INTEGER) + %(amount)s AS TEXT), updated = %(ts)s "
             f"WHERE key = %(key)s AND {ALIVE} AND type = %(type)s AND json_valid(value) "
@@ -183,6 +172,6 @@ class SQLiteStatements(Statements):
             # an int64 overflow makes SQLite's sum a REAL
             "AND typeof(CAST(value AS INTEGER) + %(amount)s) = 'integer' "
             "RETURNING CAST(value AS INTEGER)",
-            {"key": key, "amount": amount, "now": now, "ts": ts, "type": type_},
+            {"key": key, "amount": amount, "now": now, "ts": self.timestamp(), "type": type_},
         )
         return row[0] if row else None

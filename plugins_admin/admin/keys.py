@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
 
 import kv
-from kv import store as kv_store
+from kv import clock as kv_clock
 from kv.errors import KVError
 from kv.models import KVEntry, ValueType
 from kv.sql.glob import glob_to_regex, glob_to_sqlite
@@ -66,7 +66,7 @@ def ttl_seconds(entry: KVEntry) -> int | None:
     """Seconds left, rounded as ``store.ttl`` rounds them; ``None`` without expiry."""
     if entry.expire_at is None:
         return None
-    return max(0, entry.expire_at - kv_store.now_ms() + 500) // 1000
+    return max(0, entry.expire_at - kv_clock.now_ms() + 500) // 1000
 
 
 def pretty(value: Any) -> str:
@@ -238,7 +238,7 @@ class KeyAdmin(admin.ModelAdmin):
     readonly_fields = ("key", "type", "ttl_display", "formatted_value", "updated")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        now = kv_store.now_ms()
+        now = kv_clock.now_ms()
         return super().get_queryset(request).filter(Q(expire_at__isnull=True) | Q(expire_at__gt=now))
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:

@@ -33,6 +33,10 @@ class Command(KernelCommand):
                **options: Any) -> None:
         size = positive_integer(batch_size, "--batch-size")
         seconds = positive_duration(interval, "--interval")
+        if kv_settings.DISABLED:  # not an error: a site may turn kv off and keep its crontab
+            if verbosity >= 1:
+                self.stdout.write("kv is disabled (KV['DISABLED']): nothing to clean up.")
+            return
         if not loop:
             if seconds is not None:
                 raise CommandError("--interval needs --loop")

@@ -1,13 +1,10 @@
-"""Signal and sync-message handlers connected in ``KvConfig.ready()``."""
+"""Signal and sync-message receivers, connected in ``KvConfig.ready()``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .store import INVALIDATE_CHANNEL
-
 __all__ = [
-    "INVALIDATE_CHANNEL",
     "flush_l1",
     "invalidate_from_elsewhere",
     "register_cleanup_schedule",
@@ -19,7 +16,8 @@ def invalidate_from_elsewhere(payload: Any) -> None:
     """Another process wrote keys: drop them (or everything) from this process's L1."""
     from . import get_store
 
-    l1 = get_store().l1
+    store = get_store()
+    l1 = store.l1 if store is not None else None
     if l1 is None:
         return
     if isinstance(payload, dict) and isinstance(payload.get("keys"), list):
@@ -32,9 +30,9 @@ def flush_l1() -> None:
     """The sync listener reconnected: messages may have been lost, so forget everything."""
     from . import get_store
 
-    l1 = get_store().l1
-    if l1 is not None:
-        l1.clear()
+    store = get_store()
+    if store is not None and store.l1 is not None:
+        store.l1.clear()
 
 
 def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> None:

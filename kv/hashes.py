@@ -1,0 +1,105 @@
+"""The hash commands of ``KVStore`` (``hset``, ``hget``, ``hgetall``, ``hdel``, ``hincrby``)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+
+from . import clock
+from .conf import kv_settings
+from .errors import InvalidKey, InvalidValue, ValueTooLarge, WrongType
+from .validation import check_field, check_key, to_integer, to_json
+
+if TYPE_CHECKING:
+    from .sql.session import Session, Write
+
+
+class HashCommands:
+    """Fields of a JSON object under one key; mixed into ``KVStore``, whose plumbing it uses."""
+
+    _session: Session
+
+    def _write(self, *keys: str) -> Write:
+        raise NotImplementedError
+
+    def _read(self, key: Any) -> tuple[str, Any] | None:
+        raise NotImplementedError
+
+    def _refuse_increment(self, sql: Any, key: str, field: str | None, amount: int, now: int) -> None:
+        raise NotImplementedError
+
+    def hset(self, key: str, field: str | None = None, value: Any = None,
+             mapping: dict[str, Any] | None = None) -> int:
+        """Set fields of a hash (``field``/``value`` and/or ``mapping``); return how many are new."""
+        key = check_key(key)
+        fields: dict[str, Any] = {}
+        if field is not None:
+            fields[check_field(field)] = value
+        if mapping is not None:
+            if not isinstance(mapping, dict):
+                raise InvalidValue(f"mapping for key {key!r} must be a dict, got {mapping!r}")
+            fields.update({check_field(name): item for name, item in mapping.items()})
+        if not fields:
+            raise InvalidValue(f"hset of key {key!r} needs a field and value, or a mapping")
+        text = to_json(fields, key)
+        now = clock.now_ms()
+        with self._write(key) as sql, self._atomic_unless_in_one(sql.vendor == "postgresql"):
+            new = sql.hset(key, text, len(fields), now, kv_settings.MAX_VALUE_SIZE)
+            if new is None:
+                found = sql.row(key, now)
+                if found is not None and found[0] == "hash":
+                    raise ValueTooLarge(f"hash {key!r} would pass KV['MAX_VALUE_SIZE'] "
+                                        f"({kv_settings.MAX_VALUE_SIZE} bytes) with these fields")
+                raise WrongType(f"key {key!r} holds a value, not a hash")
+        return new
+
+    def hget(self, key: str, field: str) -> Any:
+        """The value of ``field`` in the hash ``key``; ``None`` when either is missing."""
+        found = self._hash(key)
+        return found.get(check_field(field)) if found else None
+
+    def hgetall(self, key: str) -> dict[str, Any]:
+        """Every field of the hash ``key``; ``{}`` when it is missing."""
+        return self._hash(key) or {}
+
+    def _hash(self, key: str) -> dict[str, Any] | None:
+        found = self._read(check_key(key))
+        if found is None:
+            return None
+        if found[0] != "hash":
+            raise WrongType(f"key {key!r} holds a {found[0]}, not a hash")
+        return found[1]
+
+    def hdel(self, key: str, *fields: str) -> int:
+        """Remove fields; the key goes when its last field does. Return how many were removed."""
+        key = check_key(key)
+        if not fields:
+            raise InvalidKey("hdel needs at least one field")
+        names = [check_field(field) for field in fields]
+        with self._write(key) as sql, self._atomic_unless_in_one(sql.vendor == "sqlite"):
+            result = sql.hdel(key, names, clock.now_ms())
+        if result is None:
+            return 0
+        if result[0] != "hash":
+            raise WrongType(f"key {key!r} holds a {result[0]}, not a hash")
+        return result[1]
+
+    def hincrby(self, key: str, field: str, amount: int = 1) -> int:
+        """Add ``amount`` to the integer ``field`` (from 0 when missing); the new value."""
+        key = check_key(key)
+        field = check_field(field)
+        amount = to_integer(amount, "amount")
+        now = clock.now_ms()
+        with self._write(key) as sql:
+            result = sql.hincr(key, field, amount, now)
+            if result is None:
+                self._refuse_increment(sql, key, field, amount, now)
+        return result
+
+    def _atomic_unless_in_one(self, needed: bool):
+        """A transaction around a write that needs two statements on this database."""
+        if needed and not self._session.in_transaction():
+            return transaction.atomic(using=self._session.using)
+        return contextlib.nullcontext()
