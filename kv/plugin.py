@@ -8,4 +8,5 @@ class KVPlugin(Plugin):
     version = "1.0.0"
     description = "A Redis-like key-value store on the site's database, with an in-process L1 cache."
     built_in = True
+    off_switch = 'set KV = {"DISABLED": True} (or the environment variable KV_DISABLED=true) and restart'
     urls = "kv.api.urls"  # answers 404 unless KV["HTTP_ENABLED"] is true

@@ -24,7 +24,10 @@ from kv import clock as kv_clock
 from kv.errors import KVError
 from kv.models import KVEntry, ValueType
 from kv.sql.glob import glob_to_regex, glob_to_sqlite
+from kv.store import KVStore
 from kv.validation import check_field, check_key, to_json
+
+from .switches import SwitchedAdmin
 
 PREVIEW_LENGTH = 80
 
@@ -178,7 +181,8 @@ class AddKeyForm(KeyForm):
             key = check_key(self.cleaned_data["new_key"])
         except KVError as e:
             raise forms.ValidationError(str(e), code="invalid_key") from None
-        if kv.get_store().exists(key):
+        store = kv.get_store()
+        if store is not None and store.exists(key):
             raise forms.ValidationError(f"Key {key!r} exists already; open it to edit it.", code="exists")
         return key
 
@@ -225,8 +229,10 @@ def save_key(store: Any, form: KeyForm, *, adding: bool) -> str:
 
 
 @admin.register(KVEntry)
-class KeyAdmin(admin.ModelAdmin):
+class KeyAdmin(SwitchedAdmin[KVStore]):
     """Browse, edit and delete keys; writes go through ``kv.get_store()``."""
+
+    off_message = 'kv is disabled (KV["DISABLED"] or the environment variable KV_DISABLED)'
 
     form = KeyForm
     list_display = ("key", "type", "value_preview", "ttl_display")
@@ -278,6 +284,9 @@ class KeyAdmin(admin.ModelAdmin):
             ("Expiry", {"fields": ["ttl_display", "ttl", "remove_ttl"]}),
         ]
 
+    def get_store(self) -> KVStore | None:
+        return kv.get_store()
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return () if obj is None else self.readonly_fields
 
@@ -289,15 +298,15 @@ class KeyAdmin(admin.ModelAdmin):
     # -- writes through the store
 
     def save_model(self, request: HttpRequest, obj: KVEntry, form: KeyForm, change: bool) -> None:
-        obj.key = save_key(kv.get_store(), form, adding=not change)
+        obj.key = save_key(self.store(), form, adding=not change)
 
     def delete_model(self, request: HttpRequest, obj: KVEntry) -> None:
-        kv.get_store().delete(obj.key)
+        self.store().delete(obj.key)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         keys = list(queryset.values_list("key", flat=True))
         if keys:
-            kv.get_store().delete(*keys)
+            self.store().delete(*keys)
 
     def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
                         extra_context: dict | None = None) -> HttpResponse:
