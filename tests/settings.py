@@ -41,7 +41,7 @@ TACHYCORE = {
     "RECONCILE_INTERVAL": "1s",
     "HEARTBEAT_INTERVAL": "1s",
     # the pytest process is no node (its test transactions would block the node writes);
-    # subprocesses started by tests are: tests.conftest.subprocess_env turns it on
+    # subprocesses started by tests are: tests.fixtures.site.subprocess_env turns it on
     "START_RUNTIME": False,
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}

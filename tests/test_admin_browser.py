@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tachycore.manager import plugin_manager
-
-from .conftest import ROOT, status_of, wait_until
+from tests.helpers.http import status_of
+from tests.helpers.processes import ROOT, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -10,8 +10,7 @@ from django.urls import reverse
 
 from tachycore.maintenance import maintenance
 from tachycore.models import Node, SiteState
-
-from .conftest import make_node
+from tests.helpers.rows import make_node
 
 pytestmark = pytest.mark.django_db
 

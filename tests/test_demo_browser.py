@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from .conftest import ROOT, start_server, stop_server
+from tests.helpers.processes import ROOT, start_server, stop_server
+
 from .test_admin_browser import screenshot
 
 pytestmark = pytest.mark.browser

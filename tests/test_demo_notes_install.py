@@ -12,8 +12,7 @@ from demo.notes.models import Note
 from demo.notes.plugin import WELCOME_TITLE
 from jobs.models import Job, JobStatus
 from tachycore.manager import plugin_manager
-
-from .conftest import manage
+from tests.helpers.processes import manage
 
 
 def enable_notes() -> None:

@@ -15,8 +15,7 @@ from demo.notes.models import Note
 from demo.notes.plugin import WELCOME_TITLE
 from jobs.handlers import handlers
 from jobs.models import Job, JobStatus
-
-from .conftest import manage
+from tests.helpers.processes import manage
 
 
 @pytest.fixture

@@ -19,9 +19,8 @@ from jobs.errors import JobsDisabled
 from jobs.models import Job, JobStatus
 from jobs.prune import prune_finished
 from jobs.schedules import enqueue_scheduled
+from tests.helpers.processes import manage
 from tests.plugin_apps.toolbox import tasks
-
-from .conftest import manage
 
 OFF = {"DISABLED": True}
 

@@ -18,9 +18,8 @@ from jobs.handlers import handlers
 from jobs.models import Job
 from jobs.sql import statements_for
 from tachycore.manager import plugin_manager
+from tests.helpers.processes import wait_until
 from tests.plugin_apps.toolbox import jobs as toolbox_jobs
-
-from .conftest import wait_until
 
 pytestmark = pytest.mark.usefixtures("fast_jobs")
 

@@ -17,8 +17,8 @@ from jobs.errors import InvalidOption, InvalidPayload, InvalidSchedule, InvalidT
 from jobs.models import Job, JobStatus
 from jobs.signals import job_enqueued
 from jobs.sql import statements_for
-
-from .conftest import ROOT, fetch, wait_until
+from tests.helpers.http import fetch
+from tests.helpers.processes import ROOT, wait_until
 
 pytestmark = pytest.mark.usefixtures("fast_jobs")
 

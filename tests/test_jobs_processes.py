@@ -13,8 +13,7 @@ from jobs import get_job_store
 from jobs.models import Job, JobStatus
 from kv.models import KVEntry
 from tachycore.models import Node
-
-from .conftest import ROOT, manage, wait_until
+from tests.helpers.processes import ROOT, manage, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -28,8 +28,7 @@ from jobs.schedules import (
     register_prune_schedule,
     unschedule,
 )
-
-from .conftest import ROOT, wait_until
+from tests.helpers.processes import ROOT, wait_until
 
 TOPIC = "toolbox.echo"  # a handler in every process of the test site (tests/plugin_apps/toolbox/jobs.py)
 

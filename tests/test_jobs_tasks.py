@@ -19,9 +19,8 @@ from jobs.dispatcher import Dispatcher
 from jobs.errors import WorkerLost
 from jobs.models import Job, JobStatus
 from jobs.sql import statements_for
+from tests.helpers.processes import manage
 from tests.plugin_apps.toolbox import tasks
-
-from .conftest import manage
 
 BACKEND = "jobs.backends.JobsBackend"
 # two JobsBackend aliases, the default one with a second queue

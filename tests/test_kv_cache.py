@@ -34,8 +34,7 @@ from kv.models import KVEntry
 from kv.sql import postgresql
 from kv.sql.base import INT64_MAX
 from kv.sql.postgresql import sorts_by_code_point
-
-from .conftest import ROOT, run_together
+from tests.helpers.processes import ROOT, run_together
 
 
 @dataclasses.dataclass

@@ -25,8 +25,7 @@ from kv.cleanup import CleanupLoop, cleanup_expired
 from kv.models import KVEntry
 from kv.schedules import CLEANUP_FUNC, SCHEDULE_NAME, register_cleanup_schedule
 from tachycore.models import Node
-
-from .conftest import ROOT, manage, wait_until
+from tests.helpers.processes import ROOT, manage, wait_until
 
 
 def put(key: str, expire_in_ms: int | None) -> None:

@@ -12,8 +12,7 @@ from kv.errors import KVDisabled
 from kv.models import KVEntry
 from kv.receivers import flush_l1, invalidate_from_elsewhere
 from kv.schedules import SCHEDULE_NAME, register_cleanup_schedule
-
-from .conftest import manage
+from tests.helpers.processes import manage
 
 pytestmark = pytest.mark.django_db
 

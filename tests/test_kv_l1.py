@@ -1,6 +1,6 @@
 """The L1 cache: ``kv.l1.L1Cache`` on its own, then the store's use of it.
 
-The unit tests drive ``L1Cache`` with the frozen clock of ``tests/conftest.py``. The store tests
+The unit tests drive ``L1Cache`` with the frozen clock of ``tests/fixtures/clock.py``. The store tests
 run outside any test transaction, as a site does, because the store never fills
 L1 inside an atomic block; they look at ``store.l1`` and at the queries a read
 sends to tell an L1 hit from a database read, and change rows behind the
@@ -26,8 +26,7 @@ from kv.models import KVEntry
 from kv.receivers import flush_l1, invalidate_from_elsewhere
 from kv.sql.base import Statements
 from tachycore.runtime import runtime
-
-from .conftest import wait_until
+from tests.helpers.processes import wait_until
 
 
 @pytest.fixture(autouse=True)

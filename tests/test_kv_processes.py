@@ -22,8 +22,7 @@ from django.db import connections, transaction
 
 import kv
 from kv.models import KVEntry
-
-from .conftest import ROOT, run_together
+from tests.helpers.processes import ROOT, run_together
 
 WORKER = r"""
 import json

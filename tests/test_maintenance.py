@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from tachycore.maintenance import MaintenanceMode, maintenance
 from tachycore.models import SiteState
-
-from .conftest import fetch, make_node, manage, status_of, wait_until
+from tests.helpers.http import fetch, status_of
+from tests.helpers.processes import manage, wait_until
+from tests.helpers.rows import make_node
 
 #: how soon every process must follow a change (DESIGN.md: "within one second")
 PROPAGATION = 1.0

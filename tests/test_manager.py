@@ -20,8 +20,7 @@ from tachycore.errors import (
 from tachycore.manager import PluginManager
 from tachycore.plugins import Plugin
 from tachycore.registry import DatabaseRegistry, MemoryRegistry, PluginRecord
-
-from .conftest import wait_until
+from tests.helpers.processes import wait_until
 
 HOOKS = ("before_load", "load", "install", "after_add", "before_enable", "after_enable",
          "before_disable", "after_disable", "before_remove", "after_remove")

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 
 from demo.notes.plugin import WELCOME_TITLE
-
-from .conftest import manage, status_of
+from tests.helpers.http import status_of
+from tests.helpers.processes import manage
 
 #: how soon another process must see a plugin state change (DESIGN.md: "within one second")
 PROPAGATION = 1.0

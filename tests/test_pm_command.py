@@ -14,8 +14,7 @@ from demo.audit.models import AuditEvent
 from demo.notes.models import Note
 from demo.notes.plugin import WELCOME_TITLE, NotesPlugin
 from tachycore.models import ApplicationPlugin
-
-from .conftest import manage
+from tests.helpers.processes import manage
 
 
 def pm(*args: str) -> str:

@@ -12,8 +12,8 @@ from django.db import connection
 
 from tachycore.models import ApplicationPlugin
 from tachycore.registry import DatabaseRegistry
-
-from .conftest import fetch, manage, status_of, wait_until
+from tests.helpers.http import fetch, status_of
+from tests.helpers.processes import manage, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,8 +128,7 @@ def test_web_process__registers_its_node_before_any_request(subprocess_env):
     import sys
 
     from tachycore.models import Node
-
-    from .conftest import ROOT, free_port, stop_server
+    from tests.helpers.processes import ROOT, free_port, stop_server
 
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{free_port()}", "--noreload"],

@@ -43,8 +43,7 @@ from tachycore.registry import (
     PluginRecord,
     load_registry,
 )
-
-from .conftest import ROOT, wait_until
+from tests.helpers.processes import ROOT, wait_until
 
 # -- drivers -------------------------------------------------------------------------------
 

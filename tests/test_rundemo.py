@@ -19,8 +19,7 @@ import pytest
 
 from demo.processes import GRACE, Child, ChildDied, ProcessGroup
 from tachycore.models import Node
-
-from .conftest import ROOT, free_port, wait_until
+from tests.helpers.processes import ROOT, free_port, wait_until
 
 
 def process_table() -> dict[int, tuple[int, str]]:

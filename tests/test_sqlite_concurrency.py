@@ -15,8 +15,7 @@ from django.db import connection
 
 from demo.audit.models import AuditEvent
 from tachycore.models import ApplicationPlugin
-
-from .conftest import ROOT, run_together
+from tests.helpers.processes import ROOT, run_together
 
 sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite set-up")
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from tachycore.models import Node, NodeStatus
 from tachycore.supervisor import MAX_ERRORS, Supervisor, list_nodes, prune_nodes
-
-from .conftest import make_node, manage, wait_until
+from tests.helpers.processes import manage, wait_until
+from tests.helpers.rows import make_node
 
 JSON_KEYS = {
     "id",

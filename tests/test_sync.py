@@ -26,8 +26,7 @@ from tachycore.errors import PubSubConfigurationError, SyncMessageError
 from tachycore.pubsub import BasePubSub, MemoryPubSub, load_pubsub, resolve_pubsub_config
 from tachycore.pubsub.base import MAX_MESSAGE_BYTES, encode
 from tachycore.runtime import runtime
-
-from .conftest import wait_until
+from tests.helpers.processes import wait_until
 
 WAIT = 5.0  # seconds: the longest any message or reconnect may take
 

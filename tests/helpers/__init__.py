@@ -1,0 +1,1 @@
+"""Plain helpers of the test suite (no fixtures: those are in tests/fixtures/)."""
