@@ -21,6 +21,7 @@ import jobs
 from jobs.checks import check_permission_classes
 from jobs.conf import jobs_settings
 from jobs.models import Job, JobStatus
+from tests.helpers.rows import disable_in_registry
 
 pytestmark = pytest.mark.django_db
 
@@ -919,12 +920,3 @@ def test_enqueue__a_body_nested_too_deeply_is_400(api):
     response = api.post(url(), data=body, content_type="application/json")
     assert "nested too deeply" in assert_error(response, 400)
     assert row_count() == 0
-
-
-def disable_in_registry(name: str) -> None:
-    """A built-in plugin disabled in its registry row (``pm disable`` refuses it now; a
-    registry from before, or edited by hand, can still hold the state)."""
-    from tachycore.manager import plugin_manager
-
-    plugin_manager.registry.update(name, enabled=False)
-    plugin_manager.refresh(force=True)

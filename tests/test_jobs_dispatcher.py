@@ -19,6 +19,7 @@ from jobs.models import Job
 from jobs.sql import statements_for
 from tachycore.manager import plugin_manager
 from tests.helpers.processes import wait_until
+from tests.helpers.rows import disable_in_registry
 from tests.plugin_apps.toolbox import jobs as toolbox_jobs
 
 pytestmark = pytest.mark.usefixtures("fast_jobs")
@@ -223,7 +224,7 @@ def test_retry_delay__jitter_spreads_retries(settings):
 @transactional
 def test_dispatcher__job_of_a_disabled_plugin_waits_until_it_is_enabled(store):
     job = store.enqueue("toolbox.echo", {"n": 1})
-    plugin_manager.disable("toolbox")
+    disable_in_registry("toolbox")
 
     while_disabled = burst()
 

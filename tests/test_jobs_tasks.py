@@ -20,6 +20,7 @@ from jobs.errors import WorkerLost
 from jobs.models import Job, JobStatus
 from jobs.sql import statements_for
 from tests.helpers.processes import manage
+from tests.helpers.rows import disable_in_registry
 from tests.plugin_apps.toolbox import tasks
 
 BACKEND = "jobs.backends.JobsBackend"
@@ -479,7 +480,7 @@ def test_run__a_dispatcher_limited_to_topics_runs_only_those_tasks():
 def test_run__a_task_of_a_disabled_plugin_waits_until_it_is_enabled():
     from tachycore.manager import plugin_manager
 
-    plugin_manager.disable("toolbox")
+    disable_in_registry("toolbox")
     enqueued = tasks.add.enqueue(1, 2)
 
     run_due()

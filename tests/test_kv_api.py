@@ -19,6 +19,7 @@ from rest_framework.permissions import BasePermission
 import kv
 from kv.checks import check_permission_classes
 from kv.errors import InvalidValue, ValueTooLarge
+from tests.helpers.rows import disable_in_registry
 
 pytestmark = pytest.mark.django_db
 
@@ -588,12 +589,3 @@ def test_schema__no_kv_paths_while_they_answer_404(admin_client, settings):
     settings.KV = ON
     disable_in_registry("kv")
     assert not [path for path in schema_paths(admin_client) if path.startswith("/api/kv/")]
-
-
-def disable_in_registry(name: str) -> None:
-    """A built-in plugin disabled in its registry row (``pm disable`` refuses it now; a
-    registry from before, or edited by hand, can still hold the state)."""
-    from tachycore.manager import plugin_manager
-
-    plugin_manager.registry.update(name, enabled=False)
-    plugin_manager.refresh(force=True)

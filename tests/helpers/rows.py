@@ -19,3 +19,13 @@ def make_node(node_id: str, *, kind: str = "web", status: str = "running", age: 
         started=now - timedelta(seconds=age + 60), heartbeat=now - timedelta(seconds=age),
         maintenance=maintenance, last_errors=errors or [],
     )
+
+
+def disable_in_registry(name: str) -> None:
+    """Disable a built-in plugin in its registry row (``pm disable`` refuses to; a registry
+    from an older release, or edited by hand, can still hold the state), and let this
+    process see it."""
+    from tachycore.manager import plugin_manager
+
+    plugin_manager.registry.update(name, enabled=False)
+    plugin_manager.refresh(force=True)
