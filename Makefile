@@ -31,6 +31,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 test: install lint
 	$(BIN)/python manage.py check --fail-level WARNING

@@ -35,7 +35,8 @@ logger = logging.getLogger("jobs.backends")
 OPTIONS = ("MAX_RETRIES",)
 MAX_RETRIES_LIMIT = 1000  # as the store's check_max_retries
 
-STATUS = {
+#: keyed by ``Job.status`` (text: a ``JobStatus`` is equal to its value)
+STATUS: dict[str, TaskResultStatus] = {
     JobStatus.PENDING: TaskResultStatus.READY,
     JobStatus.PROCESSING: TaskResultStatus.RUNNING,
     JobStatus.COMPLETED: TaskResultStatus.SUCCESSFUL,
@@ -148,7 +149,7 @@ def task_result(job: Job, task: Task | None = None) -> TaskResult:
     if task.backend != job.task_backend or task.queue_name != job.queue_name or task.priority != job.priority:
         task = task.using(backend=job.task_backend, queue_name=job.queue_name, priority=job.priority)
     payload = job.payload if isinstance(job.payload, dict) else {}
-    result = TaskResult(
+    result: TaskResult = TaskResult(
         task=task, id=str(job.id), status=STATUS[job.status], enqueued_at=job.created,
         started_at=job.started_at, finished_at=job.finished_at, last_attempted_at=job.attempted_at,
         args=payload.get("args", []), kwargs=payload.get("kwargs", {}), backend=job.task_backend,

@@ -260,6 +260,7 @@ class Dispatcher:
         for outcome in outcomes:
             job = outcome.job
             if outcome.status != JobStatus.COMPLETED:
+                assert outcome.error is not None, "an outcome that is not completed carries its error"
                 ok = sql.fail(self.name, now, job.id, outcome.error, outcome.retry_at, attempt=job.attempts)
             else:
                 ok = job.id in written
@@ -288,6 +289,7 @@ class Dispatcher:
             self.counters.completed += 1
         elif outcome.status == JobStatus.FAILED:
             self.counters.failed += 1
+            assert outcome.error is not None, "a failed outcome carries its error"
             logger.error("job %s (%s) failed for good: %s", outcome.job.id, outcome.job.topic,
                          outcome.error["traceback"].strip().splitlines()[-1])
         else:

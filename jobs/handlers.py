@@ -99,7 +99,7 @@ def handler(topic: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 def allowed_without_handler(topic: str, patterns: list[str] | None) -> bool:
     """Whether ``topic`` matches one of the ``ALLOWED_TOPICS`` patterns."""
-    return bool(patterns) and any(fnmatch.fnmatchcase(topic, pattern) for pattern in patterns)
+    return patterns is not None and any(fnmatch.fnmatchcase(topic, pattern) for pattern in patterns)
 
 
 def autodiscover() -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import models
 from django.db.models import F, Q
+
+if TYPE_CHECKING:
+    from django.tasks import TaskResult
 
 
 class JobStatus(models.TextChoices):
@@ -71,6 +76,10 @@ class Job(models.Model):
     #: set by ``enqueue``: true when the job returned is an existing pending job that holds
     #: the dedupe key asked for (nothing was added)
     deduplicated = False
+    #: set by the store between preparing a job and inserting it: its payload as JSON text
+    _payload_json: str
+    #: set on a claimed task's job before it runs: the ``TaskResult`` its context hands out
+    _task_result: TaskResult
 
     class Meta:
         db_table = "_jobs"

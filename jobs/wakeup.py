@@ -19,10 +19,14 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.db import connections
 
 from .sql import NOTIFY_CHANNEL
+
+if TYPE_CHECKING:
+    import psycopg
 
 logger = logging.getLogger("jobs.dispatcher")
 
@@ -52,7 +56,7 @@ class Listener:
         self.on_error = on_error
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._conn = None
+        self._conn: psycopg.Connection | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="jobs-listener", daemon=True)
@@ -67,7 +71,7 @@ class Listener:
         if self._thread is not None:
             self._thread.join(5)
 
-    def _connect(self):
+    def _connect(self) -> psycopg.Connection:
         from tachycore.pubsub.postgres import listen_connection
 
         return listen_connection(self.using, NOTIFY_CHANNEL, f"jobs-listen {self.name}")
@@ -76,12 +80,12 @@ class Listener:
         backoff = 0.1
         while not self._stop.is_set():
             try:
-                self._conn = self._connect()
+                listening = self._conn = self._connect()
                 self.wake()  # jobs may have come while we were not listening
                 backoff = 0.1
                 while not self._stop.is_set():
                     woke = False
-                    for _ in self._conn.notifies(timeout=1.0, stop_after=1):
+                    for _ in listening.notifies(timeout=1.0, stop_after=1):
                         woke = True
                     if woke:
                         self.wake()

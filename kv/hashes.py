@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.db import transaction
 
@@ -13,6 +13,7 @@ from .errors import InvalidKey, InvalidValue, ValueTooLarge, WrongType
 from .validation import check_field, check_key, to_integer, to_json
 
 if TYPE_CHECKING:
+    from .sql import Statements
     from .sql.session import Session, Write
 
 
@@ -27,7 +28,8 @@ class HashCommands:
     def _read(self, key: Any) -> tuple[str, Any] | None:
         raise NotImplementedError
 
-    def _refuse_increment(self, sql: Any, key: str, field: str | None, amount: int, now: int) -> None:
+    def _refuse_increment(self, sql: Statements, key: str, field: str | None, amount: int,
+                          now: int) -> NoReturn:
         raise NotImplementedError
 
     def hset(self, key: str, field: str | None = None, value: Any = None,

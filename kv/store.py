@@ -7,7 +7,7 @@ the hash and lock commands in ``kv.hashes`` and ``kv.locks``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 from . import clock
 from .conf import kv_settings
@@ -15,7 +15,7 @@ from .errors import InvalidKey, InvalidValue, NotAnInteger, Overflow, WrongType
 from .hashes import HashCommands
 from .l1 import L1Cache
 from .locks import LockCommands
-from .sql import Statements
+from .sql import CacheStatements, Statements
 from .sql.base import INT64_MAX, INT64_MIN
 from .sql.session import Session, Write
 from .validation import check_key, expiry, to_integer, to_json, to_seconds
@@ -61,8 +61,9 @@ class KVStore(HashCommands, LockCommands):
         """``(type, value)`` of a live key; through L1 outside a transaction only (inside one,
         another thread may have cached the committed value this transaction replaced)."""
         l1 = self._l1 if self._l1_config is not None else self.l1  # the property costs an L1 hit a call
-        cacheable = l1 is not None and not self._session.connection().in_atomic_block
-        if cacheable:
+        if l1 is not None and self._session.connection().in_atomic_block:
+            l1 = None  # inside a transaction: past L1, and it is not filled
+        if l1 is not None:
             if key.__class__ is str:  # L1 holds checked keys only: a hit needs no check
                 hit = l1.get(key)
                 if hit is not None:
@@ -75,7 +76,7 @@ class KVStore(HashCommands, LockCommands):
             return None
         type_, text, expire_at = row
         value = json.loads(text)
-        if cacheable:
+        if l1 is not None:
             l1.fill(key, type_, value, text, None if expire_at is None else (expire_at - now) / 1000, generation)
         return type_, value
 
@@ -141,8 +142,9 @@ class KVStore(HashCommands, LockCommands):
         keys = list(dict.fromkeys(check_key(key) for key in keys))
         found: dict[str, tuple[str, Any]] = {}
         l1 = self.l1
-        cacheable = l1 is not None and not self._session.in_transaction()
-        if cacheable:
+        if l1 is not None and self._session.in_transaction():
+            l1 = None  # inside a transaction: past L1, and it is not filled
+        if l1 is not None:
             generation = l1.generation
             found = {key: hit for key in keys if (hit := l1.get(key)) is not None}
         misses = [key for key in keys if key not in found]
@@ -150,7 +152,7 @@ class KVStore(HashCommands, LockCommands):
             now = clock.now_ms()
             for key, (type_, text, expire_at) in self._session.statements().get_many(misses, now).items():
                 found[key] = (type_, json.loads(text))
-                if cacheable:
+                if l1 is not None:
                     ttl = None if expire_at is None else (expire_at - now) / 1000
                     l1.fill(key, type_, json.loads(text), text, ttl, generation)
         return found
@@ -160,7 +162,7 @@ class KVStore(HashCommands, LockCommands):
         ``keys``: L1 and other processes follow as for the store's own writes (``kv.cache``)."""
         return self._write(*keys)
 
-    def statements(self) -> Statements:
+    def statements(self) -> CacheStatements:
         """The statements of ``kv.sql`` on this thread's connection, for a caller that tells
         L1 itself what changed (``forget``)."""
         return self._session.statements()
@@ -276,13 +278,14 @@ class KVStore(HashCommands, LockCommands):
         """``decrby``."""
         return self.decrby(key, amount)
 
-    def _refuse_increment(self, sql: Statements, key: str, field: str | None, amount: int, now: int) -> None:
+    def _refuse_increment(self, sql: Statements, key: str, field: str | None, amount: int,
+                          now: int) -> NoReturn:
         """Raise the error that explains why an increment of ``key`` (``field``) was refused."""
         found = sql.row(key, now)
-        type_, current = (found[0], json.loads(found[1])) if found else ("none", None)
         expected = "hash" if field is not None else "value"
-        if type_ != expected:
-            raise WrongType(f"key {key!r} holds a {type_}, not a {expected}")
+        if found is None or found[0] != expected:
+            raise WrongType(f"key {key!r} holds a {found[0] if found else 'none'}, not a {expected}")
+        current = json.loads(found[1])
         if field is not None:
             current = current.get(field)
         where = f"field {field!r} of key {key!r}" if field is not None else f"key {key!r}"

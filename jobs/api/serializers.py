@@ -66,7 +66,9 @@ class EnqueueSerializer(serializers.Serializer):
 class JobSerializer(serializers.ModelSerializer):
     payload = AnyJSONField()
     result = AnyJSONField(allow_null=True)
-    errors = serializers.ListField(child=serializers.DictField())
+    # ignored: DRF's SerializerMetaclass pops declared fields off the class, so this one does
+    # not shadow Serializer.errors; the stubs cannot say so (djangorestframework-stubs#78)
+    errors = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
     workers = serializers.ListField(child=serializers.CharField())
 
     class Meta:

@@ -140,7 +140,8 @@ class Statements:
         """``topics``: handler topics; ``task_backends``: tasks of these ``TASKS`` aliases
         (only the ``task_topics`` among them, when given); ``blocked_prefixes``: task paths
         of disabled plugins."""
-        parts, params = [], []
+        parts: list[str] = []
+        params: list[Any] = []
         if topics:
             parts.append(f"(task_backend = '' AND topic IN ({', '.join(['%s'] * len(topics))}))")
             params.extend(topics)

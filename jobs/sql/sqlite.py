@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -34,7 +34,8 @@ class SQLiteStatements(Statements):
         if value is None or isinstance(value, datetime):
             return value
         parsed = parse_datetime(value)
-        return timezone.make_aware(parsed, timezone.UTC) if parsed.tzinfo is None else parsed
+        assert parsed is not None, f"a datetime column holds Django's datetime text, not {value!r}"
+        return timezone.make_aware(parsed, UTC) if parsed.tzinfo is None else parsed
 
     def complete(self, worker, now, outcomes):
         if not outcomes:

@@ -48,8 +48,11 @@ class ExpireSerializer(serializers.Serializer):
 class HashUpdateSerializer(serializers.Serializer):
     """Body of ``PATCH /keys/<key>/hash/``: the fields to set, others are kept."""
 
-    fields = serializers.DictField(child=serializers.JSONField(allow_null=True), allow_empty=False,
-                                   help_text="Field names and their JSON values.")
+    # ignored: DRF's SerializerMetaclass pops declared fields off the class, so this one does
+    # not shadow Serializer.fields; the stubs cannot say so (djangorestframework-stubs#78)
+    fields = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.JSONField(allow_null=True), allow_empty=False,
+        help_text="Field names and their JSON values.")
 
 
 # -- responses -----------------------------------------------------------------------------
@@ -79,7 +82,9 @@ class ExpirySerializer(serializers.Serializer):
 
 class HashSerializer(serializers.Serializer):
     key = serializers.CharField()
-    fields = serializers.DictField(child=serializers.JSONField(allow_null=True))
+    # ignored: DRF's SerializerMetaclass pops declared fields off the class, so this one does
+    # not shadow Serializer.fields; the stubs cannot say so (djangorestframework-stubs#78)
+    fields = serializers.DictField(child=serializers.JSONField(allow_null=True))  # type: ignore[assignment]
 
 
 class HashUpdatedSerializer(HashSerializer):

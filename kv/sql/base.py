@@ -265,6 +265,11 @@ class Statements:
     def hincr(self, key: str, field: str, amount: int, now: int) -> int | None:
         raise NotImplementedError
 
+    def invalidation_of(self, key: str, node_id: str, channel: str, message: str) -> str:
+        """The NOTIFY payload that drops ``key`` from other processes' L1 (PostgreSQL only:
+        the store asks for it only where sync messages travel by NOTIFY)."""
+        raise NotImplementedError
+
     def row(self, key: str, now: int) -> tuple[str, str] | None:
         """``(type, value JSON)`` of a live key, to explain a refused write."""
         found = self.get(key, now)

@@ -10,8 +10,10 @@ from .base import ALIVE, Statements
 class CacheStatements(Statements):
     """The store's statements and those of the cache backend; each vendor class extends it."""
 
-    #: keys from ``lo`` (included) to ``hi`` (excluded), compared byte by byte
-    key_range = "key >= %(lo)s AND key < %(hi)s"
+    @property
+    def key_range(self) -> str:
+        """Keys from ``lo`` (included) to ``hi`` (excluded), compared byte by byte."""
+        return "key >= %(lo)s AND key < %(hi)s"
 
     @staticmethod
     def _prefix(prefix: str, type_: str) -> dict[str, Any]:
@@ -21,9 +23,11 @@ class CacheStatements(Statements):
 
     def count_prefix(self, prefix: str, type_: str) -> int:
         """How many rows of ``type_`` have a key starting with ``prefix``, expired ones included."""
-        return self._one(
+        row = self._one(
             f"SELECT count(*) FROM _kv WHERE type = %(type)s AND {self.key_range}", self._prefix(prefix, type_)
-        )[0]
+        )
+        assert row is not None, "count(*) without GROUP BY returns one row"
+        return row[0]
 
     def delete_prefix(self, prefix: str, type_: str, expired_at: int | None = None) -> int:
         """Delete the rows of ``type_`` under ``prefix`` (with ``expired_at``, only those expired

@@ -60,6 +60,7 @@ class PostgresStatements(CacheStatements):
                 "JOIN pg_database d ON d.datname = current_database() "
                 "WHERE a.attrelid = '_kv'::regclass AND a.attname = 'key'", {},
             )
+            assert row is not None, "_kv.key has a collation once the migrations have run"
             _code_point_order[database] = sorts_by_code_point(*row)
         return _code_point_order[database]
 

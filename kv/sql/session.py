@@ -18,7 +18,7 @@ from django.db import connections, router, transaction
 from tachycore.pubsub.base import encode
 
 from ..conf import kv_settings, site_settings
-from . import Statements, statements_for
+from . import CacheStatements, Statements, statements_for
 
 if TYPE_CHECKING:
     from ..l1 import L1Cache
@@ -70,7 +70,7 @@ class Session:
     def in_transaction(self) -> bool:
         return self.connection().in_atomic_block
 
-    def statements(self, connection=None) -> Statements:
+    def statements(self, connection=None) -> CacheStatements:
         """Statements on this thread's connection (or ``connection``, which is it): on the
         driver's own cursor, kept for the connection's life (Django's wrapper and a new cursor
         each time would cost more than the query), or on a new Django cursor while queries
@@ -140,7 +140,7 @@ class Write:
         self._session = session
         self._keys = keys
         self._l1 = l1
-    def __enter__(self) -> Statements:
+    def __enter__(self) -> CacheStatements:
         session = self._session
         connection = self._connection = session.connection()
         self._atomic = self._notify = None

@@ -10,7 +10,7 @@ nothing when it is refused.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -28,6 +28,13 @@ from kv.store import KVStore
 from kv.validation import check_field, check_key, to_json
 
 from .switches import SwitchedAdmin
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.sql.compiler import SQLCompiler
+
+    #: a lookup's SQL and its parameters (a tuple, as Django's own lookups return)
+    CompiledSQL = tuple[str, tuple[str | int, ...]]
 
 PREVIEW_LENGTH = 80
 
@@ -47,18 +54,18 @@ class RedisGlob(Lookup):
     lookup_name = "redis_glob"
     prepare_rhs = False
 
-    def as_sqlite(self, compiler, connection) -> tuple[str, list]:
+    def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> CompiledSQL:
         lhs, params = self.process_lhs(compiler, connection)
         pattern = glob_to_sqlite(self.rhs)
         if pattern is None:  # an empty set: nothing can match
-            return "1 = 0", []
-        return f"{lhs} GLOB %s", [*params, pattern]
+            return "1 = 0", ()
+        return f"{lhs} GLOB %s", (*params, pattern)
 
-    def as_postgresql(self, compiler, connection) -> tuple[str, list]:
+    def as_postgresql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> CompiledSQL:
         lhs, params = self.process_lhs(compiler, connection)
-        return f"{lhs} ~ %s", [*params, glob_to_regex(self.rhs)]
+        return f"{lhs} ~ %s", (*params, glob_to_regex(self.rhs))
 
-    def as_sql(self, compiler, connection) -> tuple[str, list]:
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> CompiledSQL:
         raise NotSupportedError(f"Redis glob patterns are not translated for {connection.vendor}")
 
 
@@ -143,7 +150,8 @@ class KeyForm(forms.ModelForm):
         return value
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()  # a ModelForm's returns its cleaned_data
+        cleaned = self.cleaned_data
         if cleaned.get("ttl") and cleaned.get("remove_ttl"):
             raise forms.ValidationError("Set a TTL or remove it, not both.", code="ttl_conflict")
         return cleaned
