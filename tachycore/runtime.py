@@ -1,4 +1,9 @@
-"""The kernel's per-process services: the sync listener, the node heartbeat, the reconcile loop."""
+"""The kernel's per-process services: the sync listener, the node heartbeat, the reconcile loop.
+
+A little over 300 lines on purpose: ``Runtime`` is one object per process whose start,
+stop, background loop and message routing share one lock and one rule for a forked
+child (nothing is inherited); the drivers it runs are in ``pubsub`` and ``supervisor``.
+"""
 
 from __future__ import annotations
 
