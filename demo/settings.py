@@ -28,6 +28,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # API tokens (manage.py drf_create_token USER): a token costs a table lookup, a password
+    # (Basic authentication) a deliberately slow hash on every request
+    "rest_framework.authtoken",
     "drf_spectacular",
     "django_q",
     "tachycore",
@@ -92,6 +95,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
+    # a browser's session (the admin's login) or an API token; no Basic authentication
+    # (the session first, as in DRF's default: a request without credentials gets 403)
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
