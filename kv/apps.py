@@ -14,13 +14,17 @@ class KvConfig(AppConfig):
     def ready(self) -> None:
         from tachycore import sync
 
-        from . import checks, conf, receivers
+        from . import checks, conf, l1, receivers
         from .sql.session import INVALIDATE_CHANNEL
 
         checks.register()
         setting_changed.connect(conf.reset_site_settings, dispatch_uid="kv.site_settings")
         connection_created.connect(receivers.register_sqlite_functions, dispatch_uid="kv.sqlite_functions")
         sync.subscribe(INVALIDATE_CHANNEL, receivers.invalidate_from_elsewhere)
+        # L1 answers only while invalidations arrive: emptied when the listener goes down
+        # and when it comes back, filled only while it is live (kv/l1.py)
+        sync.on_disconnect(receivers.flush_l1)
         sync.on_reconnect(receivers.flush_l1)
+        l1.follow_invalidations(receivers.invalidations_arrive)
         post_migrate.connect(receivers.register_cleanup_schedule, sender=self,
                              dispatch_uid="kv.register_cleanup_schedule")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from . import clock
@@ -12,6 +13,27 @@ from . import clock
 #: values of these types cannot be changed by the caller: L1 hands out the object itself
 IMMUTABLE = (str, int, float, bool, type(None))
 ENTRY_OVERHEAD = 100  # bytes counted per entry beyond its key and JSON text
+
+
+def _always() -> bool:
+    return True
+
+
+#: whether other processes' invalidations reach this one now; ``KvConfig.ready()`` installs
+#: ``kv.receivers.invalidations_arrive`` (``follow_invalidations``)
+_invalidations_arrive: Callable[[], bool] = _always
+
+
+def follow_invalidations(probe: Callable[[], bool]) -> None:
+    """Fill L1 only while ``probe()`` says invalidations from other processes arrive.
+
+    The other half of the switch is event-driven: whoever loses the invalidations
+    clears every L1 at once (``kv.receivers.flush_l1`` on the sync listener's
+    disconnect), so a hit costs nothing more; the probe runs on a miss only, beside
+    the database read it follows.
+    """
+    global _invalidations_arrive
+    _invalidations_arrive = probe
 
 
 class L1Cache:
@@ -60,7 +82,7 @@ class L1Cache:
         """Keep ``key`` for ``min(self.ttl, ttl)`` seconds unless it was invalidated since ``generation``."""
         lifetime = self.ttl if ttl is None else min(self.ttl, ttl)
         size = len(key.encode()) + len(text.encode()) + ENTRY_OVERHEAD
-        if lifetime <= 0 or size > self.max_bytes:
+        if lifetime <= 0 or size > self.max_bytes or not _invalidations_arrive():
             return
         entry = (type_, value if isinstance(value, IMMUTABLE) else None,
                  None if isinstance(value, IMMUTABLE) else text, clock.monotonic() + lifetime, size)

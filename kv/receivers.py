@@ -7,6 +7,7 @@ from typing import Any
 __all__ = [
     "flush_l1",
     "invalidate_from_elsewhere",
+    "invalidations_arrive",
     "register_cleanup_schedule",
     "register_sqlite_functions",
 ]
@@ -27,12 +28,28 @@ def invalidate_from_elsewhere(payload: Any) -> None:
 
 
 def flush_l1() -> None:
-    """The sync listener reconnected: messages may have been lost, so forget everything."""
+    """The sync listener lost its connection (invalidations stop arriving) or got it back
+    (some may have been lost meanwhile): forget everything. While it is down, L1 is not
+    filled again (``invalidations_arrive``), so reads go to the database."""
     from . import get_store
 
     store = get_store()
     if store is not None and store.l1 is not None:
         store.l1.clear()
+
+
+def invalidations_arrive() -> bool:
+    """Whether other processes' writes reach this process's L1 as sync messages now: the
+    cross-process listener is live (``runtime.push_live``), or the adapter carries no
+    message between processes (the in-process one, SQLite's default), where an L1 entry
+    is trusted for its ``L1_TTL`` alone, as it always was."""
+    from tachycore.runtime import runtime
+
+    try:
+        adapter = runtime.pubsub
+    except Exception:  # a broken PUBSUB setting (tachycore.E003 says so): no messages
+        return False
+    return not adapter.cross_process or runtime.push_live
 
 
 def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> None:

@@ -51,6 +51,7 @@ class Runtime:
         self._subscribers: dict[str, list[Callable[[Any], None]]] = defaultdict(list)
         self._routes: dict[str, Callable[[str, Any], None]] = {}
         self._reconnect_callbacks: list[Callable[[], None]] = []
+        self._disconnect_callbacks: list[Callable[[], None]] = []
         self._states: list[WatchedState] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -89,6 +90,7 @@ class Runtime:
             if self._pubsub is None:
                 self._pubsub = load_pubsub(tachycore_settings.PUBSUB, self._supervisor.node_id,
                                            self._dispatch, self._reconnected)
+                self._pubsub.on_disconnect = self._disconnected
             return self._pubsub
 
     def reset(self) -> None:
@@ -245,6 +247,14 @@ class Runtime:
             if callback not in self._reconnect_callbacks:
                 self._reconnect_callbacks.append(callback)
 
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` as soon as the listener is not live (lost its connection, went
+        quiet past the adapter's ``stall_after``, or stopped): until ``on_reconnect``, what
+        other processes publish may not arrive. It runs on the listener or watchdog thread."""
+        with self._lock:
+            if callback not in self._disconnect_callbacks:
+                self._disconnect_callbacks.append(callback)
+
     def _dispatch(self, channel: str, payload: Any, origin: str) -> None:
         # the listener thread keeps its database connection between messages (a new
         # connection would cost more than the rest of the work); a broken one is dropped
@@ -265,6 +275,13 @@ class Runtime:
                 self.supervisor.record_error(f"sync subscriber of {channel!r} failed: {type(e).__name__}: {e}")
         if failed:
             connections.close_all()
+
+    def _disconnected(self) -> None:
+        for callback in list(self._disconnect_callbacks):
+            try:
+                callback()
+            except Exception as e:
+                self.supervisor.record_error(f"sync disconnect callback failed: {e}")
 
     def _reconnected(self) -> None:
         connections.close_all()  # the server may have restarted: old connections are dead

@@ -4,7 +4,8 @@
 once outside one); ``subscribe(channel, callback)`` receives what every *other*
 process publishes. A message can be lost (a listener reconnecting), so a
 receiver should treat it as a hint to re-read the truth from the database,
-and also re-read after :func:`on_reconnect`. Plugins get the messages of the
+and also re-read after :func:`on_reconnect`; one that caches should stop trusting
+its copy at :func:`on_disconnect`. Plugins get the messages of the
 channel ``plugin:<name>`` in ``Plugin.handle_sync_message``.
 """
 
@@ -18,7 +19,7 @@ from django.db import transaction
 from .pubsub.base import encode
 from .runtime import runtime
 
-__all__ = ["on_reconnect", "publish", "subscribe", "unsubscribe"]
+__all__ = ["on_disconnect", "on_reconnect", "publish", "subscribe", "unsubscribe"]
 
 
 def publish(channel: str, payload: Any = None, *, using: str | None = None) -> None:
@@ -42,3 +43,9 @@ def unsubscribe(channel: str, callback: Callable[[Any], None]) -> None:
 def on_reconnect(callback: Callable[[], None]) -> None:
     """Call ``callback()`` after the listener got its connection back (messages may be lost)."""
     runtime.on_reconnect(callback)
+
+
+def on_disconnect(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` as soon as the listener is not live any more: from then until
+    :func:`on_reconnect`, messages of other processes may not arrive."""
+    runtime.on_disconnect(callback)

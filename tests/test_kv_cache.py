@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 
 import kv
+import kv.l1
 from kv import clock as kv_clock
 from kv import get_store
 from kv.cache import KVCache
@@ -56,9 +57,11 @@ def custom_key_func(key, key_prefix, version):
     pytest.param("l1", marks=pytest.mark.django_db(transaction=True)),
     pytest.param("no-l1", marks=pytest.mark.django_db),
 ])
-def l1(request, settings):
-    """The store's L1, on (the test commits) or off (``None``: the test runs in a transaction)."""
+def l1(request, settings, monkeypatch):
+    """The store's L1, on (the test commits) or off (``None``: the test runs in a transaction).
+    On, as in a process whose sync listener is live (the pytest process starts none)."""
     settings.KV = {"L1_ENABLED": request.param == "l1"}
+    monkeypatch.setattr(kv.l1, "_invalidations_arrive", lambda: True)
     assert connection.in_atomic_block is (request.param == "no-l1")  # the premise of the two runs
     store_l1 = get_store().l1
     if store_l1 is not None:
@@ -857,8 +860,9 @@ def test_transaction__rolled_back_write_leaves_the_old_value(cache):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_l1__a_second_read_asks_no_database(settings):
+def test_l1__a_second_read_asks_no_database(settings, monkeypatch):
     settings.KV = {"L1_ENABLED": True}
+    monkeypatch.setattr(kv.l1, "_invalidations_arrive", lambda: True)  # as with a live listener
     cache = make_cache()
     cache.set("k", "v")
     cache.get("k")

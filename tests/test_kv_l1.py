@@ -21,12 +21,21 @@ import pytest
 from django.db import connection, connections, transaction
 
 import kv
+import kv.l1
+from kv import receivers
 from kv.l1 import L1Cache
 from kv.models import KVEntry
 from kv.receivers import flush_l1, invalidate_from_elsewhere
 from kv.sql.base import Statements
 from tachycore.runtime import runtime
-from tests.helpers.processes import wait_until
+from tests.helpers.processes import free_port, wait_until
+
+
+@pytest.fixture(autouse=True)
+def _invalidations_arrive(monkeypatch):
+    """As in a process whose sync listener is live: the pytest process starts no runtime, so
+    on PostgreSQL L1 would not fill at all (the tests of that switch set it themselves)."""
+    monkeypatch.setattr(kv.l1, "_invalidations_arrive", lambda: True)
 
 
 @pytest.fixture(autouse=True)
@@ -664,6 +673,46 @@ def test_store_l1__flush_l1_empties_it(store):
     flush_l1()
 
     assert len(store.l1) == 0
+
+
+@store_db
+def test_store_l1__not_filled_while_invalidations_cannot_arrive(store, monkeypatch, django_assert_num_queries):
+    store.set("k", "v")
+    monkeypatch.setattr(kv.l1, "_invalidations_arrive", lambda: False)
+
+    with django_assert_num_queries(2):
+        assert store.get("k") == "v"
+        assert store.mget("k") == ["v"]
+
+    assert store.l1.get("k") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_store_l1__emptied_when_the_sync_listener_is_lost():
+    store = kv.get_store()
+    store.mset({"a": 1, "b": 2})
+    store.mget("a", "b")
+    assert len(store.l1) == 2
+
+    runtime.pubsub.on_disconnect()  # what the adapter calls once its listener is not live
+
+    assert len(store.l1) == 0
+
+
+def test_invalidations_arrive__with_the_in_process_adapter_l1_relies_on_its_ttl(settings):
+    settings.TACHYCORE = {**settings.TACHYCORE, "PUBSUB": "tachycore.pubsub.memory.MemoryPubSub"}
+    runtime.reset_pubsub()
+
+    assert receivers.invalidations_arrive() is True
+
+
+def test_invalidations_arrive__not_while_a_cross_process_listener_is_not_live(settings):
+    pubsub = {"BACKEND": "tachycore.pubsub.redis.RedisPubSub",
+              "OPTIONS": {"URL": f"redis://127.0.0.1:{free_port()}/0"}}  # nobody there
+    settings.TACHYCORE = {**settings.TACHYCORE, "PUBSUB": pubsub}
+    runtime.reset_pubsub()
+
+    assert receivers.invalidations_arrive() is False
 
 
 @pytest.mark.django_db(transaction=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -22,7 +23,8 @@ from django.db import connections, transaction
 
 import kv
 from kv.models import KVEntry
-from tests.helpers.processes import ROOT, run_together
+from tachycore.runtime import runtime
+from tests.helpers.processes import ROOT, free_port, run_together, wait_until
 
 WORKER = r"""
 import json
@@ -290,6 +292,98 @@ def test_l1__write_reaches_the_l1_of_another_process_within_a_second(subprocess_
             write()
             _, seen = lines.wait_for(lambda line, value=expected: line[0] == value, timeout=5)
             assert seen - written < 1.0, f"{expected!r} took {seen - written:.2f} s to reach the other process"
+    finally:
+        reader.kill()
+        reader.wait()
+        reader.stdout.close()
+    assert "Traceback" not in errors.read_text(), errors.read_text()
+
+
+#: like READER, with whether this process's sync listener is live: ``[value, in L1, live]``
+LIVE_READER = READER.replace(
+    "print(json.dumps([value, store.l1.get(key) is not None]), flush=True)",
+    "print(json.dumps([value, store.l1.get(key) is not None, runtime.push_live]), flush=True)",
+)
+
+
+class RedisServer:
+    """A redis-server of this test alone, on a free port, that the test stops and starts."""
+
+    def __init__(self, directory) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = directory
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        assert wait_until(self._answers, timeout=10), "redis-server did not start"
+
+    def _answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_l1__another_process_stops_trusting_its_l1_while_redis_is_down(subprocess_env, tmp_path, settings,
+                                                                       redis_server):
+    pubsub = {"BACKEND": "tachycore.pubsub.redis.RedisPubSub", "OPTIONS": {"URL": redis_server.url}}
+    settings.TACHYCORE = {**settings.TACHYCORE, "PUBSUB": pubsub}  # this process writes, as A
+    runtime.reset_pubsub()
+    store = kv.get_store()
+    store.set("shared", "v1")
+    errors = tmp_path / "reader.err"  # a file: a full pipe would stall the reader
+    with errors.open("w") as stderr:
+        reader = subprocess.Popen(  # B: its L1 keeps a value for a minute unless told otherwise
+            [sys.executable, "-c", LIVE_READER, "shared", "60"],
+            env={**subprocess_env, "KV_L1_TTL": "60", "TACHYCORE_PUBSUB": json.dumps(pubsub)},
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )
+    try:
+        lines = LineReader(reader)
+        lines.wait_for(lambda line: line == ["v1", True, True], timeout=20)
+
+        redis_server.stop()
+        store.set("shared", "v2")  # the message is lost: nobody listens
+        written = time.monotonic()
+        _, seen = lines.wait_for(lambda line: line[0] == "v2", timeout=10)
+        assert seen - written < 0.5, f"B served the old value from L1 for {seen - written:.2f} s"
+        # while Redis is down B reads the database: nothing lands in its L1
+        down = lines.drain(0.5)
+        assert down and {tuple(line) for line in down} == {("v2", False, False)}
+
+        redis_server.start()
+        lines.wait_for(lambda line: line == ["v2", True, True], timeout=20)  # live, and L1 in use
+        for value in ("v3", "v4"):
+            store.set("shared", value)
+            written = time.monotonic()
+            _, seen = lines.wait_for(lambda line, value=value: line[0] == value, timeout=5)
+            assert seen - written < 1.0, f"{value!r} took {seen - written:.2f} s to reach B after the restart"
+            lines.wait_for(lambda line, value=value: line == [value, True, True], timeout=5)
     finally:
         reader.kill()
         reader.wait()

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import io
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -44,7 +45,8 @@ def _unique(prefix: str) -> str:
 
 
 class Recorder:
-    """The ``on_message`` and ``on_reconnect`` of one node: keeps what it was given.
+    """The ``on_message``, ``on_reconnect`` and ``on_disconnect`` of one node: keeps what it
+    was given (``events``: "disconnect" and "reconnect" in the order they came).
 
     ``fail_on`` makes ``on_message`` raise for that payload (after recording it),
     ``fail_reconnect`` makes ``on_reconnect`` raise (after counting it).
@@ -54,6 +56,7 @@ class Recorder:
         self._lock = threading.Lock()
         self.messages: list[tuple[str, Any, str]] = []
         self.reconnects = 0
+        self.events: list[str] = []
         self.fail_on: Any = object()
         self.fail_reconnect = False
 
@@ -66,8 +69,18 @@ class Recorder:
     def on_reconnect(self) -> None:
         with self._lock:
             self.reconnects += 1
+            self.events.append("reconnect")
         if self.fail_reconnect:
             raise RuntimeError("on_reconnect broke")
+
+    def on_disconnect(self) -> None:
+        with self._lock:
+            self.events.append("disconnect")
+
+    @property
+    def disconnects(self) -> int:
+        with self._lock:
+            return self.events.count("disconnect")
 
     def payloads(self) -> list[Any]:
         with self._lock:
@@ -187,6 +200,7 @@ def make_node(backend) -> Iterator[Callable[..., Node]]:
     def make(prefix: str = "node", start: bool = True) -> Node:
         rec = Recorder()
         node = Node(backend.build(_unique(prefix), rec), rec)
+        node.adapter.on_disconnect = rec.on_disconnect  # as the runtime does
         nodes.append(node)
         if start:
             node.adapter.start()
@@ -429,6 +443,112 @@ def test_pubsub__node_reconnects_again_after_a_second_loss(pair, backend):
     a.publish("ch", "after two losses")
     assert b.rec.wait_for(1) == ["after two losses"]
     assert b.rec.reconnects == 2
+
+
+def test_pubsub__lost_connection_is_reported_at_once_then_the_reconnect(pair, backend):
+    a, b = pair
+
+    backend.kill_listener(b.adapter)
+
+    assert wait_until(lambda: b.rec.reconnects >= 1, timeout=WAIT), "on_reconnect was not called"
+    assert b.rec.events == ["disconnect", "reconnect"]
+    assert a.rec.events == []
+
+
+def test_pubsub__idle_listener_stays_live_on_answered_keepalives(make_node, backend, monkeypatch):
+    if isinstance(backend, MemoryBackend):
+        pytest.skip("the in-process adapter has no server to ask")
+    node = make_node("idle")
+    answers: list[float] = []
+    heard = node.adapter._heard
+    monkeypatch.setattr(node.adapter, "_heard", lambda: (answers.append(time.monotonic()), heard()))
+
+    time.sleep(2 * node.adapter.stall_after)  # no message meanwhile: only keepalives are heard
+
+    assert len(answers) >= node.adapter.stall_after / node.adapter.keepalive_interval
+    assert node.adapter.listening
+    assert node.rec.events == []
+
+
+class QuietServer(BasePubSub):
+    """A listener on a pretend server that answers keepalives while ``answering`` (else it is
+    a partition: the socket stays open and silent); ``stuck`` blocks the listener thread in
+    its receive until ``unstuck`` (a thread hung on a dead socket or in a handler)."""
+
+    keepalive_interval = 0.05
+    stall_after = 0.3
+
+    def __init__(self, rec: Recorder) -> None:
+        super().__init__(_unique("quiet"), rec.on_message, rec.on_reconnect)
+        self.rec = rec
+        self.on_disconnect = rec.on_disconnect
+        self.answering = True
+        self.stuck = threading.Event()
+        self.unstuck = threading.Event()
+
+    def publish(self, channel: str, payload: Any) -> None:
+        pass
+
+    def _connect(self) -> None:
+        if not self.answering:
+            raise ConnectionError("no route to host")
+
+    def _receive(self, timeout: float) -> list[str]:
+        if self.stuck.is_set():
+            self.unstuck.wait(WAIT)
+        time.sleep(timeout)
+        return []
+
+    def _ping(self) -> None:
+        if self.answering:
+            self._heard()
+
+
+#: how long a quiet listener may pass for live: stall_after, then the watchdog's next look
+QUIET_BOUND = QuietServer.stall_after + QuietServer.keepalive_interval / 2 + 0.2  # 0.2: scheduling
+
+
+@pytest.fixture
+def quiet() -> Iterator[QuietServer]:
+    adapter = QuietServer(Recorder())
+    adapter.start()
+    assert adapter.wait_listening(WAIT)
+    yield adapter
+    adapter.unstuck.set()
+    adapter.stop()
+
+
+def test_liveness__listener_of_a_silent_server_is_lost_within_stall_after(quiet):
+    time.sleep(3 * quiet.stall_after)
+    assert quiet.listening, "a listener whose keepalives are answered is live"
+
+    quiet.answering = False
+    went_silent = time.monotonic()
+
+    assert wait_until(lambda: quiet.rec.disconnects, timeout=WAIT)
+    assert time.monotonic() - went_silent < QUIET_BOUND
+    assert not quiet.listening
+
+
+def test_liveness__listener_thread_stuck_in_a_receive_is_lost_within_stall_after(quiet):
+    quiet.stuck.set()
+    stuck = time.monotonic()
+
+    assert wait_until(lambda: quiet.rec.disconnects, timeout=WAIT)
+    assert time.monotonic() - stuck < QUIET_BOUND + quiet.keepalive_interval  # the round it was in
+    assert not quiet.listening
+
+
+def test_liveness__lost_listener_reconnects_and_is_live_again(quiet):
+    rec = quiet.rec
+    quiet.answering = False
+    assert wait_until(lambda: rec.disconnects, timeout=WAIT)
+
+    quiet.answering = True
+
+    assert wait_until(lambda: rec.reconnects, timeout=WAIT)
+    assert quiet.wait_listening(WAIT)
+    assert rec.events == ["disconnect", "reconnect"]
 
 
 def test_redis_pubsub__undecodable_message_is_ignored_without_reconnecting(redis_url):

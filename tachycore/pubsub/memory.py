@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from typing import Any
@@ -19,6 +20,8 @@ class MemoryPubSub(BasePubSub):
     """
 
     cross_process = False
+    #: no server to hear from: live from start() to stop()
+    stall_after = math.inf
     _hub: weakref.WeakSet[MemoryPubSub] = weakref.WeakSet()
     _hub_lock = threading.Lock()
 

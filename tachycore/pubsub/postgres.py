@@ -24,6 +24,10 @@ def listen_connection(using: str, channel: str, application_name: str) -> psycop
     for key in _DJANGO_ONLY:
         params.pop(key, None)
     params["application_name"] = application_name[:63]
+    # a partitioned network must end in an error, not in a wait of many minutes: the
+    # listener then reconnects by itself (its watchdog has declared it lost already)
+    params.setdefault("connect_timeout", 5)
+    params.setdefault("tcp_user_timeout", 5000)
     conn = psycopg.connect(**params, autocommit=True)
     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
     return conn
@@ -36,7 +40,8 @@ class PostgresPubSub(BasePubSub):
     delivered only if the change it announces is visible. The listener holds its
     own autocommit connection (``application_name`` ``tachycore-listen <node>``),
     and reconnects with backoff when it drops; ``on_reconnect`` then lets
-    receivers re-read what they may have missed.
+    receivers re-read what they may have missed. Its keepalive is a ``SELECT 1``
+    on that connection after each silent round.
     """
 
     def __init__(self, node_id: str, on_message: MessageHandler, on_reconnect: Callable[[], None],
@@ -61,6 +66,13 @@ class PostgresPubSub(BasePubSub):
         conn = self._conn
         assert conn is not None, "_receive() before _connect()"
         return (notify.payload for notify in conn.notifies(timeout=timeout))
+
+    def _ping(self) -> None:
+        # notifications that arrive meanwhile wait in psycopg's backlog for the next round
+        conn = self._conn
+        assert conn is not None, "_ping() before _connect()"
+        conn.execute("SELECT 1")
+        self._heard()
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
