@@ -338,9 +338,9 @@ def test_claims__release_returns_claims_to_pending(store):
     t0 = timezone.now()
     assert set(_claim("worker-a", t0)) == {waiting.id, interrupted.id, others.id}
 
-    assert sql.release("worker-a", t0, [waiting.id], started=False) == 1
-    assert sql.release("worker-a", t0, [interrupted.id], started=True) == 1
-    assert sql.release("worker-b", t0, [others.id], started=True) == 0
+    assert sql.release("worker-a", t0, [(waiting.id, 1)], started=False) == 1
+    assert sql.release("worker-a", t0, [(interrupted.id, 1)], started=True) == 1
+    assert sql.release("worker-b", t0, [(others.id, 1)], started=True) == 0
     assert sql.release("worker-a", t0, [], started=True) == 0
 
     row = stored(waiting.id)
@@ -361,11 +361,26 @@ def test_claims__extend_moves_the_lease_of_the_owner_only(store):
     assert _claim("worker-a", t0, lease=60) == [mine.id]
     assert _claim("worker-b", t0, lease=60, topic="toolbox.record") == [theirs.id]
 
-    assert sql.extend("worker-a", t0, t0 + timedelta(minutes=10)) == 1
+    assert sql.extend("worker-a", t0, t0 + timedelta(minutes=10)) == {(mine.id, 1)}
 
     assert stored(mine.id).locked_until == t0 + timedelta(minutes=10)
     assert stored(theirs.id).locked_until == t0 + timedelta(seconds=60)
-    assert sql.extend("worker-z", t0, t0 + timedelta(minutes=10)) == 0
+    assert sql.extend("worker-z", t0, t0 + timedelta(minutes=10)) == set()
+
+
+@pytest.mark.django_db
+def test_claims__release_leaves_a_later_claim_of_the_same_job_alone(store):
+    sql = statements_for("default")
+    job = store.enqueue("toolbox.echo")
+    t0 = timezone.now()
+    assert _claim("worker-a", t0, lease=1) == [job.id]
+    assert sql.recover(t0 + timedelta(seconds=2)) == (1, 0)  # its lease ran out
+    assert _claim("worker-a", t0 + timedelta(seconds=2)) == [job.id]  # attempt 2, the same worker
+
+    assert sql.release("worker-a", t0, [(job.id, 1)], started=False) == 0
+
+    row = stored(job.id)
+    assert (row.status, row.attempts, row.locked_by) == ("processing", 2, "worker-a")
 
 
 @transactional
