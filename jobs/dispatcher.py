@@ -8,9 +8,11 @@ queue. Worker threads only run handlers, and only while the job's lease is still
 dispatcher's (``jobs.leases``). See docs/jobs.md.
 
 Over 300 lines on purpose: the loop, the worker threads and the shutdown all read
-and change the claims in hand (``_held``, ``_running``, ``_done``) under one set of
-rules (who writes, when a claim is forgotten); split apart, each part would reach
-into the others' state. The SQL is in ``jobs.sql``, the plugin gating in ``jobs.gating``,
+and change the claims in hand (``_held``, ``_running``, ``_done``, the buffer) under
+one set of rules (who writes, when a claim is forgotten, when one may start); split
+apart, each part would reach into the others' state. What needs none of it is out:
+the lease deadlines and the buffer in ``jobs.leases``, running one job in
+``jobs.execution``. The SQL is in ``jobs.sql``, the plugin gating in ``jobs.gating``,
 the local lease deadlines and the buffer of claimed jobs in ``jobs.leases``.
 """
 
@@ -30,11 +32,11 @@ from django.utils import timezone
 
 from .conf import jobs_settings
 from .errors import JobsDisabled
-from .execution import RETURNED, Outcome, check_connections, execute, lost_connection
+from .execution import RETURNED, Outcome, check_connections, lost_connection, start
 from .gating import blocked_apps, blocked_topics, describe_held, held_by_plugin
 from .leases import ClaimBuffer, Leases, claim_of
 from .models import Job, JobStatus
-from .signals import job_finished, job_started
+from .signals import job_finished
 from .sql import CLAIMED_COLUMNS, Statements, statements_for
 from .wakeup import CommitWatcher, Listener, wakeup_for
 
@@ -410,7 +412,7 @@ class Dispatcher:
         with self._lock:
             self._running[job.id] = job
         try:
-            outcome = self._run(job)
+            outcome = start(job, sender=type(self))
             if lost_connection(outcome):
                 logger.warning("job %s (%s): its database connection was lost (%s); back in the queue, "
                                "no attempt counted", job.id, job.topic, outcome.exception)
@@ -420,20 +422,6 @@ class Dispatcher:
                 self._running.pop(job.id, None)
             check_connections()
         return outcome
-
-    def _run(self, job: Job) -> Outcome:
-        try:
-            if job_started.receivers:
-                job_started.send(sender=type(self), job=job)
-            if job.task_backend:
-                from .backends import send_task_started
-
-                send_task_started(job)
-            return execute(job)
-        except BaseException as e:  # a signal receiver failed: the attempt failed
-            from .execution import describe_error
-
-            return Outcome(job, JobStatus.FAILED, error=describe_error(e, timezone.now()), exception=e)
 
     def _stop_threads(self) -> None:
         for _ in self._threads:

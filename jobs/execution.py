@@ -19,6 +19,7 @@ from .conf import jobs_settings
 from .errors import UnknownTopic
 from .handlers import handlers
 from .models import Job, JobStatus
+from .signals import job_started
 
 MAX_TRACEBACK = 20_000  # characters of a traceback kept per failed attempt
 
@@ -58,6 +59,21 @@ def retry_delay(attempt: int) -> float:
     come back together."""
     base = min(jobs_settings.RETRY_DELAY_MAX, jobs_settings.RETRY_DELAY * 2 ** max(0, attempt - 1))
     return base * random.uniform(0.75, 1.25)
+
+
+def start(job: Job, sender: type) -> Outcome:
+    """Send ``job_started`` (and the task's started signal), then :func:`execute` ``job``; a
+    receiver that raises fails the attempt. Never raises."""
+    try:
+        if job_started.receivers:
+            job_started.send(sender=sender, job=job)
+        if job.task_backend:
+            from .backends import send_task_started
+
+            send_task_started(job)
+        return execute(job)
+    except BaseException as e:
+        return Outcome(job, JobStatus.FAILED, error=describe_error(e, timezone.now()), exception=e)
 
 
 def execute(job: Job) -> Outcome:
