@@ -4,35 +4,39 @@ One main loop does every database write of the dispatcher: it claims (one
 statement per batch), hands jobs to ``WORKERS`` threads, writes the outcomes they
 report (one statement for a batch of completed jobs), renews the leases of every
 job it holds (one statement), and returns jobs whose worker died elsewhere to the
-queue. Worker threads only run handlers. See docs/jobs.md.
+queue. Worker threads only run handlers, and only while the job's lease is still this
+dispatcher's (``jobs.leases``). See docs/jobs.md.
 
 Over 300 lines on purpose: the loop, the worker threads and the shutdown all read
-and change the claims in hand (``_held``, ``_running``, ``_done``) under one set of
-rules (who writes, when a claim is forgotten); split apart, each part would reach
-into the others' state. The SQL is in ``jobs.sql``, the plugin gating in ``jobs.gating``.
+and change the claims in hand (``_held``, ``_running``, ``_done``, the buffer) under
+one set of rules (who writes, when a claim is forgotten, when one may start); split
+apart, each part would reach into the others' state. What needs none of it is out:
+the lease deadlines and the buffer in ``jobs.leases``, running one job in
+``jobs.execution``. The SQL is in ``jobs.sql``, the plugin gating in ``jobs.gating``,
+the local lease deadlines and the buffer of claimed jobs in ``jobs.leases``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils import timezone
 
 from .conf import jobs_settings
 from .errors import JobsDisabled
-from .execution import Outcome, execute
+from .execution import RETURNED, Outcome, check_connections, lost_connection, start
 from .gating import blocked_apps, blocked_topics, describe_held, held_by_plugin
+from .leases import ClaimBuffer, Leases, claim_of
 from .models import Job, JobStatus
-from .signals import job_finished, job_started
+from .signals import job_finished
 from .sql import CLAIMED_COLUMNS, Statements, statements_for
 from .wakeup import CommitWatcher, Listener, wakeup_for
 
@@ -87,7 +91,8 @@ class Dispatcher:
         self.name = name or _default_name()
         self.counters = Counters()
         # claimed jobs wait here for a worker; workers put outcomes in _done
-        self._todo: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._todo = ClaimBuffer()
+        self._leases = Leases(self.lock_duration)
         self._done: deque[Outcome] = deque()
         self._running: dict[int, Job] = {}  # started, not finished: job id -> job
         self._held: dict[int, Job] = {}  # claimed and not yet written back: job id -> job
@@ -139,8 +144,9 @@ class Dispatcher:
                 now = time.monotonic()
                 # the leases first: nothing below may keep them from being renewed in time
                 if now >= next_extend:
-                    self._extend(sql)
+                    self._renew(sql)
                     next_extend = now + self.lock_duration / 3
+                self._drop_expired(sql)
                 self._flush(sql)
                 if now >= next_recover:
                     self._recover(sql)
@@ -202,14 +208,29 @@ class Dispatcher:
         topics, backends, task_topics, blocked = self.runnable()
         if not topics and not backends:
             return 0, False
+        since = time.monotonic()  # before the statement: the lease may start any moment after
         now = timezone.now()
         rows = sql.claim(self.name, now, now + timedelta(seconds=self.lock_duration), limit,
                             topics, backends, blocked, task_topics)
-        for row in rows:
-            job = self._job(sql, row)
+        jobs = [self._job(sql, row) for row in rows]
+        for job in jobs:
             self._held[job.id] = job
-            self._todo.put(job)
+        self._leases.claimed(map(claim_of, jobs), since)
+        self._hand_out(sql, jobs)
         return len(rows), len(rows) == limit
+
+    def _hand_out(self, sql: Statements, jobs: list[Job]) -> None:
+        """Give the claimed jobs to the workers, unless the claim took so long that their
+        lease may have run out already."""
+        late = []
+        for job in jobs:
+            if self._leases.expired(claim_of(job)):
+                late.append(job)
+            else:
+                self._todo.put(job)
+        if late:
+            self._say(f"jobs: {len(late)} job(s) claimed too late to start within their lease; back in the queue")
+            self._release(sql, late, started=False)
 
     def _job(self, sql: Statements, row: tuple) -> Job:
         values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
@@ -255,6 +276,8 @@ class Dispatcher:
 
     def _write(self, sql: Statements, outcomes: list[Outcome]) -> None:
         now = timezone.now()
+        self._give_back(sql, now, [o.job for o in outcomes if o.status == RETURNED])
+        outcomes = [o for o in outcomes if o.status != RETURNED]
         completed = [o for o in outcomes if o.status == JobStatus.COMPLETED]
         written = sql.complete(self.name, now, [(o.job.id, o.result_json, o.job.attempts) for o in completed])
         for outcome in outcomes:
@@ -279,8 +302,20 @@ class Dispatcher:
                 logger.exception("jobs: a job_finished receiver failed for job %s", job.id)
                 _record_error(f"job_finished receiver failed for job {job.id}: {type(e).__name__}: {e}")
 
+    def _give_back(self, sql: Statements, now: datetime, jobs: list[Job]) -> None:
+        """Return to the queue, attempt refunded, jobs a worker did not start (their lease could
+        not be vouched for) or whose database went away under them."""
+        if not jobs:
+            return
+        sql.release(self.name, now, [claim_of(job) for job in jobs], started=False)
+        for job in jobs:
+            self._forget(job)
+        logger.warning("jobs: %d claimed job(s) not run here, back in the queue: %s", len(jobs),
+                       ", ".join(str(job.id) for job in jobs))
+
     def _forget(self, job: Job) -> None:
         """Drop ``job`` from the claims held, unless that id was claimed again since."""
+        self._leases.forget(claim_of(job))
         if self._held.get(job.id) is job:
             del self._held[job.id]
 
@@ -304,10 +339,46 @@ class Dispatcher:
         if job_finished.receivers:
             job_finished.send(sender=type(self), job=job, status=outcome.status, error=outcome.exception)
 
-    def _extend(self, sql: Statements) -> None:
-        if self._held:
-            now = timezone.now()
-            sql.extend(self.name, now, now + timedelta(seconds=self.lock_duration))
+    # -- leases -------------------------------------------------------------------------
+
+    def _renew(self, sql: Statements) -> None:
+        """Renew every lease held. A lease the database no longer gives this dispatcher is lost:
+        its job is not started here; while a renewal fails, no job starts at all."""
+        since = time.monotonic()
+        if not self._held:
+            self._leases.renewed(set(), since)
+            return
+        now = timezone.now()
+        try:
+            renewed = sql.extend(self.name, now, now + timedelta(seconds=self.lock_duration))
+        except DatabaseError as e:
+            if self._leases.unconfirmed():
+                self._say(f"jobs: the leases of {len(self._held)} claimed job(s) could not be renewed "
+                          f"({type(e).__name__}: {e}); no job starts until they are")
+            raise
+        lost = set(self._leases.renewed(renewed, since))
+        if lost:
+            dropped = self._todo.take_back(lambda job: claim_of(job) in lost)
+            for job in dropped:
+                self._forget(job)
+            self._say(f"jobs: the leases of {len(lost)} job(s) were lost (this dispatcher did not renew them "
+                      f"in time: stopped, paused or cut off?) and other workers may run them; "
+                      f"{len(dropped)} of them had not started and will not start here")
+
+    def _drop_expired(self, sql: Statements) -> None:
+        """Give back the claimed jobs still waiting for a worker whose lease may run out before
+        one takes them (renewals failed): the buffer never outlives the lease."""
+        now = time.monotonic()
+        expired = self._todo.take_back(lambda job: self._leases.expired(claim_of(job), now))
+        if expired:
+            self._say(f"jobs: {len(expired)} claimed job(s) not started before their lease could run out; "
+                      "back in the queue")
+            self._release(sql, expired, started=False)
+
+    def _say(self, message: str) -> None:
+        """A change in what this dispatcher may run: in the log and on its supervisor node."""
+        logger.warning(message)
+        _record_error(message)
 
     def _recover(self, sql: Statements) -> None:
         requeued, failed = sql.recover(timezone.now())
@@ -328,30 +399,29 @@ class Dispatcher:
             self._listener.start()
 
     def _work(self) -> None:
-        while True:
-            job = self._todo.get()
-            if job is None:
-                return
-            with self._lock:
-                self._running[job.id] = job
-            try:
-                if job_started.receivers:
-                    job_started.send(sender=type(self), job=job)
-                if job.task_backend:
-                    from .backends import send_task_started
-
-                    send_task_started(job)
-                outcome = execute(job)
-            except BaseException as e:  # a signal receiver failed: the attempt failed
-                from .execution import describe_error
-
-                outcome = Outcome(job, JobStatus.FAILED, error=describe_error(e, timezone.now()), exception=e)
-            finally:
-                with self._lock:
-                    self._running.pop(job.id, None)
-                _tidy_connections()
-            self._done.append(outcome)
+        while (job := self._todo.take()) is not None:
+            self._done.append(self._attempt(job))
             self._wake.set()
+
+    def _attempt(self, job: Job) -> Outcome:
+        """Run ``job`` if its lease is still this dispatcher's, on connections checked before
+        and after as Django checks them around a request."""
+        if not self._leases.wait_startable(claim_of(job)):
+            return Outcome(job, RETURNED)
+        check_connections()
+        with self._lock:
+            self._running[job.id] = job
+        try:
+            outcome = start(job, sender=type(self))
+            if lost_connection(outcome):
+                logger.warning("job %s (%s): its database connection was lost (%s); back in the queue, "
+                               "no attempt counted", job.id, job.topic, outcome.exception)
+                outcome = Outcome(job, RETURNED, exception=outcome.exception)
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
+            check_connections()
+        return outcome
 
     def _stop_threads(self) -> None:
         for _ in self._threads:
@@ -363,15 +433,7 @@ class Dispatcher:
 
     def _shut_down(self, sql: Statements) -> None:
         """Return jobs that never started, wait for running ones, return what is left."""
-        waiting = []
-        while True:
-            try:
-                job = self._todo.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                waiting.append(job)
-        self._release(sql, [job.id for job in waiting], started=False)
+        self._release(sql, self._todo.take_back(lambda job: True), started=False)
         deadline = time.monotonic() + self.shutdown_timeout
         while self._held and time.monotonic() < deadline:
             self._wake.clear()
@@ -386,22 +448,23 @@ class Dispatcher:
         except DatabaseError as e:
             logger.error("jobs: outcomes not written at shutdown: %s", e)
         with self._lock:
-            unfinished = list(self._running)
+            unfinished = list(self._running.values())
         if unfinished:
             logger.warning("jobs: %d job(s) still running after %.0fs; back in the queue", len(unfinished),
                            self.shutdown_timeout)
         self._release(sql, unfinished, started=True)
 
-    def _release(self, sql: Statements, job_ids: list[int], started: bool) -> None:
-        if not job_ids:
+    def _release(self, sql: Statements, jobs: Iterable[Job], started: bool) -> None:
+        jobs = list(jobs)
+        if not jobs:
             return
         try:
-            sql.release(self.name, timezone.now(), job_ids, started=started)
+            sql.release(self.name, timezone.now(), [claim_of(job) for job in jobs], started=started)
         except DatabaseError as e:
             logger.error("jobs: could not return %d claim(s); they come back when their lease ends: %s",
-                         len(job_ids), e)
-        for job_id in job_ids:
-            self._held.pop(job_id, None)
+                         len(jobs), e)
+        for job in jobs:
+            self._forget(job)
 
     # -- status --------------------------------------------------------------------------
 
@@ -421,17 +484,6 @@ class Dispatcher:
             return f", {self.store.stats_due()} due, {describe_held(held)}"
         except DatabaseError:  # the line still says what this process did
             return ""
-
-
-def _tidy_connections() -> None:
-    """After a job, in its worker thread: keep a healthy connection for the next job (a new
-    one costs more than most jobs), drop one the handler broke or left in a transaction."""
-    for connection in connections.all(initialized_only=True):
-        if connection.connection is None:
-            continue
-        broken = connection.errors_occurred and not connection.is_usable()
-        if broken or connection.in_atomic_block or not connection.get_autocommit():
-            connection.close()
 
 
 def _record_error(message: str) -> None:

@@ -1,4 +1,5 @@
-"""Running one claimed job: call its handler (or task) and turn what happened into an outcome."""
+"""Running one claimed job: call its handler (or task) and turn what happened into an outcome,
+on database connections checked the way Django checks them between requests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import traceback
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
 from tachycore.jsontext import text_holds_nul
@@ -17,8 +19,14 @@ from .conf import jobs_settings
 from .errors import UnknownTopic
 from .handlers import handlers
 from .models import Job, JobStatus
+from .signals import job_started
 
 MAX_TRACEBACK = 20_000  # characters of a traceback kept per failed attempt
+
+#: the status of an outcome that is no attempt: the job goes back to pending with its attempt
+#: given back, because it never started (its lease could not be vouched for) or its database
+#: went away under it (the job did nothing wrong; it runs again on a new connection)
+RETURNED = "returned"
 
 
 @dataclasses.dataclass
@@ -26,7 +34,7 @@ class Outcome:
     """What one attempt of a job came to."""
 
     job: Job
-    #: "completed", "pending" (to be retried at ``retry_at``) or "failed"
+    #: "completed", "pending" (to be retried at ``retry_at``), "failed" or ``RETURNED``
     status: str
     result_json: str | None = None
     return_value: Any = None
@@ -51,6 +59,21 @@ def retry_delay(attempt: int) -> float:
     come back together."""
     base = min(jobs_settings.RETRY_DELAY_MAX, jobs_settings.RETRY_DELAY * 2 ** max(0, attempt - 1))
     return base * random.uniform(0.75, 1.25)
+
+
+def start(job: Job, sender: type) -> Outcome:
+    """Send ``job_started`` (and the task's started signal), then :func:`execute` ``job``; a
+    receiver that raises fails the attempt. Never raises."""
+    try:
+        if job_started.receivers:
+            job_started.send(sender=sender, job=job)
+        if job.task_backend:
+            from .backends import send_task_started
+
+            send_task_started(job)
+        return execute(job)
+    except BaseException as e:
+        return Outcome(job, JobStatus.FAILED, error=describe_error(e, timezone.now()), exception=e)
 
 
 def execute(job: Job) -> Outcome:
@@ -80,3 +103,34 @@ def execute(job: Job) -> Outcome:
             retry_at = now + timedelta(seconds=retry_delay(job.attempts))
             return Outcome(job, JobStatus.PENDING, error=error, exception=e, retry_at=retry_at)
         return Outcome(job, JobStatus.FAILED, error=error, exception=e)
+
+
+def check_connections() -> None:
+    """Before a job, in its worker thread: what Django does between two requests. A connection
+    a handler broke or left in a transaction is closed, one past ``CONN_MAX_AGE`` too, and with
+    ``CONN_HEALTH_CHECKS`` the next query first checks that the connection still works."""
+    close_old_connections()
+
+
+def lost_connection(outcome: Outcome) -> bool:
+    """Whether ``outcome`` failed because a database went away (the connection is unusable
+    now), not because of the job; such a connection is closed, so the next job gets a new one."""
+    if outcome.exception is None or not _is_connection_error(outcome.exception):
+        return False
+    lost = False
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None and not connection.is_usable():
+            connection.close()
+            lost = True
+    return lost
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # a handler may have wrapped it
+        if isinstance(current, OperationalError | InterfaceError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ import jobs
 from jobs.dispatcher import Dispatcher
 from jobs.execution import retry_delay
 from jobs.handlers import handlers
+from jobs.leases import ClaimBuffer, Leases
 from jobs.models import Job
 from jobs.sql import statements_for
 from tachycore.manager import plugin_manager
@@ -338,9 +340,9 @@ def test_claims__release_returns_claims_to_pending(store):
     t0 = timezone.now()
     assert set(_claim("worker-a", t0)) == {waiting.id, interrupted.id, others.id}
 
-    assert sql.release("worker-a", t0, [waiting.id], started=False) == 1
-    assert sql.release("worker-a", t0, [interrupted.id], started=True) == 1
-    assert sql.release("worker-b", t0, [others.id], started=True) == 0
+    assert sql.release("worker-a", t0, [(waiting.id, 1)], started=False) == 1
+    assert sql.release("worker-a", t0, [(interrupted.id, 1)], started=True) == 1
+    assert sql.release("worker-b", t0, [(others.id, 1)], started=True) == 0
     assert sql.release("worker-a", t0, [], started=True) == 0
 
     row = stored(waiting.id)
@@ -361,11 +363,26 @@ def test_claims__extend_moves_the_lease_of_the_owner_only(store):
     assert _claim("worker-a", t0, lease=60) == [mine.id]
     assert _claim("worker-b", t0, lease=60, topic="toolbox.record") == [theirs.id]
 
-    assert sql.extend("worker-a", t0, t0 + timedelta(minutes=10)) == 1
+    assert sql.extend("worker-a", t0, t0 + timedelta(minutes=10)) == {(mine.id, 1)}
 
     assert stored(mine.id).locked_until == t0 + timedelta(minutes=10)
     assert stored(theirs.id).locked_until == t0 + timedelta(seconds=60)
-    assert sql.extend("worker-z", t0, t0 + timedelta(minutes=10)) == 0
+    assert sql.extend("worker-z", t0, t0 + timedelta(minutes=10)) == set()
+
+
+@pytest.mark.django_db
+def test_claims__release_leaves_a_later_claim_of_the_same_job_alone(store):
+    sql = statements_for("default")
+    job = store.enqueue("toolbox.echo")
+    t0 = timezone.now()
+    assert _claim("worker-a", t0, lease=1) == [job.id]
+    assert sql.recover(t0 + timedelta(seconds=2)) == (1, 0)  # its lease ran out
+    assert _claim("worker-a", t0 + timedelta(seconds=2)) == [job.id]  # attempt 2, the same worker
+
+    assert sql.release("worker-a", t0, [(job.id, 1)], started=False) == 0
+
+    row = stored(job.id)
+    assert (row.status, row.attempts, row.locked_by) == ("processing", 2, "worker-a")
 
 
 @transactional
@@ -412,3 +429,76 @@ def test_dispatcher__stop_returns_unfinished_claims(store, registered):
     assert (row.status, row.attempts, row.locked_by, row.locked_until) == ("pending", 1, "", None)
     row = stored(waiting.id)
     assert (row.status, row.attempts, row.workers, row.locked_by) == ("pending", 0, [], "")
+
+
+# -- leases as the dispatcher knows them -----------------------------------------------------
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr("jobs.leases.time.monotonic", fake)
+    return fake
+
+
+def test_leases__a_claim_starts_only_while_more_than_the_margin_is_left(clock):
+    leases = Leases(3.0)
+    leases.claimed([(1, 1)], since=clock.now)
+    clock.now += 1.9
+    assert leases.wait_startable((1, 1))
+    clock.now += 0.2  # 0.9 s left, under the margin (1 s)
+    assert not leases.wait_startable((1, 1))
+
+
+def test_leases__a_stall_longer_than_the_lease_starts_nothing_even_before_a_renewal(clock):
+    leases = Leases(3.0)
+    leases.claimed([(1, 1), (2, 1)], since=clock.now)
+    clock.now += 9  # SIGSTOP, then SIGCONT: the monotonic clock moved on
+    assert [leases.wait_startable(claim) for claim in [(1, 1), (2, 1)]] == [False, False]
+
+
+def test_leases__a_claim_the_renewal_does_not_return_is_lost(clock):
+    leases = Leases(3.0)
+    leases.claimed([(1, 1), (2, 1)], since=clock.now)
+    assert leases.renewed({(2, 1), (3, 1)}, since=clock.now) == [(1, 1)]
+    assert (leases.expired((1, 1)), leases.expired((2, 1)), leases.expired((3, 1))) == (True, False, True)
+
+
+def test_leases__the_same_job_claimed_again_is_another_claim(clock):
+    leases = Leases(3.0)
+    leases.claimed([(1, 2)], since=clock.now)
+    assert leases.expired((1, 1)) and not leases.expired((1, 2))
+
+
+def test_leases__after_a_failed_renewal_nothing_starts_before_the_margin_is_reached():
+    leases = Leases(0.3)
+    leases.claimed([(1, 1)], since=time.monotonic())
+    assert leases.unconfirmed() and not leases.unconfirmed()  # news once
+    began = time.monotonic()
+    assert not leases.wait_startable((1, 1))  # no renewal came: not started
+    assert 0.1 < time.monotonic() - began < 1.0
+
+
+def test_leases__after_a_failed_renewal_a_worker_waits_for_the_next():
+    leases = Leases(3.0)
+    leases.claimed([(1, 1)], since=time.monotonic())
+    leases.unconfirmed()
+    threading.Timer(0.05, leases.renewed, [{(1, 1)}, time.monotonic()]).start()
+    assert leases.wait_startable((1, 1))
+
+
+def test_claim_buffer__takes_back_only_what_is_asked_in_order():
+    buffer = ClaimBuffer()
+    jobs = [Job(id=n, attempts=1) for n in range(4)]
+    for job in jobs:
+        buffer.put(job)
+    buffer.put(None)
+    assert buffer.take_back(lambda job: job.id % 2 == 1) == [jobs[1], jobs[3]]
+    assert [buffer.take(), buffer.take(), buffer.take()] == [jobs[0], jobs[2], None]

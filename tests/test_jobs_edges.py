@@ -98,7 +98,7 @@ def test_recover__two_lapsed_jobs_with_one_key_come_back_one_with_the_key(store)
 def test_release__gives_up_the_dedupe_key_and_the_start_times_of_an_unstarted_job(store):
     first, second = a_job_running_while_a_newer_one_holds_its_key(store)
 
-    assert statements_for("default").release("worker-a", timezone.now(), [first.id], started=False) == 1
+    assert statements_for("default").release("worker-a", timezone.now(), [(first.id, 1)], started=False) == 1
 
     first.refresh_from_db()
     assert (first.status, first.dedupe_key, first.attempts) == (JobStatus.PENDING, None, 0)

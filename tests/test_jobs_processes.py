@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
+from django.db import connection
 
 from jobs import get_job_store
 from jobs.models import Job, JobStatus
@@ -279,3 +281,102 @@ def test_runjobs__an_idle_dispatcher_picks_a_new_job_up_within_a_poll(subprocess
         assert time.monotonic() - began < 1.0
     finally:
         stop(proc)
+
+
+# -- faults: a stalled dispatcher, a database that went away --------------------------------
+
+def starts() -> dict[tuple[int, int], int]:
+    """How many times each job started in each process: ``(job id, pid) -> starts``
+    (``toolbox.stamp`` counts them)."""
+    entry = KVEntry.objects.filter(key="toolbox:starts").first()
+    fields = {} if entry is None else entry.value
+    return {tuple(map(int, field.split(":"))): int(n) for field, n in fields.items()}
+
+
+def pause(proc: subprocess.Popen) -> None:
+    """SIGSTOP ``proc`` at a moment it holds no SQLite write lock (stopped holding one, it
+    would stop the other dispatcher too, which is not the fault under test)."""
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        if connection.vendor != "sqlite":
+            return
+        probe = sqlite3.connect(connection.settings_dict["NAME"], timeout=0.5)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.rollback()
+            return
+        except sqlite3.OperationalError:
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+
+
+def test_runjobs__a_stalled_dispatcher_starts_no_job_it_lost(subprocess_env):
+    jobs = get_job_store().enqueue_many([{"topic": "toolbox.stamp", "payload": {"seconds": 1}} for _ in range(12)])
+    lease = {"JOBS_LOCK_DURATION": "2s", "JOBS_BATCH_SIZE": "10"}
+    stalled = start_runjobs(subprocess_env, "--workers", "2", **lease)
+    other = None
+    try:
+        # two jobs running, ten claimed ahead in its buffer
+        assert wait_until(lambda: len(starts()) == 2 and count(JobStatus.PROCESSING) == 12, 30), stop(stalled)
+        pause(stalled)
+        time.sleep(0.3)  # a start it sent just before it stopped is committed by now
+        before = {job_id for job_id, pid in starts()}
+        other = start_runjobs(subprocess_env, "--workers", "4", **lease)
+        # the other one takes every job over once the stalled one's leases run out
+        assert wait_until(lambda: count(JobStatus.COMPLETED) == len(jobs), 40), stop(other)
+        stalled.send_signal(signal.SIGCONT)
+        time.sleep(3)  # its workers finish the jobs they ran and look at the ones claimed ahead
+        stalled.send_signal(signal.SIGTERM)
+        out, err = stalled.communicate(timeout=20)
+    finally:
+        if stalled.poll() is None:
+            stalled.send_signal(signal.SIGCONT)
+        stop(stalled)
+        if other is not None:
+            stop(other)
+    ran = starts()
+    by_stalled = {job_id for job_id, pid in ran if pid == stalled.pid}
+    assert len(before) == 2 and by_stalled == before, err
+    per_job: dict[int, int] = {}
+    for (job_id, _pid), n in ran.items():
+        per_job[job_id] = per_job.get(job_id, 0) + n
+    assert set(per_job) == {job.id for job in jobs}
+    assert sum(n - 1 for job_id, n in per_job.items() if job_id not in before) == 0  # no duplicate start
+    assert "were lost" in err or "lease could run out" in err or "not run here" in err, err
+    errors = Node.objects.get(pid=stalled.pid).last_errors
+    assert any("lease" in error["message"] for error in errors), errors
+
+
+def terminate_backends(application_name: str) -> int:
+    """End every PostgreSQL backend of the processes that connect as ``application_name``, as a
+    restart of the server would; return how many."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                       [application_name])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("conn_max_age", ["0", "60"])
+def test_runjobs__a_database_that_went_away_fails_no_job(subprocess_env, conn_max_age):
+    name = f"runjobs-test-{conn_max_age}-{time.monotonic_ns()}"
+    env = {**subprocess_env,
+           "DATABASE_URL": f"{subprocess_env['DATABASE_URL']}?application_name={name}&conn_max_age={conn_max_age}"}
+    store = get_job_store()
+    warm = store.enqueue_many([{"topic": "toolbox.sleep", "payload": {"seconds": 0.05}} for _ in range(40)])
+    proc = start_runjobs(env, "--workers", "4")
+    try:
+        # every worker thread has run jobs (and, unless CONN_MAX_AGE is 0, kept its connection)
+        assert wait_until(lambda: count(JobStatus.COMPLETED) == len(warm), 30), stop(proc)
+        assert terminate_backends(name) > 0
+        time.sleep(2)  # the database has been back for a while when the jobs come
+        jobs = store.enqueue_many([{"topic": "toolbox.record", "max_retries": 0} for _ in range(8)])
+        assert wait_until(lambda: count(JobStatus.PENDING) + count(JobStatus.PROCESSING) == 0, 30), stop(proc)
+    finally:
+        stop(proc)
+    rows = list(Job.objects.filter(pk__in=[job.id for job in jobs]).values("status", "retries", "errors",
+                                                                             "last_error"))
+    assert [(row["status"], row["retries"], row["errors"], row["last_error"]) for row in rows] == (
+        [(JobStatus.COMPLETED, 0, [], "")] * len(jobs)), rows

@@ -208,17 +208,20 @@ class Statements:
             cursor.execute(sql, params)
             return cursor.rowcount == 1
 
-    def extend(self, worker: str, now: datetime, lease_until: datetime) -> int:
-        """Renew the lease of every job ``worker`` holds; return how many."""
+    def extend(self, worker: str, now: datetime, lease_until: datetime) -> set[tuple[int, int]]:
+        """Renew the lease of every job ``worker`` holds; return them as ``(id, attempt)``
+        claims. A claim the caller holds and this does not return is lost: its lease ran
+        out and another worker (or the recovery) took the job."""
         with self.connection.cursor() as cursor:
-            cursor.execute(f"UPDATE {TABLE} SET locked_until = %s WHERE locked_by = %s AND status = 'processing'",
-                           [self.dt(lease_until), worker])
-            return cursor.rowcount
+            cursor.execute(f"UPDATE {TABLE} SET locked_until = %s WHERE locked_by = %s AND status = 'processing' "
+                           "RETURNING id, attempts", [self.dt(lease_until), worker])
+            return {(job_id, attempt) for job_id, attempt in cursor.fetchall()}
 
-    def release(self, worker: str, now: datetime, job_ids: Sequence[int], started: bool) -> int:
-        """Return claimed jobs to pending (at shutdown). A job that never started gets
-        its attempt back; one that was interrupted keeps it."""
-        if not job_ids:
+    def release(self, worker: str, now: datetime, claims: Sequence[tuple[int, int]], started: bool) -> int:
+        """Return claimed jobs, given as ``(id, attempt)``, to pending. A job that never
+        started gets its attempt back; one that was interrupted keeps it. Fenced like an
+        outcome: a job another worker (or a later claim) holds now is left alone."""
+        if not claims:
             return 0
         undo = "" if started else (
             f", attempts = attempts - 1, workers = {self.drop_last_worker}, "
@@ -226,21 +229,22 @@ class Statements:
             "attempted_at = CASE WHEN attempts = 1 THEN NULL ELSE attempted_at END")
         sql = (f"UPDATE {TABLE} SET status = 'pending', locked_by = '', locked_until = NULL, "
                f"dedupe_key = {_YIELD_KEY}, updated = %s{undo} WHERE locked_by = %s AND status = 'processing' "
-               "AND id IN ({ids})")
-        return self._one_by_one_on_conflict(sql, [self.dt(now), worker], list(job_ids))
+               "AND (id, attempts) IN (VALUES {claims})")
+        return self._one_by_one_on_conflict(sql, [self.dt(now), worker], list(claims))
 
-    def _one_by_one_on_conflict(self, sql: str, params: list[Any], job_ids: list[int]) -> int:
-        """Run ``sql`` (with ``{ids}``) for all the jobs at once; when two of them hold one
-        dedupe key (the statement cannot see its own rows), one job at a time instead."""
+    def _one_by_one_on_conflict(self, sql: str, params: list[Any], claims: list[tuple[int, int]]) -> int:
+        """Run ``sql`` (with ``{claims}``) for all the claims at once; when two of them hold
+        one dedupe key (the statement cannot see its own rows), one claim at a time instead."""
         try:
             with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
-                cursor.execute(sql.format(ids=", ".join(["%s"] * len(job_ids))), [*params, *job_ids])
+                cursor.execute(sql.format(claims=", ".join(["(%s, %s)"] * len(claims))),
+                               [*params, *(value for claim in claims for value in claim)])
                 return cursor.rowcount
         except IntegrityError:
             done = 0
             with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
-                for job_id in job_ids:
-                    cursor.execute(sql.format(ids="%s"), [*params, job_id])
+                for claim in claims:
+                    cursor.execute(sql.format(claims="(%s, %s)"), [*params, *claim])
                     done += cursor.rowcount
             return done
 

@@ -38,6 +38,17 @@ def sleep(job):
     return {"pid": os.getpid()}
 
 
+@jobs.handler("toolbox.stamp")
+def stamp(job):
+    """Count the start in kv (``toolbox:starts`` hash, field ``<job id>:<pid>``: starts per job and
+    per process), then sleep ``payload["seconds"]``."""
+    from kv import get_store
+
+    get_store().hincrby("toolbox:starts", f"{job.id}:{os.getpid()}", 1)
+    time.sleep(job.payload.get("seconds", 0.1))
+    return None
+
+
 @jobs.handler("toolbox.record")
 def record(job):
     """Count each execution of the job in kv (``toolbox:runs`` hash, field = job id)."""
