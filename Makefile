@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1:8000
 
-.PHONY: install run test test-sqlite test-postgres lint clean
+.PHONY: install run test test-sqlite test-postgres test-faults lint clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 12), "Python 3.12 is needed, found " + sys.version' \
@@ -38,16 +38,22 @@ test: install lint
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(MAKE) test-sqlite
 	$(MAKE) test-postgres
+	$(MAKE) test-faults
 
 test-sqlite: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m 'not faults'
 
 test-postgres: install
-	DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest
+	DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest -m 'not faults'
 	# again with server-side prepared statements on: kv and jobs then prepare their hot statements
 	DATABASE_URL=$(PG_URL) TEST_PREPARE_THRESHOLD=5 $(BIN)/python -m pytest -q \
 		tests/test_kv_store.py tests/test_kv_l1.py tests/test_kv_cache.py tests/test_kv_processes.py \
 		tests/test_jobs_dispatcher.py tests/test_jobs_processes.py tests/test_jobs_edges.py
+
+# the fault suite, once: it starts its own PostgreSQL and Redis (whatever DATABASE_URL says),
+# restarts them, stops workers and cuts a host off; about 3 minutes, needs root (CI=true: required)
+test-faults: install
+	$(BIN)/python -m pytest -m faults tests/faults
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm *.egg-info

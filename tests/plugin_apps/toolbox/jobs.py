@@ -73,3 +73,17 @@ def order(job):
 def unserialisable(job):
     """Return a value that JSON cannot hold."""
     return {1, 2}
+
+
+@jobs.handler("toolbox.execution")
+def execution(job):
+    """Record this execution (a row in ``toolbox_executions``), then sleep ``payload["seconds"]``."""
+    from django.utils import timezone
+
+    from .models import Execution
+
+    began = timezone.now()
+    Execution.objects.create(job_id=job.id, attempt=job.attempts, worker=job.locked_by, pid=os.getpid(),
+                             began=began)
+    time.sleep(job.payload.get("seconds", 0))
+    return None
