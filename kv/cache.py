@@ -21,6 +21,7 @@ from .sql.base import INT64_MAX, INT64_MIN
 from .validation import MAX_KEY_LENGTH
 
 if TYPE_CHECKING:
+    from .sql import CacheStatements
     from .store import KVStore
 
 __all__ = ["KVCache"]
@@ -166,8 +167,7 @@ class KVCache(BaseCache):
                 self._delete([row])
             return False
         self._cull(now)
-        with self._kv.writing(row) as sql:
-            return sql.set(row, text, expire_at, now, nx=add, type_=CACHE)
+        return self._kv.write((row,), _set, row, text, expire_at, now, add)
 
     def set_many(self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT,
                  version: int | None = None) -> list[Any]:
@@ -182,8 +182,7 @@ class KVCache(BaseCache):
         if items:
             self._cull(now)
         for batch in _batches(items):
-            with self._kv.writing(*(row for row, _ in batch)) as sql:
-                sql.set_many(batch, expire_at, now, type_=CACHE)
+            self._kv.write([row for row, _ in batch], _set_many, batch, expire_at, now)
         return [key for row, (key, _) in entries.items() if row not in kept and not expired]
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
@@ -192,8 +191,7 @@ class KVCache(BaseCache):
         expire_at = self._expire_at(timeout, now)
         if expire_at is not None and expire_at <= now:
             return self._delete([row]) > 0
-        with self._kv.writing(row) as sql:
-            return sql.set_expiry(row, expire_at, now)
+        return self._kv.write((row,), _set_expiry, row, expire_at, now)
 
     def delete(self, key: Any, version: int | None = None) -> bool:
         return self._delete([self.row_key(key, version)]) > 0
@@ -204,8 +202,7 @@ class KVCache(BaseCache):
     def _delete(self, rows: list[str]) -> int:
         deleted = 0
         for batch in _batches(list(dict.fromkeys(rows))):
-            with self._kv.writing(*batch) as sql:
-                deleted += sql.delete(batch, clock.now_ms())
+            deleted += self._kv.write(batch, _delete, batch, clock.now_ms())
         return deleted
 
     def incr(self, key: Any, delta: Any = 1, version: int | None = None) -> Any:
@@ -214,8 +211,7 @@ class KVCache(BaseCache):
         row = self.row_key(key, version)
         if type(delta) is int and INT64_MIN <= delta <= INT64_MAX:
             now = clock.now_ms()
-            with self._kv.writing(row) as sql:
-                result = sql.incr_existing(row, delta, now, CACHE)
+            result = self._kv.write((row,), _incr_existing, row, delta, now)
             if result is not None:
                 return result
         return self._add_by_swap(row, key, delta)
@@ -223,14 +219,17 @@ class KVCache(BaseCache):
     def _add_by_swap(self, row: str, key: Any, delta: Any) -> Any:
         """``value + delta`` written only if the value is unchanged meanwhile; retried until it is."""
         while True:
-            now = clock.now_ms()
-            with self._kv.writing(row) as sql:
-                found = sql.get(row, now)  # the database, not L1: a stale L1 value never swaps
-                if found is None or found[0] != CACHE:
-                    raise ValueError(f"Key '{key}' not found")
-                new = self._decode((CACHE, json.loads(found[1]))) + delta
-                if sql.swap(row, found[1], self._encode(new), now, CACHE):
-                    return new
+            swapped, new = self._kv.write((row,), self._swap_added, row, key, delta, clock.now_ms())
+            if swapped:
+                return new
+
+    def _swap_added(self, sql: CacheStatements, row: str, key: Any, delta: Any, now: int) -> tuple[bool, Any]:
+        """``_add_by_swap``'s one try, in a write of ``row``: whether it swapped, and the new value."""
+        found = sql.get(row, now)  # the database, not L1: a stale L1 value never swaps
+        if found is None or found[0] != CACHE:
+            raise ValueError(f"Key '{key}' not found")
+        new = self._decode((CACHE, json.loads(found[1]))) + delta
+        return sql.swap(row, found[1], self._encode(new), now, CACHE), new
 
     # -- clear and cull ------------------------------------------------------------------
 
@@ -253,3 +252,25 @@ class KVCache(BaseCache):
         if count > self._max_entries and self._cull_frequency == 0:
             self.clear()
         self._kv.forget(*culled)
+
+
+# -- what the writes run (Session.write calls them with the statements first) -------------
+
+def _set(sql: CacheStatements, row: str, text: str, expire_at: int | None, now: int, add: bool) -> bool:
+    return sql.set(row, text, expire_at, now, nx=add, type_=CACHE)
+
+
+def _set_many(sql: CacheStatements, batch: list[tuple[str, str]], expire_at: int | None, now: int) -> None:
+    sql.set_many(batch, expire_at, now, type_=CACHE)
+
+
+def _set_expiry(sql: CacheStatements, row: str, expire_at: int | None, now: int) -> bool:
+    return sql.set_expiry(row, expire_at, now)
+
+
+def _delete(sql: CacheStatements, rows: list[str], now: int) -> int:
+    return sql.delete(rows, now)
+
+
+def _incr_existing(sql: CacheStatements, row: str, delta: int, now: int) -> int | None:
+    return sql.incr_existing(row, delta, now, CACHE)

@@ -3,33 +3,30 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import transaction
 
 from . import clock
 from .conf import kv_settings
 from .errors import InvalidKey, InvalidValue, ValueTooLarge, WrongType
+from .refusals import refuse_increment
 from .validation import check_field, check_key, to_integer, to_json
 
 if TYPE_CHECKING:
-    from .sql import Statements
-    from .sql.session import Session, Write
+    from .sql import CacheStatements
+
+T = TypeVar("T")
 
 
 class HashCommands:
     """Fields of a JSON object under one key; mixed into ``KVStore``, whose plumbing it uses."""
 
-    _session: Session
-
-    def _write(self, *keys: str) -> Write:
+    def write(self, keys: tuple[str, ...] | list[str], statements: Callable[..., T], *args: Any) -> T:
         raise NotImplementedError
 
     def _read(self, key: Any) -> tuple[str, Any] | None:
-        raise NotImplementedError
-
-    def _refuse_increment(self, sql: Statements, key: str, field: str | None, amount: int,
-                          now: int) -> NoReturn:
         raise NotImplementedError
 
     def hset(self, key: str, field: str | None = None, value: Any = None,
@@ -46,16 +43,7 @@ class HashCommands:
         if not fields:
             raise InvalidValue(f"hset of key {key!r} needs a field and value, or a mapping")
         text = to_json(fields, key)
-        now = clock.now_ms()
-        with self._write(key) as sql, self._atomic_unless_in_one(sql.vendor == "postgresql"):
-            new = sql.hset(key, text, len(fields), now, kv_settings.MAX_VALUE_SIZE)
-            if new is None:
-                found = sql.row(key, now)
-                if found is not None and found[0] == "hash":
-                    raise ValueTooLarge(f"hash {key!r} would pass KV['MAX_VALUE_SIZE'] "
-                                        f"({kv_settings.MAX_VALUE_SIZE} bytes) with these fields")
-                raise WrongType(f"key {key!r} holds a value, not a hash")
-        return new
+        return self.write((key,), _hset, key, text, len(fields), clock.now_ms())
 
     def hget(self, key: str, field: str) -> Any:
         """The value of ``field`` in the hash ``key``; ``None`` when either is missing."""
@@ -80,8 +68,7 @@ class HashCommands:
         if not fields:
             raise InvalidKey("hdel needs at least one field")
         names = [check_field(field) for field in fields]
-        with self._write(key) as sql, self._atomic_unless_in_one(sql.vendor == "sqlite"):
-            result = sql.hdel(key, names, clock.now_ms())
+        result = self.write((key,), _hdel, key, names, clock.now_ms())
         if result is None:
             return 0
         if result[0] != "hash":
@@ -93,15 +80,37 @@ class HashCommands:
         key = check_key(key)
         field = check_field(field)
         amount = to_integer(amount, "amount")
-        now = clock.now_ms()
-        with self._write(key) as sql:
-            result = sql.hincr(key, field, amount, now)
-            if result is None:
-                self._refuse_increment(sql, key, field, amount, now)
-        return result
+        return self.write((key,), _hincr, key, field, amount, clock.now_ms())
 
-    def _atomic_unless_in_one(self, needed: bool):
-        """A transaction around a write that needs two statements on this database."""
-        if needed and not self._session.in_transaction():
-            return transaction.atomic(using=self._session.using)
-        return contextlib.nullcontext()
+
+# -- what the writes run (Session.write calls them with the statements first) -------------
+
+def _hset(sql: CacheStatements, key: str, text: str, field_count: int, now: int) -> int:
+    with _atomic_unless_in_one(sql, sql.vendor == "postgresql"):
+        new = sql.hset(key, text, field_count, now, kv_settings.MAX_VALUE_SIZE)
+        if new is None:
+            found = sql.row(key, now)
+            if found is not None and found[0] == "hash":
+                raise ValueTooLarge(f"hash {key!r} would pass KV['MAX_VALUE_SIZE'] "
+                                    f"({kv_settings.MAX_VALUE_SIZE} bytes) with these fields")
+            raise WrongType(f"key {key!r} holds a value, not a hash")
+    return new
+
+
+def _hdel(sql: CacheStatements, key: str, fields: list[str], now: int) -> tuple[str, int] | None:
+    with _atomic_unless_in_one(sql, sql.vendor == "sqlite"):
+        return sql.hdel(key, fields, now)
+
+
+def _hincr(sql: CacheStatements, key: str, field: str, amount: int, now: int) -> int:
+    result = sql.hincr(key, field, amount, now)
+    if result is None:
+        refuse_increment(sql, key, field, amount, now)
+    return result
+
+
+def _atomic_unless_in_one(sql: CacheStatements, needed: bool):
+    """A transaction around a write that needs two statements on this database."""
+    if needed and not sql.connection.in_atomic_block:
+        return transaction.atomic(using=sql.connection.alias)
+    return contextlib.nullcontext()

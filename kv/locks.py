@@ -6,21 +6,23 @@ import contextlib
 import random
 import secrets
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import clock
 from .errors import InvalidValue, LockTimeout
 from .validation import check_key, to_seconds
 
 if TYPE_CHECKING:
-    from .sql.session import Write
+    from .sql import CacheStatements
+
+T = TypeVar("T")
 
 
 class LockCommands:
     """Locks that only their owner's token releases; mixed into ``KVStore``."""
 
-    def _write(self, *keys: str) -> Write:
+    def write(self, keys: tuple[str, ...] | list[str], statements: Callable[..., T], *args: Any) -> T:
         raise NotImplementedError
 
     def lock(self, key: str, ttl: Any) -> str | None:
@@ -31,8 +33,7 @@ class LockCommands:
             raise InvalidValue(f"a lock's ttl must be positive, got {ttl!r}")
         token = secrets.token_urlsafe(16)
         now = clock.now_ms()
-        with self._write(key) as sql:
-            taken = sql.lock(key, token, now + max(1, round(seconds * 1000)), now)
+        taken = self.write((key,), _lock, key, token, now + max(1, round(seconds * 1000)), now)
         return token if taken else None
 
     def unlock(self, key: str, token: str) -> bool:
@@ -40,8 +41,7 @@ class LockCommands:
         key = check_key(key)
         if not isinstance(token, str):
             raise InvalidValue(f"a lock token is a string, got {token!r}")
-        with self._write(key) as sql:
-            return sql.unlock(key, token, clock.now_ms())
+        return self.write((key,), _unlock, key, token, clock.now_ms())
 
     @contextlib.contextmanager
     def locked(self, key: str, ttl: Any, timeout: Any = None) -> Iterator[str]:
@@ -61,3 +61,11 @@ class LockCommands:
             yield token
         finally:
             self.unlock(key, token)
+
+
+def _lock(sql: CacheStatements, key: str, token: str, expire_at: int, now: int) -> bool:
+    return sql.lock(key, token, expire_at, now)
+
+
+def _unlock(sql: CacheStatements, key: str, token: str, now: int) -> bool:
+    return sql.unlock(key, token, now)

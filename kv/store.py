@@ -7,18 +7,21 @@ the hash and lock commands in ``kv.hashes`` and ``kv.locks``.
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import clock
 from .conf import kv_settings
-from .errors import InvalidKey, InvalidValue, NotAnInteger, Overflow, WrongType
+from .errors import InvalidKey, InvalidValue, WrongType
 from .hashes import HashCommands
 from .l1 import L1Cache
 from .locks import LockCommands
-from .sql import CacheStatements, Statements
-from .sql.base import INT64_MAX, INT64_MIN
-from .sql.session import Session, Write
+from .refusals import refuse_increment
+from .sql import CacheStatements
+from .sql.session import Session
 from .validation import check_key, expiry, to_integer, to_json, to_seconds
+
+T = TypeVar("T")
 
 
 class KVStore(HashCommands, LockCommands):
@@ -53,9 +56,11 @@ class KVStore(HashCommands, LockCommands):
         if kwargs.get("setting", "KV") == "KV":
             self._l1_config = None
 
-    def _write(self, *keys: str) -> Write:
-        """``with self._write(*keys) as sql:`` around the statements of one write (see ``Write``)."""
-        return Write(self._session, keys, self._l1 if self._l1_config is not None else self.l1)
+    def write(self, keys: tuple[str, ...] | list[str], statements: Callable[..., T], *args: Any) -> T:
+        """``statements(sql, *args)`` with ``sql`` the statements of ``kv.sql``, as one write of
+        ``keys``: L1 and other processes follow as for the store's own writes (``kv.cache``);
+        its result. See ``Session.write``."""
+        return self._session.write(keys, self._l1 if self._l1_config is not None else self.l1, statements, *args)
 
     def _read(self, key: Any) -> tuple[str, Any] | None:
         """``(type, value)`` of a live key; through L1 outside a transaction only (inside one,
@@ -102,11 +107,9 @@ class KVStore(HashCommands, LockCommands):
         expire_at = expiry(ex, px, now)
         if keepttl and expire_at is not None:
             raise InvalidValue("keepttl cannot go with ex or px")
-        with self._write(key) as sql:
-            if xx:
-                written = sql.replace(key, text, expire_at, now, keepttl=keepttl)
-            else:
-                written = sql.set(key, text, expire_at, now, nx=nx, keepttl=keepttl)
+        # the session itself, not self.write: one call less on the store's busiest write
+        l1 = self._l1 if self._l1_config is not None else self.l1
+        written = self._session.write((key,), l1, _set, key, text, expire_at, now, nx, xx, keepttl)
         return True if written else None
 
     def setex(self, key: str, seconds: Any, value: Any) -> bool:
@@ -118,8 +121,7 @@ class KVStore(HashCommands, LockCommands):
         if not isinstance(mapping, dict) or not mapping:
             raise InvalidValue("mset needs a non-empty dict of keys and values")
         items = [(check_key(key), to_json(value, key)) for key, value in mapping.items()]
-        with self._write(*mapping) as sql:
-            sql.set_many(items, None, clock.now_ms())
+        self.write(tuple(mapping), _set_many, items, clock.now_ms())
         return True
 
     def mget(self, *keys: Any) -> list[Any]:
@@ -157,11 +159,6 @@ class KVStore(HashCommands, LockCommands):
                     l1.fill(key, type_, json.loads(text), text, ttl, generation)
         return found
 
-    def writing(self, *keys: str) -> Write:
-        """``with store.writing(*keys) as sql:`` around statements of ``kv.sql`` that write
-        ``keys``: L1 and other processes follow as for the store's own writes (``kv.cache``)."""
-        return self._write(*keys)
-
     def statements(self) -> CacheStatements:
         """The statements of ``kv.sql`` on this thread's connection, for a caller that tells
         L1 itself what changed (``forget``)."""
@@ -171,7 +168,7 @@ class KVStore(HashCommands, LockCommands):
         """Drop ``keys`` (or every key) from L1 now and, after commit, here and in every process.
 
         For a statement that learns which keys it removed only as it runs (``kv.cache``'s
-        clear and cull); other writes go through ``writing``, which does this around them.
+        clear and cull); other writes go through ``write``, which does this around them.
         """
         if not keys and not everything:
             return
@@ -185,8 +182,7 @@ class KVStore(HashCommands, LockCommands):
         if not keys:
             raise InvalidKey("delete needs at least one key")
         keys = tuple(dict.fromkeys(check_key(key) for key in keys))
-        with self._write(*keys) as sql:
-            return sql.delete(list(keys), clock.now_ms())
+        return self.write(keys, _delete, list(keys), clock.now_ms())
 
     def exists(self, *keys: str) -> int:
         """How many of ``keys`` exist (a key named twice counts twice, as in Redis)."""
@@ -232,16 +228,14 @@ class KVStore(HashCommands, LockCommands):
 
     def _expire(self, key: str, milliseconds: float) -> bool:
         now = clock.now_ms()
-        with self._write(key) as sql:
-            if milliseconds <= 0:
-                return sql.delete([key], now) > 0
-            return sql.set_expiry(key, now + max(1, round(milliseconds)), now)
+        if milliseconds <= 0:
+            return self.write((key,), _delete, [key], now) > 0
+        return self.write((key,), _set_expiry, key, now + max(1, round(milliseconds)), now, False)
 
     def persist(self, key: str) -> bool:
         """Remove the TTL; ``True`` if there was one."""
         key = check_key(key)
-        with self._write(key) as sql:
-            return sql.set_expiry(key, None, clock.now_ms(), only_if_set=True)
+        return self.write((key,), _set_expiry, key, None, clock.now_ms(), True)
 
     def delete_expired(self, batch_size: int | None = None) -> int:
         """Delete expired rows in batches until none is left; return how many."""
@@ -260,11 +254,9 @@ class KVStore(HashCommands, LockCommands):
         key = check_key(key)
         amount = to_integer(amount, "amount")
         now = clock.now_ms()
-        with self._write(key) as sql:
-            result = sql.incr(key, amount, now)
-            if result is None:
-                self._refuse_increment(sql, key, None, amount, now)
-        return result
+        # the session itself, not self.write: one call less on a busy write
+        l1 = self._l1 if self._l1_config is not None else self.l1
+        return self._session.write((key,), l1, _incr, key, amount, now)
 
     def incr(self, key: str, amount: int = 1) -> int:
         """``incrby``."""
@@ -278,17 +270,30 @@ class KVStore(HashCommands, LockCommands):
         """``decrby``."""
         return self.decrby(key, amount)
 
-    def _refuse_increment(self, sql: Statements, key: str, field: str | None, amount: int,
-                          now: int) -> NoReturn:
-        """Raise the error that explains why an increment of ``key`` (``field``) was refused."""
-        found = sql.row(key, now)
-        expected = "hash" if field is not None else "value"
-        if found is None or found[0] != expected:
-            raise WrongType(f"key {key!r} holds a {found[0] if found else 'none'}, not a {expected}")
-        current = json.loads(found[1])
-        if field is not None:
-            current = current.get(field)
-        where = f"field {field!r} of key {key!r}" if field is not None else f"key {key!r}"
-        if isinstance(current, bool) or not isinstance(current, int) or not INT64_MIN <= current <= INT64_MAX:
-            raise NotAnInteger(f"{where} holds {current!r}, not an integer")
-        raise Overflow(f"adding {amount} to {where} ({current}) would leave the signed 64-bit range")
+
+# -- what the writes run (Session.write calls them with the statements first) -------------
+
+def _set(sql: CacheStatements, key: str, text: str, expire_at: int | None, now: int, nx: bool, xx: bool,
+         keepttl: bool) -> bool:
+    if xx:
+        return sql.replace(key, text, expire_at, now, keepttl=keepttl)
+    return sql.set(key, text, expire_at, now, nx=nx, keepttl=keepttl)
+
+
+def _incr(sql: CacheStatements, key: str, amount: int, now: int) -> int:
+    result = sql.incr(key, amount, now)
+    if result is None:
+        refuse_increment(sql, key, None, amount, now)
+    return result
+
+
+def _set_many(sql: CacheStatements, items: list[tuple[str, str]], now: int) -> None:
+    sql.set_many(items, None, now)
+
+
+def _delete(sql: CacheStatements, keys: list[str], now: int) -> int:
+    return sql.delete(keys, now)
+
+
+def _set_expiry(sql: CacheStatements, key: str, expire_at: int | None, now: int, only_if_set: bool) -> bool:
+    return sql.set_expiry(key, expire_at, now, only_if_set=only_if_set)

@@ -51,18 +51,22 @@ class Statements:
         self._get_sql = self.native(
             f"SELECT type, {self.value_text}, expire_at FROM _kv WHERE key = %(key)s AND {ALIVE}"
         )
-        self._set_sql = {(nx, keepttl): self.native(self._set_statement(nx, keepttl))
-                         for nx in (False, True) for keepttl in (False, True)}
+        #: ``set``'s statement by ``(nx, keepttl, type_)``, made at first use
+        self._set_sql: dict[tuple[bool, bool, str], str] = {}
         self._incr_sql = self.native(self.incr_statement)
 
     #: the statement of ``incr`` (vendor classes give it)
     incr_statement = ""
 
-    def _set_statement(self, nx: bool, keepttl: bool) -> str:
+    def _set_statement(self, nx: bool, keepttl: bool, type_: str) -> str:
+        # the type is written in the statement, not bound: a parameter less to bind on every
+        # set (on SQLite a named parameter costs a lookup by a new string); a row type is a word
+        if not type_.isidentifier():
+            raise ValueError(f"not a row type: {type_!r}")
         expire = f"CASE WHEN {EXPIRED} THEN NULL ELSE _kv.expire_at END" if keepttl else "excluded.expire_at"
         return (
             "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
-            f"VALUES (%(key)s, %(type)s, {self.json_param('value')}, %(expire_at)s, %(ts)s, %(ts)s) "
+            f"VALUES (%(key)s, '{type_}', {self.json_param('value')}, %(expire_at)s, %(ts)s, %(ts)s) "
             "ON CONFLICT (key) DO UPDATE SET type = excluded.type, value = excluded.value, "
             f"expire_at = {expire}, updated = excluded.updated, "
             f"created = CASE WHEN {EXPIRED} THEN excluded.created ELSE _kv.created END"
@@ -169,9 +173,11 @@ class Statements:
     def set(self, key: str, value: str, expire_at: int | None, now: int, *, nx: bool = False,
             keepttl: bool = False, type_: str = "value") -> bool:
         """Create or replace a key; with ``nx`` only when absent. Return whether it was written."""
-        self.run_write(self._set_sql[nx, keepttl], {
-            "key": key, "type": type_, "value": value, "expire_at": expire_at, "now": now, "ts": self.timestamp(),
-        })
+        statement = self._set_sql.get((nx, keepttl, type_))
+        if statement is None:
+            statement = self._set_sql[nx, keepttl, type_] = self.native(self._set_statement(nx, keepttl, type_))
+        self.run_write(statement, {"key": key, "value": value, "expire_at": expire_at, "now": now,
+                                   "ts": self.timestamp()})
         return bool(self._results.fetchall()) if nx else True
 
     def incr(self, key: str, amount: int, now: int) -> int | None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import connections, router, transaction
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 INVALIDATE_CHANNEL = "kv-invalidate"
 _INVALIDATE_ALL_OVER = 6000  # bytes of key names: past this, tell other processes to drop everything
 
+T = TypeVar("T")
 
 
 def invalidation(keys: Sequence[str] | None) -> dict[str, Any]:
@@ -86,6 +87,56 @@ class Session:
             sql = connection._kv_statements = statements_for(connection, connection.connection.cursor())
         return sql
 
+    def write(self, keys: Sequence[str], l1: L1Cache | None, statements: Callable[..., T], *args: Any) -> T:
+        """``statements(sql, *args)``: one write of ``keys``, and its result; every write of
+        the store runs through here.
+
+        The keys leave ``l1`` at once (a reader that started before cannot fill it back) and
+        again once the write commits, here and, through ``announce``, in every process. On
+        PostgreSQL the NOTIFY goes with the write's statement, in a transaction of its own
+        with ``synchronous_commit`` off for ``KV["DURABILITY"] = "fast"``. A function, not a
+        context manager (no object to build per write), and the common case inline: SQLite,
+        committed at once (autocommit).
+        """
+        if l1 is not None:
+            l1.invalidate(*keys)
+        connection = self.connection()
+        if connection.vendor == "postgresql":
+            result, notified = self._write_postgresql(connection, keys, statements, args)
+        else:  # SQLite: no NOTIFY, and DURABILITY is not read
+            result, notified = statements(self.statements(connection), *args), False
+        if connection.in_atomic_block:
+            self.announce(keys, l1, notified)
+            return result
+        # committed already (autocommit): announce's first branch, inline
+        if l1 is not None:
+            l1.invalidate(*keys)
+        if not notified:
+            runtime = _runtime()
+            if runtime.has_audience:
+                runtime.publish(INVALIDATE_CHANNEL, invalidation(keys))
+        return result
+
+    def _write_postgresql(self, connection, keys: Sequence[str], statements: Callable[..., T],
+                          args: tuple) -> tuple[T, bool]:
+        """``write``'s statements on PostgreSQL, and whether one of them carried the NOTIFY."""
+        if kv_settings.DURABILITY == "fast" and not connection.in_atomic_block:
+            with transaction.atomic(using=self.using):
+                sql = self.statements(connection)
+                sql.execute("SET LOCAL synchronous_commit = off", {})
+                return self._notifying(sql, keys, statements, args)
+        return self._notifying(self.statements(connection), keys, statements, args)
+
+    def _notifying(self, sql: CacheStatements, keys: Sequence[str], statements: Callable[..., T],
+                   args: tuple) -> tuple[T, bool]:
+        notify = sql.notify_with = self._notice(sql, keys)
+        try:
+            result = statements(sql, *args)
+        finally:
+            notified = notify is not None and sql.notify_with is None  # a statement took it
+            sql.notify_with = None
+        return result, notified
+
     def announce(self, keys: Sequence[str] | None, l1: L1Cache | None, notified: bool = False) -> None:
         """After a write of ``keys`` (``None``: of any key): drop them from ``l1`` and tell
         other processes (unless the write's statement ``notified`` them), at once when the
@@ -120,61 +171,3 @@ class Session:
 
 def _drop(l1: L1Cache, keys: Sequence[str] | None) -> None:
     l1.clear() if keys is None else l1.invalidate(*keys)
-
-
-class Write:
-    """One write of ``keys``, around its statements: ``with Write(session, keys, l1) as sql:``.
-
-    The keys leave ``l1`` at once (a reader that started before cannot fill it back) and
-    again once the write commits, here and, through ``Session.announce``, in every process.
-    On enter: the statements, with the NOTIFY that goes with the write (PostgreSQL), in a
-    transaction of its own with ``synchronous_commit`` off for ``KV["DURABILITY"] = "fast"``.
-    A class, not a generator, and the committed case inline: it runs around every write.
-    """
-
-    __slots__ = ("_atomic", "_connection", "_keys", "_l1", "_notify", "_session", "_sql")
-
-    def __init__(self, session: Session, keys: Sequence[str], l1: L1Cache | None) -> None:
-        if l1 is not None:
-            l1.invalidate(*keys)
-        self._session = session
-        self._keys = keys
-        self._l1 = l1
-    def __enter__(self) -> CacheStatements:
-        session = self._session
-        connection = self._connection = session.connection()
-        self._atomic = self._notify = None
-        if connection.vendor != "postgresql":  # SQLite: no NOTIFY, and DURABILITY is not read
-            sql = self._sql = session.statements(connection)
-            return sql
-        if kv_settings.DURABILITY == "fast" and not connection.in_atomic_block:
-            self._atomic = transaction.atomic(using=session.using)
-            self._atomic.__enter__()
-            try:
-                sql = session.statements(connection)
-                sql.execute("SET LOCAL synchronous_commit = off", {})
-            except BaseException as e:  # no __exit__ follows a failed __enter__
-                self._atomic.__exit__(type(e), e, e.__traceback__)
-                raise
-        else:
-            sql = session.statements(connection)
-        self._sql = sql
-        self._notify = sql.notify_with = session._notice(sql, self._keys)
-        return sql
-
-    def __exit__(self, exc_type, exc, traceback) -> None:
-        notified = False
-        if self._notify is not None:
-            notified = self._sql.notify_with is None  # a statement took it
-            self._sql.notify_with = None
-        if self._atomic is not None:
-            self._atomic.__exit__(exc_type, exc, traceback)
-        if exc_type is None:
-            if self._connection.in_atomic_block:
-                self._session.announce(self._keys, self._l1, notified)
-                return
-            # committed already (autocommit): Session.announce's first branch, inline
-            if self._l1 is not None:
-                self._l1.invalidate(*self._keys)
-            if not notified and _runtime().has_audience:
-                _runtime().publish(INVALIDATE_CHANNEL, invalidation(self._keys))

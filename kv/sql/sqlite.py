@@ -20,18 +20,26 @@ from .cache import CacheStatements
 from .glob import glob_to_sqlite
 
 _results = threading.local()  # what a hash function computed, read right after its statement
-_second: tuple[int, str] = (0, "")  # the last second formatted by utc_text, and its text
+#: the last second formatted by utc_text: (its start in epoch nanoseconds, its text, the text and ".")
+_second: tuple[int, str, str] = (0, "", "")
 
 
 def utc_text() -> str:
     """Now in UTC as Django's SQLite backend stores an aware datetime (``str()`` of it, naive):
-    the same text as ``str(timezone.now().replace(tzinfo=None))`` at a third of the cost."""
+    the same text as ``str(timezone.now().replace(tzinfo=None))`` at half the cost. It runs
+    on every write: nanoseconds into the cached second are a small int (no big-int division),
+    and the microseconds are padded by a string slice (a ``:06d`` format costs more)."""
     global _second
-    second, microsecond = divmod(time.time_ns() // 1000, 1_000_000)
+    nanoseconds = time.time_ns()
     cached = _second
-    if cached[0] != second:
-        cached = _second = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)))
-    return f"{cached[1]}.{microsecond:06d}" if microsecond else cached[1]
+    fraction = nanoseconds - cached[0]
+    if not 0 <= fraction < 1_000_000_000:
+        second = nanoseconds // 1_000_000_000
+        text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+        cached = _second = (second * 1_000_000_000, text, text + ".")
+        fraction = nanoseconds - cached[0]
+    microsecond = fraction // 1000
+    return cached[2] + str(1_000_000 + microsecond)[1:] if microsecond else cached[1]
 
 
 def _hset(old: str | None, mapping: str) -> str:

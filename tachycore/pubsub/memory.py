@@ -28,8 +28,9 @@ class MemoryPubSub(BasePubSub):
     @property
     def has_audience(self) -> bool:
         hub = self._hub
+        size = len(hub)  # a WeakSet's len() runs Python code: once, as every kv write asks
         # one process, one adapter (production): nobody else to tell, decided by the size alone
-        return len(hub) > 1 or (len(hub) == 1 and self not in hub)
+        return size > 1 or (size == 1 and self not in hub)
 
     def publish(self, channel: str, payload: Any) -> None:
         text = encode(channel, payload, self.node_id)
