@@ -119,7 +119,10 @@ def lost_connection(outcome: Outcome) -> bool:
         return False
     lost = False
     for connection in connections.all(initialized_only=True):
-        if connection.connection is not None and not connection.is_usable():
+        if connection.connection is None:
+            # closed already after an error of its own (a transaction that could not roll back)
+            lost = lost or connection.errors_occurred
+        elif not connection.is_usable():
             connection.close()
             lost = True
     return lost

@@ -17,7 +17,7 @@ from jobs.dispatcher import Dispatcher
 from jobs.execution import retry_delay
 from jobs.handlers import handlers
 from jobs.leases import ClaimBuffer, Leases
-from jobs.models import Job
+from jobs.models import Job, JobStatus
 from jobs.sql import statements_for
 from tachycore.manager import plugin_manager
 from tests.helpers.processes import wait_until
@@ -502,3 +502,29 @@ def test_claim_buffer__takes_back_only_what_is_asked_in_order():
     buffer.put(None)
     assert buffer.take_back(lambda job: job.id % 2 == 1) == [jobs[1], jobs[3]]
     assert [buffer.take(), buffer.take(), buffer.take()] == [jobs[0], jobs[2], None]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lost_connection__a_connection_closed_after_its_error_is_lost_not_the_jobs_fault():
+    from django.db import OperationalError, connection
+
+    from jobs.execution import Outcome, lost_connection
+
+    connection.ensure_connection()
+    connection.errors_occurred = True  # what Django's error wrapper sets, before it closes
+    connection.close()
+    outcome = Outcome(Job(topic="t"), JobStatus.FAILED, exception=OperationalError("server closed the connection"))
+
+    assert lost_connection(outcome)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lost_connection__an_error_on_a_working_connection_is_the_jobs():
+    from django.db import OperationalError, connection
+
+    from jobs.execution import Outcome, lost_connection
+
+    connection.ensure_connection()
+    outcome = Outcome(Job(topic="t"), JobStatus.FAILED, exception=OperationalError("deadlock detected"))
+
+    assert not lost_connection(outcome)
