@@ -12,10 +12,7 @@ from django.db import DatabaseError, router
 from .conf import tachycore_settings
 from .dependencies import Dependencies
 from .discovery import discover_plugins
-from .errors import (
-    HookFailed,
-    PluginNotFound,
-)
+from .errors import HookFailed, PluginNotFound
 from .info import PluginInfo, status_of
 from .models import ApplicationPlugin, NodeStatus
 from .plugins import Plugin
