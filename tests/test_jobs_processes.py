@@ -183,19 +183,28 @@ def test_runjobs__bad_arguments_exit_1_with_one_line(subprocess_env, args, messa
     assert "Traceback" not in result.stderr
 
 
-def test_runjobs__prints_a_status_line_and_is_a_supervisor_node(subprocess_env):
-    get_job_store().enqueue_many([{"topic": "toolbox.echo"} for _ in range(5)])
-    proc = start_runjobs(subprocess_env, "--workers", "2", JOBS_STATUS_INTERVAL="0.3s")
+def status_lines_of_runjobs(env: dict[str, str], *args: str, interval: str, until=lambda: True,
+                            linger: float = 0.8) -> list[str]:
+    """Run ``runjobs`` until it is a live dispatcher node and ``until()`` holds, ``linger``
+    seconds more, then stop it with SIGTERM; return the status lines it printed."""
+    proc = start_runjobs(env, *args, JOBS_STATUS_INTERVAL=interval)
     try:
         assert wait_until(lambda: Node.objects.filter(kind="dispatcher", status="running").exists(), 30)
-        assert wait_until(lambda: count(JobStatus.COMPLETED) == 5, 30)
-        time.sleep(0.8)
+        assert wait_until(until, 30)
+        time.sleep(linger)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        out, _ = proc.communicate(timeout=20)
     finally:
         stop(proc)
-    status_lines = [line for line in out.splitlines() if "jobs/s" in line]
-    assert status_lines, out
+    lines = [line for line in out.splitlines() if "jobs/s" in line]
+    assert lines, out
+    return lines
+
+
+def test_runjobs__prints_a_status_line_and_is_a_supervisor_node(subprocess_env):
+    get_job_store().enqueue_many([{"topic": "toolbox.echo"} for _ in range(5)])
+    status_lines = status_lines_of_runjobs(subprocess_env, "--workers", "2", interval="0.3s",
+                                           until=lambda: count(JobStatus.COMPLETED) == 5)
     assert "5 completed, 0 failed" in status_lines[-1]
     assert "0 due" in status_lines[-1]
 
@@ -221,16 +230,7 @@ def test_runjobs__the_summary_counts_jobs_held_by_a_plugin_not_added(subprocess_
 
 def test_runjobs__the_status_line_counts_jobs_held_by_a_plugin_not_added(subprocess_env):
     enqueue_word_counts(2)
-    proc = start_runjobs(subprocess_env, JOBS_STATUS_INTERVAL="0.2s")
-    try:
-        assert wait_until(lambda: Node.objects.filter(kind="dispatcher", status="running").exists(), 30)
-        time.sleep(0.6)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        stop(proc)
-    status_lines = [line for line in out.splitlines() if "jobs/s" in line]
-    assert status_lines, out
+    status_lines = status_lines_of_runjobs(subprocess_env, interval="0.2s", linger=0.6)
     assert status_lines[-1].endswith(f"2 due, {HELD_NOTES}, 0 claimed")
 
 
