@@ -10,6 +10,7 @@ from tests.fixtures.clock import clock  # noqa: F401
 from tests.fixtures.servers import live_server_process, server_processes  # noqa: F401
 from tests.fixtures.site import (  # noqa: F401
     _fresh_plugin_manager,
+    app_env,
     fast_jobs,
     redis_url,
     subprocess_env,

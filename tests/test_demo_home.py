@@ -37,16 +37,10 @@ def test_home__says_the_kv_and_jobs_apis_are_off_by_default_and_how_to_turn_them
     assert re.search(r'/api/jobs/</a>\s*<span class="off">off</span>: turn it on with <code>JOBS_HTTP_ENABLED=true make run</code>', html)
 
 
-def test_home__says_the_kv_api_is_on_when_kv_http_enabled(home, monkeypatch):
-    monkeypatch.setenv("KV_HTTP_ENABLED", "true")
-    from kv.conf import kv_settings
+def test_home__says_the_kv_api_is_on_when_kv_http_enabled(home, app_env):
+    app_env.set("KV_HTTP_ENABLED", "true")
 
-    kv_settings.reset()
-    try:
-        html = home()
-    finally:
-        monkeypatch.delenv("KV_HTTP_ENABLED")
-        kv_settings.reset()
+    html = home()
 
     assert re.search(r'/api/kv/</a>\s*<span class="on">on</span>', html)
 

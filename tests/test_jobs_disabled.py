@@ -13,7 +13,6 @@ from django.utils import timezone
 
 import jobs
 from jobs import receivers
-from jobs.conf import jobs_settings
 from jobs.dispatcher import Dispatcher
 from jobs.errors import JobsDisabled
 from jobs.models import Job, JobStatus
@@ -40,14 +39,11 @@ def test_get_job_store__none_when_disabled(disabled):
     assert jobs.get_job_store() is None
 
 
-def test_get_job_store__none_when_disabled_by_the_environment(monkeypatch):
-    monkeypatch.setenv("JOBS_DISABLED", "true")
-    jobs_settings.reset()
-    try:
-        assert jobs.get_job_store() is None
-    finally:
-        monkeypatch.delenv("JOBS_DISABLED")
-        jobs_settings.reset()
+def test_get_job_store__none_when_disabled_by_the_environment(app_env):
+    app_env.set("JOBS_DISABLED", "true")
+    assert jobs.get_job_store() is None
+
+    app_env.unset("JOBS_DISABLED")
     assert jobs.get_job_store() is not None
 
 

@@ -405,18 +405,12 @@ def test_prune__deletes_only_finished_jobs_older_than_retention(settings):
 
 
 @pytest.mark.django_db
-def test_prune__follows_retention_from_the_environment(monkeypatch):
-    from jobs.conf import jobs_settings
-
+def test_prune__follows_retention_from_the_environment(app_env):
     week_old = finished_job("completed", timedelta(days=8))
     day_old = finished_job("completed", timedelta(days=1, minutes=1))
-    monkeypatch.setenv("JOBS_RETENTION", "1d")
-    jobs_settings.reset()
-    try:
-        removed = prune_finished()
-    finally:
-        monkeypatch.delenv("JOBS_RETENTION")
-        jobs_settings.reset()
+    app_env.set("JOBS_RETENTION", "1d")
+
+    removed = prune_finished()
 
     assert removed == 2
     assert not Job.objects.filter(pk__in=[week_old.pk, day_old.pk]).exists()

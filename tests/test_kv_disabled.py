@@ -7,7 +7,6 @@ from django.core.management import call_command
 
 import kv
 from kv.cache import KVCache
-from kv.conf import kv_settings
 from kv.errors import KVDisabled
 from kv.models import KVEntry
 from kv.receivers import flush_l1, invalidate_from_elsewhere
@@ -35,14 +34,10 @@ def test_get_store__none_when_disabled(disabled):
     assert kv.get_store() is None
 
 
-def test_get_store__none_when_disabled_from_the_environment(monkeypatch):
-    monkeypatch.setenv("KV_DISABLED", "true")
-    kv_settings.reset()
-    try:
-        assert kv.get_store() is None
-    finally:
-        monkeypatch.delenv("KV_DISABLED")
-        kv_settings.reset()
+def test_get_store__none_when_disabled_from_the_environment(app_env):
+    app_env.set("KV_DISABLED", "true")
+
+    assert kv.get_store() is None
 
 
 def test_get_store__back_when_enabled_again(disabled):
