@@ -3,7 +3,8 @@
 
 A database that is not there yet (a ``DATABASE_URL`` naming a PostgreSQL database
 nobody created, an SQLite file in a missing directory) stops the command with one
-line saying how to create it, and exit status 1, instead of a page of traceback.
+line saying how to create it, and exit status 1, instead of a page of traceback; so do
+settings that refuse to load (``SECRET_KEY`` unset while ``DEBUG`` is off).
 """
 
 import os
@@ -20,11 +21,17 @@ MISSING_POSTGRES_DATABASE = re.compile(r'database "(?P<name>[^"]+)" does not exi
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
     from django.db import OperationalError
 
     try:
         execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as error:
+        if settings.configured:
+            raise  # a mistake elsewhere: its traceback says where
+        sys.exit(f"manage.py: {error}")  # the settings module itself refused to load
     except OperationalError as error:
         hint = missing_database(error)
         if hint is None:

@@ -7,6 +7,7 @@ this project, DEBUG on. Set ``DATABASE_URL=postgres://...`` for PostgreSQL.
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from tachycore.db import configure_sqlite
 
@@ -16,8 +17,17 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=True)
-# the default key is for the demo on a laptop only: set SECRET_KEY anywhere else
-SECRET_KEY = env.str("SECRET_KEY", default="demo-insecure-key-change-me-0123456789abcdefghijklmnop")
+# A laptop (DEBUG on) may run on the public key below; anything else must set its own,
+# since whoever knows the key can forge sessions, password-reset links and signed data.
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set and DEBUG is off: set SECRET_KEY in the environment or in .env "
+            "(make one with: python -c 'from django.core.management.utils import "
+            "get_random_secret_key; print(get_random_secret_key())')"
+        )
+    SECRET_KEY = "demo-insecure-key-change-me-0123456789abcdefghijklmnop"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 
 INSTALLED_APPS = [
@@ -138,9 +148,17 @@ Q_CLUSTER = {
     "save_limit": 100,
 }
 
+# Errors reach the console whatever DEBUG says: Django's own console handler speaks only
+# while DEBUG is on, so without these a 500 of a production server would be logged nowhere.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"tachycore": {"handlers": ["console"], "level": env.str("TACHYCORE_LOG_LEVEL", default="INFO")}},
+    "loggers": {
+        "tachycore": {"handlers": ["console"], "level": env.str("TACHYCORE_LOG_LEVEL", default="INFO")},
+        # unhandled exceptions of views (a 500), with their traceback, on the server's stderr only
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "kv.api": {"handlers": ["console"], "level": "WARNING"},
+        "jobs.api": {"handlers": ["console"], "level": "WARNING"},
+    },
 }
