@@ -13,11 +13,12 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
+from tachycore.context import acting_as
 from tachycore.jsontext import text_holds_nul
 
 from .conf import jobs_settings
 from .errors import UnknownTopic
-from .handlers import handlers
+from .handlers import handlers, owner_app_label
 from .models import Job, JobStatus
 from .signals import job_started
 
@@ -77,17 +78,21 @@ def start(job: Job, sender: type) -> Outcome:
 
 
 def execute(job: Job) -> Outcome:
-    """Run ``job`` in this thread; never raises (but ``KeyboardInterrupt``/``SystemExit``)."""
+    """Run ``job`` in this thread, as the plugin its handler (or task) belongs to; never
+    raises (but ``KeyboardInterrupt``/``SystemExit``)."""
     try:
         if job.task_backend:
             from .backends import run_task
 
-            value = run_task(job)
+            with acting_as(_plugin_of_app(owner_app_label(job.topic))):
+                value = run_task(job)
         else:
             entry = handlers.get(job.topic)
             if entry is None:
                 raise UnknownTopic(f"no handler for topic {job.topic!r} in this process")
-            value = entry.func(job)
+            # who runs is the code's app, never anything the payload says
+            with acting_as(_plugin_of_app(entry.app_label)):
+                value = entry.func(job)
         try:
             result_json = None if value is None else json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as e:
@@ -103,6 +108,12 @@ def execute(job: Job) -> Outcome:
             retry_at = now + timedelta(seconds=retry_delay(job.attempts))
             return Outcome(job, JobStatus.PENDING, error=error, exception=e, retry_at=retry_at)
         return Outcome(job, JobStatus.FAILED, error=error, exception=e)
+
+
+def _plugin_of_app(app_label: str | None) -> str | None:
+    from tachycore.manager import plugin_manager
+
+    return plugin_manager.plugin_of_app(app_label)
 
 
 def check_connections() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import DatabaseError, router
 
 from .conf import tachycore_settings
+from .context import acting_as
 from .dependencies import Dependencies
 from .discovery import discover_plugins
 from .errors import HookFailed, PluginNotFound
@@ -66,6 +67,15 @@ class PluginStates(WatchedState):
                     self._discovery_problems = found.problems
                     self._plugins = self._attached(found.plugins.values())
         return self._plugins
+
+    def plugin_of_app(self, app_label: str | None) -> str | None:
+        """The name of the plugin whose app is ``app_label`` (``None``: an app that is no plugin)."""
+        if app_label is None:
+            return None
+        for name, plugin in self.plugins.items():
+            if plugin.app_label == app_label:
+                return name
+        return None
 
     @property
     def dependencies(self) -> Dependencies:
@@ -128,7 +138,8 @@ class PluginStates(WatchedState):
         for hook in ("before_load", "load"):
             for name in newcomers:
                 try:
-                    getattr(self.plugins[name], hook)()
+                    with acting_as(name):
+                        getattr(self.plugins[name], hook)()
                 except Exception as e:
                     self._load_failed(name, hook, e)
         self._loaded.update(newcomers)
@@ -190,7 +201,8 @@ class PluginStates(WatchedState):
 
     def _hook(self, plugin: Plugin, hook: str, *args: Any) -> None:
         try:
-            getattr(plugin, hook)(*args)
+            with acting_as(plugin.name):
+                getattr(plugin, hook)(*args)
         except Exception as e:
             raise HookFailed(plugin.name, hook, e) from e
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .context import acting_as
+
 if TYPE_CHECKING:
     from django.apps import AppConfig
     from django.dispatch import Signal
@@ -78,11 +80,13 @@ class Plugin:
         return self._state_of is not None and self._state_of(self.name)
 
     def connect(self, signal: Signal, receiver, sender: Any = None, dispatch_uid: str | None = None):
-        """Connect ``receiver`` to ``signal`` so that it runs only while this plugin is enabled."""
+        """Connect ``receiver`` to ``signal`` so that it runs only while this plugin is enabled,
+        as this plugin (``tachycore.context.current_plugin()``)."""
 
         def gated(*args: Any, **kwargs: Any) -> Any:
             if self.is_enabled():
-                return receiver(*args, **kwargs)
+                with acting_as(self.name):
+                    return receiver(*args, **kwargs)
             return None
 
         gated.__wrapped__ = receiver  # type: ignore[attr-defined]

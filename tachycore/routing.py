@@ -1,4 +1,5 @@
-"""Plugin URLs: mounted at ``api/<name>/`` and answering 404 while the plugin is disabled."""
+"""Plugin URLs: mounted at ``api/<name>/``, answering 404 while the plugin is disabled, and
+running their views as the plugin (``tachycore.context.current_plugin()``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from importlib import import_module
 from django.urls import URLResolver
 from django.urls.exceptions import Resolver404
 from django.urls.resolvers import RoutePattern
+
+from .context import entered_as
 
 
 class PluginURLResolver(URLResolver):
@@ -21,7 +24,9 @@ class PluginURLResolver(URLResolver):
 
         if not plugin_manager.is_enabled(self.plugin_name):
             raise Resolver404({"path": path, "tried": []})
-        return super().resolve(path)
+        match = super().resolve(path)
+        match.func = entered_as(self.plugin_name, match.func)
+        return match
 
     def __repr__(self) -> str:
         return f"<PluginURLResolver {self.plugin_name} ({self.pattern.describe()})>"

@@ -8,6 +8,14 @@ import time
 import jobs
 
 
+@jobs.handler("toolbox.whoami")
+def whoami(job):
+    """Return the plugin the kernel runs this handler as."""
+    from tachycore.context import current_plugin
+
+    return {"plugin": current_plugin()}
+
+
 @jobs.handler("toolbox.echo")
 def echo(job):
     """Return the payload."""

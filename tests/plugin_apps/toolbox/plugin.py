@@ -8,3 +8,4 @@ class ToolboxPlugin(Plugin):
     version = "2.0.0"
     built_in = True
     description = "Built-in test plugin."
+    urls = "tests.plugin_apps.toolbox.urls"

@@ -6,6 +6,13 @@ from django.tasks import task
 
 
 @task
+def whoami():
+    from tachycore.context import current_plugin
+
+    return current_plugin()
+
+
+@task
 def add(a, b):
     return a + b
 

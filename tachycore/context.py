@@ -1,0 +1,75 @@
+"""Who is calling: the plugin the code running now belongs to.
+
+The kernel sets it around every entry into a plugin (its URL views, its job handlers, its
+signal receivers connected with ``Plugin.connect``, its lifecycle hooks); the governance
+checks and the audit trail read it. It lives in a ``contextvars.ContextVar``, so it follows
+``await`` in async views and stays apart between threads.
+
+A thread started with ``threading.Thread`` begins with an empty context: code it runs is
+the host site's (``None``), whatever plugin started it. ``tachycore.context.Thread`` runs in
+the context of the code that created it instead. This is bookkeeping for cooperative
+plugins, not a sandbox: a plugin can start a plain thread or call ``acting_as`` itself.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+__all__ = ["Thread", "acting_as", "current_plugin", "entered_as"]
+
+_plugin: contextvars.ContextVar[str | None] = contextvars.ContextVar("tachycore_plugin", default=None)
+
+def current_plugin() -> str | None:
+    """The name of the plugin whose code runs now; ``None`` for the host site."""
+    return _plugin.get()
+
+
+@contextmanager
+def acting_as(name: str | None) -> Iterator[None]:
+    """Run the block as plugin ``name`` (``None``: as the host site), then restore the caller's."""
+    token = _plugin.set(name)
+    try:
+        yield
+    finally:
+        _plugin.reset(token)
+
+
+def entered_as[F: Callable[..., Any]](name: str, func: F) -> F:
+    """``func`` wrapped so that each call runs as plugin ``name``: sync or async alike (an
+    async function stays one, so Django and asgiref see a coroutine function), with
+    ``func``'s name and attributes (``csrf_exempt``, DRF's ``cls``...) kept."""
+    if iscoroutinefunction(func):
+
+        async def entered_async(*args: Any, **kwargs: Any) -> Any:
+            with acting_as(name):
+                return await func(*args, **kwargs)
+
+        wrapper: Callable[..., Any] = markcoroutinefunction(functools.wraps(func)(entered_async))
+    else:
+
+        def entered(*args: Any, **kwargs: Any) -> Any:
+            with acting_as(name):
+                return func(*args, **kwargs)
+
+        wrapper = functools.wraps(func)(entered)
+    wrapper.tachycore_plugin = name  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+class Thread(threading.Thread):
+    """A ``threading.Thread`` whose ``run()`` sees the context of the code that created it:
+    the same current plugin (and any other context variable, such as the trace)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._creator_context = contextvars.copy_context()
+
+    def run(self) -> None:
+        self._creator_context.run(super().run)
