@@ -13,3 +13,5 @@ if apps.is_installed("jobs"):
     from . import jobs  # noqa: F401
 if apps.is_installed("kv"):
     from . import keys  # noqa: F401
+if apps.is_installed("django_q"):
+    from . import schedules  # noqa: F401

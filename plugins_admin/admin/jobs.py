@@ -12,12 +12,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.apps import apps
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
@@ -29,6 +30,7 @@ from jobs.models import Job, JobStatus
 from jobs.store import JobStore
 
 from .. import charts
+from .lookups import FilterLookupsOnly
 from .switches import SwitchedAdmin
 
 #: refusals named in one message; more are counted
@@ -80,7 +82,7 @@ def format_age(seconds: float) -> str:
 
 
 @admin.register(Job)
-class JobAdmin(SwitchedAdmin[JobStore]):
+class JobAdmin(FilterLookupsOnly, SwitchedAdmin[JobStore]):
     """Jobs: read-only rows, actions through the job store, and a dashboard."""
 
     off_message = 'jobs is disabled (JOBS["DISABLED"] or the environment variable JOBS_DISABLED)'
@@ -246,18 +248,21 @@ class JobAdmin(SwitchedAdmin[JobStore]):
             "total": sum(stats.by_status.values()),
             "oldest_due_age": format_age(stats.oldest_due_age) if stats.due else None,
             "chart": chart,
-            "schedules_url": schedules_url(self.admin_site.name),
+            "schedules_url": schedules_url(request, self.admin_site),
         }
         return TemplateResponse(request, "plugins_admin/jobs/dashboard.html", context)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        extra_context = {"schedules_url": schedules_url(self.admin_site.name), **(extra_context or {})}
+        extra_context = {"schedules_url": schedules_url(request, self.admin_site), **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
 
-def schedules_url(site_name: str) -> str | None:
-    """The django-q2 schedules list (cron entries), when django_q is installed."""
-    try:
-        return reverse(f"{site_name}:django_q_schedule_changelist")
-    except NoReverseMatch:
+def schedules_url(request: HttpRequest, site: admin.AdminSite) -> str | None:
+    """The django-q2 schedules list (cron entries), when django_q is installed and the
+    user may see it (superusers only: ``schedules.py``)."""
+    if not apps.is_installed("django_q"):
         return None
+    schedule = apps.get_model("django_q", "Schedule")
+    if not site.is_registered(schedule) or not site.get_model_admin(schedule).has_view_permission(request):
+        return None
+    return reverse(f"{site.name}:django_q_schedule_changelist")

@@ -26,6 +26,7 @@ from kv.sql.glob import glob_to_regex, glob_to_sqlite
 from kv.store import KVStore
 
 from .key_forms import AddKeyForm, KeyForm, pretty, save_key
+from .lookups import FilterLookupsOnly
 from .switches import SwitchedAdmin
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def ttl_seconds(entry: KVEntry) -> int | None:
 
 
 @admin.register(KVEntry)
-class KeyAdmin(SwitchedAdmin[KVStore]):
+class KeyAdmin(FilterLookupsOnly, SwitchedAdmin[KVStore]):
     """Browse, edit and delete keys; writes go through ``kv.get_store()``."""
 
     off_message = 'kv is disabled (KV["DISABLED"] or the environment variable KV_DISABLED)'

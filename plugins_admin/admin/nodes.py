@@ -26,6 +26,8 @@ from tachycore.maintenance import MaintenanceState, maintenance
 from tachycore.models import Node, NodeStatus
 from tachycore.supervisor import NodeInfo, list_nodes
 
+from .lookups import FilterLookupsOnly
+
 #: the permission that turns maintenance mode on or off (besides staff)
 MAINTENANCE_PERMISSION = "tachycore.change_sitestate"
 #: processes that follow maintenance mode; a command runs too briefly to be waited for
@@ -96,7 +98,7 @@ class MaintenanceForm(forms.Form):
 
 
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(FilterLookupsOnly):
     """The live nodes and maintenance mode; node rows are never edited here."""
 
     change_list_template = "admin/tachycore/node/change_list.html"

@@ -23,6 +23,8 @@ from tachycore.manager import plugin_manager
 from tachycore.models import ApplicationPlugin
 from tachycore.plans import OPERATIONS, plan
 
+from .lookups import FilterLookupsOnly
+
 #: what a plugin name can be (an app label or a name given in plugin.py)
 _PLUGIN_NAME = re.compile(r"[\w.-]{1,100}")
 #: the model permission each operation needs (besides staff)
@@ -91,7 +93,7 @@ def available_operations(info: Any) -> list[str]:
 
 
 @admin.register(ApplicationPlugin)
-class PluginAdmin(admin.ModelAdmin):
+class PluginAdmin(FilterLookupsOnly):
     """The plugin manager's pages; the registry rows are never edited as a form."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
