@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev,redis]'
+	$(BIN)/python -m pip install -q -e '.[dev,redis,telemetry]'
 	@touch $@
 
 install: $(VENV)/.installed

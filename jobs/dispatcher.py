@@ -234,7 +234,7 @@ class Dispatcher:
 
     def _job(self, sql: Statements, row: tuple) -> Job:
         values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
-        for key in ("payload", "workers", "errors"):
+        for key in ("payload", "workers", "errors", "trace_context"):
             values[key] = sql.read_json(values[key])
         for key in ("run_at", "created", "started_at", "attempted_at"):
             values[key] = sql.read_dt(values[key])

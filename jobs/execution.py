@@ -12,7 +12,9 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
+from opentelemetry.trace import SpanKind
 
+from tachycore import trace
 from tachycore.context import acting_as
 from tachycore.jsontext import text_holds_nul
 
@@ -78,21 +80,22 @@ def start(job: Job, sender: type) -> Outcome:
 
 
 def execute(job: Job) -> Outcome:
-    """Run ``job`` in this thread, as the plugin its handler (or task) belongs to; never
-    raises (but ``KeyboardInterrupt``/``SystemExit``)."""
+    """Run ``job`` in this thread, as the plugin its handler (or task) belongs to, in a span
+    of the trace that enqueued it; never raises (but ``KeyboardInterrupt``/``SystemExit``)."""
     try:
-        if job.task_backend:
-            from .backends import run_task
+        with trace.span(f"job {job.topic}", job.trace_context or {}, kind=SpanKind.CONSUMER):
+            if job.task_backend:
+                from .backends import run_task
 
-            with acting_as(_plugin_of_app(owner_app_label(job.topic))):
-                value = run_task(job)
-        else:
-            entry = handlers.get(job.topic)
-            if entry is None:
-                raise UnknownTopic(f"no handler for topic {job.topic!r} in this process")
-            # who runs is the code's app, never anything the payload says
-            with acting_as(_plugin_of_app(entry.app_label)):
-                value = entry.func(job)
+                with acting_as(_plugin_of_app(owner_app_label(job.topic))):
+                    value = run_task(job)
+            else:
+                entry = handlers.get(job.topic)
+                if entry is None:
+                    raise UnknownTopic(f"no handler for topic {job.topic!r} in this process")
+                # who runs is the code's app, never anything the payload says
+                with acting_as(_plugin_of_app(entry.app_label)):
+                    value = entry.func(job)
         try:
             result_json = None if value is None else json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as e:

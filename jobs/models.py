@@ -70,6 +70,9 @@ class Job(models.Model):
     #: the latest start
     attempted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    #: the W3C trace context of the code that enqueued it (``{"traceparent": ...}``, ``{}``
+    #: outside any trace): the handler runs in a span of that trace
+    trace_context = models.JSONField(default=dict, blank=True)
 
     objects = JobQuerySet.as_manager()
 

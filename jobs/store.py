@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -12,6 +13,8 @@ from typing import Any
 from django.db import IntegrityError, router, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
+
+from tachycore import trace
 
 from .conf import jobs_settings
 from .errors import DedupeConflict, InvalidOption, JobNotFound, JobRunning, UnknownTopic
@@ -121,7 +124,7 @@ class JobStore:
         job = Job(topic=topic, payload=payload, status=JobStatus.PENDING, priority=check_priority(priority),
                   queue_name=check_queue_name(queue_name), run_at=run_time(now, run_at, delay),
                   max_retries=check_max_retries(max_retries), dedupe_key=check_dedupe_key(dedupe_key),
-                  task_backend=task_backend, created=now, updated=now)
+                  task_backend=task_backend, created=now, updated=now, trace_context=trace.inject())
         job._payload_json = payload_json(payload, topic)
         return job
 
@@ -129,7 +132,7 @@ class JobStore:
     def _row(sql: Statements, job: Job) -> list[Any]:
         """The job's values in ``INSERT_COLUMNS`` order."""
         return [job.topic, job._payload_json, job.priority, job.queue_name, sql.dt(job.run_at),
-                job.max_retries, job.dedupe_key, job.task_backend]
+                job.max_retries, job.dedupe_key, job.task_backend, json.dumps(job.trace_context)]
 
     def _insert(self, now: datetime, prepared: list[Job]) -> list[Job]:
         sql = self.sql

@@ -1,13 +1,18 @@
-"""``KernelMiddleware``: starts the kernel's process services and enforces maintenance mode."""
+"""``KernelMiddleware``: starts the kernel's process services, runs each request in its
+trace and enforces maintenance mode."""
 
 from __future__ import annotations
 
+import contextlib
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from opentelemetry import trace
 
 from .conf import tachycore_settings
 from .maintenance import maintenance
 from .runtime import runtime
+from .trace import span, traceparent
 
 RETRY_AFTER_SECONDS = 60
 
@@ -31,6 +36,12 @@ class KernelMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         _start_runtime()
+        with _request_trace(request):
+            response = self._respond(request)
+            response.headers.setdefault("traceparent", traceparent())
+        return response
+
+    def _respond(self, request: HttpRequest) -> HttpResponse:
         state = maintenance.current()
         if state.enabled and not self._let_through(request):
             return self._unavailable(request, state.message)
@@ -51,6 +62,14 @@ class KernelMiddleware:
             response = HttpResponse(html, status=503)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
+
+
+def _request_trace(request: HttpRequest) -> contextlib.AbstractContextManager[object]:
+    """The request's span: a child of its ``traceparent`` header (a new trace without a valid
+    one), unless an instrumentation (``opentelemetry-instrumentation-django``) made one already."""
+    if trace.get_current_span().get_span_context().is_valid:
+        return contextlib.nullcontext()
+    return span(f"{request.method} {request.path}", request.headers, kind=trace.SpanKind.SERVER)
 
 
 def _start_runtime() -> None:

@@ -29,11 +29,12 @@ NOTIFY_CHANNEL = "tachy_jobs"
 TABLE = '"_jobs"'
 #: the columns an enqueue gives (the others start at constants: pending, no attempts, no errors)
 INSERT_COLUMNS = ("topic", "payload", "priority", "queue_name", "run_at", "max_retries", "dedupe_key",
-                  "task_backend")
+                  "task_backend", "trace_context")
+_JSON_COLUMNS = ("payload", "trace_context")
 #: the columns a claim returns, in this order, to build the ``Job`` a handler gets
 CLAIMED_COLUMNS = ("id", "topic", "payload", "priority", "queue_name", "run_at", "attempts", "retries",
                    "max_retries", "dedupe_key", "task_backend", "created", "started_at", "attempted_at",
-                   "workers", "errors")
+                   "workers", "errors", "trace_context")
 # the index predicate exactly as the migration wrote it: SQLite matches a partial index
 # only when the conflict target's WHERE is the same expression
 _DEDUPE_CONFLICT = """ON CONFLICT ("dedupe_key") WHERE ("dedupe_key" IS NOT NULL AND "status" = 'pending') DO NOTHING"""
@@ -89,7 +90,7 @@ class Statements:
     # -- enqueue -------------------------------------------------------------------------
 
     def _values_sql(self, rows: int) -> str:
-        one = "(" + ", ".join(self.json_param if c == "payload" else "%s" for c in INSERT_COLUMNS) + ", %s, %s)"
+        one = "(" + ", ".join(self.json_param if c in _JSON_COLUMNS else "%s" for c in INSERT_COLUMNS) + ", %s, %s)"
         return ", ".join([one] * rows)
 
     def _insert_sql(self, source: str, dedupe: bool) -> str:

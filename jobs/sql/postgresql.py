@@ -23,8 +23,9 @@ class PostgresStatements(Statements):
     claim_lock = " FOR UPDATE SKIP LOCKED"
     insert_chunk = 1000
 
+    # the types of INSERT_COLUMNS, in its order
     _ARRAY_TYPES = ("varchar[]", "jsonb[]", "smallint[]", "varchar[]", "timestamptz[]", "integer[]",
-                    "varchar[]", "varchar[]")
+                    "varchar[]", "varchar[]", "jsonb[]")
 
     def _topic_filter(self, topics, task_backends, blocked_prefixes, task_topics=()):
         # lists travel as array parameters: the statement's text depends only on which

@@ -10,9 +10,12 @@ import jobs
 
 @jobs.handler("toolbox.whoami")
 def whoami(job):
-    """Return the plugin the kernel runs this handler as."""
+    """Return the plugin the kernel runs this handler as (and, asked, the trace id)."""
     from tachycore.context import current_plugin
+    from tachycore.trace import current_trace_id
 
+    if job.payload.get("trace"):
+        return {"plugin": current_plugin(), "trace_id": current_trace_id()}
     return {"plugin": current_plugin()}
 
 

@@ -6,6 +6,7 @@ from django.http import JsonResponse
 from django.urls import path
 
 from tachycore.context import current_plugin
+from tachycore.trace import current_trace_id, traceparent
 
 app_name = "toolbox"
 
@@ -19,7 +20,17 @@ async def whoami_async(request):
     return JsonResponse({"plugin": current_plugin()})
 
 
+def trace(request):
+    """The trace the view runs in, and a job enqueued from it."""
+    import jobs
+
+    job = jobs.get_job_store().enqueue("toolbox.whoami", {"trace": True}) if request.GET.get("enqueue") else None
+    return JsonResponse({"trace_id": current_trace_id(), "traceparent": traceparent(),
+                         "job": job.id if job else None})
+
+
 urlpatterns = [
+    path("trace/", trace, name="trace"),
     path("whoami/", whoami, name="whoami"),
     path("whoami-async/", whoami_async, name="whoami-async"),
 ]
