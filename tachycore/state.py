@@ -55,6 +55,15 @@ def _in_event_loop() -> bool:
     return True
 
 
+def _in_async_task() -> bool:
+    """Whether the caller is a coroutine of a running event loop (an async view, an ASGI
+    middleware): a wait here would hold up every other request the loop serves."""
+    try:
+        return asyncio.current_task() is not None
+    except RuntimeError:  # no loop running in this thread
+        return False
+
+
 def _run_and_close(fn, *args: Any) -> Any:
     try:
         return fn(*args)
@@ -71,21 +80,26 @@ def _reset_executor_after_fork() -> None:
     _async_executor, _executor_lock = None, threading.Lock()
     for state in list(_watched):
         state._lock = threading.RLock()
+        state._pending = None  # a check of the parent's worker thread, which the child lacks
 
 
 os.register_at_fork(after_in_child=_reset_executor_after_fork)
 
 
-def run_outside_event_loop(fn, *args: Any) -> Any:
-    """Call ``fn`` here, or on a worker thread when this thread runs an event loop
-    (the ORM refuses to run on one)."""
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
     global _async_executor
-    if not _in_event_loop():
-        return fn(*args)
     with _executor_lock:
         if _async_executor is None:
             _async_executor = concurrent.futures.ThreadPoolExecutor(1, "tachycore-state")
-    return _async_executor.submit(_run_and_close, fn, *args).result()
+        return _async_executor
+
+
+def run_outside_event_loop(fn, *args: Any) -> Any:
+    """Call ``fn`` here, or on a worker thread when this thread runs an event loop
+    (the ORM refuses to run on one)."""
+    if not _in_event_loop():
+        return fn(*args)
+    return _executor().submit(_run_and_close, fn, *args).result()
 
 
 class WatchedState(abc.ABC):
@@ -95,6 +109,8 @@ class WatchedState(abc.ABC):
         self._lock = threading.RLock()
         self._version: Any = None
         self._last_check = 0.0
+        #: a check a coroutine asked for, running on the worker thread
+        self._pending: concurrent.futures.Future[bool] | None = None
         _watched.add(self)
 
     @abc.abstractmethod
@@ -118,11 +134,24 @@ class WatchedState(abc.ABC):
     def refresh(self, force: bool = False) -> bool:
         """Re-read the state if its version moved; return whether it did.
 
-        Without ``force`` the version is read at most every :func:`check_interval`.
+        Without ``force`` the version is read at most every :func:`check_interval`. Called
+        from a coroutine (an async view or middleware), it never waits for the database once
+        the state was read: the check runs on a worker thread and the next reader sees it.
         """
         if not force and self._version is not None and time.monotonic() - self._last_check < check_interval():
             return False
+        if not force and self._version is not None and _in_async_task():
+            # a coroutine does not wait for the database: it goes on with the copy it has
+            # (one check old), and a worker thread checks for the next reader
+            self._check_soon()
+            return False
         return run_outside_event_loop(self._check)
+
+    def _check_soon(self) -> None:
+        with self._lock:
+            if self._pending is not None and not self._pending.done():
+                return  # one check at a time is enough
+            self._pending = _executor().submit(_run_and_close, self._check)
 
     def _check(self) -> bool:
         with self._lock:
