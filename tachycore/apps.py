@@ -16,12 +16,14 @@ class TachycoreConfig(AppConfig):
         from . import checks, receivers
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
         from .maintenance import maintenance
+        from .management.plugin_commands import run_commands_as_their_plugin
         from .manager import plugin_manager
         from .plugin_states import PLUGIN_CHANNEL_PREFIX, STATE_CHANNEL
         from .runtime import exit_on_sigterm, runtime
         from .signals import process_started
 
         checks.register()
+        run_commands_as_their_plugin()
         exit_on_sigterm()
         runtime.watch(plugin_manager)
         runtime.watch(maintenance)

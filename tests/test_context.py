@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
 from django.dispatch import Signal
 from django.tasks import default_task_backend
 from django.test import AsyncClient
@@ -18,6 +24,8 @@ from tachycore.manager import PluginManager
 from tachycore.plugins import Plugin
 from tachycore.registry import MemoryRegistry
 from tests.plugin_apps.toolbox import tasks as toolbox_tasks
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # -- the context variable ----------------------------------------------------------------
 
@@ -147,3 +155,47 @@ def test_load_at_start_of_a_process__runs_as_the_plugin():
     assert another_process.is_enabled("shop")
 
     assert seen == [("before_load", "shop"), ("load", "shop")]
+
+
+# -- management commands -------------------------------------------------------------------
+
+
+def test_plugin_command__runs_as_its_plugin_through_call_command():
+    out = io.StringIO()
+
+    call_command("whoami", stdout=out)
+
+    assert out.getvalue().strip() == "toolbox"
+    assert current_plugin() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_plugin_command__runs_as_its_plugin_through_manage_py(subprocess_env):
+    result = subprocess.run([sys.executable, "manage.py", "whoami"], cwd=ROOT, env=subprocess_env,
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "toolbox"
+
+
+def test_command_of_an_app_that_is_no_plugin__keeps_the_callers_context():
+    from tachycore.management.commands.pm import Command as PluginManagerCommand
+    from tachycore.management.plugin_commands import plugin_of_command
+
+    assert plugin_of_command(PluginManagerCommand()) is None
+    seen = []
+    with acting_as("notes"):
+        call_command(RecordsItsPlugin(seen))
+
+    assert seen == ["notes"]
+
+
+class RecordsItsPlugin(BaseCommand):
+    """A command of no plugin's app (defined in the tests package)."""
+
+    def __init__(self, seen):
+        super().__init__()
+        self.seen = seen
+
+    def handle(self, *args, **options):
+        self.seen.append(current_plugin())
