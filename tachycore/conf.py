@@ -180,8 +180,8 @@ class AppSettings:
             try:
                 value = _coerce(raw, field.metadata["kind"], from_env)
                 _check_bounds(value, field.metadata)
-                if field.metadata["kind"] == "rates":  # scopes left out keep their default
-                    value = {**field.default_factory(), **value}
+                if field.metadata["kind"] == "rates" and callable(field.default_factory):
+                    value = {**field.default_factory(), **value}  # scopes left out keep their default
             except ValueError as e:
                 source = f"environment variable {env_name}" if from_env else f"{self.setting_name}[{name!r}]"
                 errors[name] = f"{source}: {e}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -76,15 +76,15 @@ def _api_user(request: HttpRequest) -> Any:
     DRF is imported here, not at the top: the kernel runs on sites without it.
     """
     try:
-        from rest_framework.authentication import SessionAuthentication
+        from rest_framework.authentication import BaseAuthentication, SessionAuthentication
         from rest_framework.exceptions import APIException
         from rest_framework.request import Request
         from rest_framework.settings import api_settings
     except ImportError:
         return None
+    classes = cast(list[type[BaseAuthentication]], api_settings.DEFAULT_AUTHENTICATION_CLASSES)
     authenticators = [
-        authentication() for authentication in api_settings.DEFAULT_AUTHENTICATION_CLASSES
-        if not issubclass(authentication, SessionAuthentication)
+        authentication() for authentication in classes if not issubclass(authentication, SessionAuthentication)
     ]
     if not authenticators:
         return None

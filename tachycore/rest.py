@@ -23,9 +23,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
-from rest_framework.views import APIView
+from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework.views import set_rollback
 
 from .conf import parse_rate
 
@@ -240,7 +239,7 @@ class ThrottledAuthentication(APIView):
         throttles = [throttle for throttle in self.get_throttles() if isinstance(throttle, AppRateThrottle)]
         for throttle in throttles:
             if not throttle.allow_authentication(request):
-                self.throttled(request, throttle.wait())
+                self.throttled(request, throttle.wait() or 1.0)
         try:
             request.user  # noqa: B018 (authenticates)
         except AuthenticationFailed:

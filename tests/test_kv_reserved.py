@@ -62,9 +62,8 @@ def test_store_write__any_key_starting_with_cache_colon_is_refused_even_without_
 
     with pytest.raises(ReservedKey):
         store.set(key, 1)
-    with pytest.raises(ReservedKey):
-        with store.locked(key, 10):
-            pass
+    with pytest.raises(ReservedKey), store.locked(key, 10):
+        pass
 
     assert rows() == []
 
