@@ -54,6 +54,9 @@ class Command(KernelCommand):
 
     def do_list(self, *, json: bool, **options: Any) -> None:
         plugins = self.manager.list()
+        # on stderr, so that the table and the JSON stay as they are
+        for name, why in self.manager.registry.invalid_records():
+            self.stderr.write(f"warning: registry row {name!r} skipped (fix or delete it by hand): {why}")
         if json:
             self.stdout.write(dumps([info.to_json() for info in plugins]))
             return
