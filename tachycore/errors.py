@@ -61,8 +61,8 @@ class InvalidPluginName(PluginError, ValueError):
     """A plugin name outside the one rule every registry driver and page applies
     (``tachycore.registry.validation.PLUGIN_NAME``)."""
 
-    def __init__(self, name: object, rule: str) -> None:
-        super().__init__(f"invalid plugin name {name!r}: a plugin name is {rule}")
+    def __init__(self, name: object, rule: str, shown: str | None = None) -> None:
+        super().__init__(f"invalid plugin name {shown or repr(name)}: a plugin name is {rule}")
         self.name = name
 
 

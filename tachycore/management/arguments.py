@@ -12,7 +12,8 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from tachycore.conf import parse_duration
-from tachycore.registry.validation import MAX_OPTIONS_DEPTH, describe, nesting_depth
+from tachycore.errors import InvalidPluginName
+from tachycore.registry.validation import MAX_OPTIONS_DEPTH, check_name, describe, nesting_depth
 
 
 def json_object(value: str | None, what: str, max_depth: int = MAX_OPTIONS_DEPTH) -> dict[str, Any] | None:
@@ -35,6 +36,15 @@ def json_object(value: str | None, what: str, max_depth: int = MAX_OPTIONS_DEPTH
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+def plugin_names(*names: str) -> None:
+    """Refuse a name no plugin can have (``bad/name``) before anything reads the registry."""
+    for name in names:
+        try:
+            check_name(name)
+        except InvalidPluginName as e:
+            raise CommandError(str(e)) from None
 
 
 def positive_duration(value: str | None, option: str) -> float | None:

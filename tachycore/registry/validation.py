@@ -59,8 +59,7 @@ def is_valid_name(name: object) -> bool:
 def check_name(name: object) -> str:
     """Return ``name``, or raise :class:`InvalidPluginName`."""
     if not is_valid_name(name):
-        raise InvalidPluginName(name if isinstance(name, str) and len(name) <= 120 else describe(name),
-                                NAME_RULE)
+        raise InvalidPluginName(name, NAME_RULE, describe(name))
     return name  # type: ignore[return-value] (is_valid_name checked it is a str)
 
 
