@@ -174,3 +174,16 @@ def test_registry_records__valid_rows_pass():
     plugin_manager.enable("notes")
 
     assert checks.check_registry_records(databases=["default"]) == []
+
+
+def test_plugins__a_plugin_named_outside_the_name_rule_is_not_loaded_and_warned(monkeypatch):
+    from tachycore.discovery import discover_plugins
+    from tests.plugin_apps.toolbox.plugin import ToolboxPlugin
+
+    monkeypatch.setattr(ToolboxPlugin, "name", "tool/box")
+
+    found = discover_plugins()
+
+    assert "tool/box" not in found.plugins
+    assert [(label, problem.split(":")[0]) for label, problem in found.problems] == [
+        ("toolbox", "plugin name 'tool/box' is invalid")]

@@ -58,9 +58,9 @@ def is_valid_name(name: object) -> bool:
 
 def check_name(name: object) -> str:
     """Return ``name``, or raise :class:`InvalidPluginName`."""
-    if not is_valid_name(name):
+    if not isinstance(name, str) or not is_valid_name(name):
         raise InvalidPluginName(name, NAME_RULE, describe(name))
-    return name  # type: ignore[return-value] (is_valid_name checked it is a str)
+    return name
 
 
 def nesting_depth(value: Any) -> int:
