@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import pytest
@@ -175,6 +176,10 @@ def test_a_broken_registry_file__serves_the_last_state_read_instead_of_500s(clie
     assert "plugin registry unreadable" in caplog.text
     assert "field 'enabled' of plugin 'notes' must be true or false" in caplog.text
 
-    path.write_bytes(good.replace(b'"enabled": true', b'"enabled": false', 1))
+    data = json.loads(good)
+    data["version"] += 1
+    for record in data["plugins"]:
+        record["enabled"] = record["enabled"] and record["name"] != "notes"
+    path.write_text(json.dumps(data))
     plugin_manager.forget()
     assert client.get("/api/notes/").status_code == 404  # a good file again: followed
