@@ -132,9 +132,14 @@ def sql_text(sql: object, connection: object = None) -> str:
 # -- placeholders: the text the driver would see ---------------------------------------------
 
 #: string literals, quoted identifiers and comments are copied as they are; outside them,
-#: a placeholder or "%%" (a "%" escaped for the driver) is replaced
+#: a placeholder or "%%" (a "%" escaped for the driver) is replaced. A list of placeholders
+#: (``IN (%s, %s, ...)``) or of rows of them (``VALUES (%s, %s), (%s, %s), ...``) becomes one:
+#: it changes neither the kind of statement nor its tables, and a parse of 100 rows costs 50x one
 _PLACEHOLDER = re.compile(
-    r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/)|%\((\w+)\)s|%s|%%""", re.DOTALL
+    r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/)"""
+    r"|(\((?:\s*%s\s*,)*\s*%s\s*\))(?:\s*,\s*\((?:\s*%s\s*,)*\s*%s\s*\))+"
+    r"|%s(?:\s*,\s*%s)+|%\((\w+)\)s|%s|%%",
+    re.DOTALL,
 )
 #: sqlglot reads psycopg's %s and %(name)s in its postgres dialect; the others read ? and :name
 _PSYCOPG = {"%s": "%s", "%(": "%({})s", "%%": "%"}
@@ -153,11 +158,14 @@ def _driver_text(sql: str, params: dict[str, str]) -> str:
         return sql
 
     def replace(match: re.Match[str]) -> str:
-        if match.group(1) is not None:
-            return match.group(1)
-        if match.group(2) is not None:
-            return params["%("].format(match.group(2))
-        return params[match.group(0)]
+        quoted, first_row, name = match.groups()
+        if quoted is not None:
+            return quoted
+        if first_row is not None:
+            return first_row.replace("%s", params["%s"])
+        if name is not None:
+            return params["%("].format(name)
+        return params[match.group(0)[:2]]  # "%s, %s, ..." -> one
 
     return _PLACEHOLDER.sub(replace, sql)
 

@@ -102,6 +102,15 @@ GOLDEN = [
     (BOTH, "SELECT 1; DELETE FROM notes", EXECUTE, set(), {"notes"}),
     (BOTH, "SELECT * FROM notes; SELECT * FROM users", EXECUTE, {"notes", "users"}, set()),
     (PG, "EXPLAIN SELECT 1; DELETE FROM notes", EXECUTE, set(), {"notes"}),
+    # what the driver and the server see: lists of placeholders, nested comments, escapes
+    (BOTH, "SELECT * FROM notes WHERE id IN (%s, %s,%s) AND title <> '%s, %s'", READ, {"notes"}, set()),
+    (BOTH, "INSERT INTO notes (title, body) VALUES (%s, %s), (%s, %s), ( %s , %s )", WRITE, set(), {"notes"}),
+    (PG, "SELECT 1 /* /* */ ; DELETE FROM notes */", READ, set(), set()),  # PostgreSQL nests comments
+    (PG, "/* /* */ SELECT 1 */ DELETE FROM notes", WRITE, set(), {"notes"}),
+    (LITE, "/* /* */ DELETE FROM notes /* */", WRITE, set(), {"notes"}),  # SQLite does not
+    (BOTH, "SELECT 'a\\'; DELETE FROM notes; --'", EXECUTE, set(), {"notes"}),  # \ escapes nothing
+    (PG, "SELECT E'a\\'; DELETE FROM notes; --'", READ, set(), set()),  # but in E'' it does
+    (PG, "SELECT $$ ; DELETE FROM notes $$", READ, set(), set()),
     # a trailing semicolon is one statement
     (BOTH, "SELECT * FROM notes;", READ, {"notes"}, set()),
     # transaction control: no grant needed (Django sends savepoints for every atomic block)
@@ -268,7 +277,8 @@ def test_orm__filters_are_reads():
         list(Note.objects.filter(title__in=["a", "b"], word_count__gte=2).order_by("title")[:3])
         Note.objects.filter(title__startswith="100").exists()
         Note.objects.count()
-    assert len(seen) == 4
+        list(Note.objects.filter(pk__in=range(300)))
+    assert len(seen) == 5
     assert set(classified(seen)) == {(READ, ONLY_NOTES, NOTHING)}
 
 
