@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.http import QueryDict
 from django.utils.module_loading import import_string
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.fields import empty
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -169,6 +171,29 @@ class WholeNumberField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StringField(serializers.CharField):
+    """A string given as a JSON string: no numbers or booleans, which DRF's ``CharField``
+    would quietly turn into text (``226`` into ``"226"``)."""
+
+    default_error_messages = {"invalid": "A string (a JSON string) is required."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class QuerySerializer(serializers.Serializer):
+    """A query string's serializer where an empty value (``?limit=``) is validated like any
+    other, so a field that needs a value refuses it with a 400. DRF reads a ``QueryDict`` as an
+    HTML form, where an empty field counts as omitted, and would quietly use the default."""
+
+    def __init__(self, instance: Any = None, data: Any = empty, **kwargs: Any) -> None:
+        if isinstance(data, QueryDict):
+            data = data.dict()  # the last value of a repeated parameter, as request.GET[name]
+        super().__init__(instance, data, **kwargs)
 
 
 # every error of the APIs, ``{"detail": ...}``; no docstring, which drf-spectacular would

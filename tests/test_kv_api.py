@@ -55,6 +55,18 @@ def api(http_on, admin_client):
 
 
 @pytest.fixture
+def operator(http_on, django_user_model):
+    """A staff user with every kv model permission, not a superuser, with the API on."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="kv"))
+    operator = Client()
+    operator.force_login(user)
+    return operator
+
+
+@pytest.fixture
 def user_client(django_user_model):
     """A signed-in user who is not staff (its own client: ``client`` stays anonymous)."""
     user_client = Client()
@@ -217,9 +229,9 @@ def test_list__limit_cuts_and_says_so(api, store):
     assert len(api.get(url(), {"limit": 1000}).json()["keys"]) == 101
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "1001", "abc", "1.5"])
-def test_list__bad_limit_400(api, limit):
-    assert "limit" in assert_error(api.get(url(), {"limit": limit}), 400)
+@pytest.mark.parametrize("limit", ["0", "-1", "1001", "abc", "1.5", ""])
+def test_list__bad_limit_400(operator, limit):
+    assert assert_error(operator.get(url(), {"limit": limit}), 400).startswith("limit: ")
 
 
 def test_list__nul_in_pattern_400(api):
@@ -576,6 +588,38 @@ def test_schema__lists_the_kv_paths_and_methods(api):
     paths = schema_paths(api)
 
     assert {path: methods for path, methods in paths.items() if path.startswith("/api/kv/")} == KV_PATHS
+
+
+def schema(client) -> dict:
+    response = client.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_schema__hash_patch_body_requires_fields(operator):
+    document = schema(operator)
+    body = document["paths"]["/api/kv/keys/{key}/hash/"]["patch"]["requestBody"]
+
+    ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert body["required"] is True
+    assert document["components"]["schemas"][ref]["required"] == ["fields"]
+
+
+def test_schema__limit_bounded_as_the_api_checks_it(operator):
+    parameters = schema(operator)["paths"]["/api/kv/keys/"]["get"]["parameters"]
+
+    limit = next(parameter["schema"] for parameter in parameters if parameter["name"] == "limit")
+    assert (limit["type"], limit["minimum"], limit["maximum"]) == ("integer", 1, 1000)
+
+
+@pytest.mark.parametrize("path, method", [("/api/kv/keys/", "get"), ("/api/kv/keys/{key}/", "get"),
+                                          ("/api/kv/keys/{key}/", "put"), ("/api/kv/keys/{key}/", "delete"),
+                                          ("/api/kv/keys/{key}/incr/", "post"),
+                                          ("/api/kv/keys/{key}/expire/", "post"),
+                                          ("/api/kv/keys/{key}/hash/", "get"),
+                                          ("/api/kv/keys/{key}/hash/", "patch")])
+def test_schema__every_operation_documents_the_400_of_a_nul(operator, path, method):
+    assert "400" in schema(operator)["paths"][path][method]["responses"]
 
 
 def test_schema__staff_only(http_on, client, user_client):
