@@ -15,7 +15,6 @@ import secrets
 from dataclasses import dataclass
 
 import hypothesis
-import hypothesis.errors
 import pytest
 import schemathesis
 from django.contrib.auth.models import Permission
@@ -98,11 +97,13 @@ def test_api__answers_as_its_schema_says(api_schema):
     failures = []
     for result in api_schema.get_all_operations():
         operation = result.ok()
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        # invalid requests where a query string or a body can be wrong (a path parameter of
+        # ours is any text, or a job id whose malformed forms tests/test_jobs_api.py sends)
+        modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE] if operation.query or operation.body else [
+            GenerationMode.POSITIVE]
+        for mode in modes:
             try:
                 exercise(operation, mode)
-            except hypothesis.errors.Unsatisfiable:
-                assert mode == GenerationMode.NEGATIVE  # no parameter or body that can be wrong
             except (Exception, BaseExceptionGroup) as failure:  # report every operation's failures
                 failures.append(f"{operation.label} ({mode.value}): {failure}")
     assert not failures, "\n\n".join(failures)
