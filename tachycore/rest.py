@@ -18,7 +18,6 @@ from django.http import QueryDict
 from django.utils.module_loading import import_string
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
-from rest_framework.fields import empty
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -190,10 +189,11 @@ class QuerySerializer(serializers.Serializer):
     other, so a field that needs a value refuses it with a 400. DRF reads a ``QueryDict`` as an
     HTML form, where an empty field counts as omitted, and would quietly use the default."""
 
-    def __init__(self, instance: Any = None, data: Any = empty, **kwargs: Any) -> None:
-        if isinstance(data, QueryDict):
-            data = data.dict()  # the last value of a repeated parameter, as request.GET[name]
-        super().__init__(instance, data, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if isinstance(kwargs.get("data"), QueryDict):
+            # the last value of a repeated parameter, as request.GET[name] gives
+            kwargs["data"] = kwargs["data"].dict()
+        super().__init__(*args, **kwargs)
 
 
 # every error of the APIs, ``{"detail": ...}``; no docstring, which drf-spectacular would
