@@ -385,6 +385,15 @@ def test_incr__keeps_the_ttl(api, store, clock):
     assert store.get("c") == 6 and store.ttl("c") == 100
 
 
+@pytest.mark.parametrize("amount", [-INT64_MAX - 1, INT64_MAX])
+def test_incr__the_extreme_amounts_on_a_missing_key(operator, store, amount):
+    response = operator.post(url("c", "incr"), {"amount": amount}, content_type=JSON)
+
+    assert response.status_code == 200 and response.json() == {"key": "c", "value": amount}
+    assert store.get("c") == amount
+    assert store.hincrby("h", "f", amount) == amount  # the hash's counters alike
+
+
 @pytest.mark.parametrize("amount", ["5", 1.5, True, None, INT64_MAX + 1, [1]])
 def test_incr__non_integer_amount_400(api, store, amount):
     store.set("c", 1)
