@@ -174,13 +174,16 @@ class WholeNumberField(serializers.IntegerField):
 
 class StringField(serializers.CharField):
     """A string given as a JSON string: no numbers or booleans, which DRF's ``CharField``
-    would quietly turn into text (``226`` into ``"226"``)."""
+    would quietly turn into text (``226`` into ``"226"``). ``max_length`` counts the string
+    as sent, as the schema's ``maxLength`` does, before any whitespace is trimmed."""
 
     default_error_messages = {"invalid": "A string (a JSON string) is required."}
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
 
 

@@ -60,8 +60,9 @@ def test_create__refused_note_enqueues_nothing(member_client, notes):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("fields, field", [({"title": 226}, "title"), ({"title": "t", "body": ["b"]}, "body"),
-                                           ({"title": "t\u0000"}, "title")])
-def test_create__a_title_or_body_that_is_no_string_400_enqueues_nothing(member_client, notes, fields, field):
+                                           ({"title": "t\u0000"}, "title"),
+                                           ({"title": " " + "t" * 200}, "title")])  # over 200 as sent
+def test_create__a_title_or_body_that_is_no_string_or_too_long_400_enqueues_nothing(member_client, notes, fields, field):
     response = post_note(member_client, **fields)
 
     assert response.status_code == 400 and field in response.json()

@@ -726,6 +726,7 @@ def test_list__filter_by_status_and_topic(api, store):
     assert ids(topic="toolbox.echo", status="completed") == [done.id]
     assert ids(topic="toolbox.fail", status="completed") == []
     assert ids(topic="nothing") == []
+    assert ids(topic=" toolbox.echo") == []  # the exact topic: no trimming
 
 
 def test_list__unknown_status_400(api):

@@ -92,7 +92,7 @@ class JobQuerySerializer(QuerySerializer):
     """Query string of ``GET /api/jobs/``: the filters."""
 
     status = serializers.ChoiceField(choices=JobStatus.values, required=False)
-    topic = serializers.CharField(required=False, max_length=255)
+    topic = serializers.CharField(required=False, max_length=255, trim_whitespace=False)
 
 
 #: the most jobs a page holds (``page_size``)
