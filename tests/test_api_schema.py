@@ -10,10 +10,11 @@ stays well under a minute and a half on a busy two-core machine.
 
 How: pytest-django's ``live_server`` (a server thread in this process, so the ``settings``
 fixture and the throttle patch reach it) and schemathesis' Python API, one Hypothesis test
-per operation and mode. Not ``schemathesis.pytest.from_fixture``: on pytest 9.2 it fails
-(it reads ``request.node._nodeid``, which pytest 9.2 no longer has). ``derandomize``: every run sends the
-same requests, so a failure reproduces; raise ``EXAMPLES`` and drop ``derandomize`` to search
-further by hand (150 random examples per operation found nothing more on either database).
+per operation and mode. Not ``schemathesis.pytest.from_fixture``: it reads
+``request.node._nodeid``, which pytest 9.2 no longer has. ``derandomize``: every run sends
+the same requests, so a failure reproduces; raise ``EXAMPLES`` and drop ``derandomize`` to
+search further by hand (150 random examples per operation found nothing more on either
+database).
 """
 
 from __future__ import annotations
