@@ -13,7 +13,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
-from tachycore.jsontext import text_holds_nul
+from tachycore.jsontext import json_fault
 
 from .conf import jobs_settings
 from .errors import UnknownTopic
@@ -92,9 +92,9 @@ def execute(job: Job) -> Outcome:
             result_json = None if value is None else json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise TypeError(f"the handler of {job.topic!r} returned a value that is not JSON: {e}") from e
-        if result_json is not None and text_holds_nul(result_json):
-            raise ValueError(f"the handler of {job.topic!r} returned a value with a NUL character (\\u0000), "
-                             "which cannot be stored")
+        fault = None if result_json is None else json_fault(value, result_json)
+        if fault is not None:  # the same rules as a payload's: storable alike on every database
+            raise ValueError(f"the handler of {job.topic!r} returned a value that {fault}")
         return Outcome(job, JobStatus.COMPLETED, result_json=result_json, return_value=value)
     except Exception as e:
         now = timezone.now()
