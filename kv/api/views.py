@@ -16,7 +16,6 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.viewsets import ViewSet
@@ -25,7 +24,7 @@ from kv import get_store
 from kv.conf import kv_settings
 from kv.store import KVStore
 from tachycore.jsontext import holds_nul
-from tachycore.rest import error_responses
+from tachycore.rest import JSONBodyParser, error_responses
 
 from . import serializers as s
 from .exceptions import BadRequest, KeyNotFound, ValueTooLarge, exception_handler
@@ -96,7 +95,7 @@ class KeyViewSet(ViewSet):
 
     permission_classes = [KVPermission]
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [JSONBodyParser]
     lookup_field = "key"
     lookup_value_converter = "kvkey"
     schema = KVSchema()
