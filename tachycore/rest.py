@@ -2,39 +2,26 @@
 
 Each app keeps what is its own: the names of its settings, the translation of its store's
 errors into statuses, its messages. What they share lives here: permission classes named in
-a setting, the JSON body parser, the JSON error handler, error responses, field types and
-the OpenAPI hook. Only the apps' ``api`` packages import this module (and DRF, when a site
-names the parser in ``REST_FRAMEWORK``), so the kernel starts without loading DRF.
+a setting, the JSON error handler, error responses, field types and the OpenAPI hook. Only
+the apps' ``api`` packages import this module, so the kernel starts without loading DRF.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Mapping
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, ParseError, ValidationError
-from rest_framework.parsers import BaseParser
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.permissions import BasePermission
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
-
-from .jsontext import (
-    MAX_JSON_DEPTH,
-    SURROGATE_FAULT,
-    depth_fault,
-    holds_lone_surrogate,
-    text_too_deep,
-)
 
 if TYPE_CHECKING:
     from drf_spectacular.utils import OpenApiResponse
@@ -168,72 +155,6 @@ def handle_exception(exc: Exception, context: dict[str, Any], *, logger: logging
     if isinstance(exc, ValidationError):
         response.data = {"detail": " ".join(describe(response.data)), "errors": response.data}
     return response
-
-
-# -- parsers -------------------------------------------------------------------------------
-
-#: a request body may nest one level deeper than the values it carries: its own object
-#: (``{"value": ...}``, ``{"payload": ...}``) holds them
-MAX_BODY_DEPTH = MAX_JSON_DEPTH + 1
-
-
-class BodyTooLarge(TooLarge):
-    """413: a request body over Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``."""
-
-    default_detail = "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE."
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _read_body(stream: IO[bytes], parser_context: Mapping[str, Any]) -> bytes:
-    """The body, read up to ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes; ``BodyTooLarge`` past it,
-    told by the declared length before anything is read, or by what arrives."""
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if limit is None:
-        return stream.read()
-    request = parser_context.get("request")
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
-    except ValueError:
-        declared = 0
-    body = b"" if declared > limit else stream.read(limit + 1)
-    if declared > limit or len(body) > limit:
-        raise BodyTooLarge(f"the request body is over {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)")
-    return body
-
-
-class JSONBodyParser(BaseParser):
-    """The JSON parser of every API of the site (kv, jobs, the demo's): malformed JSON, a
-    lone surrogate in a string or key, and nesting deeper than ``MAX_BODY_DEPTH`` are 400s,
-    a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` a 413, each with a JSON ``detail``.
-
-    A ``BaseParser``, not a ``JSONParser`` subclass: DRF reads ``request.body`` itself before
-    it calls a ``JSONParser``, and Django's ``RequestDataTooBig`` then escapes every parser;
-    this one reads the stream, up to the limit. So ``request.body`` cannot be read after it.
-    The depth is measured without recursion, so no ``RecursionError`` reaches a view.
-    """
-
-    media_type = "application/json"
-    renderer_class = JSONRenderer  # what DRF's browsable API writes its raw-data form with
-
-    def parse(self, stream: IO[bytes], media_type: str | None = None,
-              parser_context: Mapping[str, Any] | None = None) -> Any:
-        parser_context = parser_context or {}
-        body = _read_body(stream, parser_context)
-        try:
-            text = body.decode(parser_context.get("encoding", settings.DEFAULT_CHARSET))
-            data = json.loads(text, parse_constant=_refuse_constant)
-        except RecursionError:  # some hundred levels: the parser's own limit
-            raise ParseError(f"JSON parse error - the body {depth_fault(MAX_BODY_DEPTH)}") from None
-        except (ValueError, LookupError) as e:  # bad JSON, bad bytes (a ValueError), unknown charset
-            raise ParseError(f"JSON parse error - {e}") from None
-        if text_too_deep(text, MAX_BODY_DEPTH):
-            raise ParseError(f"JSON parse error - the body {depth_fault(MAX_BODY_DEPTH)}")
-        if holds_lone_surrogate(data):
-            raise ParseError(f"JSON parse error - a string or key {SURROGATE_FAULT}")
-        return data
 
 
 # -- serializers ---------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from jobs.conf import jobs_settings
 from jobs.handlers import allowed_without_handler
 from jobs.models import Job
 from jobs.store import JobStore
-from tachycore.rest import JSONBodyParser, error_responses
+from tachycore.parsers import JSONBodyParser
+from tachycore.rest import error_responses
 
 from . import serializers as s
 from .exceptions import TopicNotAllowed, exception_handler

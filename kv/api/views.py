@@ -24,7 +24,8 @@ from kv import get_store
 from kv.conf import kv_settings
 from kv.store import KVStore
 from tachycore.jsontext import holds_nul
-from tachycore.rest import JSONBodyParser, error_responses
+from tachycore.parsers import JSONBodyParser
+from tachycore.rest import error_responses
 
 from . import serializers as s
 from .exceptions import BadRequest, KeyNotFound, ValueTooLarge, exception_handler
