@@ -44,8 +44,10 @@ class Outcome:
 
 
 def describe_error(exc: BaseException, at: datetime) -> dict[str, Any]:
-    # no NUL character: PostgreSQL's text and jsonb cannot hold one
+    # no NUL character (PostgreSQL's text and jsonb cannot hold one) and no lone surrogate
+    # (no database can, and the API could not write it out): both shown escaped instead
     text = "".join(traceback.format_exception(exc)).replace("\x00", "\\x00")
+    text = text.encode(errors="backslashreplace").decode()
     if len(text) > MAX_TRACEBACK:
         text = text[:MAX_TRACEBACK // 2] + "\n[...]\n" + text[-MAX_TRACEBACK // 2:]
     cls = type(exc)

@@ -22,8 +22,11 @@ from django.urls import reverse
 from rest_framework.exceptions import ParseError
 from rest_framework.test import APIClient
 
+import jobs
 import kv
 from demo.notes.models import Note
+from jobs.dispatcher import Dispatcher
+from jobs.handlers import handlers
 from jobs.models import Job
 from kv.models import KVEntry
 from kv.validation import MAX_TTL
@@ -435,3 +438,57 @@ def test_admin_form__a_key_with_a_nul_character_is_a_form_error(browser):
 
     assert "null character" in " ".join(errors["new_key"]).lower()  # Django's CharField says it first
     assert not KVEntry.objects.exists()
+
+
+# -- what a handler returns or raises: stored alike on every database, shown by the API -----------
+
+@pytest.fixture
+def registered():
+    """``register(topic, func)``: a handler for this test only."""
+    topics = []
+
+    def register(topic, func):
+        jobs.handler(topic)(func)
+        topics.append(topic)
+
+    yield register
+    for topic in topics:
+        handlers.unregister(topic)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fast_jobs")
+@pytest.mark.parametrize("result, words", [
+    ("a\ud800b", "lone surrogate"),
+    (json.loads(nested(MAX_JSON_DEPTH + 1)), "nested too deeply"),
+    ({"nul": "\x00"}, "NUL"),
+], ids=["surrogate", "deep", "nul"])
+def test_handler__a_result_no_database_can_store_fails_the_job_readably(api, registered, result, words):
+    registered("bad.result", lambda job: result)
+    job = jobs.get_job_store().enqueue("bad.result", max_retries=0)
+
+    Dispatcher(burst=True, workers=1).run()
+
+    row = Job.objects.get(pk=job.id)
+    assert (row.status, row.result) == ("failed", None)
+    assert words in row.last_error
+    response = api.get(f"/api/jobs/{job.id}/")
+    assert response.status_code == 200 and words in response.json()["last_error"]
+    assert_jobs_list_works(api)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fast_jobs")
+def test_handler__an_error_message_with_a_lone_surrogate_is_stored_escaped(api, registered):
+    def fail(job):
+        raise ValueError("bad \ud800 text")
+
+    registered("bad.error", fail)
+    job = jobs.get_job_store().enqueue("bad.error", max_retries=0)
+
+    Dispatcher(burst=True, workers=1).run()
+
+    row = Job.objects.get(pk=job.id)
+    assert row.status == "failed" and "bad \\ud800 text" in row.last_error
+    assert api.get(f"/api/jobs/{job.id}/").status_code == 200
+    assert_jobs_list_works(api)
