@@ -23,11 +23,14 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 #: a JSON string, or an unterminated one up to the end of the text; possessive, and matching
 #: wherever a string starts, so the text is read once (no retry from each later quote)
 _STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
-#: outside its strings, valid JSON text holds brackets, separators, numbers, true, false and
-#: null: this table deletes all but the brackets, and makes every bracket square
-_BRACKETS_ONLY = str.maketrans("{}", "[]", ",:0123456789+-.eE \t\n\rtruefalsn")
-_STEP = {"[": 1, "]": -1}
+#: bytes.translate() arguments that keep a text's quotes and brackets, all made square
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_A_MARK = bytes(byte for byte in range(256) if byte not in b'"[]{}')
+_STEP = {ord("["): 1, ord("]"): -1}
+#: how many levels text_too_deep peels off before it sums what is left
+_PEELS = 8
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 NUL_FAULT = "contains a NUL character (\\u0000), which PostgreSQL cannot store"
 SURROGATE_FAULT = "contains a lone surrogate (half of a UTF-16 pair, such as \\ud800), which is not valid Unicode"
@@ -75,21 +78,55 @@ def holds_lone_surrogate(value: Any) -> bool:
     return any(not text.isascii() and _SURROGATE.search(text) is not None for text in _strings(value))
 
 
+def _brackets(json_text: str) -> bytes:
+    """The brackets of JSON text outside its strings, all made square (``b"[[]]"``).
+
+    Two C passes for the common text: keep the quotes and brackets alone, then drop each
+    ``""``, the trace of a string with no bracket in it. No quote left means no string held
+    one; else (or with an escaped quote in the text) the strings are cut out one by one.
+    """
+    if '\\"' not in json_text:
+        marks = json_text.encode(errors="surrogatepass").translate(_SQUARE, _NOT_A_MARK)
+        marks = marks.replace(b'""', b"")
+        if b'"' not in marks:
+            return marks
+    return _STRING.sub("", json_text).encode(errors="surrogatepass").translate(_SQUARE, _NOT_A_MARK)
+
+
+def json_holds_lone_surrogate(value: Any, json_text: str) -> bool:
+    """``holds_lone_surrogate(value)`` for a value parsed from, or written as, ``json_text``:
+    the text answers at C speed unless it holds an escape that may be one.
+
+    A surrogate is in the text raw (``json.dumps`` without ``ensure_ascii``) or as an escape
+    ``\\uD800``-``\\uDFFF`` (with it, or from a client); an escape may also be half of a
+    valid pair, or a backslash written out before "ud8..", which only the strings tell.
+    """
+    if not json_text.isascii() and _SURROGATE.search(json_text) is not None:
+        return True
+    return _SURROGATE_ESCAPE.search(json_text) is not None and holds_lone_surrogate(value)
+
+
 def text_too_deep(json_text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether JSON text nests arrays and objects deeper than ``limit``.
 
-    Measured without recursion, so any depth is safe to ask about. The common text, with no
-    more opening brackets than ``limit``, is answered by counting them; else the brackets
-    outside strings are kept alone: a run of more than ``limit`` openings (the usual deep
-    text) answers at once, and the running depth is summed otherwise. Made for valid JSON
-    (from ``json.dumps``, or parsed already): anything else gets an answer, not an error.
+    Measured without recursion, so any depth is safe to ask about, and in passes at C speed
+    over the text: the common text, with no more opening brackets than ``limit``, by
+    counting them; else on its brackets alone (strings taken out): a run of more than
+    ``limit`` openings (the usual deep text) answers at once, a few passes that each drop
+    the innermost pairs (one level off every branch) empty a shallow text, and what they
+    leave is summed bracket by bracket. Made for valid JSON (from ``json.dumps``, or parsed
+    already): anything else gets an answer, not an error.
     """
     if json_text.count("[") + json_text.count("{") <= limit:
         return False
-    brackets = _STRING.sub("", json_text).translate(_BRACKETS_ONLY)
-    if "[" * (limit + 1) in brackets:
+    brackets = _brackets(json_text)
+    if b"[" * (limit + 1) in brackets:
         return True
-    return max(accumulate(map(_STEP.get, brackets, repeat(0)))) > limit
+    for peeled in range(_PEELS):
+        if not brackets:
+            return peeled > limit
+        brackets = brackets.replace(b"[]", b"")
+    return _PEELS + max(accumulate(map(_STEP.get, brackets, repeat(0))), default=0) > limit
 
 
 def json_fault(value: Any, json_text: str) -> str | None:
@@ -103,13 +140,8 @@ def json_fault(value: Any, json_text: str) -> str | None:
         return depth_fault()
     if text_holds_nul(json_text):
         return NUL_FAULT
-    if json_text.isascii():
-        # json.dumps escapes a surrogate as "\udXXX" with ensure_ascii (and a valid pair the
-        # same way): only the strings can tell; "\\ud" alone is a backslash before "ud"
-        if "\\ud" in json_text and holds_lone_surrogate(value):
-            return SURROGATE_FAULT
-    elif _SURROGATE.search(json_text) is not None:
-        return SURROGATE_FAULT  # written raw without ensure_ascii
+    if json_holds_lone_surrogate(value, json_text):
+        return SURROGATE_FAULT
     return None
 
 

@@ -22,7 +22,7 @@ from .jsontext import (
     MAX_JSON_DEPTH,
     SURROGATE_FAULT,
     depth_fault,
-    holds_lone_surrogate,
+    json_holds_lone_surrogate,
     text_too_deep,
 )
 
@@ -87,6 +87,6 @@ class JSONBodyParser(BaseParser):
             raise ParseError(f"JSON parse error - {e}") from None
         if text_too_deep(text, MAX_BODY_DEPTH):
             raise ParseError(f"JSON parse error - the body {depth_fault(MAX_BODY_DEPTH)}")
-        if holds_lone_surrogate(data):
+        if json_holds_lone_surrogate(data, text):
             raise ParseError(f"JSON parse error - a string or key {SURROGATE_FAULT}")
         return data

@@ -30,7 +30,7 @@ from jobs.handlers import handlers
 from jobs.models import Job
 from kv.models import KVEntry
 from kv.validation import MAX_TTL
-from tachycore.jsontext import MAX_JSON_DEPTH
+from tachycore.jsontext import MAX_JSON_DEPTH, text_too_deep
 from tachycore.manager import plugin_manager
 from tachycore.parsers import MAX_BODY_DEPTH, BodyTooLarge, JSONBodyParser
 
@@ -118,11 +118,12 @@ def assert_jobs_list_works(api) -> None:
 
 @pytest.mark.parametrize("body", [
     fill('{"topic": "toolbox.echo", "payload": @}', SURROGATE_TEXT),
+    '{"topic": "toolbox.echo", "payload": "\\uDBFF"}',
     '{"topic": "toolbox.echo", "payload": {"a\\udc00": 1}}',
     '{"topic": "toolbox.echo", "payload": [{"deep": ["\\ud800"]}]}',
     '{"topic": "toolbox.\\ud800"}',
     '{"topic": "toolbox.echo", "dedupe_key": "\\udfff"}',
-], ids=["payload-string", "payload-key", "payload-nested", "topic", "dedupe-key"])
+], ids=["payload-string", "upper-case-escape", "payload-key", "payload-nested", "topic", "dedupe-key"])
 def test_jobs_api__a_lone_surrogate_is_400_and_the_list_still_works(api, body):
     refused(send(api, "post", "/api/jobs/", body), 400, "lone surrogate")
 
@@ -209,6 +210,37 @@ def test_kv_api__a_hash_at_the_limit_is_stored(api):
 
     assert response.status_code == 200, response.content
     assert kv.get_store().hget("k", "f") == json.loads(nested(MAX_JSON_DEPTH - 1))
+
+
+def depth_of(value) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    return 0
+
+
+TRICKY = {
+    "brackets-in-strings": {"[[[": "]]]", "a": ["{{{", "}"], "b": [[["x"]]]},
+    "escaped-quotes": {'q"[': ['"]]', '\\"', [["\\"]]], "r": "\\\\"},
+    "unicode": {"é[": ["😀", {"ü": [[]]}]},
+    "siblings": [[], [[]], [[[]]], [[[[[[[[[[[]]]]]]]]]]], []],
+    "empty-strings": ["", "", {"": ""}, [[""]]],
+}
+
+
+@pytest.mark.parametrize("value", TRICKY.values(), ids=TRICKY.keys())
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_text_too_deep__measures_what_the_value_nests(value, ensure_ascii):
+    # a chain of wrappers puts the tricky part at every depth around the limit
+    for wrappers in (0, 1, MAX_JSON_DEPTH - 12, MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH + 3):
+        wrapped = value
+        for n in range(wrappers):
+            wrapped = [wrapped, "]"] if n % 2 else {"k[": wrapped}
+        text = json.dumps(wrapped, ensure_ascii=ensure_ascii)
+        depth = depth_of(wrapped)
+        for limit in (depth - 1, depth, 3, MAX_JSON_DEPTH):
+            assert text_too_deep(text, limit) == (depth > limit), (depth, limit)
 
 
 # -- malformed JSON ---------------------------------------------------------------------------
