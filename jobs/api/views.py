@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import IO, Any
+from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
@@ -21,6 +18,7 @@ from jobs.conf import jobs_settings
 from jobs.handlers import allowed_without_handler
 from jobs.models import Job
 from jobs.store import JobStore
+from tachycore.parsers import JSONBodyParser
 from tachycore.rest import ThrottledAuthentication, error_responses
 
 from . import serializers as s
@@ -34,17 +32,6 @@ def _store() -> JobStore:
     if store is None:  # the URLs are only mounted through the jobs plugin, so jobs is installed
         raise RuntimeError("jobs is not in INSTALLED_APPS")
     return store
-
-
-class JSONBodyParser(JSONParser):
-    """DRF's JSON parser; a body nested too deeply for Python is a 400, not a 500."""
-
-    def parse(self, stream: IO[Any], media_type: str | None = None,
-              parser_context: Mapping[str, Any] | None = None) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON parse error - the body is nested too deeply") from None
 
 
 class JobPagination(PageNumberPagination):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from kv.validation import MAX_TTL
 from tachycore.rest import QuerySerializer, WholeNumberField
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-#: the longest TTL the API takes, in seconds (about 317 years)
-MAX_TTL = 10**10
 
 
 # -- requests ------------------------------------------------------------------------------
