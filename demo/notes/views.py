@@ -3,9 +3,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import permissions, serializers
 from rest_framework.generics import ListCreateAPIView
-from rest_framework.parsers import JSONParser
 
 from tachycore.manager import plugin_manager
+from tachycore.parsers import JSONBodyParser
 from tachycore.rest import StringField
 
 from .models import Note
@@ -34,7 +34,7 @@ class NoteList(ListCreateAPIView):
 
     permission_classes = [permissions.IsAuthenticatedOrReadOnly]
     # JSON bodies only, as the schema says: a form would turn every value into text
-    parser_classes = [JSONParser]
+    parser_classes = [JSONBodyParser]
     serializer_class = NoteSerializer
 
     def get_queryset(self):
