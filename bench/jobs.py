@@ -54,6 +54,8 @@ BENCH = str(ROOT / "bench")
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if p not in (BENCH, str(ROOT))]
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.jobs_site.settings"
 os.environ.setdefault("DEBUG", "false")
+# DEBUG off needs a key of its own (demo/settings.py refuses its public one); a bench site has no secrets
+os.environ.setdefault("SECRET_KEY", "bench-only-" + "k" * 40)
 os.environ.setdefault("TACHYCORE_LOG_LEVEL", "WARNING")
 
 LOGS = Path(tempfile.mkdtemp(prefix="bench-jobs-"))

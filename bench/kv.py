@@ -27,6 +27,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
 if "DATABASE_URL" not in os.environ:
     os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
 os.environ.setdefault("DEBUG", "false")
+# DEBUG off needs a key of its own (demo/settings.py refuses its public one); a bench site has no secrets
+os.environ.setdefault("SECRET_KEY", "bench-only-" + "k" * 40)
 
 VALUE = "x" * 98  # 100 bytes as JSON
 RESULTS: list[tuple[str, float, str, float, str, bool]] = []
