@@ -170,8 +170,9 @@ class Statements:
             conditions.append(self.key_range)
             params["lo"], params["hi"] = bounds
         params["length"], exact = length_bounds(pattern)
-        conditions.append(f"length(key) {'=' if exact else '>='} %(length)s")
-        conditions.append(condition)
+        # a CASE, not AND: PostgreSQL orders the conditions of a WHERE by their estimated
+        # cost, and rates a regular expression cheaper than a comparison of a length
+        conditions.append(f"CASE WHEN length(key) {'=' if exact else '>='} %(length)s THEN {condition} ELSE false END")
         rows = self._all(
             f"SELECT key FROM _kv WHERE {' AND '.join(conditions)} ORDER BY key"
             + (" LIMIT %(limit)s" if limit is not None else ""),

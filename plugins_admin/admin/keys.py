@@ -71,15 +71,17 @@ class RedisGlob(Lookup):
         return self._narrowed(lhs, tuple(params), key_range, f"{lhs} ~ %s", glob_to_regex(self.rhs))
 
     def _narrowed(self, lhs: str, lhs_params: tuple, key_range: str, match: str, pattern: str) -> CompiledSQL:
-        """``match`` after the key range of the literal prefix and the bound on the length
-        (``lhs`` appears twice in ``key_range``, once in each other condition)."""
+        """``match`` after the key range of the literal prefix and the bound on the length;
+        each appearance of ``lhs`` takes its parameters."""
         parts: list[tuple[str, tuple]] = []
         bounds = key_bounds(self.rhs)
         if bounds is not None:
             parts.append((key_range, (*lhs_params, bounds[0], *lhs_params, bounds[1])))
         length, exact = length_bounds(self.rhs)
-        parts.append((f"length({lhs}) {'=' if exact else '>='} %s", (*lhs_params, length)))
-        parts.append((match, (*lhs_params, pattern)))
+        # a CASE, not AND: PostgreSQL orders the conditions of a WHERE by their estimated
+        # cost, and rates a regular expression cheaper than a comparison of a length
+        parts.append((f"CASE WHEN length({lhs}) {'=' if exact else '>='} %s THEN {match} ELSE false END",
+                      (*lhs_params, length, *lhs_params, pattern)))
         return f"({' AND '.join(sql for sql, _ in parts)})", tuple(p for _, some in parts for p in some)
 
     def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> CompiledSQL:
