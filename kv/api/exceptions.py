@@ -4,8 +4,8 @@ Store errors map to statuses: a missing key 404, ``WrongType``/``NotAnInteger``/
 409, ``InvalidKey``/``InvalidValue`` 400 (a pattern past its limits too); a value over
 ``KV["MAX_VALUE_SIZE"]`` is 413 (the views measure it before the store does); a search of
 keys cancelled at ``KV["KEYS_TIMEOUT"]`` is 503: the pattern was allowed, the database was
-too slow for it at the time (a narrower pattern answers). Anything unexpected is logged and answered with a
-500 that carries no traceback (see ``tachycore.rest.handle_exception``).
+too slow for it at the time (a narrower pattern answers). Anything unexpected is logged and
+answered with a 500 that carries no traceback (see ``tachycore.rest.handle_exception``).
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class ValueTooLarge(rest.TooLarge):
 
 
 class SearchTooSlow(APIException):
+    """503: a search of keys that PostgreSQL cancelled at ``KV["KEYS_TIMEOUT"]``."""
+
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The search for keys took longer than KV['KEYS_TIMEOUT'] and was cancelled."
     default_code = "search_timeout"

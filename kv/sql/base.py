@@ -172,7 +172,8 @@ class Statements:
         params["length"], exact = length_bounds(pattern)
         # a CASE, not AND: PostgreSQL orders the conditions of a WHERE by their estimated
         # cost, and rates a regular expression cheaper than a comparison of a length
-        conditions.append(f"CASE WHEN length(key) {'=' if exact else '>='} %(length)s THEN {condition} ELSE false END")
+        length = f"length(key) {'=' if exact else '>='} %(length)s"
+        conditions.append(f"CASE WHEN {length} THEN {condition} ELSE false END")
         rows = self._all(
             f"SELECT key FROM _kv WHERE {' AND '.join(conditions)} ORDER BY key"
             + (" LIMIT %(limit)s" if limit is not None else ""),
