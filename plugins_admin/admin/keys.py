@@ -26,7 +26,15 @@ from kv import clock as kv_clock
 from kv.conf import kv_settings
 from kv.errors import InvalidPattern, KVError, SearchTimeout
 from kv.models import KVEntry, ValueType
-from kv.sql.glob import check_pattern, glob_to_regex, glob_to_sqlite, key_bounds, length_bounds
+from kv.sql.glob import (
+    MAX_PATTERN_LENGTH,
+    MAX_PATTERN_WILDCARDS,
+    check_pattern,
+    glob_to_regex,
+    glob_to_sqlite,
+    key_bounds,
+    length_bounds,
+)
 from kv.sql.postgresql import key_range_sql
 from kv.store import KVStore
 
@@ -113,7 +121,8 @@ class KeyAdmin(SwitchedAdmin[KVStore]):
     ordering = ("key",)
     search_fields = ("key",)
     search_help_text = ("A Redis glob pattern: * any characters, ? one, [a-z] a set, "
-                        "\\ takes the next character literally (user:*, job:??, [a-c]*).")
+                        "\\ takes the next character literally (user:*, job:??, [a-c]*); "
+                        f"at most {MAX_PATTERN_LENGTH} characters and {MAX_PATTERN_WILDCARDS} wildcards.")
     readonly_fields = ("key", "type", "ttl_display", "formatted_value", "updated")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
