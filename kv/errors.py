@@ -11,6 +11,12 @@ class InvalidKey(KVError, ValueError):
     """A key (or hash field) that is not a non-empty string of at most 512 characters."""
 
 
+class InvalidPattern(InvalidKey):
+    """A glob pattern that is not a string, or passes ``kv.sql.glob.MAX_PATTERN_LENGTH``
+    characters or ``kv.sql.glob.MAX_PATTERN_WILDCARDS`` wildcards (PostgreSQL's regular
+    expressions cost more per key with each one)."""
+
+
 class InvalidValue(KVError, ValueError):
     """A value that is not JSON-serialisable or is larger than ``KV["MAX_VALUE_SIZE"]``."""
 
@@ -29,6 +35,10 @@ class NotAnInteger(KVError, ValueError):
 
 class Overflow(KVError, ValueError):
     """An increment that would leave the signed 64-bit range."""
+
+
+class SearchTimeout(KVError, TimeoutError):
+    """A search of keys by pattern ran past ``KV["KEYS_TIMEOUT"]`` and PostgreSQL cancelled it."""
 
 
 class LockTimeout(KVError, TimeoutError):

@@ -19,6 +19,7 @@ from .locks import LockCommands
 from .refusals import refuse_increment
 from .reserved import writable_key
 from .sql import CacheStatements
+from .sql.glob import check_pattern
 from .sql.session import Session
 from .validation import check_key, expire_at, expiry, to_integer, to_json, to_seconds
 
@@ -205,11 +206,20 @@ class KVStore(HashCommands, LockCommands):
         found = self._read(key)
         return found[0] if found else "none"
 
-    def keys(self, pattern: str = "*") -> list[str]:
-        """Live keys matching a Redis glob pattern (``*``, ``?``, ``[abc]``, ``[^a]``, ``[a-z]``, ``\\``)."""
-        if not isinstance(pattern, str):
-            raise InvalidKey(f"a pattern must be a string, got {pattern!r}")
-        return self._session.statements().keys(pattern, clock.now_ms())
+    def keys(self, pattern: str = "*", *, limit: int | None = None) -> list[str]:
+        """Live keys matching a Redis glob pattern (``*``, ``?``, ``[abc]``, ``[^a]``, ``[a-z]``,
+        ``\\``), sorted: all of them, as Redis, or the first ``limit``.
+
+        A pattern is at most ``kv.sql.glob.MAX_PATTERN_LENGTH`` characters with at most
+        ``kv.sql.glob.MAX_PATTERN_WILDCARDS`` wildcards (``InvalidPattern`` past them). On
+        PostgreSQL the search is cancelled after ``KV["KEYS_TIMEOUT"]`` (``SearchTimeout``).
+        """
+        pattern = check_pattern(pattern)
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise InvalidValue(f"limit must be a whole number of at least 1, got {limit!r}")
+        sql = self._session.statements()
+        with sql.time_limit(kv_settings.KEYS_TIMEOUT, pattern):
+            return sql.keys(pattern, clock.now_ms(), limit=limit)
 
     # -- expiry ----------------------------------------------------------------------------
 

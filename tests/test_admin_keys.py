@@ -7,11 +7,12 @@ import json
 
 import pytest
 from django.contrib.admin.utils import quote
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 import kv
 from kv.models import KVEntry
+from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
 
 pytestmark = pytest.mark.django_db
 
@@ -96,6 +97,44 @@ def test_search__takes_a_redis_glob_pattern(admin_client, store, pattern, expect
         store.set(key, 1)
     assert listed(admin_client, pattern) == expected
     assert store.keys(pattern) == expected  # the same semantics as the store
+
+
+@pytest.fixture
+def key_viewer(client):
+    """A staff user with the view permission on keys only, signed in."""
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="kv", codename="view_kventry"))
+    client.force_login(user)
+    return client
+
+
+def page_messages(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_search__a_pattern_at_the_limits_is_answered(key_viewer, store):
+    store.mset({"a" * MAX_PATTERN_WILDCARDS: 1, "b": 1, "a" * MAX_PATTERN_LENGTH: 1})
+
+    assert listed(key_viewer, "?" * MAX_PATTERN_WILDCARDS) == ["a" * MAX_PATTERN_WILDCARDS]
+    assert listed(key_viewer, "a" * MAX_PATTERN_LENGTH) == ["a" * MAX_PATTERN_LENGTH]
+
+
+@pytest.mark.parametrize(("pattern", "limit_name", "limit"), [
+    ("a" * (MAX_PATTERN_LENGTH + 1), "MAX_PATTERN_LENGTH", MAX_PATTERN_LENGTH),
+    ("?" * (MAX_PATTERN_WILDCARDS + 1), "MAX_PATTERN_WILDCARDS", MAX_PATTERN_WILDCARDS),
+], ids=["length", "wildcards"])
+def test_search__a_pattern_past_a_limit_lists_nothing_and_says_the_limit(key_viewer, store, pattern, limit_name,
+                                                                        limit):
+    store.set("a" * MAX_PATTERN_WILDCARDS, 1)
+
+    response = key_viewer.get(reverse(LIST), {"q": pattern})
+
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == []
+    (message,) = page_messages(response)
+    assert message.startswith("Search refused: ") and f"at most {limit} " in message
+    assert f"kv.sql.glob.{limit_name}" in message
+    assert html.escape(message) in response.content.decode()
 
 
 # -- editing ---------------------------------------------------------------------------------

@@ -11,14 +11,18 @@ import io
 from urllib.parse import quote
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.permissions import BasePermission
 
 import kv
 from kv.checks import check_permission_classes
 from kv.errors import InvalidValue, ValueTooLarge
+from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
 from tests.helpers.rows import disable_in_registry
 
 pytestmark = pytest.mark.django_db
@@ -275,6 +279,48 @@ def test_list__bad_limit_400(operator, limit):
 
 def test_list__nul_in_pattern_400(api):
     assert "pattern" in assert_error(api.get(url(), {"pattern": "a\u0000*"}), 400)
+
+
+@pytest.fixture
+def key_reader(http_on, django_user_model):
+    """A staff user allowed to view keys (``kv.view_kventry``) and nothing else, signed in."""
+    user = django_user_model.objects.create_user("key-reader", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="kv", codename="view_kventry"))
+    reader = Client()
+    reader.force_login(user)
+    return reader
+
+
+def test_list__a_pattern_at_the_limits_is_answered(key_reader, store):
+    store.mset({"a" * MAX_PATTERN_WILDCARDS: 1, "b": 1, "a" * MAX_PATTERN_LENGTH: 1})
+
+    most_wildcards = key_reader.get(url(), {"pattern": "?" * MAX_PATTERN_WILDCARDS})
+    longest = key_reader.get(url(), {"pattern": "a" * MAX_PATTERN_LENGTH})
+
+    assert most_wildcards.json() == {"keys": ["a" * MAX_PATTERN_WILDCARDS], "truncated": False}
+    assert longest.json() == {"keys": ["a" * MAX_PATTERN_LENGTH], "truncated": False}
+
+
+@pytest.mark.parametrize(("pattern", "limit_name", "limit"), [
+    ("a" * (MAX_PATTERN_LENGTH + 1), "MAX_PATTERN_LENGTH", MAX_PATTERN_LENGTH),
+    ("?" * (MAX_PATTERN_WILDCARDS + 1), "MAX_PATTERN_WILDCARDS", MAX_PATTERN_WILDCARDS),
+    ("*a" * 200 + "b", "MAX_PATTERN_LENGTH", MAX_PATTERN_LENGTH),
+], ids=["length", "wildcards", "*a x 200"])
+def test_list__a_pattern_past_a_limit_400_naming_it(key_reader, pattern, limit_name, limit):
+    detail = assert_error(key_reader.get(url(), {"pattern": pattern}), 400)
+
+    assert f"at most {limit} " in detail and f"kv.sql.glob.{limit_name}" in detail
+
+
+def test_list__reads_no_more_than_limit_plus_one_keys(api, store):
+    store.mset({f"k{i:03}": i for i in range(50)})
+
+    with CaptureQueriesContext(connection) as queries:
+        body = api.get(url(), {"pattern": "k*", "limit": 10}).json()
+
+    assert body == {"keys": [f"k{i:03}" for i in range(10)], "truncated": True}
+    (search,) = [query["sql"] for query in queries if query["sql"].startswith("SELECT key FROM _kv")]
+    assert "LIMIT" in search  # the database stops at the 11th key; nothing is cut in Python
 
 
 # -- GET, PUT, DELETE /keys/<key>/ ----------------------------------------------------------------

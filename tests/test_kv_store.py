@@ -16,8 +16,17 @@ from datetime import timedelta
 import pytest
 
 import kv
-from kv.errors import InvalidKey, InvalidValue, LockTimeout, NotAnInteger, Overflow, WrongType
+from kv.errors import (
+    InvalidKey,
+    InvalidPattern,
+    InvalidValue,
+    LockTimeout,
+    NotAnInteger,
+    Overflow,
+    WrongType,
+)
 from kv.models import KVEntry
+from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
 from kv.validation import MAX_TTL
 from tachycore.jsontext import MAX_JSON_DEPTH
 
@@ -991,6 +1000,88 @@ def test_keys__defaults_to_every_live_key_of_every_type(store, clock):
 
 def test_keys__no_key_gives_an_empty_list(store):
     assert store.keys("*") == []
+
+
+# -- keys: the limits on patterns, and limit= ----------------------------------------------------
+
+W = MAX_PATTERN_WILDCARDS
+
+
+def test_keys__a_pattern_of_the_longest_length_is_taken(store):
+    key = "k" * MAX_PATTERN_LENGTH
+    store.mset({key: 1, "k": 1})
+
+    assert store.keys(key) == [key]
+
+
+def test_keys__a_pattern_one_character_too_long_is_refused_naming_the_limit(store):
+    with pytest.raises(InvalidPattern) as refused:
+        store.keys("k" * (MAX_PATTERN_LENGTH + 1))
+
+    assert str(refused.value) == (
+        f"a pattern is at most {MAX_PATTERN_LENGTH} characters (kv.sql.glob.MAX_PATTERN_LENGTH); "
+        f"this one has {MAX_PATTERN_LENGTH + 1}"
+    )
+
+
+@pytest.mark.parametrize("pattern", ["?" * W, "*" * W, "[a-z]" * W, "*?" * (W // 2), "*" + "?" * (W - 1)])
+def test_keys__a_pattern_with_the_most_wildcards_is_taken(store, pattern):
+    store.mset({"a" * W: 1, "b" * (W + 5): 1, "c": 1})
+
+    assert store.keys(pattern) == sorted(key for key in ["a" * W, "b" * (W + 5), "c"] if redis_match(pattern, key))
+
+
+@pytest.mark.parametrize("pattern", ["?" * (W + 1), "*" * (W + 1), "[ab]" * (W + 1), "*a" * W + "?",
+                                     "user:" + "[^x]" * (W + 1)])
+def test_keys__one_wildcard_too_many_is_refused_naming_the_limit(store, pattern):
+    with pytest.raises(InvalidPattern) as refused:
+        store.keys(pattern)
+
+    assert str(refused.value) == (
+        f"a pattern has at most {W} wildcards (*, ? and [...] sets; kv.sql.glob.MAX_PATTERN_WILDCARDS); "
+        f"this one has {W + 1}"
+    )
+
+
+def test_keys__escaped_wildcards_are_literal_characters_and_not_counted(store):
+    store.mset({"*?" * W: 1, "ab" * W: 1})
+
+    assert store.keys("\\*\\?" * W) == ["*?" * W]
+
+
+@pytest.mark.parametrize("pattern", [None, 3, b"a*", ["a*"]], ids=repr)
+def test_keys__a_pattern_that_is_not_a_string_is_refused(store, pattern):
+    with pytest.raises(InvalidPattern, match="a pattern must be a string"):
+        store.keys(pattern)
+    assert issubclass(InvalidPattern, InvalidKey)  # as before the limits: an InvalidKey
+
+
+def test_keys__limit_gives_the_first_matching_keys_in_order(store, clock):
+    store.mset({f"k{i}": i for i in range(5)} | {"other": 1})
+    expired_value(store, clock, "k00")  # sorts first, but is gone
+
+    assert store.keys("k*", limit=2) == ["k0", "k1"]
+    assert store.keys("k*", limit=10) == ["k0", "k1", "k2", "k3", "k4"]
+    assert store.keys("k*") == ["k0", "k1", "k2", "k3", "k4"]  # every one without a limit
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, "2", True])
+def test_keys__a_limit_that_is_not_a_positive_whole_number_is_refused(store, limit):
+    with pytest.raises(InvalidValue, match="limit must be a whole number of at least 1"):
+        store.keys("*", limit=limit)
+
+
+#: keys around the edges of a literal prefix's key range (code point order)
+PREFIX_KEYS = ["a", "ab", "abc", "ab\U0010ffff", "ab\U0010ffffz", "ac", "a\ud7ff", "a\ud7ffx", "a\ue000", "b",
+               "\U0010ffff", "\U0010ffffa"]
+
+
+@pytest.mark.parametrize("pattern", ["ab*", "ab?", "ab", "ab\U0010ffff*", "a\ud7ff*", "\U0010ffff*", "a*c",
+                                     "a\\*", "ab[c]*"], ids=repr)
+def test_keys__a_literal_prefix_takes_every_key_under_it_and_no_other(store, pattern):
+    store.mset({key: 1 for key in PREFIX_KEYS})
+
+    assert store.keys(pattern) == sorted(key for key in PREFIX_KEYS if redis_match(pattern, key))
 
 
 # -- locks ----------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Errors of the API, and the handler that turns every error into ``{"detail": ...}``.
 
 Store errors map to statuses: a missing key 404, ``WrongType``/``NotAnInteger``/``Overflow``
-409, ``InvalidKey``/``InvalidValue`` 400; a value over ``KV["MAX_VALUE_SIZE"]`` is 413 (the
-views measure it before the store does). Anything unexpected is logged and answered with a
-500 that carries no traceback (see ``tachycore.rest.handle_exception``).
+409, ``InvalidKey``/``InvalidValue`` 400 (a pattern past its limits too); a value over
+``KV["MAX_VALUE_SIZE"]`` is 413 (the views measure it before the store does); a search of
+keys cancelled at ``KV["KEYS_TIMEOUT"]`` is 503: the pattern was allowed, the database was
+too slow for it at the time (a narrower pattern answers). Anything unexpected is logged and
+answered with a 500 that carries no traceback (see ``tachycore.rest.handle_exception``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rest_framework.exceptions import NotFound
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 
 from kv import errors as kv_errors
-from kv.errors import InvalidKey, InvalidValue, NotAnInteger, Overflow, WrongType
+from kv.errors import InvalidKey, InvalidValue, NotAnInteger, Overflow, SearchTimeout, WrongType
 from tachycore import rest
 from tachycore.rest import BadRequest
 
@@ -34,6 +37,14 @@ class ValueTooLarge(rest.TooLarge):
     default_detail = "The value is larger than KV['MAX_VALUE_SIZE']."
 
 
+class SearchTooSlow(APIException):
+    """503: a search of keys that PostgreSQL cancelled at ``KV["KEYS_TIMEOUT"]``."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The search for keys took longer than KV['KEYS_TIMEOUT'] and was cancelled."
+    default_code = "search_timeout"
+
+
 def _translated(exc: Exception) -> Exception:
     if isinstance(exc, WrongType | NotAnInteger | Overflow):
         return Conflict(str(exc))
@@ -43,6 +54,8 @@ def _translated(exc: Exception) -> Exception:
         return ValueTooLarge(str(exc))
     if isinstance(exc, InvalidKey | InvalidValue):
         return BadRequest(str(exc))
+    if isinstance(exc, SearchTimeout):
+        return SearchTooSlow(str(exc))
     return exc
 
 

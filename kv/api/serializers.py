@@ -17,7 +17,8 @@ class KeyQuerySerializer(QuerySerializer):
     """Query string of ``GET /keys/``."""
 
     pattern = serializers.CharField(default="*", allow_blank=True, trim_whitespace=False,
-                                    help_text="A Redis glob: *, ?, [abc], [^a], [a-z], \\ escapes.")
+                                    help_text="A Redis glob: *, ?, [abc], [^a], [a-z], \\ escapes; at most 256 "
+                                              "characters and 16 wildcards.")
     limit = serializers.IntegerField(default=100, min_value=1, max_value=1000,
                                      help_text="The most keys to return (1 to 1000).")
 

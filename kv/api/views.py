@@ -22,6 +22,7 @@ from rest_framework.viewsets import ViewSet
 
 from kv import get_store
 from kv.conf import kv_settings
+from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
 from kv.store import KVStore
 from tachycore.jsontext import holds_nul
 from tachycore.parsers import JSONBodyParser
@@ -76,8 +77,11 @@ def _valid(serializer_class: type, data: Any) -> dict[str, Any]:
 
 @extend_schema_view(
     list=extend_schema(summary="List keys", operation_id="kv_keys_list", parameters=[s.KeyQuerySerializer],
-                       description="Live keys matching a Redis glob, sorted, at most `limit` of them.",
-                       responses={200: s.KeyListSerializer, **error_responses(400, 403)}),
+                       description="Live keys matching a Redis glob, sorted, at most `limit` of them. "
+                                   f"A pattern has at most {MAX_PATTERN_LENGTH} characters and "
+                                   f"{MAX_PATTERN_WILDCARDS} wildcards (400 past them); on PostgreSQL "
+                                   "a search running past `KV['KEYS_TIMEOUT']` is cancelled (503).",
+                       responses={200: s.KeyListSerializer, **error_responses(400, 403, 503)}),
     retrieve=extend_schema(summary="Read a key", parameters=[KEY_PARAMETER],
                            description="The value (or a hash's fields), its type and seconds left.",
                            responses={200: s.KeySerializer, **error_responses(400, 403, 404)}),
@@ -133,8 +137,9 @@ class KeyViewSet(ThrottledAuthentication, ViewSet):
 
     def list(self, request) -> Response:
         query = _valid(s.KeyQuerySerializer, request.query_params)
-        keys = _store().keys(query["pattern"])
-        return Response({"keys": keys[: query["limit"]], "truncated": len(keys) > query["limit"]})
+        limit = query["limit"]
+        keys = _store().keys(query["pattern"], limit=limit + 1)  # one more tells whether it was cut
+        return Response({"keys": keys[:limit], "truncated": len(keys) > limit})
 
     def retrieve(self, request, key: str) -> Response:
         store = _store()

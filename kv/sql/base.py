@@ -7,12 +7,14 @@ travel as JSON text and are read back as text (``json.loads`` in Python).
 
 from __future__ import annotations
 
+import contextlib
 import json
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.utils import timezone
 
-from .glob import literal_prefix
+from .glob import key_bounds, length_bounds
 
 EXPIRED = "(_kv.expire_at IS NOT NULL AND _kv.expire_at <= %(now)s)"
 ALIVE = "(expire_at IS NULL OR expire_at > %(now)s)"
@@ -149,20 +151,46 @@ class Statements:
     def expire_at(self, key: str, now: int) -> tuple[int | None] | None:
         return self._one(f"SELECT expire_at FROM _kv WHERE key = %(key)s AND {ALIVE}", {"key": key, "now": now})
 
-    def keys(self, pattern: str, now: int, type_: str | None = None) -> list[str]:
-        """Live keys matching a Redis glob, sorted; cache rows only when ``type_`` asks for them."""
+    def keys(self, pattern: str, now: int, type_: str | None = None, *, limit: int | None = None) -> list[str]:
+        """Live keys matching a Redis glob, sorted, the first ``limit`` of them when given;
+        cache rows only when ``type_`` asks for them.
+
+        The pattern runs last, on the keys left by its literal prefix (a key range the
+        primary key index answers) and its length: PostgreSQL's regular expression costs
+        more per key with each wildcard. With ``limit`` the scan stops at the last key wanted.
+        """
         match = self.pattern_condition(pattern)
         if match is None:
             return []
         condition, pattern_param = match
-        prefix = literal_prefix(pattern)
-        conditions = [ALIVE, condition]
-        if prefix:
-            conditions.append("key >= %(lo)s")  # lets the primary key index narrow the scan
-        conditions.append("type <> 'cache'" if type_ is None else "type = %(type)s")
-        params = {"now": now, "pattern": pattern_param, "type": type_, "lo": prefix}
-        rows = self._all(f"SELECT key FROM _kv WHERE {' AND '.join(conditions)} ORDER BY key", params)
+        params: dict[str, Any] = {"now": now, "pattern": pattern_param, "type": type_, "limit": limit}
+        conditions = [ALIVE, "type <> 'cache'" if type_ is None else "type = %(type)s"]
+        bounds = key_bounds(pattern)
+        if bounds is not None:
+            conditions.append(self.key_range)
+            params["lo"], params["hi"] = bounds
+        params["length"], exact = length_bounds(pattern)
+        # a CASE, not AND: PostgreSQL orders the conditions of a WHERE by their estimated
+        # cost, and rates a regular expression cheaper than a comparison of a length
+        length = f"length(key) {'=' if exact else '>='} %(length)s"
+        conditions.append(f"CASE WHEN {length} THEN {condition} ELSE false END")
+        rows = self._all(
+            f"SELECT key FROM _kv WHERE {' AND '.join(conditions)} ORDER BY key"
+            + (" LIMIT %(limit)s" if limit is not None else ""),
+            params,
+        )
         return [row[0] for row in rows]
+
+    @property
+    def key_range(self) -> str:
+        """Keys from ``lo`` (included) to ``hi`` (excluded), compared by code point."""
+        return "key >= %(lo)s AND key < %(hi)s"
+
+    def time_limit(self, seconds: float, pattern: str) -> AbstractContextManager[None]:
+        """Statements run inside it that search keys by ``pattern`` are cancelled after
+        ``seconds`` (0: never) with ``kv.errors.SearchTimeout``, where the database can do
+        it (PostgreSQL; SQLite cannot, and its ``GLOB`` costs no more per wildcard)."""
+        return contextlib.nullcontext()
 
     def pattern_condition(self, pattern: str) -> tuple[str, str] | None:
         """``(SQL condition on key using %(pattern)s, its value)``; ``None`` if nothing can match."""

@@ -10,11 +10,6 @@ from .base import ALIVE, Statements
 class CacheStatements(Statements):
     """The store's statements and those of the cache backend; each vendor class extends it."""
 
-    @property
-    def key_range(self) -> str:
-        """Keys from ``lo`` (included) to ``hi`` (excluded), compared byte by byte."""
-        return "key >= %(lo)s AND key < %(hi)s"
-
     @staticmethod
     def _prefix(prefix: str, type_: str) -> dict[str, Any]:
         """Parameters of ``key_range`` for the keys that start with ``prefix`` (no LIKE: its

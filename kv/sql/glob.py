@@ -3,11 +3,29 @@
 Redis matches ``*`` (any run), ``?`` (one character), ``[abc]``, ``[^a]``, ``[a-z]``
 and takes a backslash as "the next character literally". Everything else,
 including ``%`` and ``_``, is literal.
+
+A pattern is refused past two limits (``check_pattern``). PostgreSQL matches a pattern with
+a regular expression whose cost per key grows with the pattern's length and its wildcards,
+and with the length of the key: over 100,000 keys of 512 characters, 1,000 ``?`` ran past
+30 s, and 128 ``?`` after a ``*`` took 4 s. Within the limits the worst pattern measured
+answers in under a second over 100,000 keys of up to 70 characters, through the HTTP API
+and the admin (docs/BENCHMARKS.md); ``KV["KEYS_TIMEOUT"]`` bounds the rest. Before the
+pattern itself, ``key_bounds`` and ``length_bounds`` narrow the keys it is tried on: the
+literal prefix is a key range the primary key index answers, and the pattern's length
+bounds the key's.
 """
 
 from __future__ import annotations
 
 import re
+
+from ..errors import InvalidPattern
+
+#: the longest pattern, in characters (a key may have 512: a pattern is a prefix and a few
+#: wildcards; ``exists()`` and ``get()`` find a key by its whole name)
+MAX_PATTERN_LENGTH = 256
+#: the most wildcards in a pattern: ``*``, ``?`` and ``[...]`` sets, each one counted
+MAX_PATTERN_WILDCARDS = 16
 
 
 def _tokens(pattern: str):
@@ -49,6 +67,25 @@ def _tokens(pattern: str):
             i += 1
 
 
+def check_pattern(pattern: object) -> str:
+    """``pattern`` when it is a string within ``MAX_PATTERN_LENGTH`` and
+    ``MAX_PATTERN_WILDCARDS``; ``kv.errors.InvalidPattern`` naming the limit otherwise."""
+    if not isinstance(pattern, str):
+        raise InvalidPattern(f"a pattern must be a string, got {pattern!r}")
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise InvalidPattern(
+            f"a pattern is at most {MAX_PATTERN_LENGTH} characters (kv.sql.glob.MAX_PATTERN_LENGTH); "
+            f"this one has {len(pattern)}"
+        )
+    wildcards = sum(1 for kind, _ in _tokens(pattern) if kind != "lit")
+    if wildcards > MAX_PATTERN_WILDCARDS:
+        raise InvalidPattern(
+            f"a pattern has at most {MAX_PATTERN_WILDCARDS} wildcards (*, ? and [...] sets; "
+            f"kv.sql.glob.MAX_PATTERN_WILDCARDS); this one has {wildcards}"
+        )
+    return pattern
+
+
 def literal_prefix(pattern: str) -> str:
     prefix = []
     for kind, value in _tokens(pattern):
@@ -58,6 +95,30 @@ def literal_prefix(pattern: str) -> str:
     return "".join(prefix)
 
 
+def key_bounds(pattern: str) -> tuple[str, str] | None:
+    """``(lo, hi)``: every key the pattern matches is in ``lo <= key < hi`` (code point
+    order); ``None`` when the pattern starts with a wildcard."""
+    prefix = literal_prefix(pattern).rstrip(chr(0x10FFFF))  # nothing sorts after it: drop it
+    if not prefix:
+        return None
+    following = ord(prefix[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # no key holds a surrogate, and no driver sends one
+        following = 0xE000
+    return literal_prefix(pattern), prefix[:-1] + chr(following)
+
+
+def length_bounds(pattern: str) -> tuple[int, bool]:
+    """``(length, exact)``: the keys the pattern matches have exactly ``length`` characters,
+    or at least that many when it holds a ``*`` (``exact`` is false)."""
+    length, exact = 0, True
+    for kind, _ in _tokens(pattern):
+        if kind == "any":
+            exact = False
+        else:
+            length += 1
+    return length, exact
+
+
 def glob_to_regex(pattern: str) -> str:
     """A PostgreSQL regular expression matching exactly what Redis matches."""
     parts = ["^"]
@@ -65,7 +126,8 @@ def glob_to_regex(pattern: str) -> str:
         if kind == "lit":
             parts.append(re.escape(value) if not value.isalnum() else value)
         elif kind == "any":
-            parts.append(".*")
+            if parts[-1] != ".*":  # "**" is "*": a state less for the regular expression
+                parts.append(".*")
         elif kind == "one":
             parts.append(".")
         else:

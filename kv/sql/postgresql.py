@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import psycopg
+from django.db import OperationalError, transaction
 
 from tachycore.pubsub.base import MAX_MESSAGE_BYTES, encode
 
+from ..errors import SearchTimeout
 from .base import ALIVE, EXPIRED, INT64_MAX, INT64_MIN, RESTART_IF_EXPIRED
 from .cache import CacheStatements
 from .glob import glob_to_regex
@@ -28,6 +32,34 @@ def sorts_by_code_point(collation: str | None, provider: str) -> bool:
     return provider == "c" and (collation in ("C", "POSIX") or (collation or "").upper().startswith("C."))
 
 
+def key_range_sql(column: str, connection, lo: str, hi: str) -> str:
+    """SQL: ``lo <= column < hi`` in code point order, as the primary key index of ``_kv``
+    answers it when the column's collation sorts so (``C``), or by an exact scan."""
+    if _keys_sort_by_code_point(connection):
+        return f"{column} >= {lo} AND {column} < {hi}"
+    # a language's collation need not sort "a:b" between "a:" and "a;": exact, but a scan
+    return f'{column} COLLATE "C" >= {lo} AND {column} COLLATE "C" < {hi}'
+
+
+def _keys_sort_by_code_point(connection) -> bool:
+    """Whether ``_kv.key``'s collation orders by code point (asked once per database)."""
+    database = (connection.alias, connection.settings_dict["NAME"])
+    if database not in _code_point_order:
+        with connection.cursor() as cursor:
+            # to_jsonb: datlocprovider is missing before PostgreSQL 15 (libc only then)
+            cursor.execute(
+                "SELECT CASE WHEN c.collname = 'default' THEN d.datcollate ELSE c.collcollate END, "
+                "CASE WHEN c.collname = 'default' THEN coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') "
+                "ELSE c.collprovider::text END FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+                "JOIN pg_database d ON d.datname = current_database() "
+                "WHERE a.attrelid = '_kv'::regclass AND a.attname = 'key'"
+            )
+            row = cursor.fetchone()
+        assert row is not None, "_kv.key has a collation once the migrations have run"
+        _code_point_order[database] = sorts_by_code_point(*row)
+    return _code_point_order[database]
+
+
 def _sum_fits(value: str) -> str:
     """SQL: the jsonb ``value`` is an integer and adding ``%(amount)s`` stays in the signed
     64-bit range. The CASE keeps the cast from running on a value that is not an integer."""
@@ -43,26 +75,35 @@ class PostgresStatements(CacheStatements):
 
     @property
     def key_range(self) -> str:
-        if self._keys_sort_by_code_point():
-            return "key >= %(lo)s AND key < %(hi)s"  # the primary key index answers it
-        # a language's collation need not sort "a:b" between "a:" and "a;": exact, but a scan
-        return 'key COLLATE "C" >= %(lo)s AND key COLLATE "C" < %(hi)s'
+        return key_range_sql("key", self.connection, "%(lo)s", "%(hi)s")
 
-    def _keys_sort_by_code_point(self) -> bool:
-        """Whether ``_kv.key``'s collation orders by code point (asked once per database)."""
-        database = (self.connection.alias, self.connection.settings_dict["NAME"])
-        if database not in _code_point_order:
-            # to_jsonb: datlocprovider is missing before PostgreSQL 15 (libc only then)
-            row = self._one(
-                "SELECT CASE WHEN c.collname = 'default' THEN d.datcollate ELSE c.collcollate END, "
-                "CASE WHEN c.collname = 'default' THEN coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') "
-                "ELSE c.collprovider::text END FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
-                "JOIN pg_database d ON d.datname = current_database() "
-                "WHERE a.attrelid = '_kv'::regclass AND a.attname = 'key'", {},
-            )
-            assert row is not None, "_kv.key has a collation once the migrations have run"
-            _code_point_order[database] = sorts_by_code_point(*row)
-        return _code_point_order[database]
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float, pattern: str) -> Iterator[None]:
+        """A statement timeout around the block, in a transaction (or a savepoint) of its own:
+        ``set_config(..., true)`` is ``SET LOCAL``. Inside a caller's transaction the timeout
+        it had is set back after the block (a released savepoint keeps a ``SET LOCAL``)."""
+        if not seconds:
+            yield
+            return
+        connection = self.connection
+        inside = connection.in_atomic_block
+        with transaction.atomic(using=connection.alias):
+            row = self._one("SELECT current_setting('statement_timeout'), set_config('statement_timeout', "
+                            "%(limit)s, true)", {"limit": f"{max(1, round(seconds * 1000))}ms"})
+            assert row is not None, "a SELECT without FROM returns one row"
+            try:
+                yield
+            except OperationalError as e:
+                if isinstance(e.__cause__, psycopg.errors.QueryCanceled):
+                    shown = pattern if len(pattern) <= 60 else pattern[:59] + "…"
+                    raise SearchTimeout(
+                        f"the search for keys matching {shown!r} took longer than KV['KEYS_TIMEOUT'] "
+                        f"({seconds:g} s) and was cancelled; give a longer literal prefix (the "
+                        "characters before the first wildcard) or fewer wildcards"
+                    ) from e
+                raise
+            if inside:
+                self._one("SELECT set_config('statement_timeout', %(previous)s, true)", {"previous": row[0]})
 
     def execute(self, sql: str, params: dict[str, Any]) -> None:
         if self.notify_with is not None:
