@@ -13,7 +13,7 @@ class TachycoreConfig(AppConfig):
     def ready(self) -> None:
         """Wire the layers: the per-process services learn here what the kernel above them
         keeps (the states to reconcile, the channels to follow); nothing reaches up."""
-        from . import checks, receivers
+        from . import checks, governance, receivers
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
         from .maintenance import maintenance
         from .management.plugin_commands import run_commands_as_their_plugin
@@ -27,11 +27,16 @@ class TachycoreConfig(AppConfig):
         exit_on_sigterm()
         runtime.watch(plugin_manager)
         runtime.watch(maintenance)
+        runtime.watch(governance.grants)
+        governance.know_plugins(plugin_manager)
         runtime.route(PLUGIN_CHANNEL_PREFIX, plugin_manager.deliver)
         runtime.subscribe(STATE_CHANNEL, receivers.follow_plugin_states)
         runtime.subscribe(MAINTENANCE_CHANNEL, receivers.follow_maintenance)
+        runtime.subscribe(governance.CHANNEL, receivers.follow_grants)
         post_migrate.connect(receivers.sync_built_in_plugins, sender=self,
                              dispatch_uid="tachycore.sync_built_in_plugins")
+        post_migrate.connect(receivers.apply_settings_grants, sender=self,
+                             dispatch_uid="tachycore.apply_settings_grants")
         post_migrate.connect(receivers.keep_node_prune_schedule, sender=self,
                              dispatch_uid="tachycore.keep_node_prune_schedule")
         setting_changed.connect(receivers.reset_plugin_manager,

@@ -216,6 +216,12 @@ class TachycoreDefaults:
     NODE_RETENTION: float = setting(86400.0, "duration")
     #: paths (prefixes) served during maintenance to everyone, so that staff can sign in
     MAINTENANCE_EXEMPT_PATHS: list = setting(["/admin/login/", "/admin/logout/", "/static/"], "list")
+    #: "enforce" (a plugin's call beyond its grants raises CapabilityDenied), "audit" (allowed,
+    #: recorded as would_deny) or "off"
+    GOVERNANCE: str = setting("enforce", "str", choices=("enforce", "audit", "off"))
+    #: grants as code, applied at migrate: {"plugin": {"capability": "READ" | "WRITE" | "EXECUTE"}};
+    #: a grant this setting gave and no longer lists is revoked at the next migrate
+    GRANTS: dict = setting({}, "json")
 
 
 tachycore_settings = AppSettings("TACHYCORE", TachycoreDefaults)

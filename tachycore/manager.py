@@ -12,7 +12,8 @@ from django.core.management import call_command
 from django.db import router, transaction
 from django.utils.module_loading import module_has_submodule
 
-from . import sync
+from . import governance, sync
+from .conf import tachycore_settings
 from .errors import (
     BuiltInPlugin,
     HookFailed,
@@ -22,6 +23,7 @@ from .errors import (
     PluginMissing,
     PluginNotFound,
     PluginStateError,
+    UngrantedCapabilities,
 )
 from .info import PluginInfo
 from .models import ApplicationPlugin
@@ -63,11 +65,17 @@ class PluginManager(PluginStates):
                 self._install(plugin, record)
         return self.get(name)
 
-    def enable(self, *names: str, options: dict[str, Any] | None = None) -> builtins.list[str]:
+    def enable(self, *names: str, options: dict[str, Any] | None = None, grant_requested: bool = False,
+               granted_by: str = "") -> builtins.list[str]:
         """Enable plugins and their dependencies (first); return the names newly enabled.
 
         Installs what is not installed yet. All of it commits at once, or, when a
         hook fails, nothing does and the error is recorded on the plugin.
+
+        A plugin that asks for capabilities (``Plugin.capabilities``) nobody granted is
+        refused with ``UngrantedCapabilities`` (naming them and the commands that grant
+        them) while ``TACHYCORE["GOVERNANCE"]`` enforces; ``grant_requested`` grants them
+        in the same transaction (recorded as given by ``granted_by``).
         """
         self._require_names(names, "enable")
         if options is not None and len(names) != 1:
@@ -78,6 +86,8 @@ class PluginManager(PluginStates):
             options = self._validated_options(self.plugins[names[0]], options)
         order = self.dependencies.resolve(names)
         before = self._records()
+        if not grant_requested:
+            self._refuse_ungranted([n for n in order if not (n in before and before[n].enabled)])
         self._migrate([self.plugins[n] for n in order if not (n in before and before[n].installed)])
         with self._changing():
             records = self._records()  # again, under the registry lock: another process may have acted
@@ -91,6 +101,8 @@ class PluginManager(PluginStates):
                     record = self._add(plugin, options if name == names[0] else None)
                 if not record.installed:
                     self._install(plugin, record)
+                if grant_requested:
+                    self._grant_requested(plugin, granted_by or "pm enable --grant-requested")
                 self._hook(plugin, "before_enable")
                 self.registry.update(name, enabled=True, last_error="")
                 self._hook(plugin, "before_load")
@@ -161,6 +173,25 @@ class PluginManager(PluginStates):
         return self.enable(*missing) if missing else []
 
     # -- steps ---------------------------------------------------------------------------
+
+    def _refuse_ungranted(self, names: builtins.list[str]) -> None:
+        if tachycore_settings.GOVERNANCE != "enforce":
+            return
+        missing = {name: found for name in names if not self.plugins[name].built_in
+                   and (found := governance.ungranted(name, self.plugins[name].capabilities))}
+        if missing:
+            asks = "; ".join(f"{name} asks for {', '.join(f'{c} {a.name}' for c, a in found.items())}"
+                             for name, found in missing.items())
+            commands = [line for name, found in missing.items() for line in governance.grant_commands(name, found)]
+            raise UngrantedCapabilities(
+                f"not enabled: {asks}, and no grant allows it. Grant with: {'; '.join(commands)} "
+                f"(or enable with --grant-requested)")
+
+    def _grant_requested(self, plugin: Plugin, granted_by: str) -> None:
+        if plugin.built_in:
+            return
+        for capability, level in governance.ungranted(plugin.name, plugin.capabilities).items():
+            governance.grants.grant(plugin.name, capability, level, granted_by=granted_by)
 
     def _add(self, plugin: Plugin, options: dict[str, Any] | None) -> PluginRecord:
         record = self.registry.add(PluginRecord(

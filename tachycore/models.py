@@ -92,3 +92,49 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.hostname}:{self.pid}"
+
+
+class Access(models.IntegerChoices):
+    """How much a capability allows; a higher level covers the lower ones."""
+
+    NONE = 0, "none"
+    READ = 1, "read"
+    WRITE = 2, "write"
+    EXECUTE = 3, "execute"
+
+
+class CapabilityGrant(models.Model):
+    """What a plugin may do: one capability at one access level, given by an operator."""
+
+    plugin = models.CharField(max_length=100)
+    #: ``storage:sql``, ``storage:sql:<table>``, ``storage:sql:*``, ``kv``, ``jobs:enqueue``,
+    #: ``service:<plugin>``, ``service:<plugin>:<name>``
+    capability = models.CharField(max_length=200)
+    access = models.PositiveSmallIntegerField(choices=Access.choices)
+    #: who gave it: ``pm grant (user)``, ``admin (user)``, ``settings``, ...
+    granted_by = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    #: none: until revoked
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "tachycore_grants"
+        ordering = ["plugin", "capability"]
+        constraints = [models.UniqueConstraint(fields=["plugin", "capability"], name="tachycore_grant_once")]
+        verbose_name = "capability grant"
+
+    def __str__(self) -> str:
+        return f"{self.plugin}: {self.capability} {Access(self.access).label}"
+
+
+class GrantsState(models.Model):
+    """A single row whose ``version`` rises with every change of the grants."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "tachycore_grants_state"
+
+    def __str__(self) -> str:
+        return f"grants version {self.version}"

@@ -56,6 +56,26 @@ def follow_maintenance(payload: Any) -> None:
     maintenance.refresh(force=True)
 
 
+def follow_grants(payload: Any) -> None:
+    """A ``grants-changed`` message from another process: re-read the grants."""
+    from .governance import grants
+
+    grants.refresh(force=True)
+
+
+def apply_settings_grants(*, using: str, verbosity: int = 1, **kwargs: Any) -> None:
+    """After ``migrate``: make the grants ``TACHYCORE["GRANTS"]`` gives match it."""
+    from .conf import tachycore_settings
+    from .governance import grants
+    from .models import CapabilityGrant
+
+    if using != router.db_for_write(CapabilityGrant):
+        return
+    changed, revoked = grants.apply_settings(tachycore_settings.GRANTS)
+    if (changed or revoked) and verbosity >= 1:
+        logger.info("TACHYCORE['GRANTS']: %d grant(s) given or changed, %d revoked", changed, revoked)
+
+
 def warn_of_plugins_not_added(*, kind: str, **kwargs: Any) -> None:
     """At the start of a web or worker process, log each plugin whose code is installed but
     that is not added (``tachycore.W003``): runserver and gunicorn run no database checks."""
