@@ -44,9 +44,18 @@ class JobsDefaults:
     RETENTION: float = setting(7 * 86400.0, "duration", minimum=0)
     #: how often ``runjobs`` prints its status line (0: never)
     STATUS_INTERVAL: float = setting(10.0, "duration")
+    #: who may enqueue over HTTP: by default users with jobs.add_job
     ENQUEUE_PERMISSION_CLASSES: list = setting(
         ["rest_framework.permissions.IsAuthenticated", "jobs.api.permissions.CanAddJob"], "list")
-    MANAGE_PERMISSION_CLASSES: list = setting(["rest_framework.permissions.IsAdminUser"], "list")
+    #: who may do the rest: by default jobs.view_job (or change_job) to list and read jobs and
+    #: stats, jobs.change_job to requeue, jobs.delete_job to delete
+    MANAGE_PERMISSION_CLASSES: list = setting(["jobs.api.permissions.HasJobPermission"], "list")
+    #: the HTTP API's throttle rates per user ("enqueue", "read": list, get, stats, "manage":
+    #: requeue, delete) and per IP ("anon": anonymous requests, and failed authentications);
+    #: None turns a scope off
+    THROTTLE_RATES: dict = setting(
+        {"anon": "60/min", "enqueue": "300/min", "read": "600/min", "manage": "60/min"}, "rates",
+        choices=("anon", "enqueue", "read", "manage"))
 
 
 jobs_settings = AppSettings("JOBS", JobsDefaults)

@@ -33,8 +33,15 @@ class KVDefaults:
     CLEANUP_BATCH_SIZE: int = setting(1000, "int", minimum=1)
     #: serve the HTTP API at /api/kv/ (off by default)
     HTTP_ENABLED: bool = setting(False, "bool")
-    READ_PERMISSION_CLASSES: list = setting(["rest_framework.permissions.IsAdminUser"], "list")
-    WRITE_PERMISSION_CLASSES: list = setting(["rest_framework.permissions.IsAdminUser"], "list")
+    #: who may read keys over HTTP: by default users with kv.view_kventry or kv.change_kventry
+    READ_PERMISSION_CLASSES: list = setting(["kv.api.permissions.CanReadKeys"], "list")
+    #: who may write over HTTP: by default kv.change_kventry (set, incr, expire, hash fields)
+    #: and kv.delete_kventry (DELETE, and an expire that deletes)
+    WRITE_PERMISSION_CLASSES: list = setting(["kv.api.permissions.CanWriteKeys"], "list")
+    #: the HTTP API's throttle rates per user ("read": GET/HEAD/OPTIONS, "write": the rest) and
+    #: per IP ("anon": anonymous requests, and failed authentications); None turns a scope off
+    THROTTLE_RATES: dict = setting({"anon": "60/min", "read": "600/min", "write": "300/min"}, "rates",
+                                   choices=("anon", "read", "write"))
 
 
 kv_settings = AppSettings("KV", KVDefaults)

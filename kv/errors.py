@@ -37,3 +37,8 @@ class LockTimeout(KVError, TimeoutError):
 
 class KVDisabled(KVError, RuntimeError):
     """kv is turned off (``KV["DISABLED"]``) and something asked it for data (``KVCache``)."""
+
+
+class ReservedKey(InvalidKey):
+    """A write through the store's Redis-like API to a key of ``kv.cache.KVCache``'s key
+    space (``cache:...``): those rows are the cache backend's, written only through it."""

@@ -12,6 +12,7 @@ from . import clock
 from .conf import kv_settings
 from .errors import InvalidKey, InvalidValue, ValueTooLarge, WrongType
 from .refusals import refuse_increment
+from .reserved import writable_key
 from .validation import check_field, check_key, to_integer, to_json
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class HashCommands:
     def hset(self, key: str, field: str | None = None, value: Any = None,
              mapping: dict[str, Any] | None = None) -> int:
         """Set fields of a hash (``field``/``value`` and/or ``mapping``); return how many are new."""
-        key = check_key(key)
+        key = writable_key(key)
         fields: dict[str, Any] = {}
         if field is not None:
             fields[check_field(field)] = value
@@ -64,7 +65,7 @@ class HashCommands:
 
     def hdel(self, key: str, *fields: str) -> int:
         """Remove fields; the key goes when its last field does. Return how many were removed."""
-        key = check_key(key)
+        key = writable_key(key)
         if not fields:
             raise InvalidKey("hdel needs at least one field")
         names = [check_field(field) for field in fields]
@@ -77,7 +78,7 @@ class HashCommands:
 
     def hincrby(self, key: str, field: str, amount: int = 1) -> int:
         """Add ``amount`` to the integer ``field`` (from 0 when missing); the new value."""
-        key = check_key(key)
+        key = writable_key(key)
         field = check_field(field)
         amount = to_integer(amount, "amount")
         return self.write((key,), _hincr, key, field, amount, clock.now_ms())

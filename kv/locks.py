@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import clock
 from .errors import InvalidValue, LockTimeout
-from .validation import check_key, to_seconds
+from .reserved import writable_key
+from .validation import to_seconds
 
 if TYPE_CHECKING:
     from .sql import CacheStatements
@@ -27,7 +28,7 @@ class LockCommands:
 
     def lock(self, key: str, ttl: Any) -> str | None:
         """Take the lock ``key`` for ``ttl`` seconds: a fresh token, or ``None`` if it is held."""
-        key = check_key(key)
+        key = writable_key(key)
         seconds = to_seconds(ttl, "ttl")
         if seconds <= 0:
             raise InvalidValue(f"a lock's ttl must be positive, got {ttl!r}")
@@ -38,7 +39,7 @@ class LockCommands:
 
     def unlock(self, key: str, token: str) -> bool:
         """Release the lock if ``token`` still holds it (and it has not expired)."""
-        key = check_key(key)
+        key = writable_key(key)
         if not isinstance(token, str):
             raise InvalidValue(f"a lock token is a string, got {token!r}")
         return self.write((key,), _unlock, key, token, clock.now_ms())

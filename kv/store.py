@@ -17,6 +17,7 @@ from .hashes import HashCommands
 from .l1 import L1Cache
 from .locks import LockCommands
 from .refusals import refuse_increment
+from .reserved import writable_key
 from .sql import CacheStatements
 from .sql.session import Session
 from .validation import check_key, expiry, to_integer, to_json, to_seconds
@@ -28,7 +29,8 @@ class KVStore(HashCommands, LockCommands):
     """The key-value store. Method names, arguments and results follow redis-py.
 
     Every write is one SQL statement, atomic across processes, and joins the
-    caller's transaction when there is one. Reads go through the L1 cache of
+    caller's transaction when there is one. Writes refuse the key space of ``kv.cache``
+    (``cache:...``, see ``kv.reserved``). Reads go through the L1 cache of
     this process, except inside a transaction, where they never fill it.
     """
 
@@ -99,7 +101,7 @@ class KVStore(HashCommands, LockCommands):
     def set(self, key: str, value: Any, ex: Any = None, px: Any = None, nx: bool = False, xx: bool = False,
             keepttl: bool = False) -> bool | None:
         """Store ``value``; ``True``, or ``None`` when ``nx``/``xx`` refused it (as redis-py)."""
-        key = check_key(key)
+        key = writable_key(key)
         text = to_json(value, key)
         if nx and xx:
             raise InvalidValue("give nx or xx, not both")
@@ -120,7 +122,7 @@ class KVStore(HashCommands, LockCommands):
         """Store every key at once (one statement); their TTLs are cleared."""
         if not isinstance(mapping, dict) or not mapping:
             raise InvalidValue("mset needs a non-empty dict of keys and values")
-        items = [(check_key(key), to_json(value, key)) for key, value in mapping.items()]
+        items = [(writable_key(key), to_json(value, key)) for key, value in mapping.items()]
         self.write(tuple(mapping), _set_many, items, clock.now_ms())
         return True
 
@@ -181,8 +183,14 @@ class KVStore(HashCommands, LockCommands):
         """Delete keys; return how many existed."""
         if not keys:
             raise InvalidKey("delete needs at least one key")
-        keys = tuple(dict.fromkeys(check_key(key) for key in keys))
+        keys = tuple(dict.fromkeys(writable_key(key) for key in keys))
         return self.write(keys, _delete, list(keys), clock.now_ms())
+
+    def delete_rows(self, *keys: str) -> int:
+        """``delete`` of rows of any type, ``kv.cache``'s entries included (``delete`` refuses
+        the cache's key space): for the admin's key browser. Return how many existed."""
+        keys = tuple(dict.fromkeys(check_key(key) for key in keys))
+        return self.write(keys, _delete, list(keys), clock.now_ms()) if keys else 0
 
     def exists(self, *keys: str) -> int:
         """How many of ``keys`` exist (a key named twice counts twice, as in Redis)."""
@@ -220,11 +228,11 @@ class KVStore(HashCommands, LockCommands):
 
     def expire(self, key: str, seconds: Any) -> bool:
         """Give ``key`` a TTL; 0 or less deletes it. ``False`` when the key is missing."""
-        return self._expire(check_key(key), to_seconds(seconds, "seconds") * 1000)
+        return self._expire(writable_key(key), to_seconds(seconds, "seconds") * 1000)
 
     def pexpire(self, key: str, milliseconds: Any) -> bool:
         """``expire`` in milliseconds."""
-        return self._expire(check_key(key), to_seconds(milliseconds, "milliseconds"))
+        return self._expire(writable_key(key), to_seconds(milliseconds, "milliseconds"))
 
     def _expire(self, key: str, milliseconds: float) -> bool:
         now = clock.now_ms()
@@ -234,7 +242,7 @@ class KVStore(HashCommands, LockCommands):
 
     def persist(self, key: str) -> bool:
         """Remove the TTL; ``True`` if there was one."""
-        key = check_key(key)
+        key = writable_key(key)
         return self.write((key,), _set_expiry, key, None, clock.now_ms(), True)
 
     def delete_expired(self, batch_size: int | None = None) -> int:
@@ -251,7 +259,7 @@ class KVStore(HashCommands, LockCommands):
 
     def incrby(self, key: str, amount: int = 1) -> int:
         """Add ``amount`` (from 0 when missing or expired); the key keeps its TTL."""
-        key = check_key(key)
+        key = writable_key(key)
         amount = to_integer(amount, "amount")
         now = clock.now_ms()
         # the session itself, not self.write: one call less on a busy write

@@ -22,6 +22,7 @@ def register() -> None:
     checks.register(check_sqlite, checks.Tags.database)
     # reads the registry: run by migrate and `check --database default`, not by every command
     checks.register(check_not_added, checks.Tags.database)
+    checks.register(check_registry_records, checks.Tags.database)
 
 
 def settings_errors(app_settings: AppSettings, *, hint: str, id: str) -> list[checks.CheckMessage]:
@@ -85,12 +86,16 @@ def check_registry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     from django.core.exceptions import ImproperlyConfigured
 
     from .conf import tachycore_settings
+    from .errors import RegistryPathError
     from .registry import load_registry
 
     if tachycore_settings.errors():
         return []
     try:
         load_registry(tachycore_settings.REGISTRY)
+    except RegistryPathError as e:
+        return [checks.Error(str(e), hint='Give an absolute path, e.g. "OPTIONS": {"PATH": '
+                             'str(BASE_DIR / "plugins.json")}.', id="tachycore.E005")]
     except (ImproperlyConfigured, KeyError, TypeError) as e:
         return [checks.Error(str(e), hint='Name a BasePluginRegistry subclass, e.g. '
                              '"tachycore.registry.DatabaseRegistry".', id="tachycore.E002")]
@@ -173,6 +178,32 @@ def not_added_plugins() -> list[checks.CheckMessage]:
             "handlers and signal receivers stay off, and its jobs wait.",
             hint=f"Run: manage.py pm enable {info.name}", id="tachycore.W003")
         for info in plugins if info.status == "not added"
+    ]
+
+
+def check_registry_records(app_configs: Any = None, databases: Any = None,
+                           **kwargs: Any) -> list[checks.CheckMessage]:
+    """A database check: registry rows the drivers skip because they break the record rules
+    (only a row written by hand can: the drivers refuse to write one)."""
+    if not databases:
+        return []
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import DatabaseError
+
+    from .errors import RegistryError
+    from .manager import plugin_manager
+
+    try:
+        invalid = plugin_manager.registry.invalid_records()
+    except (DatabaseError, RegistryError, ImproperlyConfigured):
+        return []  # before migrate, the store is away, or the setting is wrong: others say so
+    return [
+        checks.Warning(
+            f"plugin registry row {name!r} is skipped: {why}. No page or command shows or changes it.",
+            hint="It was not written by the plugin manager, which refuses it: delete or fix it by "
+            "hand (the table applicationPlugins, e.g. ApplicationPlugin.objects.filter(name=...)"
+            ".delete() in manage.py shell).", id="tachycore.W005")
+        for name, why in invalid
     ]
 
 

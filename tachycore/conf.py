@@ -23,6 +23,8 @@ from django.core.signals import setting_changed
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
+_RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -42,12 +44,26 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+def parse_rate(value: Any) -> tuple[int, int]:
+    """``(requests, seconds)`` of a throttle rate in DRF's notation: ``"100/min"``, ``"5/s"``,
+    ``"1000/hour"``, ``"10000/day"``."""
+    match = _RATE_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"cannot parse {value!r} as a rate (use 'requests/period' such as '100/min', "
+                         "'5/s', '1000/hour', '10000/day')")
+    requests = int(match.group(1))
+    if requests < 1:
+        raise ValueError(f"a rate allows at least one request ({value!r}); None turns the scope off")
+    return requests, _RATE_PERIODS[match.group(2)[0]]
+
+
 def setting(default: Any, kind: str, *, minimum: float | None = None, choices=None):
     """Declare one settings key: its default, its kind and simple bounds.
 
     Kinds: ``bool``, ``int``, ``float``, ``duration`` (seconds), ``str``, ``list``,
     ``json`` (any JSON value, a dict or list in the environment), ``dotted`` (an
-    import path or a dict with ``BACKEND``).
+    import path or a dict with ``BACKEND``), ``rates`` (a dict of throttle scope to rate or
+    ``None``, the scopes named in ``choices``; scopes left out keep their default rate).
     """
     meta = {"kind": kind, "minimum": minimum, "choices": choices}
     if isinstance(default, list | dict):
@@ -88,7 +104,7 @@ def _coerce(value: Any, kind: str, from_env: bool) -> Any:
         if not isinstance(value, list | tuple):
             raise ValueError(f"expected a list, got {value!r}")
         return list(value)
-    if kind in ("json", "dotted"):
+    if kind in ("json", "dotted", "rates"):
         if from_env and isinstance(value, str) and value.strip()[:1] in ("{", "["):
             try:
                 value = json.loads(value)
@@ -96,11 +112,20 @@ def _coerce(value: Any, kind: str, from_env: bool) -> Any:
                 raise ValueError(f"invalid JSON: {e}") from None
         if kind == "dotted" and not (isinstance(value, str) or (isinstance(value, dict) and "BACKEND" in value)):
             raise ValueError(f"expected a dotted path or a dict with 'BACKEND', got {value!r}")
+        if kind == "rates" and not isinstance(value, dict):
+            raise ValueError(f"expected a dict of scope: rate (such as {{'write': '100/min'}}), got {value!r}")
         return value
     raise AssertionError(f"unknown setting kind {kind!r}")
 
 
 def _check_bounds(value: Any, meta: Mapping[str, Any]) -> None:
+    if meta["kind"] == "rates":
+        for scope, rate in value.items():
+            if scope not in meta["choices"]:
+                raise ValueError(f"unknown scope {scope!r} (scopes: {', '.join(meta['choices'])})")
+            if rate is not None:
+                parse_rate(rate)
+        return
     if meta["minimum"] is not None and value < meta["minimum"]:
         raise ValueError(f"must be at least {meta['minimum']}, got {value!r}")
     if meta["choices"] is not None and value not in meta["choices"]:
@@ -155,6 +180,8 @@ class AppSettings:
             try:
                 value = _coerce(raw, field.metadata["kind"], from_env)
                 _check_bounds(value, field.metadata)
+                if field.metadata["kind"] == "rates" and callable(field.default_factory):
+                    value = {**field.default_factory(), **value}  # scopes left out keep their default
             except ValueError as e:
                 source = f"environment variable {env_name}" if from_env else f"{self.setting_name}[{name!r}]"
                 errors[name] = f"{source}: {e}"

@@ -11,6 +11,7 @@ from django.apps import apps
 from django.utils.module_loading import module_has_submodule
 
 from .plugins import Plugin
+from .registry.validation import NAME_RULE, is_valid_name
 
 logger = logging.getLogger("tachycore.plugins")
 
@@ -59,6 +60,9 @@ def discover_plugins() -> Discovery:
             )
             continue
         plugin = classes[0](app_config)
+        if not is_valid_name(plugin.name):
+            problems.append((app_config.label, f"plugin name {plugin.name!r} is invalid: a plugin name is {NAME_RULE}"))
+            continue
         if plugin.name in plugins:
             problems.append(
                 (app_config.label, f"plugin name {plugin.name!r} is used by {plugins[plugin.name].package_name} too")

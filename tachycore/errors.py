@@ -57,6 +57,20 @@ class InvalidOptions(PluginError, ValueError):
     """A plugin's ``options`` are not a JSON object or were refused by the plugin."""
 
 
+class InvalidPluginName(PluginError, ValueError):
+    """A plugin name outside the one rule every registry driver and page applies
+    (``tachycore.registry.validation.PLUGIN_NAME``)."""
+
+    def __init__(self, name: object, rule: str, shown: str | None = None) -> None:
+        super().__init__(f"invalid plugin name {shown or repr(name)}: a plugin name is {rule}")
+        self.name = name
+
+
+class InvalidRecord(PluginError, ValueError):
+    """A registry record field of the wrong type, or options a store cannot keep; the message
+    names the plugin and the field."""
+
+
 class HookFailed(PluginError):
     """A lifecycle hook raised; the operation was rolled back and the error recorded."""
 
@@ -71,12 +85,22 @@ class RegistryError(Exception):
     """A registry driver could not read or write its store."""
 
 
+class InvalidRegistryFile(RegistryError):
+    """The JSON registry file cannot be read as a registry: the message names the file and the
+    record or field at fault. Nothing is written over it."""
+
+
 class RegistryFlushError(RegistryError):
     """The dual-write registry could not persist changes; they are kept and retried."""
 
 
 class RegistryConfigurationError(ImproperlyConfigured):
     """``TACHYCORE["REGISTRY"]`` names a driver that cannot be loaded."""
+
+
+class RegistryPathError(RegistryConfigurationError):
+    """The JSON file registry was given a relative ``PATH`` (it would depend on the directory
+    each process starts in)."""
 
 
 class SyncMessageError(ValueError):

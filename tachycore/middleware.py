@@ -4,6 +4,8 @@ trace and enforces maintenance mode."""
 from __future__ import annotations
 
 import contextlib
+import copy
+from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -28,6 +30,11 @@ class KernelMiddleware:
     ``{"detail": ...}`` under ``/api/``, an HTML page elsewhere. Paths in
     ``TACHYCORE["MAINTENANCE_EXEMPT_PATHS"]`` (the admin login) stay open so
     that staff can sign in.
+
+    Staff get through however they authenticate: under ``/api/``, a request whose
+    session user is not staff has its credentials (a token, Basic...) checked by DRF's
+    ``DEFAULT_AUTHENTICATION_CLASSES``, and an active staff user they name goes through.
+    Credentials that fail leave the request anonymous: a 503 like any other.
     """
 
     def __init__(self, get_response) -> None:
@@ -48,10 +55,11 @@ class KernelMiddleware:
         return self.get_response(request)
 
     def _let_through(self, request: HttpRequest) -> bool:
-        user = getattr(request, "user", None)
-        if user is not None and user.is_active and user.is_staff:
+        if _is_staff(getattr(request, "user", None)):
             return True
-        return any(request.path.startswith(prefix) for prefix in tachycore_settings.MAINTENANCE_EXEMPT_PATHS)
+        if any(request.path.startswith(prefix) for prefix in tachycore_settings.MAINTENANCE_EXEMPT_PATHS):
+            return True
+        return request.path.startswith("/api/") and _is_staff(_api_user(request))
 
     def _unavailable(self, request: HttpRequest, message: str) -> HttpResponse:
         text = message or "The site is down for maintenance. Please try again soon."
@@ -70,6 +78,38 @@ def _request_trace(request: HttpRequest) -> contextlib.AbstractContextManager[ob
     if trace.get_current_span().get_span_context().is_valid:
         return contextlib.nullcontext()
     return span(f"{request.method} {request.path}", request.headers, kind=trace.SpanKind.SERVER)
+
+
+def _is_staff(user: Any) -> bool:
+    return user is not None and user.is_active and user.is_staff
+
+
+def _api_user(request: HttpRequest) -> Any:
+    """The user the request's API credentials name, as DRF's configured authentication
+    classes read them; ``None`` without DRF, without credentials or when they fail.
+
+    The session was looked at already (``request.user``), so DRF's session class is left
+    out: it would check the CSRF token, reading a form body the view needs. DRF sets the
+    user it finds on the request it wraps: a copy, so the view authenticates as before.
+    DRF is imported here, not at the top: the kernel runs on sites without it.
+    """
+    try:
+        from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+        from rest_framework.exceptions import APIException
+        from rest_framework.request import Request
+        from rest_framework.settings import api_settings
+    except ImportError:
+        return None
+    classes = cast(list[type[BaseAuthentication]], api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    authenticators = [
+        authentication() for authentication in classes if not issubclass(authentication, SessionAuthentication)
+    ]
+    if not authenticators:
+        return None
+    try:
+        return Request(copy.copy(request), authenticators=authenticators).user
+    except APIException:  # wrong credentials: not let through
+        return None
 
 
 def _start_runtime() -> None:

@@ -13,7 +13,7 @@ from .conf import tachycore_settings
 from .context import acting_as
 from .dependencies import Dependencies
 from .discovery import discover_plugins
-from .errors import HookFailed, PluginNotFound
+from .errors import HookFailed, PluginNotFound, RegistryError
 from .info import PluginInfo, status_of
 from .models import ApplicationPlugin, NodeStatus
 from .plugins import Plugin
@@ -48,6 +48,8 @@ class PluginStates(WatchedState):
         self._state: dict[str, PluginRecord] = {}
         self._loaded: set[str] = set()
         self._busy = threading.local()
+        #: the last registry error logged (each is logged once, until a read succeeds)
+        self._registry_error = ""
 
     # -- configuration -------------------------------------------------------------------
 
@@ -125,6 +127,15 @@ class PluginStates(WatchedState):
             # before the first migrate the table does not exist: nothing is enabled yet
             logger.debug("plugin registry unreadable: %s", e)
             return False
+        except RegistryError as e:
+            # a registry file someone broke: serve on with the last state read (nothing
+            # enabled if there was none) and say so, once per error, rather than fail every
+            # request; the commands report it to whoever runs them
+            if str(e) != self._registry_error:
+                self._registry_error = str(e)
+                logger.error("plugin registry unreadable, serving the last state read: %s", e)
+                runtime.supervisor.record_error(f"plugin registry unreadable: {e}")
+            return False
 
     def _read_version(self) -> int:
         return self.registry.version()
@@ -134,6 +145,7 @@ class PluginStates(WatchedState):
 
     def _load(self, version: int) -> None:
         self._apply({record.name: record for record in self.registry.list()}, version)
+        self._registry_error = ""
 
     def _apply(self, records: dict[str, PluginRecord], version: int) -> None:
         self._state, self._version = records, version

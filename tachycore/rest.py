@@ -2,12 +2,14 @@
 
 Each app keeps what is its own: the names of its settings, the translation of its store's
 errors into statuses, its messages. What they share lives here: permission classes named in
-a setting, the JSON error handler, error responses, field types and the OpenAPI hook. Only
-the apps' ``api`` packages import this module, so the kernel starts without loading DRF.
+a setting, model permissions per operation, throttles whose rates are a setting, the JSON
+error handler, error responses, field types and the OpenAPI hook. Only the apps' ``api``
+packages import this module, so the kernel starts without loading DRF.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -16,12 +18,15 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, AuthenticationFailed, ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework.views import set_rollback
+
+from .conf import parse_rate
 
 if TYPE_CHECKING:
     from drf_spectacular.utils import OpenApiResponse
@@ -97,6 +102,150 @@ class EveryClassPermission(BasePermission):
                 self.code = getattr(permission, "code", None)
                 return False
         return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """What an operation asks of the user: any one of ``any_of``, each a tuple of permission
+    names held together; ``what`` says the operation in the refusal's message."""
+
+    what: str
+    any_of: tuple[tuple[str, ...], ...]
+
+    def message(self) -> str:
+        names = " or ".join(" and ".join(names) for names in self.any_of)
+        return f"You need the {names} permission to {self.what}."
+
+
+class ModelPermission(BasePermission):
+    """Grant a request when the user holds the model permissions its operation needs, as the
+    admin asks them (``view`` or ``change`` to read, ``change`` to change, ``delete`` to
+    delete). Subclasses map a request to its ``Needs`` in ``needs()``.
+
+    Staff status is not asked for: in Django, ``is_staff`` says who may sign in to the admin
+    site, and the model permissions say what a user may do with the data, in the admin as
+    here. A service account that calls the API with a token holds the permissions it needs
+    and no admin login. Superusers hold every permission; inactive users none.
+    """
+
+    message = "You do not have permission to perform this action."
+
+    def needs(self, request: Any, view: Any) -> Needs:
+        raise NotImplementedError
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        needs = self.needs(request, view)
+        user = request.user
+        if user is not None and any(user.has_perms(names) for names in needs.any_of):
+            return True
+        self.message = needs.message()  # read by DRF (and EveryClassPermission) on refusal
+        return False
+
+
+# -- throttles -----------------------------------------------------------------------------
+
+#: the scope of anonymous requests (counted per IP) and of failed authentications
+ANON_SCOPE = "anon"
+
+
+def client_ip(request: Any) -> str:
+    """The address a throttle counts an anonymous client by.
+
+    ``X-Forwarded-For`` is read only when ``REST_FRAMEWORK["NUM_PROXIES"]`` says how many
+    proxies of the site's own write it (then as DRF reads it); without it the header is
+    ignored and ``REMOTE_ADDR`` counts, since any client can write the header and would
+    change it at each request to dodge the count.
+    """
+    if api_settings.NUM_PROXIES is None:
+        return request.META.get("REMOTE_ADDR") or ""
+    return BaseThrottle().get_ident(request) or ""
+
+
+class AppRateThrottle(SimpleRateThrottle):
+    """A throttle whose rates are an app's ``THROTTLE_RATES`` setting, read at each request.
+
+    A signed-in user is counted per user in the scope ``scope_of()`` names (``read``,
+    ``write``...); an anonymous request per IP in ``anon``. Failed authentications are
+    counted per IP at the ``anon`` rate, in a count of their own (see ``ThrottledAuthentication``).
+    A rate of ``None`` turns its scope off. The counts live in the default cache, as DRF's
+    own throttles keep them: per process with ``LocMemCache``, site-wide with a shared cache.
+    """
+
+    #: the start of the counts' cache keys: the app's label
+    prefix = ""
+
+    def __init__(self) -> None:  # the rate depends on the request: see _use()
+        self.rate = None
+
+    def app_settings(self) -> AppSettings:
+        raise NotImplementedError
+
+    def scope_of(self, request: Any, view: Any) -> str:
+        raise NotImplementedError
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        user = request.user
+        if user is not None and user.is_authenticated:
+            on = self._use(self.scope_of(request, view), f"user{user.pk}")
+        else:
+            on = self._use(ANON_SCOPE, client_ip(request))
+        if not on:
+            return True
+        if len(self._history()) >= self.num_requests:
+            return self.throttle_failure()
+        return self.throttle_success()
+
+    def allow_authentication(self, request: Any) -> bool:
+        """Whether this IP may have credentials checked: ``False`` once it failed the ``anon``
+        rate's number of times within its period (this call counts nothing)."""
+        if not self._use(ANON_SCOPE, client_ip(request), count="failed_auth"):
+            return True
+        return len(self._history()) < self.num_requests
+
+    def record_failed_authentication(self, request: Any) -> None:
+        """Count a failed authentication against the request's IP."""
+        if self._use(ANON_SCOPE, client_ip(request), count="failed_auth"):
+            self._history()
+            self.throttle_success()
+
+    def _use(self, scope: str, ident: str, count: str | None = None) -> bool:
+        """Point this throttle at the count ``count`` (default: the scope's) of ``ident``, at
+        the rate of ``scope``; ``False`` when that rate is off."""
+        self.scope = scope
+        self.rate = self.app_settings().THROTTLE_RATES.get(scope)
+        if self.rate is None:
+            return False
+        self.num_requests, self.duration = parse_rate(self.rate)
+        self.key = self.cache_format % {"scope": f"{self.prefix}_{count or scope}", "ident": ident}
+        return True
+
+    def _history(self) -> list[float]:
+        """The times of the counted requests still inside the period, newest first."""
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        return self.history
+
+
+class ThrottledAuthentication(APIView):
+    """A view whose client is refused (429) before its credentials are checked once its IP
+    failed authentication too often (the ``anon`` rate of the view's ``AppRateThrottle``):
+    DRF authenticates before it throttles, so a guesser of tokens or passwords would
+    otherwise never be slowed down. Each failed authentication is counted.
+    """
+
+    def perform_authentication(self, request: Any) -> None:
+        throttles = [throttle for throttle in self.get_throttles() if isinstance(throttle, AppRateThrottle)]
+        for throttle in throttles:
+            if not throttle.allow_authentication(request):
+                self.throttled(request, throttle.wait() or 1.0)
+        try:
+            request.user  # noqa: B018 (authenticates)
+        except AuthenticationFailed:
+            for throttle in throttles:
+                throttle.record_failed_authentication(request)
+            raise
 
 
 # -- errors --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Test settings: the demo site plus test plugin apps, on SQLite unless DATABASE_URL says otherwise."""
 
+import json
 import os
 import tempfile
 
@@ -50,3 +51,11 @@ TACHYCORE = {
     },
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+
+# the APIs' throttles stay on, at rates the suite never reaches (their counts live in the
+# process's LocMemCache across tests); in the environment, which comes before the KV and JOBS
+# dicts that tests replace. tests/test_api_throttle.py sets low rates with app_env.
+_NEVER_REACHED = "100000/s"
+os.environ.setdefault("KV_THROTTLE_RATES", json.dumps(dict.fromkeys(("anon", "read", "write"), _NEVER_REACHED)))
+os.environ.setdefault("JOBS_THROTTLE_RATES",
+                      json.dumps(dict.fromkeys(("anon", "enqueue", "read", "manage"), _NEVER_REACHED)))

@@ -193,3 +193,39 @@ def test_plan__install_lists_the_migrations_to_run(django_db_blocker):
     assert pending_migrations("audit") == []
     assert plan("install", "audit").steps[-1] == "run audit.install()"
     assert pending_migrations(None) == []
+
+
+@pytest.fixture
+def bad_row():
+    """A row put into the table by hand, with a name no plugin may have (a URL segment breaker)."""
+    return ApplicationPlugin.objects.create(name="bad/name", package_name="bad", enabled=True)
+
+
+@pytest.mark.parametrize("user", ["superuser", "viewer"])
+def test_list__a_registry_row_with_a_bad_name_is_skipped_and_reported(client, bad_row, user):
+    if user == "superuser":
+        client.force_login(User.objects.create_superuser("root", password="pw"))
+    else:
+        viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+        viewer.user_permissions.add(Permission.objects.get(codename="view_applicationplugin"))
+        client.force_login(viewer)
+
+    response = client.get(reverse(LIST))
+
+    assert response.status_code == 200
+    shown = rows(client)
+    assert "bad/name" not in shown and shown["kv"] == "enabled" and shown["notes"] == "not added"
+    page = html.unescape(response.content.decode())
+    assert "row 'bad/name' is skipped" in page and "invalid plugin name" in page
+
+
+def test_list__a_bad_row_leaves_the_operations_working(admin_client, bad_row):
+    response = admin_client.post(operation_url("notes", "enable"))
+
+    assert response.status_code == 302
+    assert enabled("notes") and enabled("bad/name")
+
+
+@pytest.mark.parametrize("name", ["..", ".hidden", "-x", "a b"])
+def test_confirmation__a_name_no_plugin_may_have_is_404(admin_client, name):
+    assert admin_client.get(operation_url(name, "enable")).status_code == 404

@@ -113,3 +113,77 @@ def test_not_added__a_web_process_logs_it_at_start(caplog):
 
     assert any("plugin 'notes'" in r.getMessage() and "manage.py pm enable notes" in r.getMessage()
                for r in caplog.records)
+
+
+def _json_registry(settings, path) -> None:
+    settings.TACHYCORE = {**getattr(settings, "TACHYCORE", {}), "REGISTRY": {
+        "BACKEND": "tachycore.registry.JSONFileRegistry", "OPTIONS": {"PATH": path}}}
+
+
+@pytest.mark.parametrize("path", ["plugins.json", "var/lib/plugins.json", "~/plugins.json"])
+def test_registry__a_relative_json_file_path_is_an_error_with_the_fix(settings, path):
+    _json_registry(settings, path)
+
+    messages = checks.check_registry()
+
+    assert [m.id for m in messages] == ["tachycore.E005"]
+    assert repr(path) in messages[0].msg and "absolute PATH" in messages[0].msg
+    assert 'BASE_DIR / "plugins.json"' in messages[0].hint
+
+
+def test_registry__an_absolute_json_file_path_passes(settings, tmp_path):
+    _json_registry(settings, str(tmp_path / "plugins.json"))
+
+    assert checks.check_registry() == []
+
+
+def test_registry__a_relative_path_stops_manage_py_check(settings):
+    from django.core.management.base import SystemCheckError
+
+    _json_registry(settings, "plugins.json")
+
+    with pytest.raises(SystemCheckError, match="tachycore.E005"):
+        call_command("check")
+
+
+@pytest.fixture
+def bad_row(db):
+    from tachycore.models import ApplicationPlugin
+
+    return ApplicationPlugin.objects.create(name="bad/name", enabled=True)
+
+
+def test_registry_records__a_row_with_a_bad_name_is_a_warning_saying_how_to_remove_it(bad_row):
+    messages = checks.check_registry_records(databases=["default"])
+
+    assert [m.id for m in messages] == ["tachycore.W005"]
+    assert "'bad/name'" in messages[0].msg and "skipped" in messages[0].msg
+    assert "delete" in messages[0].hint and "applicationPlugins" in messages[0].hint
+
+
+def test_registry_records__is_a_database_check_run_by_check_database(bad_row, capsys):
+    call_command("check")
+    assert "tachycore.W005" not in capsys.readouterr().err
+
+    call_command("check", databases=["default"])
+    assert "tachycore.W005" in capsys.readouterr().err
+
+
+@pytest.mark.django_db
+def test_registry_records__valid_rows_pass():
+    plugin_manager.enable("notes")
+
+    assert checks.check_registry_records(databases=["default"]) == []
+
+
+def test_plugins__a_plugin_named_outside_the_name_rule_is_not_loaded_and_warned(monkeypatch):
+    from tachycore.discovery import discover_plugins
+    from tests.plugin_apps.toolbox.plugin import ToolboxPlugin
+
+    monkeypatch.setattr(ToolboxPlugin, "name", "tool/box")
+
+    found = discover_plugins()
+
+    assert "tool/box" not in found.plugins
+    assert [(label, problem.split(":")[0]) for label, problem in found.problems] == [
+        ("toolbox", "plugin name 'tool/box' is invalid")]

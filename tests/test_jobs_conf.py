@@ -32,7 +32,8 @@ DEFAULTS = {
     "STATUS_INTERVAL": 10.0,
     "ENQUEUE_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated",
                                    "jobs.api.permissions.CanAddJob"],
-    "MANAGE_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "MANAGE_PERMISSION_CLASSES": ["jobs.api.permissions.HasJobPermission"],
+    "THROTTLE_RATES": {"anon": "60/min", "enqueue": "300/min", "read": "600/min", "manage": "60/min"},
 }
 
 

@@ -187,6 +187,45 @@ def test_check__default_and_custom_classes_pass(settings):
     assert check_permission_classes() == []
 
 
+# -- the cache's key space -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def kv_cache():
+    from kv.cache import KVCache
+
+    return KVCache("default", {})
+
+
+@pytest.mark.parametrize("method, action, body", [
+    ("put", None, {"value": 1}),
+    ("delete", None, None),
+    ("post", "incr", {"amount": 1}),
+    ("post", "expire", {"ttl": 10}),
+    ("post", "expire", {"ttl": 0}),
+    ("patch", "hash", {"fields": {"f": 1}}),
+])
+def test_cache_key_space__writes_400_and_the_entry_is_kept(api, kv_cache, method, action, body):
+    kv_cache.set("session", {"user": 1}, 60)
+    key = kv_cache.row_key("session")
+
+    response = getattr(api, method)(url(key, action), body, content_type=JSON)
+
+    assert "key space of kv.cache.KVCache" in assert_error(response, 400)
+    assert kv_cache.get("session") == {"user": 1}
+
+
+def test_cache_key_space__a_new_key_there_is_refused_too(api, store):
+    assert "key space" in assert_error(api.put(url("cache:default:mine"), {"value": 1}, content_type=JSON), 400)
+    assert store.exists("cache:default:mine") == 0
+
+
+def test_cache_key_space__hidden_on_read(api, kv_cache):
+    kv_cache.set("session", 1)
+
+    assert_error(api.get(url(kv_cache.row_key("session"))), 404)
+
+
 # -- GET /keys/ ---------------------------------------------------------------------------------
 
 

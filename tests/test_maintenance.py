@@ -183,6 +183,84 @@ def test_staff__inactive_account_gets_503(client, staff):
     assert client.get("/admin/").status_code == 503
 
 
+def token_header(user) -> dict[str, str]:
+    from rest_framework.authtoken.models import Token
+
+    return {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=user).key}"}
+
+
+@pytest.mark.django_db
+def test_api_token__staff_get_the_normal_answers(client, notes, staff):
+    maintenance.turn_on("Back at five")
+
+    read = client.get("/api/notes/", **token_header(staff))
+    write = client.post("/api/notes/", {"title": "t", "body": "b"}, content_type="application/json",
+                        HTTP_AUTHORIZATION=read.request["HTTP_AUTHORIZATION"])
+
+    assert read.status_code == 200
+    assert write.status_code == 201, write.content  # no CSRF check: the token is not a session
+
+
+@pytest.mark.django_db
+def test_api_token__member_gets_503(client, notes, member):
+    maintenance.turn_on("Back at five")
+
+    response = client.post("/api/notes/", {"title": "t", "body": "b"}, content_type="application/json",
+                           **token_header(member))
+
+    assert response.status_code == 503 and response.json()["detail"] == "Back at five"
+
+
+@pytest.mark.django_db
+def test_api_token__inactive_staff_gets_503(client, notes, staff):
+    header = token_header(staff)
+    staff.is_active = False
+    staff.save()
+    maintenance.turn_on("Back at five")
+
+    assert client.get("/api/notes/", **header).status_code == 503
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("authorization", ["Token not-a-token", "Token", "Token a b", "Bearer x", "Basic !!"])
+def test_api_token__bad_credentials_get_503_not_500(client, notes, authorization):
+    maintenance.turn_on("Back at five")
+
+    response = client.get("/api/notes/", HTTP_AUTHORIZATION=authorization)
+
+    assert response.status_code == 503 and response.json()["detail"] == "Back at five"
+
+
+@pytest.mark.django_db
+def test_api_token__only_under_the_api(client, notes, staff):
+    maintenance.turn_on("Back at five")
+
+    assert client.get("/admin/", **token_header(staff)).status_code == 503  # the admin takes sessions only
+
+
+@pytest.mark.django_db
+def test_api_token__member_session_with_a_staff_token_gets_through(client, notes, member, staff):
+    client.force_login(member)
+    maintenance.turn_on("Back at five")
+
+    assert client.get("/api/notes/", **token_header(staff)).status_code == 200
+
+
+@pytest.mark.django_db
+def test_api_basic__staff_get_through_where_the_site_takes_basic(client, notes, staff, settings):
+    import base64
+
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.BasicAuthentication"]}
+    maintenance.turn_on("Back at five")
+
+    def basic(password: str) -> str:
+        return "Basic " + base64.b64encode(f"editor:{password}".encode()).decode()
+
+    assert client.get("/api/notes/", HTTP_AUTHORIZATION=basic("editor-pass")).status_code == 200
+    assert client.get("/api/notes/", HTTP_AUTHORIZATION=basic("wrong")).status_code == 503
+
+
 @pytest.mark.django_db
 def test_admin_login__stays_reachable(client):
     maintenance.turn_on("Back at five")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import pytest
@@ -155,3 +156,30 @@ def test_runserver__unrouted_paths_404(live_server_process):
     assert status_of(base + "/api/toolbox/") == 404
     assert status_of(base + "/api/nosuch/") == 404
     assert status_of(base + "/nowhere/") == 404
+
+
+@pytest.mark.django_db
+def test_a_broken_registry_file__serves_the_last_state_read_instead_of_500s(client, settings, tmp_path, caplog):
+    path = tmp_path / "plugins.json"
+    settings.TACHYCORE = {**settings.TACHYCORE, "REGISTRY": {
+        "BACKEND": "tachycore.registry.JSONFileRegistry", "OPTIONS": {"PATH": str(path)}}}
+    pm("enable", "notes")
+    assert client.get("/api/notes/").status_code == 200
+
+    good = path.read_bytes()
+    path.write_text('{"version": 99, "plugins": [{"name": "notes", "enabled": "no"}]}')
+    from tachycore.manager import plugin_manager
+
+    plugin_manager.forget()  # the next request reads the file again
+
+    assert client.get("/api/notes/").status_code == 200  # still the state last read
+    assert "plugin registry unreadable" in caplog.text
+    assert "field 'enabled' of plugin 'notes' must be true or false" in caplog.text
+
+    data = json.loads(good)
+    data["version"] += 1
+    for record in data["plugins"]:
+        record["enabled"] = record["enabled"] and record["name"] != "notes"
+    path.write_text(json.dumps(data))
+    plugin_manager.forget()
+    assert client.get("/api/notes/").status_code == 404  # a good file again: followed

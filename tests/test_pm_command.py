@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import stat
 
 import pytest
 from django.core.management import call_command
@@ -14,6 +16,7 @@ from demo.audit.models import AuditEvent
 from demo.notes.models import Note
 from demo.notes.plugin import WELCOME_TITLE, NotesPlugin
 from tachycore.models import ApplicationPlugin
+from tachycore.registry.validation import MAX_OPTIONS_DEPTH
 from tests.helpers.processes import manage
 
 
@@ -537,3 +540,170 @@ def test_usage__without_an_action_names_every_action(subprocess_env):
 def test_refused__disable_jobs_says_how_to_turn_it_off(subprocess_env):
     message = assert_refused(subprocess_env, "disable", "jobs", says=("jobs", "built in"))
     assert "JOBS_DISABLED=true" in message
+
+
+# -- options nested too deeply ------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["enable", "add"])
+@pytest.mark.parametrize("options", [
+    pytest.param("[" * 100_000, id="100k-deep-array"),  # one argument holds at most 128 KiB
+    pytest.param('{"a":' * 20_000 + "1" + "}" * 20_000, id="20k-deep-object"),
+    pytest.param('{"a":' * 101 + "1" + "}" * 101, id="101-deep"),
+])
+def test_refused__options_nested_deeper_than_the_limit(subprocess_env, action, options):
+    assert_refused(subprocess_env, action, "notes", "--options", options,
+                   says=("--options", f"more than {MAX_OPTIONS_DEPTH} levels"))
+
+
+@pytest.mark.django_db
+def test_options__nested_up_to_the_limit_are_stored():
+    deep: dict = {"a": 1}
+    for _ in range(MAX_OPTIONS_DEPTH - 2):
+        deep = {"a": deep}
+    options = {"page_size": 5, "deep": deep}  # the outer object is the 100th level
+
+    pm("add", "notes", "--options", json.dumps(options))
+
+    assert row("notes").options == options
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("options", "says"), [
+    pytest.param('{"page_size": 5, "x": NaN}', "NaN", id="nan"),
+    pytest.param('{"page_size": 5, "x": Infinity}', "Infinity", id="infinity"),
+    pytest.param('{"page_size": 5, "x": "\\u0000"}', "NUL", id="nul"),
+    pytest.param('{"page_size": 5, "x": "\\ud800"}', "surrogate", id="lone-surrogate"),
+])
+def test_refused__options_no_database_can_store(subprocess_env, options, says):
+    assert_refused(subprocess_env, "enable", "notes", "--options", options, says=(says,))
+
+
+# -- the JSON file registry -----------------------------------------------------------------------
+
+
+def _json_registry_env(env: dict[str, str], path) -> dict[str, str]:
+    return {**env, "TACHYCORE_REGISTRY": json.dumps(
+        {"BACKEND": "tachycore.registry.JSONFileRegistry", "OPTIONS": {"PATH": str(path)}})}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("args", [("list",), ("list", "--json"), ("enable", "notes"), ("disable", "audit")])
+@pytest.mark.parametrize(("content", "says"), [
+    pytest.param(b'{"version": 1, "plugins": [{"name": "audit", "enabled": "no"}]}',
+                 "plugins[0]: field 'enabled' of plugin 'audit' must be true or false, got 'no'",
+                 id="enabled-no"),
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, "nests too deeply", id="100k-deep"),
+    pytest.param(b'{"version": 1, "plugins": [{"name": "\xff"}]}', "not UTF-8", id="invalid-utf8"),
+    pytest.param(b'{"version": 1, "plugins": [{"name": "bad/name"}]}', "invalid plugin name 'bad/name'",
+                 id="bad-name"),
+])
+def test_json_registry__a_bad_file_is_one_line_and_exit_1(subprocess_env, tmp_path, args, content, says):
+    path = tmp_path / "plugins.json"
+    path.write_bytes(content)
+
+    result = manage(_json_registry_env(subprocess_env, path), "pm", *args)
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"CommandError: the plugin registry {path} is not valid: "
+                                                  + result.stderr.split(" is not valid: ", 1)[1].strip()]
+    assert says in result.stderr
+    assert result.stdout == ""
+    assert path.read_bytes() == content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_json_registry__a_symbolic_link_is_refused_in_one_line(subprocess_env, tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text('{"version": 1, "plugins": []}', encoding="utf-8")
+    path = tmp_path / "plugins.json"
+    path.symlink_to(target)
+
+    result = manage(_json_registry_env(subprocess_env, path), "pm", "enable", "notes")
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert str(path) in result.stderr and "symbolic link" in result.stderr
+    assert target.read_text(encoding="utf-8") == '{"version": 1, "plugins": []}'
+
+
+@pytest.mark.django_db(transaction=True)
+def test_json_registry__a_relative_path_stops_every_command_with_the_check(subprocess_env):
+    env = {**subprocess_env, "TACHYCORE_REGISTRY": json.dumps(
+        {"BACKEND": "tachycore.registry.JSONFileRegistry", "OPTIONS": {"PATH": "plugins.json"}})}
+
+    result = manage(env, "pm", "list")
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "tachycore.E005" in result.stderr and "absolute PATH" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_json_registry__pm_keeps_the_mode_of_the_file(subprocess_env, tmp_path):
+    path = tmp_path / "plugins.json"
+    env = _json_registry_env(subprocess_env, path)
+    assert manage(env, "pm", "add", "audit").returncode == 0
+    os.chmod(path, 0o644)
+
+    result = manage(env, "pm", "enable", "notes")
+
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+# -- a registry row no plugin may have -------------------------------------------------------------
+
+
+@pytest.fixture
+def bad_row(db) -> ApplicationPlugin:
+    """A row put into the table by hand, with a name the plugin manager refuses."""
+    return ApplicationPlugin.objects.create(name="bad/name", package_name="bad", version="1.0",
+                                            enabled=True, installed=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bad_row__pm_list_works_and_warns_about_it(subprocess_env, bad_row):
+    result = manage(subprocess_env, "pm", "list")
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    table = parse_table(result.stdout)
+    assert "bad/name" not in table
+    assert table["kv"]["STATUS"] == "enabled" and table["notes"]["STATUS"] == "not added"
+    assert "warning: registry row 'bad/name' skipped" in result.stderr
+    assert "invalid plugin name 'bad/name'" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bad_row__pm_list_json_stays_json(subprocess_env, bad_row):
+    result = manage(subprocess_env, "pm", "list", "--json")
+
+    assert result.returncode == 0, result.stderr
+    names = [plugin["name"] for plugin in json.loads(result.stdout)]
+    assert "bad/name" not in names and "kv" in names
+    assert "'bad/name'" in result.stderr
+
+
+@pytest.mark.django_db
+def test_bad_row__other_plugins_are_enabled_and_the_row_is_left_alone(bad_row):
+    pm("enable", "notes")
+
+    assert row("notes").enabled is True
+    assert row("bad/name").enabled is True
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("args", [("remove", "bad/name"), ("disable", "bad/name"), ("add", "bad/name")])
+def test_bad_row__commands_naming_it_are_refused(subprocess_env, bad_row, args):
+    before = registry_rows()
+
+    result = manage(subprocess_env, "pm", *args)
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("CommandError: invalid plugin name 'bad/name'")
+    assert registry_rows() == before

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -28,11 +29,16 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from tachycore.errors import (
+    InvalidPluginName,
+    InvalidRecord,
+    InvalidRegistryFile,
     PluginAlreadyExists,
+    PluginError,
     PluginNotFound,
     RegistryConfigurationError,
     RegistryError,
     RegistryFlushError,
+    RegistryPathError,
 )
 from tachycore.registry import (
     BasePluginRegistry,
@@ -43,6 +49,7 @@ from tachycore.registry import (
     PluginRecord,
     load_registry,
 )
+from tachycore.registry.validation import MAX_OPTIONS_DEPTH
 from tests.helpers.processes import ROOT, wait_until
 
 # -- drivers -------------------------------------------------------------------------------
@@ -461,6 +468,117 @@ def test_options__nested_json_round_trips_through_update(registry):
     registry.update("audit", options=NESTED_OPTIONS)
 
     assert registry.get("audit").options == NESTED_OPTIONS
+
+
+def _nested(depth: int) -> dict:
+    """Options nesting ``depth`` objects (``{"a": 1}`` is 1)."""
+    value: dict = {"a": 1}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_options__nesting_up_to_the_limit_round_trips(registry):
+    registry.add(_audit(options=_nested(MAX_OPTIONS_DEPTH)))
+
+    assert registry.get("audit").options == _nested(MAX_OPTIONS_DEPTH)
+
+
+# -- names and field types -----------------------------------------------------------------
+
+BAD_NAMES = [
+    pytest.param("bad/name", id="slash"),
+    pytest.param("", id="empty"),
+    pytest.param("..", id="dots"),
+    pytest.param(".hidden", id="leading-dot"),
+    pytest.param("-x", id="leading-dash"),
+    pytest.param("a b", id="space"),
+    pytest.param("notes\n", id="newline"),
+    pytest.param("a" * 101, id="101-characters"),
+    pytest.param("<script>", id="markup"),
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_names__add_refuses_a_name_outside_the_rule_and_stores_nothing(registry, name):
+    version = registry.version()
+
+    with pytest.raises(InvalidPluginName, match="invalid plugin name"):
+        registry.add(PluginRecord(name=name))
+
+    assert registry.list() == []
+    assert registry.version() == version
+
+
+@pytest.mark.parametrize("write", [
+    pytest.param(lambda r: r.update("bad/name", enabled=True), id="update"),
+    pytest.param(lambda r: r.remove("bad/name"), id="remove"),
+    pytest.param(lambda r: r.restore("bad/name", PluginRecord(name="bad/name")), id="restore"),
+    pytest.param(lambda r: r.restore("audit", PluginRecord(name="bad/name")), id="restore-as"),
+])
+def test_names__every_write_refuses_a_bad_name(registry, write):
+    registry.add(_audit())
+    before = registry.list()
+
+    with pytest.raises(InvalidPluginName, match="bad/name"):
+        write(registry)
+
+    assert registry.list() == before
+
+
+def test_names__the_longest_name_and_every_allowed_character_are_kept(registry):
+    names = ["a" * 100, "my_plugin-2.0", "_private", "9lives", "übersicht"]
+    for name in names:
+        registry.add(PluginRecord(name=name))
+
+    assert sorted(record.name for record in registry.list()) == sorted(names)
+
+
+def test_names__get_of_a_bad_name_is_none(registry):
+    assert registry.get("bad/name") is None
+
+
+WRONG_TYPES = [
+    pytest.param({"enabled": "no"}, "'enabled'", id="enabled-string"),
+    pytest.param({"installed": 1}, "'installed'", id="installed-int"),
+    pytest.param({"built_in": None}, "'built_in'", id="built-in-null"),
+    pytest.param({"version": 2}, "'version'", id="version-int"),
+    pytest.param({"package_name": ["demo"]}, "'package_name'", id="package-list"),
+    pytest.param({"last_error": None}, "'last_error'", id="last-error-null"),
+    pytest.param({"options": "{}"}, "'options'", id="options-string"),
+    pytest.param({"options": _nested(MAX_OPTIONS_DEPTH + 1)}, f"{MAX_OPTIONS_DEPTH} levels",
+                 id="options-too-deep"),
+    pytest.param({"options": {"key": "nul\x00"}}, "NUL", id="options-nul"),
+    pytest.param({"options": {"\ud800": 1}}, "surrogate", id="options-surrogate"),
+    pytest.param({"options": {"x": math.nan}}, "NaN", id="options-nan"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field"), WRONG_TYPES)
+def test_types__update_refuses_a_wrong_type_naming_the_field_and_stores_nothing(registry, changes, field):
+    registry.add(_audit())
+    stored, version = registry.list(), registry.version()
+
+    with pytest.raises(InvalidRecord, match=re.escape(field)) as raised:
+        registry.update("audit", **changes)
+
+    assert "audit" in str(raised.value)
+    assert registry.list() == stored
+    assert registry.version() == version
+
+
+@pytest.mark.parametrize(("fields", "field"), WRONG_TYPES)
+def test_types__add_refuses_a_wrong_type_naming_the_field(registry, fields, field):
+    with pytest.raises(InvalidRecord, match=re.escape(field)):
+        registry.add(_audit(**fields))
+
+    assert registry.list() == []
+
+
+def test_types__refusals_are_value_errors_and_plugin_errors():
+    # callers that caught ValueError keep working; the commands print a PluginError as one line
+    assert issubclass(InvalidRecord, ValueError) and issubclass(InvalidRecord, PluginError)
+    assert issubclass(InvalidPluginName, ValueError) and issubclass(InvalidPluginName, PluginError)
 
 
 # -- restore -------------------------------------------------------------------------------
@@ -945,6 +1063,235 @@ def test_jsonfile_add__two_processes_at_once_lose_nothing(tmp_path):
     assert len(names) == 100
     assert names == sorted(f"{prefix}-{i:02d}" for prefix in ("first", "second") for i in range(50))
     assert registry.version() == 100
+
+
+def _file_with(tmp_path: Path, *records: dict, version: int = 1) -> Path:
+    path = tmp_path / "plugins.json"
+    path.write_text(json.dumps({"version": version, "plugins": list(records)}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("record", "says"), [
+    pytest.param({"name": "audit", "enabled": "no"}, "field 'enabled' of plugin 'audit' must be true or false, got 'no'",
+                 id="enabled-string"),
+    pytest.param({"name": "audit", "installed": 1}, "field 'installed'", id="installed-int"),
+    pytest.param({"name": "audit", "built_in": "true"}, "field 'built_in'", id="built-in-string"),
+    pytest.param({"name": "audit", "version": 1.0}, "field 'version'", id="version-number"),
+    pytest.param({"name": "audit", "options": [1]}, "field 'options'", id="options-list"),
+    pytest.param({"name": "audit", "options": {"x": _nested(MAX_OPTIONS_DEPTH)}}, "levels deep",
+                 id="options-too-deep"),
+    pytest.param({"name": "audit", "options": {"x": "\u0000"}}, "NUL", id="options-nul"),
+    pytest.param({"name": "audit", "last_error": 0}, "field 'last_error'", id="last-error-int"),
+    pytest.param({"name": "audit", "created": "yesterday"}, "field 'created'", id="created-not-a-date"),
+    pytest.param({"name": "audit", "updated": 1700000000}, "field 'updated'", id="updated-number"),
+    pytest.param({"name": "audit", "enable": True}, "no field 'enable'", id="unknown-field"),
+    pytest.param({"name": "bad/name"}, "invalid plugin name 'bad/name'", id="bad-name"),
+    pytest.param({"name": 7}, "invalid plugin name 7", id="name-not-a-string"),
+    pytest.param({"version": "1.0.0"}, "no 'name'", id="no-name"),
+    pytest.param("audit", "must be a JSON object", id="record-not-an-object"),
+])
+def test_jsonfile_read__a_bad_record_is_refused_naming_the_file_record_and_field(tmp_path, record, says):
+    path = _file_with(tmp_path, {"name": "notes"}, record)
+
+    with pytest.raises(InvalidRegistryFile) as raised:
+        JSONFileRegistry(path).list()
+
+    message = str(raised.value)
+    assert str(path) in message and "plugins[1]" in message and says in message
+    assert len(message) < 400 and "\n" not in message
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, "nests too deeply", id="100k-deep"),
+    pytest.param(b'{"version": 1, "plugins": [{"name": "\xff"}]}', "not UTF-8", id="invalid-utf8"),
+    pytest.param(b'{"version": 1, "plugins": [{"name": "a", "options": {"x": NaN}}]}', "NaN",
+                 id="nan"),
+    pytest.param(b'{"version": "1", "plugins": []}', '"version"', id="version-string"),
+    pytest.param(b'{"version": -1, "plugins": []}', '"version"', id="version-negative"),
+    pytest.param(b'{"version": true, "plugins": []}', '"version"', id="version-bool"),
+    pytest.param(b'{"version": 1, "plugins": {}}', '"plugins"', id="plugins-not-a-list"),
+    pytest.param(b'{"version": 1, "plugins": [], "extra": 1}', '"version" and "plugins" only',
+                 id="unknown-key"),
+    pytest.param(b'{"version": 1, "plugins": [{"name": "a"}, {"name": "a"}]}', "listed twice",
+                 id="duplicate"),
+])
+def test_jsonfile_read__a_bad_file_is_one_registry_error_naming_it(tmp_path, content, says):
+    path = tmp_path / "plugins.json"
+    path.write_bytes(content)
+
+    with pytest.raises(InvalidRegistryFile) as raised:
+        JSONFileRegistry(path).list()
+
+    assert str(path) in str(raised.value) and says in str(raised.value)
+    assert isinstance(raised.value, RegistryError)
+
+
+def test_jsonfile_write__a_bad_file_is_not_written_over(tmp_path):
+    path = _file_with(tmp_path, {"name": "audit", "enabled": "no"})
+    before = path.read_bytes()
+
+    with pytest.raises(InvalidRegistryFile):
+        JSONFileRegistry(path).add(PluginRecord(name="notes"))
+
+    assert path.read_bytes() == before
+
+
+def test_jsonfile_read__a_file_it_wrote_reads_back_every_field(tmp_path):
+    path = tmp_path / "plugins.json"
+    JSONFileRegistry(path).add(_audit(enabled=True, installed=True, built_in=True, last_error="x",
+                                      options=_nested(MAX_OPTIONS_DEPTH)))
+
+    record = JSONFileRegistry(path).get("audit")
+
+    assert (record.enabled, record.installed, record.built_in, record.last_error) == (True, True, True, "x")
+    assert record.options == _nested(MAX_OPTIONS_DEPTH)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o600, 0o664])
+def test_jsonfile_write__keeps_the_mode_of_the_file_it_replaces(tmp_path, mode):
+    path = tmp_path / "plugins.json"
+    registry = JSONFileRegistry(path)
+    registry.add(_audit())
+    os.chmod(path, mode)
+
+    registry.update("audit", enabled=True)
+    registry.add(PluginRecord(name="notes"))
+
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+    assert registry.get("audit").enabled is True
+
+
+def test_jsonfile_write__a_new_file_gets_the_usual_mode_less_the_umask(tmp_path):
+    path = tmp_path / "plugins.json"
+    old_umask = os.umask(0o022)
+    try:
+        JSONFileRegistry(path).add(_audit())
+    finally:
+        os.umask(old_umask)
+
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may give a file to another user")
+def test_jsonfile_write__as_root_keeps_the_owner_and_group_of_the_file_it_replaces(tmp_path):
+    path = tmp_path / "plugins.json"
+    registry = JSONFileRegistry(path)
+    registry.add(_audit())
+    os.chown(path, 65534, 65534)  # nobody
+    os.chmod(path, 0o640)
+
+    registry.update("audit", enabled=True)
+
+    found = os.stat(path)
+    assert (found.st_uid, found.st_gid, stat.S_IMODE(found.st_mode)) == (65534, 65534, 0o640)
+
+
+def test_jsonfile_write__leaves_no_temporary_file_behind(tmp_path):
+    path = tmp_path / "plugins.json"
+    registry = JSONFileRegistry(path)
+
+    registry.add(_audit())
+    registry.update("audit", enabled=True)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plugins.json", "plugins.json.lock"]
+
+
+@pytest.mark.parametrize("operation", [
+    pytest.param(lambda r: r.list(), id="list"),
+    pytest.param(lambda r: r.version(), id="version"),
+    pytest.param(lambda r: r.add(PluginRecord(name="notes")), id="add"),
+    pytest.param(lambda r: r.update("audit", enabled=True), id="update"),
+])
+def test_jsonfile_symlink__the_file_behind_a_symbolic_link_is_refused_and_left_alone(tmp_path, operation):
+    target = tmp_path / "elsewhere.json"
+    JSONFileRegistry(target).add(_audit())
+    before = target.read_bytes()
+    path = tmp_path / "plugins.json"
+    path.symlink_to(target)
+
+    with pytest.raises(RegistryError, match="symbolic link") as raised:
+        operation(JSONFileRegistry(path))
+
+    assert str(path) in str(raised.value)
+    assert target.read_bytes() == before
+    assert path.is_symlink()
+
+
+def test_jsonfile_symlink__a_lock_file_that_is_a_symbolic_link_is_refused(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep me", encoding="utf-8")
+    path = tmp_path / "plugins.json"
+    Path(f"{path}.lock").symlink_to(victim)
+
+    with pytest.raises(RegistryError, match="symbolic link") as raised:
+        JSONFileRegistry(path).add(_audit())
+
+    assert f"{path}.lock" in str(raised.value)
+    assert victim.read_text(encoding="utf-8") == "keep me"
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("path", ["plugins.json", "var/plugins.json", "./plugins.json", "~/plugins.json", ""])
+def test_jsonfile_path__a_relative_path_is_refused_at_once(path):
+    with pytest.raises(RegistryPathError, match="absolute PATH") as raised:
+        JSONFileRegistry(path)
+
+    assert isinstance(raised.value, ImproperlyConfigured)
+
+
+def test_jsonfile_path__a_relative_path_in_the_setting_is_refused_by_load_registry():
+    with pytest.raises(RegistryPathError, match="plugins.json"):
+        load_registry({"BACKEND": "tachycore.registry.JSONFileRegistry", "OPTIONS": {"PATH": "plugins.json"}})
+
+
+# -- DatabaseRegistry: rows written by hand --------------------------------------------------
+
+
+@pytest.fixture
+def hand_made_rows(db):
+    """A valid row, and rows only SQL by hand can write: a bad name, options that are no object."""
+    from tachycore.models import ApplicationPlugin
+
+    _empty_database_registry().add(_audit())
+    ApplicationPlugin.objects.create(name="bad/name", enabled=True, installed=True)
+    ApplicationPlugin.objects.create(name="listed", options=[1, 2])
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(DatabaseRegistry, id="database"),
+    pytest.param(lambda: DualWriteRegistry(persistent=DatabaseRegistry()), id="dualwrite-database"),
+])
+def test_database_read__rows_breaking_the_rules_are_skipped_and_named(hand_made_rows, make):
+    registry = make()
+
+    assert [record.name for record in registry.list()] == ["audit"]
+    assert registry.get("bad/name") is None and registry.get("listed") is None
+    invalid = dict(registry.invalid_records())
+    assert set(invalid) == {"bad/name", "listed"}
+    assert "invalid plugin name 'bad/name'" in invalid["bad/name"]
+    assert "field 'options'" in invalid["listed"]
+
+
+def test_database_read__a_skipped_row_is_logged_once_per_process(hand_made_rows, caplog):
+    registry = DatabaseRegistry()
+
+    with caplog.at_level("WARNING", logger="tachycore.registry"):
+        registry.list()
+        registry.list()
+
+    skipped = [r.getMessage() for r in caplog.records if "'bad/name'" in r.getMessage()]
+    assert len(skipped) == 1 and "skipped" in skipped[0] and "applicationPlugins" in skipped[0]
+
+
+def test_database_read__a_skipped_row_is_left_as_it_is(hand_made_rows):
+    from tachycore.models import ApplicationPlugin
+
+    registry = DatabaseRegistry()
+    registry.add(PluginRecord(name="notes"))
+    registry.update("audit", enabled=True)
+
+    assert ApplicationPlugin.objects.filter(name="bad/name", enabled=True).exists()
+
 
 
 # -- load_registry -------------------------------------------------------------------------

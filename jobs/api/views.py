@@ -20,11 +20,12 @@ from jobs.conf import jobs_settings
 from jobs.handlers import allowed_without_handler
 from jobs.models import Job
 from jobs.store import JobStore
-from tachycore.rest import error_responses
+from tachycore.rest import ThrottledAuthentication, error_responses
 
 from . import serializers as s
 from .exceptions import TopicNotAllowed, exception_handler
 from .permissions import CanEnqueue, CanManage
+from .throttles import JobsThrottle
 
 
 def _store() -> JobStore:
@@ -58,7 +59,7 @@ class JobPagination(PageNumberPagination):
     destroy=extend_schema(summary="Delete a job (not while it runs)",
                           responses={204: None, **error_responses(403, 404, 409)}),
 )
-class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
+class JobViewSet(ThrottledAuthentication, mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
     """Enqueue jobs (``JOBS["ENQUEUE_PERMISSION_CLASSES"]``) and look after them
     (``JOBS["MANAGE_PERMISSION_CLASSES"]``)."""
 
@@ -68,6 +69,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
     parser_classes = [JSONBodyParser]
     lookup_value_converter = "int"
     lookup_value_regex = r"\d+"
+    throttle_classes = [JobsThrottle]
 
     def get_permissions(self) -> list[Any]:
         return [CanEnqueue()] if self.action == "create" else [CanManage()]
@@ -110,7 +112,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
                                queue_name=data["queue_name"])
         if not job.deduplicated:
             return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
-        # an existing job (someone else's, perhaps): its details only for those who may manage jobs
+        # an existing job (someone else's, perhaps): its details only for those who may read
+        # jobs (the manage classes, asked about "create": jobs.view_job by default)
         if CanManage().has_permission(request, self):
             return Response({**s.JobSerializer(job).data, "deduplicated": True})
         return Response({"id": job.id, "topic": job.topic, "status": job.status, "deduplicated": True})

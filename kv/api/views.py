@@ -25,11 +25,12 @@ from kv import get_store
 from kv.conf import kv_settings
 from kv.store import KVStore
 from tachycore.jsontext import holds_nul
-from tachycore.rest import error_responses
+from tachycore.rest import ThrottledAuthentication, error_responses
 
 from . import serializers as s
 from .exceptions import BadRequest, KeyNotFound, ValueTooLarge, exception_handler
 from .permissions import KVPermission
+from .throttles import KVThrottle
 
 #: the methods of the key's own URL, where a method an action does not take is sent
 _KEY_METHODS = {"get": "retrieve", "head": "retrieve", "put": "update", "delete": "destroy"}
@@ -87,7 +88,7 @@ def _valid(serializer_class: type, data: Any) -> dict[str, Any]:
                           description="Delete the key, whatever it holds.",
                           responses={204: None, **error_responses(400, 403, 404)}),
 )
-class KeyViewSet(ViewSet):
+class KeyViewSet(ThrottledAuthentication, ViewSet):
     """Keys of the store: list, read, set, delete, increment, expire, and hash fields.
 
     A ``ViewSet``, not a ``GenericViewSet``: there is no queryset, so ``get_object()`` and
@@ -95,6 +96,7 @@ class KeyViewSet(ViewSet):
     """
 
     permission_classes = [KVPermission]
+    throttle_classes = [KVThrottle]
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONParser]
     lookup_field = "key"

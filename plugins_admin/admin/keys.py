@@ -150,13 +150,14 @@ class KeyAdmin(FilterLookupsOnly, SwitchedAdmin[KVStore]):
     def save_model(self, request: HttpRequest, obj: KVEntry, form: KeyForm, change: bool) -> None:
         obj.key = save_key(self.store(), form, adding=not change)
 
+    # delete_rows, not delete: the store's delete refuses kv.cache's rows, which may go here
     def delete_model(self, request: HttpRequest, obj: KVEntry) -> None:
-        self.store().delete(obj.key)
+        self.store().delete_rows(obj.key)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         keys = list(queryset.values_list("key", flat=True))
         if keys:
-            self.store().delete(*keys)
+            self.store().delete_rows(*keys)
 
     def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
                         extra_context: dict | None = None) -> HttpResponse:

@@ -9,7 +9,6 @@ changes nothing and says why.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.contrib import admin, messages
@@ -22,11 +21,10 @@ from tachycore.errors import PluginError
 from tachycore.manager import plugin_manager
 from tachycore.models import ApplicationPlugin
 from tachycore.plans import OPERATIONS, plan
+from tachycore.registry.validation import is_valid_name
 
 from .lookups import FilterLookupsOnly
 
-#: what a plugin name can be (an app label or a name given in plugin.py)
-_PLUGIN_NAME = re.compile(r"[\w.-]{1,100}")
 #: the model permission each operation needs (besides staff)
 PERMISSIONS = {"add": "add", "install": "change", "enable": "change", "disable": "change",
                "upgrade": "change", "remove": "delete"}
@@ -126,7 +124,10 @@ class PluginAdmin(FilterLookupsOnly):
         for info in plugin_manager.list():
             operations = [(op, VERBS[op]) for op in available_operations(info) if self._allowed(request, op)]
             rows.append({"info": info, "badges": badges(info), "operations": operations})
-        problems = plugin_manager.discovery_problems
+        problems = plugin_manager.discovery_problems + [
+            ("registry", f"row {name!r} is skipped (fix or delete it by hand): {why}")
+            for name, why in plugin_manager.registry.invalid_records()
+        ]
         context = {
             **self.admin_site.each_context(request),
             "title": "Plugins",
@@ -144,7 +145,7 @@ class PluginAdmin(FilterLookupsOnly):
         return HttpResponseRedirect(reverse("admin:tachycore_applicationplugin_changelist") + f"#plugin-{name}")
 
     def operation_view(self, request: HttpRequest, name: str, operation: str) -> HttpResponse:
-        if operation not in OPERATIONS or not _PLUGIN_NAME.fullmatch(name):
+        if operation not in OPERATIONS or not is_valid_name(name):
             raise Http404(f"no operation {operation!r} for a plugin named {name!r}")
         if not self._allowed(request, operation):
             raise PermissionDenied

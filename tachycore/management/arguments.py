@@ -12,19 +12,39 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from tachycore.conf import parse_duration
+from tachycore.errors import InvalidPluginName
+from tachycore.registry.validation import MAX_OPTIONS_DEPTH, check_name, describe, nesting_depth
 
 
-def json_object(value: str | None, what: str) -> dict[str, Any] | None:
-    """Parse ``value`` as a JSON object; ``None`` stays ``None``."""
+def json_object(value: str | None, what: str, max_depth: int = MAX_OPTIONS_DEPTH) -> dict[str, Any] | None:
+    """Parse ``value`` as a JSON object nesting at most ``max_depth`` levels (``{"a": {}}`` is 2);
+    ``None`` stays ``None``. NaN and Infinity are refused: they are no JSON."""
     if value is None:
         return None
     try:
-        data = json.loads(value)
-    except json.JSONDecodeError as e:
+        data = json.loads(value, parse_constant=_refuse_constant)
+    except RecursionError:  # the parser's own limit, far above max_depth: say the same
+        raise CommandError(f"{what} nests more than {max_depth} levels deep") from None
+    except ValueError as e:
         raise CommandError(f"{what} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
-        raise CommandError(f"{what} must be a JSON object, got {value}")
+        raise CommandError(f"{what} must be a JSON object, got {describe(data)}")
+    if nesting_depth(data) > max_depth:
+        raise CommandError(f"{what} nests more than {max_depth} levels deep")
     return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def plugin_names(*names: str) -> None:
+    """Refuse a name no plugin can have (``bad/name``) before anything reads the registry."""
+    for name in names:
+        try:
+            check_name(name)
+        except InvalidPluginName as e:
+            raise CommandError(str(e)) from None
 
 
 def positive_duration(value: str | None, option: str) -> float | None:

@@ -12,6 +12,10 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from tachycore.errors import InvalidRecord
+
+from .validation import check_fields, check_name, fields_from_json
+
 #: record fields a caller may change through ``update``
 UPDATABLE_FIELDS = frozenset(
     {"package_name", "version", "enabled", "installed", "built_in", "options", "last_error"}
@@ -41,24 +45,29 @@ class PluginRecord:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PluginRecord:
-        """Build a record from :meth:`to_json` output."""
-        data = dict(data)
-        for key in ("created", "updated"):
-            data[key] = datetime.fromisoformat(data[key]) if data.get(key) else None
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+    def from_json(cls, data: Any) -> PluginRecord:
+        """Build a record from :meth:`to_json` output, checking every field (``InvalidRecord``
+        or ``InvalidPluginName`` names the one at fault)."""
+        return cls(**fields_from_json(data))
+
+    def check(self) -> None:
+        """Raise ``InvalidPluginName`` or ``InvalidRecord`` unless every field holds its type."""
+        check_name(self.name)
+        check_fields(self.name, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                                 if f.name != "name"})
 
     def copy(self) -> PluginRecord:
         return copy.deepcopy(self)
 
 
 def check_changes(name: str, changes: dict[str, Any]) -> None:
-    """Refuse changes to fields that do not exist or may not change."""
+    """Refuse changes to fields that do not exist or may not change, and values of the wrong
+    type (``InvalidRecord``, a ``ValueError``)."""
+    check_name(name)
     unknown = set(changes) - UPDATABLE_FIELDS
     if unknown:
-        raise ValueError(f"cannot update {', '.join(sorted(unknown))} of plugin {name!r}")
-    if "options" in changes and not isinstance(changes["options"], dict):
-        raise ValueError(f"options of plugin {name!r} must be a dict")
+        raise InvalidRecord(f"cannot update {', '.join(sorted(unknown))} of plugin {name!r}")
+    check_fields(name, changes)
 
 
 class BasePluginRegistry(abc.ABC):
@@ -92,6 +101,12 @@ class BasePluginRegistry(abc.ABC):
     @abc.abstractmethod
     def version(self) -> int:
         """A number that changes whenever any record changes."""
+
+    def invalid_records(self) -> builtins.list[tuple[str, str]]:
+        """Records of the store that ``list()`` and ``get()`` leave out because they break the
+        rules (a row inserted by hand): ``[(name, why)]``, read afresh. Drivers that refuse
+        such a store as a whole, or cannot hold one, have none."""
+        return []
 
     def lock(self) -> None:  # noqa: B027 (drivers without a shared store have nothing to lock)
         """Inside a transaction: hold the registry until it ends, so that operations of

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import builtins
+import logging
 from typing import Any
 
 from django.db import IntegrityError, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from tachycore.errors import PluginAlreadyExists, PluginNotFound
+from tachycore.errors import InvalidPluginName, InvalidRecord, PluginAlreadyExists, PluginNotFound
 
 from .base import BasePluginRegistry, PluginRecord, check_changes
+from .validation import check_name, is_valid_name
+
+logger = logging.getLogger("tachycore.registry")
 
 _FIELDS = ("name", "package_name", "version", "enabled", "installed", "built_in", "options",
            "last_error", "created", "updated")
@@ -25,10 +30,16 @@ class DatabaseRegistry(BasePluginRegistry):
 
     A one-row table holds the registry version, raised in the same transaction
     as every write, so other processes can poll one integer.
+
+    A row that breaks the record rules (a name with a ``/``, options that are no
+    JSON object: only a hand-made row can) is left out of ``list()`` and ``get()``
+    with a logged warning, so that the pages and commands over the registry keep
+    working; :meth:`invalid_records` names such rows.
     """
 
     def __init__(self, using: str | None = None) -> None:
         self.using = using
+        self._reported: set[tuple[str, str]] = set()
 
     def _db(self, write: bool = False) -> str:
         from tachycore.models import ApplicationPlugin
@@ -44,13 +55,39 @@ class DatabaseRegistry(BasePluginRegistry):
         return ApplicationPlugin.objects.using(self._db(write))
 
     def list(self) -> list[PluginRecord]:
-        return [_to_record(row) for row in self._manager().order_by("name")]
+        records = [self._valid(row) for row in self._manager().order_by("name")]
+        return [record for record in records if record is not None]
 
     def get(self, name: str) -> PluginRecord | None:
+        if not is_valid_name(name):
+            return None  # no plugin can have it: no query
         row = self._manager().filter(name=name).first()
-        return _to_record(row) if row else None
+        return self._valid(row) if row else None
+
+    def invalid_records(self) -> builtins.list[tuple[str, str]]:
+        found = []
+        for row in self._manager().order_by("name"):
+            try:
+                _to_record(row).check()
+            except (InvalidPluginName, InvalidRecord) as e:
+                found.append((row.name, str(e)))
+        return found
+
+    def _valid(self, row: Any) -> PluginRecord | None:
+        """The row as a record, or ``None`` (logged once per process) if it breaks the rules."""
+        record = _to_record(row)
+        try:
+            record.check()
+        except (InvalidPluginName, InvalidRecord) as e:
+            if (row.name, str(e)) not in self._reported:
+                self._reported.add((row.name, str(e)))
+                logger.warning("plugin registry: row %r of table %s is skipped: %s",
+                               row.name, row._meta.db_table, e)
+            return None
+        return record
 
     def add(self, record: PluginRecord) -> PluginRecord:
+        record.check()
         values = {field: getattr(record, field) for field in _FIELDS[1:-2]}
         try:
             with transaction.atomic(using=self._db(write=True)):
@@ -73,6 +110,7 @@ class DatabaseRegistry(BasePluginRegistry):
         return _to_record(row)
 
     def remove(self, name: str) -> None:
+        check_name(name)
         with transaction.atomic(using=self._db(write=True)):
             deleted, _ = self._manager(write=True).filter(name=name).delete()
             if not deleted:
@@ -81,6 +119,9 @@ class DatabaseRegistry(BasePluginRegistry):
 
     def restore(self, name: str, record: PluginRecord | None) -> None:
         """Put the row back exactly as ``record``, timestamps included."""
+        check_name(name)
+        if record is not None:
+            record.check()
         with transaction.atomic(using=self._db(write=True)):
             rows = self._manager(write=True).filter(name=name)
             if record is None:

@@ -63,6 +63,9 @@ class DualWriteRegistry(BasePluginRegistry):
         self._hydrate()
         return self.memory.get(name)
 
+    def invalid_records(self) -> builtins.list[tuple[str, str]]:
+        return self.persistent.invalid_records()
+
     def version(self) -> int:
         with self._lock:
             self._hydrate()

@@ -12,6 +12,7 @@ from django.utils import timezone
 from tachycore.errors import PluginAlreadyExists, PluginNotFound
 
 from .base import BasePluginRegistry, PluginRecord, check_changes, stamp_new
+from .validation import check_name
 
 
 class MemoryRegistry(BasePluginRegistry):
@@ -29,10 +30,11 @@ class MemoryRegistry(BasePluginRegistry):
 
     def get(self, name: str) -> PluginRecord | None:
         with self._lock:
-            record = self._records.get(name)
+            record = self._records.get(name) if isinstance(name, str) else None
             return record.copy() if record else None
 
     def add(self, record: PluginRecord) -> PluginRecord:
+        record.check()
         with self._lock:
             if record.name in self._records:
                 raise PluginAlreadyExists(record.name)
@@ -52,6 +54,7 @@ class MemoryRegistry(BasePluginRegistry):
             return record.copy()
 
     def remove(self, name: str) -> None:
+        check_name(name)
         with self._lock:
             if self._records.pop(name, None) is None:
                 raise PluginNotFound(name)
@@ -63,11 +66,16 @@ class MemoryRegistry(BasePluginRegistry):
 
     def replace_all(self, records: builtins.list[PluginRecord]) -> None:
         """Replace every record at once (the dual-write driver hydrates with it)."""
+        for record in records:
+            record.check()
         with self._lock:
             self._records = {record.name: record.copy() for record in records}
             self._version += 1
 
     def restore(self, name: str, record: PluginRecord | None) -> None:
+        check_name(name)
+        if record is not None:
+            record.check()
         with self._lock:
             if record is None:
                 self._records.pop(name, None)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from tachycore import governance
 from tachycore.errors import PluginError, RegistryError
 from tachycore.governance import grants
-from tachycore.management.arguments import json_object, name_the_actions, positive_duration
+from tachycore.management.arguments import json_object, name_the_actions, plugin_names, positive_duration
 from tachycore.management.base import KernelCommand
 from tachycore.management.tables import dumps, format_table
 from tachycore.manager import PluginManager, plugin_manager
@@ -58,6 +58,7 @@ class Command(KernelCommand):
         name_the_actions(actions)
 
     def handle(self, *, action: str, **options: Any) -> None:
+        plugin_names(*options.get("names", ()), *filter(None, [options.get("name")]))
         try:
             getattr(self, f"do_{action}")(**options)
         except (PluginError, RegistryError) as e:
@@ -73,6 +74,9 @@ class Command(KernelCommand):
 
     def do_list(self, *, json: bool, **options: Any) -> None:
         plugins = self.manager.list()
+        # on stderr, so that the table and the JSON stay as they are
+        for name, why in self.manager.registry.invalid_records():
+            self.stderr.write(f"warning: registry row {name!r} skipped (fix or delete it by hand): {why}")
         if json:
             self.stdout.write(dumps([info.to_json() for info in plugins]))
             return
