@@ -13,7 +13,12 @@ from django.utils import timezone
 from tachycore import governance
 from tachycore.errors import PluginError, RegistryError
 from tachycore.governance import grants
-from tachycore.management.arguments import json_object, name_the_actions, plugin_names, positive_duration
+from tachycore.management.arguments import (
+    json_object,
+    name_the_actions,
+    plugin_names,
+    positive_duration,
+)
 from tachycore.management.base import KernelCommand
 from tachycore.management.tables import dumps, format_table
 from tachycore.manager import PluginManager, plugin_manager
