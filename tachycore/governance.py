@@ -66,11 +66,11 @@ def check_capability(capability: Any) -> str:
 
 def covers(granted: str, asked: str) -> bool:
     """Whether a grant of ``granted`` speaks for ``asked``: the same capability, a ``...:*``
-    whose prefix ``asked`` continues, or ``service:<plugin>`` for each of its services."""
+    whose prefix ``asked`` is or continues, or ``service:<plugin>`` for each of its services."""
     if granted == asked:
         return True
-    if granted.endswith(":*"):
-        return asked.startswith(granted[:-1])
+    if granted.endswith(":*"):  # "storage:sql:*": every table, the plugin's own too
+        return asked == granted[:-2] or asked.startswith(granted[:-1])
     return granted.startswith("service:") and granted.count(":") == 1 and asked.startswith(granted + ":")
 
 
