@@ -13,7 +13,10 @@ class TachycoreConfig(AppConfig):
     def ready(self) -> None:
         """Wire the layers: the per-process services learn here what the kernel above them
         keeps (the states to reconcile, the channels to follow); nothing reaches up."""
-        from . import checks, governance, receivers
+        from django.db import connections
+        from django.db.backends.signals import connection_created
+
+        from . import checks, governance, receivers, sql_guard
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
         from .maintenance import maintenance
         from .management.plugin_commands import run_commands_as_their_plugin
@@ -29,6 +32,9 @@ class TachycoreConfig(AppConfig):
         runtime.watch(maintenance)
         runtime.watch(governance.grants)
         governance.know_plugins(plugin_manager)
+        connection_created.connect(sql_guard.install, dispatch_uid="tachycore.sql_guard")
+        for connection in connections.all(initialized_only=True):  # opened before ready()
+            sql_guard.install(connection=connection)
         runtime.route(PLUGIN_CHANNEL_PREFIX, plugin_manager.deliver)
         runtime.subscribe(STATE_CHANNEL, receivers.follow_plugin_states)
         runtime.subscribe(MAINTENANCE_CHANNEL, receivers.follow_maintenance)

@@ -249,6 +249,12 @@ class TachycoreDefaults:
     #: grants as code, applied at migrate: {"plugin": {"capability": "READ" | "WRITE" | "EXECUTE"}};
     #: a grant this setting gave and no longer lists is revoked at the next migrate
     GRANTS: dict = setting({}, "json")
+    #: tables any plugin may read without a grant: what Django and DRF read to authenticate
+    #: a request inside a plugin's view (sessions, users, groups, permissions, tokens)
+    READABLE_TABLES: list = setting([
+        "django_session", "auth_user", "auth_group", "auth_permission", "auth_user_groups",
+        "auth_user_user_permissions", "auth_group_permissions", "authtoken_token", "django_content_type",
+    ], "list")
 
 
 tachycore_settings = AppSettings("TACHYCORE", TachycoreDefaults)

@@ -27,12 +27,13 @@ from django.utils import timezone
 
 from . import sync
 from .conf import tachycore_settings
-from .context import current_plugin
+from .context import builtin_statements, current_plugin
 from .errors import CapabilityDenied, InvalidGrant
 from .models import Access, CapabilityGrant, GrantsState
 from .state import WatchedState
 
-__all__ = ["Access", "Grant", "check", "grants", "is_allowed", "parse_access", "requires"]
+__all__ = ["Access", "Decision", "Grant", "builtin_statements", "check", "enforce", "grants", "is_allowed",
+           "observe", "parse_access", "requires"]
 
 CHANNEL = "grants-changed"
 MAX_CAPABILITY_LENGTH = 200
@@ -207,6 +208,8 @@ class PluginDirectory(Protocol):
 
     def is_built_in(self, name: str) -> bool: ...
 
+    def app_label_of(self, name: str) -> str | None: ...
+
 
 class _NoPlugins:
     def is_known(self, name: str) -> bool:
@@ -214,6 +217,9 @@ class _NoPlugins:
 
     def is_built_in(self, name: str) -> bool:
         return False
+
+    def app_label_of(self, name: str) -> str | None:
+        return None
 
 
 _directory: PluginDirectory = _NoPlugins()
@@ -230,6 +236,11 @@ def _known_plugin(plugin: str) -> None:
         raise InvalidGrant(f"no plugin named {plugin!r} (manage.py pm list shows them)")
 
 
+def app_label_of(plugin: str) -> str | None:
+    """The label of ``plugin``'s app (``None``: a plugin without an app, or no such plugin)."""
+    return _directory.app_label_of(plugin)
+
+
 def trusted(plugin: str | None) -> bool:
     """The host site and built-in plugins need no grant."""
     return plugin is None or _directory.is_built_in(plugin)
@@ -241,7 +252,32 @@ def is_allowed(plugin: str | None, capability: str, access: Any) -> bool:
     return trusted(plugin) or grants.access(plugin, capability) >= level  # type: ignore[arg-type]
 
 
-def check(capability: str, access: Any, target: str = "") -> None:
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """One answer of the check, as the audit trail records it."""
+
+    plugin: str
+    capability: str
+    access: Access
+    #: "allowed", "denied" or "would_deny" (audit mode)
+    decision: str
+    #: what was attempted: "sql", "kv.set", "jobs.enqueue", the capability otherwise
+    action: str
+    target: str = ""
+    detail: str = ""
+
+
+#: called with each ``Decision`` (the audit trail registers itself in ``ready()``)
+_observers: list[Callable[[Decision], None]] = []
+
+
+def observe(observer: Callable[[Decision], None]) -> None:
+    """Have ``observer`` called with every decision of the check (once per observer)."""
+    if observer not in _observers:
+        _observers.append(observer)
+
+
+def check(capability: str, access: Any, target: str = "", *, action: str = "") -> None:
     """Refuse, with ``CapabilityDenied``, what the plugin running now may not do.
 
     ``TACHYCORE["GOVERNANCE"]``: ``"enforce"`` raises, ``"audit"`` lets it through (the
@@ -250,20 +286,52 @@ def check(capability: str, access: Any, target: str = "") -> None:
     plugin = current_plugin()
     if plugin is None:
         return  # the host site: nothing to look up
+    enforce(plugin, capability, parse_access(access), action=action or capability, target=target)
+
+
+def enforce(plugin: str, capability: str, access: Access, *, action: str, target: str = "",
+            detail: str = "") -> None:
+    """``check`` for a given plugin: raise ``CapabilityDenied`` (enforce mode) when no
+    grant of ``plugin`` covers ``capability`` at ``access``; tell the observers."""
     mode = tachycore_settings.GOVERNANCE
-    if mode == "off" or is_allowed(plugin, capability, access):
+    if mode == "off":
         return
-    level = parse_access(access)
+    if trusted(plugin) or grants.access(plugin, capability) >= access:
+        if _observers:
+            _tell(Decision(plugin, capability, access, "allowed", action, target, detail))
+        return
     if mode == "audit":
+        _tell(Decision(plugin, capability, access, "would_deny", action, target, detail))
         return
-    raise CapabilityDenied(denial_message(plugin, capability, level, target), plugin=plugin,
-                           capability=capability, access=level, target=target)
+    _tell(Decision(plugin, capability, access, "denied", action, target, detail))
+    raise CapabilityDenied(denial_message(plugin, capability, access, target), plugin=plugin,
+                           capability=capability, access=access, target=target)
+
+
+def _tell(decision: Decision) -> None:
+    for observer in _observers:
+        observer(decision)
 
 
 def denial_message(plugin: str, capability: str, access: Access, target: str = "") -> str:
     on = f" ({target})" if target else ""
     return (f"plugin {plugin!r} may not use {capability} at {access.name}{on}: no grant allows it; "
             f"an operator can give it with: manage.py pm grant {plugin} {capability} {access.name}")
+
+
+#: the attribute that marks a Django cursor as a built-in's own (``builtin_cursor``)
+_BUILTIN_CURSOR = "tachycore_builtin"
+
+
+def builtin_cursor(cursor: Any) -> Any:
+    """Mark a Django cursor whose statements are a built-in's own (kv's, while Django logs
+    queries): the SQL guard lets them through without parsing. Returns the cursor."""
+    setattr(cursor, _BUILTIN_CURSOR, True)
+    return cursor
+
+
+def is_builtin_cursor(cursor: Any) -> bool:
+    return getattr(cursor, _BUILTIN_CURSOR, False)
 
 
 def requires(capability: str, access: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 from opentelemetry import trace
 
 from .conf import tachycore_settings
+from .errors import CapabilityDenied
 from .maintenance import maintenance
 from .runtime import runtime
 from .trace import span, traceparent
@@ -53,6 +54,13 @@ class KernelMiddleware:
         if state.enabled and not self._let_through(request):
             return self._unavailable(request, state.message)
         return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A plugin's view refused by its grants: under ``/api/`` a JSON 403 with the reason
+        (DRF's views answer so by themselves); elsewhere Django's 403 page."""
+        if isinstance(exception, CapabilityDenied) and request.path.startswith("/api/"):
+            return JsonResponse({"detail": str(exception)}, status=403)
+        return None
 
     def _let_through(self, request: HttpRequest) -> bool:
         if _is_staff(getattr(request, "user", None)):

@@ -74,6 +74,10 @@ class PluginStates(WatchedState):
         """Whether ``name`` is a plugin whose code is installed or that the registry records."""
         return name in self.plugins or self.registry.get(name) is not None
 
+    def app_label_of(self, name: str) -> str | None:
+        plugin = self.plugins.get(name)
+        return plugin.app_label if plugin is not None else None
+
     def is_built_in(self, name: str) -> bool:
         plugin = self.plugins.get(name)
         return plugin is not None and plugin.built_in
