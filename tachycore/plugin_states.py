@@ -137,8 +137,10 @@ class PluginStates(WatchedState):
             # request; the commands report it to whoever runs them
             if str(e) != self._registry_error:
                 self._registry_error = str(e)
-                logger.error("plugin registry unreadable, serving the last state read: %s", e)
                 runtime.supervisor.record_error(f"plugin registry unreadable: {e}")
+                # a command says it in its own one line when it reads the registry
+                level = logging.DEBUG if runtime.supervisor.kind == "command" else logging.ERROR
+                logger.log(level, "plugin registry unreadable, serving the last state read: %s", e)
             return False
 
     def _read_version(self) -> int:
