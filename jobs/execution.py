@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind
 
 from tachycore import trace
 from tachycore.context import acting_as
-from tachycore.jsontext import text_holds_nul
+from tachycore.jsontext import json_fault
 
 from .conf import jobs_settings
 from .errors import UnknownTopic
@@ -47,8 +47,10 @@ class Outcome:
 
 
 def describe_error(exc: BaseException, at: datetime) -> dict[str, Any]:
-    # no NUL character: PostgreSQL's text and jsonb cannot hold one
+    # no NUL character (PostgreSQL's text and jsonb cannot hold one) and no lone surrogate
+    # (no database can, and the API could not write it out): both shown escaped instead
     text = "".join(traceback.format_exception(exc)).replace("\x00", "\\x00")
+    text = text.encode(errors="backslashreplace").decode()
     if len(text) > MAX_TRACEBACK:
         text = text[:MAX_TRACEBACK // 2] + "\n[...]\n" + text[-MAX_TRACEBACK // 2:]
     cls = type(exc)
@@ -100,9 +102,9 @@ def execute(job: Job) -> Outcome:
             result_json = None if value is None else json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise TypeError(f"the handler of {job.topic!r} returned a value that is not JSON: {e}") from e
-        if result_json is not None and text_holds_nul(result_json):
-            raise ValueError(f"the handler of {job.topic!r} returned a value with a NUL character (\\u0000), "
-                             "which cannot be stored")
+        fault = None if result_json is None else json_fault(value, result_json)
+        if fault is not None:  # the same rules as a payload's: storable alike on every database
+            raise ValueError(f"the handler of {job.topic!r} returned a value that {fault}")
         return Outcome(job, JobStatus.COMPLETED, result_json=result_json, return_value=value)
     except Exception as e:
         now = timezone.now()

@@ -14,6 +14,8 @@ from typing import Any
 
 from django.apps import apps
 
+from tachycore.jsontext import string_fault
+
 from .errors import HandlerAlreadyRegistered, InvalidTopic
 
 __all__ = ["Handler", "TopicHandlers", "handler", "handlers"]
@@ -23,9 +25,9 @@ MAX_TOPIC_LENGTH = 255
 
 
 def check_topic(topic: Any) -> str:
-    if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LENGTH or "\x00" in topic:
+    if not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_LENGTH or string_fault(topic) is not None:
         raise InvalidTopic(f"a topic must be a non-empty string of at most {MAX_TOPIC_LENGTH} "
-                           f"characters, without NUL, got {topic!r}")
+                           f"characters, without NUL or lone surrogate, got {topic!r}")
     return topic
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from tachycore.jsontext import text_holds_nul
+from tachycore.jsontext import depth_fault, json_fault, string_fault
 
 from .conf import jobs_settings
 from .errors import InvalidOption, InvalidPayload, InvalidPriority, InvalidSchedule, PayloadTooLarge
@@ -19,19 +19,23 @@ MAX_QUEUE_NAME = 100
 
 
 def payload_json(payload: Any, topic: str) -> str:
-    """The payload as JSON text, refused when it is not JSON or over ``MAX_PAYLOAD_SIZE``."""
+    """The payload as JSON text, refused when it is not JSON, over ``MAX_PAYLOAD_SIZE``, or
+    not storable alike on SQLite and PostgreSQL: a NUL character or a lone surrogate in a
+    string or key, or more than ``MAX_JSON_DEPTH`` levels of nesting."""
     try:
         text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as e:
         raise InvalidPayload(f"payload of {topic!r} is not JSON-serialisable: {e}") from None
-    except RecursionError:
-        raise InvalidPayload(f"payload of {topic!r} is nested too deeply to be stored") from None
-    if text_holds_nul(text):  # jsonb cannot hold it; refused on SQLite too, for one rule
-        raise InvalidPayload(f"payload of {topic!r} contains a NUL character (\\u0000), which cannot be stored")
+    except RecursionError:  # some hundred levels deep: far over the limit
+        raise InvalidPayload(f"payload of {topic!r} {depth_fault()}") from None
     limit = jobs_settings.MAX_PAYLOAD_SIZE
-    if len(text) > limit // 4 and len(text.encode()) > limit:  # the encode only when it may matter
-        raise PayloadTooLarge(f"payload of {topic!r} is {len(text.encode())} bytes of JSON, "
+    if len(text) > limit:  # ASCII (non-ASCII is escaped): one byte a character
+        raise PayloadTooLarge(f"payload of {topic!r} is {len(text)} bytes of JSON, "
                               f"over JOBS['MAX_PAYLOAD_SIZE'] ({limit})")
+    # a NUL: jsonb cannot hold it; a lone surrogate: no database can; refused everywhere alike
+    fault = json_fault(payload, text)  # after the size, which bounds its work
+    if fault is not None:
+        raise InvalidPayload(f"payload of {topic!r} {fault}")
     return text
 
 
@@ -76,14 +80,16 @@ def check_max_retries(max_retries: Any) -> int:
 def check_dedupe_key(dedupe_key: Any) -> str | None:
     if dedupe_key is None:
         return None
-    if not isinstance(dedupe_key, str) or not dedupe_key or len(dedupe_key) > MAX_DEDUPE_KEY or "\x00" in dedupe_key:
+    if not isinstance(dedupe_key, str) or not dedupe_key or len(dedupe_key) > MAX_DEDUPE_KEY \
+            or string_fault(dedupe_key) is not None:
         raise InvalidOption(f"dedupe_key must be a non-empty string of at most {MAX_DEDUPE_KEY} "
-                            f"characters, without NUL, got {dedupe_key!r}")
+                            f"characters, without NUL or lone surrogate, got {dedupe_key!r}")
     return dedupe_key
 
 
 def check_queue_name(queue_name: Any) -> str:
-    if not isinstance(queue_name, str) or not queue_name or len(queue_name) > MAX_QUEUE_NAME or "\x00" in queue_name:
+    if not isinstance(queue_name, str) or not queue_name or len(queue_name) > MAX_QUEUE_NAME \
+            or string_fault(queue_name) is not None:
         raise InvalidOption(f"queue_name must be a non-empty string of at most {MAX_QUEUE_NAME} "
-                            f"characters, without NUL, got {queue_name!r}")
+                            f"characters, without NUL or lone surrogate, got {queue_name!r}")
     return queue_name

@@ -13,7 +13,7 @@ from . import clock, governed
 from .errors import InvalidValue, LockTimeout
 from .governed import current_plugin
 from .reserved import writable_key
-from .validation import to_seconds
+from .validation import expire_at, to_seconds
 
 if TYPE_CHECKING:
     from .sql import CacheStatements
@@ -37,7 +37,7 @@ class LockCommands:
             raise InvalidValue(f"a lock's ttl must be positive, got {ttl!r}")
         token = secrets.token_urlsafe(16)
         now = clock.now_ms()
-        taken = self.write((key,), _lock, key, token, now + max(1, round(seconds * 1000)), now)
+        taken = self.write((key,), _lock, key, token, expire_at(now, seconds * 1000), now)
         return token if taken else None
 
     def unlock(self, key: str, token: str) -> bool:

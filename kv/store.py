@@ -21,7 +21,7 @@ from .refusals import refuse_increment
 from .reserved import writable_key
 from .sql import CacheStatements
 from .sql.session import Session
-from .validation import check_key, expiry, to_integer, to_json, to_seconds
+from .validation import check_key, expire_at, expiry, to_integer, to_json, to_seconds
 
 T = TypeVar("T")
 
@@ -261,7 +261,7 @@ class KVStore(HashCommands, LockCommands):
         now = clock.now_ms()
         if milliseconds <= 0:
             return self.write((key,), _delete, [key], now) > 0
-        return self.write((key,), _set_expiry, key, now + max(1, round(milliseconds)), now, False)
+        return self.write((key,), _set_expiry, key, expire_at(now, milliseconds), now, False)
 
     def persist(self, key: str) -> bool:
         """Remove the TTL; ``True`` if there was one."""

@@ -10,13 +10,16 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from tachycore.jsontext import text_holds_nul
+from tachycore.jsontext import depth_fault, json_fault, string_fault
 
 from .conf import kv_settings
 from .errors import InvalidKey, InvalidValue, Overflow, ValueTooLarge
 from .sql.base import INT64_MAX, INT64_MIN
 
 MAX_KEY_LENGTH = 512
+#: the longest TTL the store, the HTTP API and the admin take, in seconds (about 317 years):
+#: an expiry time in epoch milliseconds then always fits the signed 64-bit column
+MAX_TTL = 10**10
 #: ``json.dumps`` with these arguments builds a new encoder per call; one serves every call
 _to_json_text = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode
 
@@ -38,21 +41,18 @@ def to_integer(value: Any, what: str) -> int:
 
 
 def _storable(text: str, error: type[Exception], what: str) -> str:
-    """``text``, if both databases can store it: no NUL character, no lone surrogate."""
-    if text_holds_nul(text):
-        raise error(f"{what} contains a NUL character, which PostgreSQL cannot store")
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise error(f"{what} contains a lone surrogate, which is not valid UTF-8") from None
+    """``text``, a plain string (not JSON), if both databases can store it: no NUL character,
+    no lone surrogate. The six characters ``\\u0000`` are no NUL in a key."""
+    fault = string_fault(text)
+    if fault is not None:
+        raise error(f"{what} {fault}")
     return text
 
 
 def check_key(key: Any) -> str:
     """``key`` if it is a non-empty string of at most 512 storable characters."""
-    # the common key first (hot path): ASCII, so encodable, and no NUL in any form
-    if key.__class__ is str and 0 < len(key) <= MAX_KEY_LENGTH and key.isascii() and "\x00" not in key \
-            and "\\u0000" not in key:
+    # the common key first (hot path): ASCII, so no surrogate, and no NUL character
+    if key.__class__ is str and 0 < len(key) <= MAX_KEY_LENGTH and key.isascii() and "\x00" not in key:
         return key
     if not isinstance(key, str):
         raise InvalidKey(f"a key must be a string, got {type(key).__name__} {key!r}")
@@ -69,21 +69,30 @@ def check_field(field: Any) -> str:
     return _storable(field, InvalidKey, f"hash field {field!r}")
 
 def to_json(value: Any, key: str) -> str:
-    """The JSON text of ``value``, if it is JSON, storable and within ``KV["MAX_VALUE_SIZE"]``."""
+    """The JSON text of ``value``, if it is JSON, storable (no NUL character, no lone surrogate,
+    at most ``MAX_JSON_DEPTH`` levels deep) and within ``KV["MAX_VALUE_SIZE"]``."""
     try:
         text = _to_json_text(value)
     except (TypeError, ValueError) as e:
         raise InvalidValue(f"value for key {key!r} is not JSON-serialisable: {e}") from None
-    if text.isascii() and "\\u0000" not in text:  # JSON escapes a NUL: only "\u0000" can hold one
-        size = len(text)  # one byte per ASCII character: no need to encode
-    else:
-        _storable(text, InvalidValue, f"value for key {key!r}")
-        size = len(text.encode())
+    except RecursionError:  # some hundred levels deep: far over the limit
+        raise InvalidValue(f"value for key {key!r} {depth_fault()}") from None
+    size = len(text) if text.isascii() else len(text.encode(errors="surrogatepass"))
     if size > kv_settings.MAX_VALUE_SIZE:
         raise ValueTooLarge(
             f"value for key {key!r} is {size} bytes as JSON; KV['MAX_VALUE_SIZE'] is {kv_settings.MAX_VALUE_SIZE}"
         )
+    fault = json_fault(value, text)  # after the size, which bounds its work
+    if fault is not None:
+        raise InvalidValue(f"value for key {key!r} {fault}")
     return text
+
+
+def expire_at(now: int, milliseconds: float) -> int:
+    """The epoch ms a TTL of ``milliseconds`` ends at; ``InvalidValue`` past ``MAX_TTL``."""
+    if milliseconds > MAX_TTL * 1000:
+        raise InvalidValue(f"a TTL is at most {MAX_TTL} seconds, got {milliseconds / 1000:g} seconds")
+    return now + max(1, round(milliseconds))
 
 
 def expiry(ex: Any, px: Any, now: int) -> int | None:
@@ -98,4 +107,4 @@ def expiry(ex: Any, px: Any, now: int) -> int | None:
         return None
     if seconds <= 0:
         raise InvalidValue(f"an expiry must be positive, got {ex if ex is not None else px!r}")
-    return now + max(1, round(seconds * 1000))
+    return expire_at(now, seconds * 1000)

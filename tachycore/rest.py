@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.http import QueryDict
 from django.utils.module_loading import import_string
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, AuthenticationFailed, ValidationError
@@ -318,6 +319,33 @@ class WholeNumberField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StringField(serializers.CharField):
+    """A string given as a JSON string: no numbers or booleans, which DRF's ``CharField``
+    would quietly turn into text (``226`` into ``"226"``). ``max_length`` counts the string
+    as sent, as the schema's ``maxLength`` does, before any whitespace is trimmed."""
+
+    default_error_messages = {"invalid": "A string (a JSON string) is required."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
+class QuerySerializer(serializers.Serializer):
+    """A query string's serializer where an empty value (``?limit=``) is validated like any
+    other, so a field that needs a value refuses it with a 400. DRF reads a ``QueryDict`` as an
+    HTML form, where an empty field counts as omitted, and would quietly use the default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if isinstance(kwargs.get("data"), QueryDict):
+            # the last value of a repeated parameter, as request.GET[name] gives
+            kwargs["data"] = kwargs["data"].dict()
+        super().__init__(*args, **kwargs)
 
 
 # every error of the APIs, ``{"detail": ...}``; no docstring, which drf-spectacular would

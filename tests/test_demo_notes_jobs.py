@@ -59,6 +59,25 @@ def test_create__refused_note_enqueues_nothing(member_client, notes):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("fields, field", [({"title": 226}, "title"), ({"title": "t", "body": ["b"]}, "body"),
+                                           ({"title": "t\u0000"}, "title"),
+                                           ({"title": " " + "t" * 200}, "title")])  # over 200 as sent
+def test_create__a_title_or_body_that_is_no_string_or_too_long_400_enqueues_nothing(member_client, notes, fields, field):
+    response = post_note(member_client, **fields)
+
+    assert response.status_code == 400 and field in response.json()
+    assert not jobs_of_new_notes().exists() and not Note.objects.exclude(title=WELCOME_TITLE).exists()
+
+
+@pytest.mark.django_db
+def test_create__a_form_body_415(member_client, notes):
+    response = member_client.post("/api/notes/", {"title": "t", "body": "b"})
+
+    assert response.status_code == 415 and "detail" in response.json()
+    assert not Note.objects.exclude(title=WELCOME_TITLE).exists()
+
+
+@pytest.mark.django_db
 def test_create__a_failed_enqueue_leaves_no_note(member_client, notes, monkeypatch):
     def refuse(self, *args, **kwargs):
         raise RuntimeError("the queue refused the job")

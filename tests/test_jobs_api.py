@@ -103,6 +103,16 @@ def enqueuer(django_user_model) -> APIClient:
     return client
 
 
+@pytest.fixture
+def operator(http_on, django_user_model) -> APIClient:
+    """A staff user with every jobs model permission, not a superuser, with the API on."""
+    user = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="jobs"))
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
 def url(job_id: int | str | None = None, action: str | None = None) -> str:
     if job_id is None:
         return "/api/jobs/" + (f"{action}/" if action else "")
@@ -517,6 +527,11 @@ def test_enqueue__unknown_topic_400_names_it(api):
     ({"topic": "toolbox.echo", "run_at": "tomorrow"}, "run_at"),
     ({"topic": "toolbox.echo", "run_at": 1700000000}, "run_at"),
     ({"topic": "toolbox.echo", "dedupe_key": ""}, "dedupe_key"),
+    ({"topic": 123}, "topic"),
+    ({"topic": True}, "topic"),
+    ({"topic": "toolbox.echo", "dedupe_key": 7}, "dedupe_key"),
+    ({"topic": "toolbox.echo", "queue_name": ""}, "queue_name"),
+    ({"topic": "toolbox.echo", "queue_name": 1}, "queue_name"),
     ({"topic": "toolbox.echo", "dedupe_key": "k" * 256}, "dedupe_key"),
     ({"topic": "toolbox.echo", "run_at": "2031-01-01T00:00:00Z", "delay": 5}, "run_at or delay"),
 ])
@@ -664,16 +679,38 @@ def test_list__pages_of_50_by_default_and_page_size(api, store):
     assert [job["payload"]["i"] for job in small["results"]] == list(range(34, 24, -1))
 
 
-def test_list__page_size_capped_at_500(api, store):
+def test_list__page_size_up_to_500(operator, store):
     store.enqueue_many([{"topic": "toolbox.echo"} for _ in range(501)])
 
-    assert len(api.get(url(), {"page_size": 10000}).json()["results"]) == 500
+    assert len(operator.get(url(), {"page_size": 500}).json()["results"]) == 500
 
 
-def test_list__page_past_the_end_404_json(api, store):
+@pytest.mark.parametrize("page_size", ["501", "10000", "0", "-1", "abc", "1.5", ""])
+def test_list__bad_page_size_400_names_it(operator, store, page_size):
     store.enqueue("toolbox.echo")
 
-    assert_error(api.get(url(), {"page": 2}), 404)
+    detail = assert_error(operator.get(url(), {"page_size": page_size}), 400)
+
+    assert detail.startswith("page_size: ")
+
+
+@pytest.mark.parametrize("page", ["0", "-1", "abc", "1.5", ""])
+def test_list__bad_page_400_names_it(operator, store, page):
+    store.enqueue("toolbox.echo")
+
+    assert assert_error(operator.get(url(), {"page": page}), 400).startswith("page: ")
+
+
+@pytest.mark.parametrize("query, field", [({"status": ""}, "status"), ({"topic": ""}, "topic"),
+                                          ({"topic": "a\u0000"}, "topic")])
+def test_list__empty_or_nul_filter_400_names_it(operator, query, field):
+    assert assert_error(operator.get(url(), query), 400).startswith(f"{field}: ")
+
+
+def test_list__page_past_the_end_404_json(operator, store):
+    store.enqueue("toolbox.echo")
+
+    assert_error(operator.get(url(), {"page": 2}), 404)
 
 
 def test_list__filter_by_status_and_topic(api, store):
@@ -690,6 +727,7 @@ def test_list__filter_by_status_and_topic(api, store):
     assert ids(topic="toolbox.echo", status="completed") == [done.id]
     assert ids(topic="toolbox.fail", status="completed") == []
     assert ids(topic="nothing") == []
+    assert ids(topic=" toolbox.echo") == []  # the exact topic: no trimming
 
 
 def test_list__unknown_status_400(api):
@@ -717,9 +755,25 @@ def test_get__missing_404_json(api, job_id):
     assert_error(api.get(url(job_id)), 404)
 
 
-@pytest.mark.parametrize("job_id", ["abc", "-1", "1.5"])
-def test_get__not_an_id_404(api, job_id):
-    assert api.get(url(job_id)).status_code == 404
+@pytest.mark.parametrize("job_id", ["abc", "-1", "1.5", "%20", "a%2Fb", "%00"])
+@pytest.mark.parametrize("method, action", [("get", None), ("delete", None), ("post", "requeue")])
+def test_malformed_id__404_json_like_a_missing_job(operator, store, job_id, method, action):
+    store.enqueue("toolbox.echo")
+
+    assert "whole numbers" in assert_error(getattr(operator, method)(url(job_id, action)), 404)
+    assert Job.objects.count() == 1
+
+
+def test_malformed_id__without_the_slash_redirects_to_the_slash_first(operator):
+    response = operator.get("/api/jobs/abc")
+
+    assert response.status_code == 301 and response["Location"] == "/api/jobs/abc/"
+
+
+def test_malformed_id__django_404_while_the_api_is_off(admin):
+    response = admin.get(url("abc"))
+
+    assert response.status_code == 404 and not response["Content-Type"].startswith("application/json")
 
 
 # -- DELETE /api/jobs/<id>/ ----------------------------------------------------------------------
@@ -898,6 +952,25 @@ def test_schema__enqueue_body_and_responses(api):
     assert "409" in document["paths"]["/api/jobs/{id}/"]["delete"]["responses"]
     list_parameters = {p["name"] for p in document["paths"]["/api/jobs/"]["get"]["parameters"]}
     assert list_parameters >= {"status", "topic", "page", "page_size"}
+
+
+def test_schema__list_parameters_bounded_as_the_api_checks_them(operator):
+    listing = schema(operator)["paths"]["/api/jobs/"]["get"]
+    parameters = {p["name"]: p["schema"] for p in listing["parameters"]}
+
+    assert parameters["page_size"] == {"type": "integer", "minimum": 1, "maximum": 500}
+    assert parameters["page"] == {"type": "integer", "minimum": 1}
+    assert parameters["topic"]["minLength"] == 1 and parameters["status"]["minLength"] == 1
+    assert set(listing["responses"]) == {"200", "400", "403", "404"}  # 404: a page past the end
+
+
+def test_schema__enqueue_strings_are_never_empty(operator):
+    document = schema(operator)
+    ref = document["paths"]["/api/jobs/"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+
+    assert {name: body["properties"][name]["minLength"] for name in ("topic", "dedupe_key", "queue_name")} == {
+        "topic": 1, "dedupe_key": 1, "queue_name": 1}
 
 
 def test_schema__no_jobs_paths_while_http_is_off(admin):

@@ -18,6 +18,8 @@ from jobs.handlers import handlers
 from jobs.models import Job, JobStatus
 from jobs.sql import statements_for
 from jobs.store import JobStore
+from tachycore.jsontext import MAX_JSON_DEPTH
+from tests.plugin_apps.toolbox import tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -276,6 +278,96 @@ def test_enqueue__unknown_topic_names_the_way_out(store):
 
     assert "reports.daily" in str(raised.value)
     assert "ALLOWED_TOPICS" in str(raised.value)
+
+
+# -- bad input: lone surrogates, deep nesting, "\u0000" written out --------------------------
+
+def nested_list(depth: int) -> list:
+    """Lists nested ``depth`` levels deep around 1 (``[[1]]`` is 2)."""
+    value: list | int = 1
+    for _ in range(depth):
+        value = [value]
+    return value  # type: ignore[return-value]
+
+
+SURROGATES = {"value": "a\ud800b", "in-a-list": ["ok", "\udc00"], "object-key": {"\ud800": 1},
+              "nested-key": {"a": [{"\udfff": None}]}, "two-halves": "\ud83d\ude00"}
+
+
+@pytest.mark.parametrize("payload", SURROGATES.values(), ids=SURROGATES.keys())
+def test_enqueue__a_lone_surrogate_in_the_payload_is_invalid_and_the_list_still_reads(store, payload):
+    kept = store.enqueue("toolbox.echo", {"kept": True})
+
+    with pytest.raises(errors.InvalidPayload, match=r"'toolbox.echo'.*lone surrogate"):
+        store.enqueue("toolbox.echo", payload)
+    with pytest.raises(errors.InvalidPayload, match="lone surrogate"):
+        store.enqueue_many([{"topic": "toolbox.echo"}, {"topic": "toolbox.echo", "payload": payload}])
+
+    assert [job.id for job in store.list()] == [kept.id]
+    assert stored(kept.id).payload == {"kept": True}
+
+
+def test_enqueue__a_surrogate_pair_written_as_one_character_is_stored(store):
+    job = store.enqueue("toolbox.echo", {"\U0001f600": "\U0001f600"})
+
+    assert stored(job.id).payload == {"\U0001f600": "\U0001f600"}
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"topic": "toolbox.\ud800"}, errors.InvalidTopic),
+    ({"topic": "toolbox.echo", "dedupe_key": "a\udc00"}, errors.InvalidOption),
+    ({"topic": "toolbox.echo", "queue_name": "\ud800"}, errors.InvalidOption),
+], ids=["topic", "dedupe_key", "queue_name"])
+def test_enqueue__a_lone_surrogate_in_a_name_is_refused(store, settings, kwargs, error):
+    settings.JOBS = {"ALLOWED_TOPICS": ["*"]}  # the topic check, not the missing handler
+
+    with pytest.raises(error, match="lone surrogate"):
+        store.enqueue(**kwargs)
+
+    assert not Job.objects.exists()
+
+
+def test_enqueue__a_payload_at_max_json_depth_is_stored(store):
+    job = store.enqueue("toolbox.echo", nested_list(MAX_JSON_DEPTH))
+
+    assert stored(job.id).payload == nested_list(MAX_JSON_DEPTH)
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 1_000, 100_000])
+def test_enqueue__a_payload_deeper_than_max_json_depth_is_invalid(store, depth):
+    with pytest.raises(errors.InvalidPayload, match=rf"'toolbox.echo'.*nested too deeply.*{MAX_JSON_DEPTH}"):
+        store.enqueue("toolbox.echo", nested_list(depth))
+    with pytest.raises(errors.InvalidPayload, match="nested too deeply"):
+        store.enqueue_many([{"topic": "toolbox.echo"}, {"topic": "toolbox.echo", "payload": nested_list(depth)}])
+
+    assert not Job.objects.exists()
+
+
+def test_enqueue__brackets_inside_strings_do_not_count_as_nesting(store):
+    payload = {"text": "[" * 500, "keys": {"{" * 200: "]]"}}
+
+    assert stored(store.enqueue("toolbox.echo", payload).id).payload == payload
+
+
+@pytest.mark.parametrize("topic", ["remote.\\u0000", "remote.a\\u0000b"], ids=repr)
+def test_enqueue__a_topic_with_backslash_u0000_written_out_is_a_plain_topic(store, settings, topic):
+    settings.JOBS = {"ALLOWED_TOPICS": ["remote.*"]}
+
+    job = store.enqueue(topic, {"\\u0000": "\\u0000"}, dedupe_key="\\u0000", queue_name="\\u0000")
+
+    row = stored(job.id)
+    assert (row.topic, row.payload, row.dedupe_key, row.queue_name) == (
+        topic, {"\\u0000": "\\u0000"}, "\\u0000", "\\u0000")
+    assert [found.id for found in store.list(topic=topic)] == [job.id]
+
+
+def test_tasks__a_lone_surrogate_in_a_tasks_arguments_is_invalid(store):
+    with pytest.raises(errors.InvalidPayload, match="lone surrogate"):
+        tasks.record.enqueue("\ud800")
+    with pytest.raises(errors.InvalidPayload, match="nested too deeply"):
+        tasks.record.enqueue(nested_list(MAX_JSON_DEPTH))  # {"args": [...]} adds two levels
+
+    assert not Job.objects.exists()
 
 
 # -- get, list, delete, requeue, stats ----------------------------------------------------

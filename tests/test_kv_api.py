@@ -55,6 +55,18 @@ def api(http_on, admin_client):
 
 
 @pytest.fixture
+def operator(http_on, django_user_model):
+    """A staff user with every kv model permission, not a superuser, with the API on."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="kv"))
+    operator = Client()
+    operator.force_login(user)
+    return operator
+
+
+@pytest.fixture
 def user_client(django_user_model):
     """A signed-in user who is not staff (its own client: ``client`` stays anonymous)."""
     user_client = Client()
@@ -256,9 +268,9 @@ def test_list__limit_cuts_and_says_so(api, store):
     assert len(api.get(url(), {"limit": 1000}).json()["keys"]) == 101
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "1001", "abc", "1.5"])
-def test_list__bad_limit_400(api, limit):
-    assert "limit" in assert_error(api.get(url(), {"limit": limit}), 400)
+@pytest.mark.parametrize("limit", ["0", "-1", "1001", "abc", "1.5", ""])
+def test_list__bad_limit_400(operator, limit):
+    assert assert_error(operator.get(url(), {"limit": limit}), 400).startswith("limit: ")
 
 
 def test_list__nul_in_pattern_400(api):
@@ -410,6 +422,15 @@ def test_incr__keeps_the_ttl(api, store, clock):
     api.post(url("c", "incr"), {}, content_type=JSON)
 
     assert store.get("c") == 6 and store.ttl("c") == 100
+
+
+@pytest.mark.parametrize("amount", [-INT64_MAX - 1, INT64_MAX])
+def test_incr__the_extreme_amounts_on_a_missing_key(operator, store, amount):
+    response = operator.post(url("c", "incr"), {"amount": amount}, content_type=JSON)
+
+    assert response.status_code == 200 and response.json() == {"key": "c", "value": amount}
+    assert store.get("c") == amount
+    assert store.hincrby("h", "f", amount) == amount  # the hash's counters alike
 
 
 @pytest.mark.parametrize("amount", ["5", 1.5, True, None, INT64_MAX + 1, [1]])
@@ -615,6 +636,38 @@ def test_schema__lists_the_kv_paths_and_methods(api):
     paths = schema_paths(api)
 
     assert {path: methods for path, methods in paths.items() if path.startswith("/api/kv/")} == KV_PATHS
+
+
+def schema(client) -> dict:
+    response = client.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_schema__hash_patch_body_requires_fields(operator):
+    document = schema(operator)
+    body = document["paths"]["/api/kv/keys/{key}/hash/"]["patch"]["requestBody"]
+
+    ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert body["required"] is True
+    assert document["components"]["schemas"][ref]["required"] == ["fields"]
+
+
+def test_schema__limit_bounded_as_the_api_checks_it(operator):
+    parameters = schema(operator)["paths"]["/api/kv/keys/"]["get"]["parameters"]
+
+    limit = next(parameter["schema"] for parameter in parameters if parameter["name"] == "limit")
+    assert (limit["type"], limit["minimum"], limit["maximum"]) == ("integer", 1, 1000)
+
+
+@pytest.mark.parametrize("path, method", [("/api/kv/keys/", "get"), ("/api/kv/keys/{key}/", "get"),
+                                          ("/api/kv/keys/{key}/", "put"), ("/api/kv/keys/{key}/", "delete"),
+                                          ("/api/kv/keys/{key}/incr/", "post"),
+                                          ("/api/kv/keys/{key}/expire/", "post"),
+                                          ("/api/kv/keys/{key}/hash/", "get"),
+                                          ("/api/kv/keys/{key}/hash/", "patch")])
+def test_schema__every_operation_documents_the_400_of_a_nul(operator, path, method):
+    assert "400" in schema(operator)["paths"][path][method]["responses"]
 
 
 def test_schema__staff_only(http_on, client, user_client):

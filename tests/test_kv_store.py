@@ -18,6 +18,8 @@ import pytest
 import kv
 from kv.errors import InvalidKey, InvalidValue, LockTimeout, NotAnInteger, Overflow, WrongType
 from kv.models import KVEntry
+from kv.validation import MAX_TTL
+from tachycore.jsontext import MAX_JSON_DEPTH
 
 pytestmark = pytest.mark.django_db
 
@@ -1278,3 +1280,128 @@ def test_hset__hash_cannot_grow_past_max_value_size(store, settings):
         store.hset("h", "b", "y" * 30)
 
     assert store.hgetall("h") == {"a": "x" * 30}
+
+
+# -- bad input: lone surrogates, deep nesting, "\u0000" written out, TTLs past the cap ---------
+
+def nested_list(depth: int) -> list:
+    """Lists nested ``depth`` levels deep around 1 (``[[1]]`` is 2)."""
+    value: list | int = 1
+    for _ in range(depth):
+        value = [value]
+    return value  # type: ignore[return-value]
+
+
+SURROGATES = {"value": "a\ud800b", "in-a-list": ["ok", "\udc00"], "object-key": {"\ud800": 1},
+              "nested-key": {"a": [{"\udfff": None}]}, "two-halves": "\ud83d\ude00"}
+
+
+@pytest.mark.parametrize("value", SURROGATES.values(), ids=SURROGATES.keys())
+def test_set__a_lone_surrogate_anywhere_raises_invalid_value_and_writes_nothing(store, value):
+    store.set("k", "before")
+
+    with pytest.raises(InvalidValue, match=r"'k'.*lone surrogate"):
+        store.set("k", value)
+    with pytest.raises(InvalidValue, match="lone surrogate"):
+        store.mset({"other": 1, "k": value})
+    with pytest.raises(InvalidValue, match="lone surrogate"):
+        store.hset("h", "f", value)
+
+    assert store.get("k") == "before"
+    assert store.mget("other", "h") == [None, None]
+
+
+@pytest.mark.parametrize("key", ["a\ud800", "\udc00b"], ids=["high", "low"])
+def test_store__a_key_or_field_with_a_lone_surrogate_raises_invalid_key(store, key):
+    with pytest.raises(InvalidKey, match="lone surrogate"):
+        store.set(key, 1)
+    with pytest.raises(InvalidKey, match="lone surrogate"):
+        store.hset("h", key, 1)
+
+    assert KVEntry.objects.count() == 0
+
+
+def test_set__a_value_at_max_json_depth_round_trips(store):
+    value = nested_list(MAX_JSON_DEPTH)
+
+    store.set("k", value)
+
+    assert store.get("k") == value
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 1_000, 100_000])
+def test_set__a_value_nested_deeper_than_max_json_depth_raises_invalid_value(store, depth):
+    store.set("k", "before")
+
+    with pytest.raises(InvalidValue, match=rf"'k'.*nested too deeply.*{MAX_JSON_DEPTH}"):
+        store.set("k", nested_list(depth))
+    with pytest.raises(InvalidValue, match="nested too deeply"):
+        store.mset({"other": 1, "k": nested_list(depth)})
+
+    assert store.get("k") == "before"
+    assert store.get("other") is None
+
+
+def test_hset__the_hash_counts_as_one_level_of_its_value(store):
+    store.hset("h", "f", nested_list(MAX_JSON_DEPTH - 1))
+
+    with pytest.raises(InvalidValue, match=r"'h'.*nested too deeply"):
+        store.hset("h", "g", nested_list(MAX_JSON_DEPTH))
+
+    assert store.hgetall("h") == {"f": nested_list(MAX_JSON_DEPTH - 1)}
+
+
+def test_set__brackets_inside_strings_do_not_count_as_nesting(store):
+    value = {"text": "[" * 500 + "{" * 500, "list": ["]]]", "[[["]}
+
+    store.set("k", value)
+
+    assert store.get("k") == value
+
+
+@pytest.mark.parametrize("key", ["a\\u0000b", "\\u0000", "\\\\u0000", "x\\x00"], ids=repr)
+def test_store__a_key_with_backslash_u0000_written_out_is_a_plain_key(store, key):
+    # six characters, not a NUL: a key is a plain string, not JSON text
+    store.set(key, "v")
+    store.hset(f"h{key}", key, 1)
+
+    assert store.get(key) == "v"
+    assert store.hgetall(f"h{key}") == {key: 1}
+    assert store.keys("*") == sorted([key, f"h{key}"])
+    assert KVEntry.objects.get(key=key).value == "v"
+
+
+def test_set__a_value_with_backslash_u0000_written_out_round_trips(store):
+    value = {"\\u0000": "\\u0000", "list": ["a\\\\u0000"]}
+
+    store.set("k", value)
+
+    assert store.get("k") == value
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.set("k", 1, ex=MAX_TTL + 1),
+    lambda s: s.set("k", 1, ex=10**16),
+    lambda s: s.set("k", 1, px=(MAX_TTL + 1) * 1000),
+    lambda s: s.set("k", 1, ex=timedelta(days=10**8)),
+    lambda s: s.set("k", 1, ex=float("inf")),
+    lambda s: s.setex("k", 10**16, 1),
+    lambda s: s.expire("k", 10**16),
+    lambda s: s.pexpire("k", 10**19),
+    lambda s: s.lock("k", 10**16),
+], ids=["set-ex", "set-ex-huge", "set-px", "set-timedelta", "set-inf", "setex", "expire", "pexpire", "lock"])
+def test_store__a_ttl_over_max_ttl_raises_invalid_value_and_writes_nothing(store, call):
+    store.set("k", "before")
+
+    with pytest.raises(InvalidValue, match=str(MAX_TTL)):
+        call(store)
+
+    assert store.get("k") == "before"
+    assert store.ttl("k") == -1
+
+
+def test_store__a_ttl_of_max_ttl_is_kept(store):
+    store.set("k", 1, ex=MAX_TTL)
+
+    assert store.ttl("k") == MAX_TTL
+    assert store.expire("k", MAX_TTL) is True

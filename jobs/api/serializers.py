@@ -9,7 +9,7 @@ from rest_framework import serializers
 from jobs.models import Job, JobStatus
 from jobs.validation import MAX_DEDUPE_KEY, MAX_PRIORITY, MAX_QUEUE_NAME, MIN_PRIORITY
 from tachycore.jsontext import holds_nul
-from tachycore.rest import WholeNumberField
+from tachycore.rest import QuerySerializer, StringField, WholeNumberField
 
 
 class NumberField(serializers.FloatField):
@@ -44,7 +44,7 @@ class EnqueueSerializer(serializers.Serializer):
     """Body of ``POST /api/jobs/``."""
 
     # identifiers are stored as sent: no trimming, as in the Python API
-    topic = serializers.CharField(max_length=255, trim_whitespace=False)
+    topic = StringField(min_length=1, max_length=255, trim_whitespace=False)
     payload = PayloadField(required=False, allow_null=True, default=None,
                            help_text="Any JSON value; omitted or null stores {}.")
     run_at = serializers.DateTimeField(required=False, help_text="When the job becomes due (ISO 8601).")
@@ -52,10 +52,9 @@ class EnqueueSerializer(serializers.Serializer):
                         help_text="Seconds from now before the job becomes due.")
     priority = WholeNumberField(required=False, default=0, min_value=MIN_PRIORITY, max_value=MAX_PRIORITY)
     max_retries = WholeNumberField(required=False, min_value=0, max_value=1000)
-    dedupe_key = serializers.CharField(required=False, max_length=MAX_DEDUPE_KEY, trim_whitespace=False,
-                                       help_text="While a pending job has this key, enqueueing "
-                                                 "another returns that job.")
-    queue_name = serializers.CharField(required=False, max_length=MAX_QUEUE_NAME, default="default")
+    dedupe_key = StringField(required=False, min_length=1, max_length=MAX_DEDUPE_KEY, trim_whitespace=False,
+                             help_text="While a pending job has this key, enqueueing another returns that job.")
+    queue_name = StringField(required=False, min_length=1, max_length=MAX_QUEUE_NAME, default="default")
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         if "run_at" in data and "delay" in data:
@@ -89,11 +88,24 @@ class DedupedSerializer(serializers.Serializer):
     deduplicated = serializers.BooleanField()
 
 
-class JobQuerySerializer(serializers.Serializer):
-    """Query string of ``GET /api/jobs/``."""
+class JobQuerySerializer(QuerySerializer):
+    """Query string of ``GET /api/jobs/``: the filters."""
 
     status = serializers.ChoiceField(choices=JobStatus.values, required=False)
-    topic = serializers.CharField(required=False, max_length=255)
+    topic = serializers.CharField(required=False, max_length=255, trim_whitespace=False)
+
+
+#: the most jobs a page holds (``page_size``)
+MAX_PAGE_SIZE = 500
+
+
+class PageQuerySerializer(QuerySerializer):
+    """Query string of ``GET /api/jobs/``: the page."""
+
+    page = serializers.IntegerField(required=False, min_value=1,
+                                    help_text="The page, from 1; a page past the end is a 404.")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE,
+                                         help_text=f"Jobs per page (1 to {MAX_PAGE_SIZE}); 50 when omitted.")
 
 
 class StatsSerializer(serializers.Serializer):

@@ -4,7 +4,7 @@ request) no route resolves."""
 
 from __future__ import annotations
 
-from django.urls import URLResolver
+from django.urls import URLResolver, re_path
 from django.urls.exceptions import Resolver404
 from django.urls.resolvers import RoutePattern
 from rest_framework.routers import SimpleRouter
@@ -27,4 +27,9 @@ router = SimpleRouter(use_regex_path=False)
 router.register("", views.JobViewSet, basename="job")
 
 app_name = "jobs"
-urlpatterns = [HTTPEnabledResolver(RoutePattern("", is_endpoint=False), router.urls)]
+urlpatterns = [HTTPEnabledResolver(RoutePattern("", is_endpoint=False), [
+    *router.urls,
+    # any other URL ending in "/" (a malformed id: /api/jobs/abc/) is the API's JSON 404 too,
+    # not Django's HTML page; without the "/", Django's APPEND_SLASH redirect comes first
+    re_path(r"^[\s\S]+/\Z", views.unknown_url),
+])]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import IO, Any
+from typing import Any
 
+from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
@@ -20,6 +18,7 @@ from jobs.conf import jobs_settings
 from jobs.handlers import allowed_without_handler
 from jobs.models import Job
 from jobs.store import JobStore
+from tachycore.parsers import JSONBodyParser
 from tachycore.rest import ThrottledAuthentication, error_responses
 
 from . import serializers as s
@@ -35,26 +34,26 @@ def _store() -> JobStore:
     return store
 
 
-class JSONBodyParser(JSONParser):
-    """DRF's JSON parser; a body nested too deeply for Python is a 400, not a 500."""
-
-    def parse(self, stream: IO[Any], media_type: str | None = None,
-              parser_context: Mapping[str, Any] | None = None) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON parse error - the body is nested too deeply") from None
-
-
 class JobPagination(PageNumberPagination):
+    """50 jobs a page, ``page_size`` from 1 to ``MAX_PAGE_SIZE``.
+
+    A malformed ``page`` or ``page_size`` (``abc``, ``0``, ``501``, empty) is a 400 naming it,
+    where DRF would quietly serve the default page size or page 1; a page past the end stays
+    DRF's 404.
+    """
+
     page_size = 50
     page_size_query_param = "page_size"
-    max_page_size = 500
+    max_page_size = s.MAX_PAGE_SIZE
+
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> list[Any] | None:
+        s.PageQuerySerializer(data=request.query_params).is_valid(raise_exception=True)
+        return super().paginate_queryset(queryset, request, view)
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List jobs", parameters=[s.JobQuerySerializer], responses={
-        200: s.JobSerializer(many=True), **error_responses(400, 403)}),
+    list=extend_schema(summary="List jobs", parameters=[s.JobQuerySerializer, s.PageQuerySerializer],
+                       responses={200: s.JobSerializer(many=True), **error_responses(400, 403, 404)}),
     retrieve=extend_schema(summary="Read a job", responses={200: s.JobSerializer, **error_responses(403, 404)}),
     destroy=extend_schema(summary="Delete a job (not while it runs)",
                           responses={204: None, **error_responses(403, 404, 409)}),
@@ -136,3 +135,10 @@ class JobViewSet(ThrottledAuthentication, mixins.ListModelMixin, mixins.Retrieve
     @action(detail=False, methods=["get"])
     def stats(self, request: Any) -> Response:
         return Response(_store().stats().to_json())
+
+
+def unknown_url(request: HttpRequest) -> JsonResponse:
+    """A 404 as JSON for every URL under ``/api/jobs/`` that names no route: a malformed job id
+    (``/api/jobs/abc/``, ``/api/jobs/-1/``) gets the same answer as a missing job."""
+    return JsonResponse({"detail": "No such job: job ids are whole numbers, as in /api/jobs/42/."},
+                        status=404)

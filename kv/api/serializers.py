@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from tachycore.rest import WholeNumberField
+from kv.validation import MAX_TTL
+from tachycore.rest import QuerySerializer, WholeNumberField
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-#: the longest TTL the API takes, in seconds (about 317 years)
-MAX_TTL = 10**10
 
 
 # -- requests ------------------------------------------------------------------------------
 
 
-class KeyQuerySerializer(serializers.Serializer):
+class KeyQuerySerializer(QuerySerializer):
     """Query string of ``GET /keys/``."""
 
     pattern = serializers.CharField(default="*", allow_blank=True, trim_whitespace=False,
@@ -53,6 +52,17 @@ class HashUpdateSerializer(serializers.Serializer):
     fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.JSONField(allow_null=True), allow_empty=False,
         help_text="Field names and their JSON values.")
+
+    # Never partial: the body is validated whole although it comes with PATCH (it sets fields
+    # of a hash; it is no partial update of a resource). drf-spectacular marks PATCH bodies
+    # partial to publish them with no required field; this keeps "fields" required.
+    @property
+    def partial(self) -> bool:
+        return False
+
+    @partial.setter
+    def partial(self, value: bool) -> None:
+        pass
 
 
 # -- responses -----------------------------------------------------------------------------

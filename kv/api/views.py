@@ -16,7 +16,6 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.viewsets import ViewSet
@@ -25,6 +24,7 @@ from kv import get_store
 from kv.conf import kv_settings
 from kv.store import KVStore
 from tachycore.jsontext import holds_nul
+from tachycore.parsers import JSONBodyParser
 from tachycore.rest import ThrottledAuthentication, error_responses
 
 from . import serializers as s
@@ -98,7 +98,7 @@ class KeyViewSet(ThrottledAuthentication, ViewSet):
     permission_classes = [KVPermission]
     throttle_classes = [KVThrottle]
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [JSONBodyParser]
     lookup_field = "key"
     lookup_value_converter = "kvkey"
     schema = KVSchema()

@@ -79,9 +79,11 @@ class PostgresStatements(CacheStatements):
     def pattern_condition(self, pattern: str) -> tuple[str, str] | None:
         return "key ~ %(pattern)s", glob_to_regex(pattern)
 
+    # CAST(... AS bigint), not ...::bigint: bound on the client, -9223372036854775808 becomes
+    # that literal, and "::" binds before the minus (9223372036854775808 is out of range)
     incr_statement = (
         "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
-        "VALUES (%(key)s, 'value', to_jsonb(%(amount)s::bigint), NULL, %(ts)s, %(ts)s) "
+        "VALUES (%(key)s, 'value', to_jsonb(CAST(%(amount)s AS bigint)), NULL, %(ts)s, %(ts)s) "
         "ON CONFLICT (key) DO UPDATE SET "
         f"value = CASE WHEN {EXPIRED} THEN excluded.value "
         "ELSE to_jsonb(((_kv.value #>> '{}')::numeric + %(amount)s)::bigint) END, "
@@ -195,7 +197,7 @@ class PostgresStatements(CacheStatements):
         current = "(_kv.value -> %(field)s)"
         row = self._one(
             "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
-            "VALUES (%(key)s, 'hash', jsonb_build_object(%(field)s::text, %(amount)s::bigint), NULL, %(ts)s, %(ts)s) "
+            "VALUES (%(key)s, 'hash', jsonb_build_object(%(field)s::text, CAST(%(amount)s AS bigint)), NULL, %(ts)s, %(ts)s) "
             "ON CONFLICT (key) DO UPDATE SET "
             f"value = CASE WHEN {EXPIRED} THEN excluded.value "
             f"WHEN {current} IS NULL THEN _kv.value || excluded.value "

@@ -12,12 +12,17 @@ from django.db import transaction
 import kv
 from kv.errors import KVError
 from kv.models import KVEntry, ValueType
-from kv.validation import check_field, check_key, to_json
+from kv.validation import MAX_TTL, check_field, check_key, to_json
+from tachycore.jsontext import depth_fault
 
 
 def pretty(value: Any) -> str:
-    """A JSON value indented for reading (and editing)."""
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    """A JSON value indented for reading (and editing); on one line when it nests too deeply
+    for the indenting encoder (a value stored before the store capped the depth)."""
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    except RecursionError:
+        return json.dumps(value, ensure_ascii=False)
 
 class KeyExists(KVError):
     """A key added from the admin exists already."""
@@ -29,7 +34,8 @@ def _canonical(value: Any) -> str:
 
 
 def parse_json(text: str) -> Any:
-    """The value of ``text``; a ``ValidationError`` quoting the parser (line and column) if it is no JSON."""
+    """The value of ``text``; a ``ValidationError`` quoting the parser (line and column) if it
+    is no JSON, or nests too deeply for Python's parser (the store then checks the depth)."""
 
     def refuse_constant(name: str) -> Any:
         raise forms.ValidationError(f"Invalid JSON: {name} is not a JSON value.", code="invalid_json")
@@ -38,6 +44,8 @@ def parse_json(text: str) -> Any:
         return json.loads(text, parse_constant=refuse_constant)
     except json.JSONDecodeError as e:
         raise forms.ValidationError(f"Invalid JSON: {e}", code="invalid_json") from None
+    except RecursionError:  # some hundred levels deep: Python's parser gives up
+        raise forms.ValidationError(f"The value {depth_fault()}.", code="too_deep") from None
 
 
 # -- forms -------------------------------------------------------------------------------------
@@ -52,7 +60,7 @@ class KeyForm(forms.ModelForm):
                                      "spellcheck": "false"}),
         help_text="Any JSON value; a hash takes a JSON object of fields.",
     )
-    ttl = forms.IntegerField(label="Set TTL", min_value=1, required=False,
+    ttl = forms.IntegerField(label="Set TTL", min_value=1, max_value=MAX_TTL, required=False,
                              help_text="Seconds from now. Leave empty to keep the current expiry.")
     remove_ttl = forms.BooleanField(label="Remove the TTL (persist)", required=False,
                                     help_text="The key no longer expires.")
