@@ -28,3 +28,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """``bench/governance.py --suite``: the SQL classifier's cache hits and misses over the run."""
+    path = os.environ.get("TACHY_CLASSIFIER_STATS")
+    if path:
+        from tachycore.sql_classifier import cache_info
+
+        info = cache_info()
+        Path(path).write_text(json.dumps({"hits": info.hits, "misses": info.misses}))
