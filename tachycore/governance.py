@@ -192,6 +192,9 @@ class Grants(WatchedState):
         GrantsState.objects.bulk_create([GrantsState(pk=1)], ignore_conflicts=True)
         GrantsState.objects.filter(pk=1).update(version=F("version") + 1)
         sync.publish(CHANNEL, {})
+        # the next check reads again: in this transaction it sees the change (a plugin's
+        # install hook right after pm enable --grant-requested), and again after the commit
+        self.forget()
         transaction.on_commit(self.forget)
 
 

@@ -96,13 +96,13 @@ class PluginManager(PluginStates):
                 self.registry.update(names[0], options=options)
             for name in todo:
                 plugin = self.plugins[name]
+                if grant_requested:  # first: its hooks (install...) run under these grants
+                    self._grant_requested(plugin, granted_by or "pm enable --grant-requested")
                 record = records.get(name)
                 if record is None:
                     record = self._add(plugin, options if name == names[0] else None)
                 if not record.installed:
                     self._install(plugin, record)
-                if grant_requested:
-                    self._grant_requested(plugin, granted_by or "pm enable --grant-requested")
                 self._hook(plugin, "before_enable")
                 self.registry.update(name, enabled=True, last_error="")
                 self._hook(plugin, "before_load")
