@@ -1,7 +1,7 @@
 """Grants enforced in real processes: a server, ``runjobs`` and a plugin's command.
 
 The probe plugin (tests/plugin_apps/probe) holds only ``storage:sql`` READ
-(tests/settings_probe.py, applied when ``pm enable probe`` migrates it) and tries, on
+(``TACHYCORE["GRANTS"]`` of tests/settings_probe.py, applied by ``migrate``) and tries, on
 demand, one operation beyond it: writing its own table, reading another plugin's table,
 setting a kv key, enqueueing a job. Only the processes these tests start know the probe:
 the pytest process keeps tests.settings, and reads the probe's table with plain SQL.
@@ -25,7 +25,7 @@ import jobs
 from jobs.models import Job
 from kv.models import KVEntry
 from tachycore.models import CapabilityGrant
-from tests.helpers.processes import ROOT, manage, start_server, stop_server, wait_until
+from tests.helpers.processes import ROOT, manage, wait_until
 
 #: how soon a second process must follow a grant (DESIGN.md: "within a second")
 PROPAGATION = 1.0
@@ -51,21 +51,6 @@ def probe_env(subprocess_env):
     enabled = manage(env, "pm", "enable", "probe")
     assert enabled.returncode == 0, enabled.stderr
     return env
-
-
-@pytest.fixture
-def probe_server(probe_env):
-    """``start() -> base URL``: a ``runserver`` that knows the probe, stopped after the test."""
-    procs: list[subprocess.Popen] = []
-
-    def start() -> str:
-        url, proc = start_server(probe_env)
-        procs.append(proc)
-        return url
-
-    yield start
-    for proc in procs:
-        stop_server(proc)
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], dict]:
@@ -126,8 +111,8 @@ def seconds_until_status(url: str, expected: int, within: float) -> float | None
 
 
 @pytest.mark.django_db(transaction=True)
-def test_read_grant__a_request_may_read_and_is_refused_the_rest_with_a_403(probe_server):
-    base = probe_server() + "/api/probe/"
+def test_read_grant__a_request_may_read_and_is_refused_the_rest_with_a_403(probe_env, live_server_process):
+    base = live_server_process(probe_env) + "/api/probe/"
     before = rows_written_by_probe()
 
     status, _, body = get(base + "read/")
@@ -200,8 +185,8 @@ def seconds_from_commit_to_status(env: dict[str, str], command: tuple[str, ...],
 
 
 @pytest.mark.django_db(transaction=True)
-def test_pm_grant_and_revoke__reach_a_running_server_within_a_second(probe_env, probe_server):
-    url = probe_server() + "/api/probe/kv/"
+def test_pm_grant_and_revoke__reach_a_running_server_within_a_second(probe_env, live_server_process):
+    url = live_server_process(probe_env) + "/api/probe/kv/"
     assert get(url)[0] == 403
     held = CapabilityGrant.objects.filter(plugin="probe", capability="kv").exists
 
@@ -221,10 +206,11 @@ def test_pm_grant_and_revoke__reach_a_running_server_within_a_second(probe_env, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_refused_request__answers_in_the_trace_it_was_sent(probe_server):
+def test_a_refused_request__answers_in_the_trace_it_was_sent(probe_env, live_server_process):
+    url = live_server_process(probe_env) + "/api/probe/write/"
     header, trace_id = traceparent()
 
-    status, headers, _ = get(probe_server() + "/api/probe/write/", {"traceparent": header})
+    status, headers, _ = get(url, {"traceparent": header})
 
     assert status == 403
     assert trace_id_of(headers["traceparent"]) == trace_id
@@ -232,12 +218,13 @@ def test_a_refused_request__answers_in_the_trace_it_was_sent(probe_server):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_job_enqueued_by_a_request__is_refused_in_the_requests_trace(probe_env, probe_server):
+def test_a_job_enqueued_by_a_request__is_refused_in_the_requests_trace(probe_env, live_server_process):
     granted = manage(probe_env, "pm", "grant", "probe", "jobs:enqueue", "EXECUTE")
     assert granted.returncode == 0, granted.stderr
+    url = live_server_process(probe_env) + "/api/probe/enqueue/?then=write"
     header, trace_id = traceparent()
 
-    status, _, body = get(probe_server() + "/api/probe/enqueue/?then=write", {"traceparent": header})
+    status, _, body = get(url, {"traceparent": header})
 
     assert status == 200, body
     job = Job.objects.get(pk=body["result"])
