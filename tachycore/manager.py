@@ -177,6 +177,8 @@ class PluginManager(PluginStates):
     def _refuse_ungranted(self, names: builtins.list[str]) -> None:
         if tachycore_settings.GOVERNANCE != "enforce":
             return
+        if tachycore_settings.GRANTS:  # settings as code hold from the first enable, migrate or not
+            governance.grants.apply_settings(tachycore_settings.GRANTS)
         missing = {name: found for name in names if not self.plugins[name].built_in
                    and (found := governance.ungranted(name, self.plugins[name].capabilities))}
         if missing:

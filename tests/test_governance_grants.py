@@ -231,6 +231,13 @@ def test_settings_grants__are_applied_changed_and_revoked_by_what_the_setting_li
                      ("notes", "jobs:enqueue"): ("WRITE", "settings")}
 
 
+def test_settings_grants__hold_from_the_first_enable_without_a_migrate(no_grants, settings):
+    settings.TACHYCORE = {**settings.TACHYCORE, "GRANTS": {"audit": {"storage:sql": "WRITE"}}}
+
+    assert plugin_manager.enable("audit") == ["audit"]
+    assert [(g.capability, g.granted_by) for g in grants.list("audit")] == [("storage:sql", "settings")]
+
+
 def test_settings_grants__are_what_migrate_applies(db):
     given = {(g.plugin, g.capability): g.access.name for g in grants.list() if g.granted_by == "settings"}
 
@@ -262,6 +269,7 @@ def test_pm_grant_revoke_grants(no_grants):
 @pytest.mark.django_db(transaction=True)
 def test_pm_enable__refused_is_one_line_and_exit_1_then_grant_requested_enables(subprocess_env):
     CapabilityGrant.objects.all().delete()
+    subprocess_env = {**subprocess_env, "TACHYCORE_GRANTS": "{}"}  # the settings grant nothing
 
     refused = manage(subprocess_env, "pm", "enable", "notes")
 
