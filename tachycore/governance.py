@@ -147,6 +147,8 @@ class Grants(WatchedState):
                 plugin=plugin, capability=capability,
                 defaults={"access": level, "granted_by": granted_by[:200], "expires_at": expires_at})
             self._changed()
+            _tell_on_commit(Decision(plugin, capability, level, "allowed", "grant", detail=_given(
+                granted_by, expires_at)))
         return Grant.of(row)
 
     def revoke(self, plugin: str, capability: str) -> bool:
@@ -155,6 +157,7 @@ class Grants(WatchedState):
             deleted, _ = CapabilityGrant.objects.filter(plugin=plugin, capability=capability).delete()
             if deleted:
                 self._changed()
+                _tell_on_commit(Decision(plugin, capability, Access.NONE, "allowed", "revoke"))
         return bool(deleted)
 
     def list(self, plugin: str | None = None) -> list[Grant]:
@@ -180,10 +183,13 @@ class Grants(WatchedState):
                         plugin=key[0], capability=key[1],
                         defaults={"access": level, "granted_by": SETTINGS, "expires_at": None})
                     changed += 1
+                    _tell_on_commit(Decision(key[0], key[1], level, "allowed", "grant", detail=_given(SETTINGS)))
             for key, row in existing.items():
                 if row.granted_by == SETTINGS and key not in parsed:
                     row.delete()
                     revoked += 1
+                    _tell_on_commit(Decision(key[0], key[1], Access.NONE, "allowed", "revoke",
+                                             detail="no longer in TACHYCORE['GRANTS']"))
             if changed or revoked:
                 self._changed()
         return changed, revoked
@@ -254,7 +260,9 @@ def is_allowed(plugin: str | None, capability: str, access: Any) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """One answer of the check, as the audit trail records it."""
+    """One answer of the check, or one change of the grants (``action`` ``"grant"`` or
+    ``"revoke"``, decision ``"allowed"``, told once it is committed), as the audit trail
+    records it."""
 
     plugin: str
     capability: str
@@ -311,6 +319,17 @@ def enforce(plugin: str, capability: str, access: Access, *, action: str, target
 def _tell(decision: Decision) -> None:
     for observer in _observers:
         observer(decision)
+
+
+def _tell_on_commit(change: Decision) -> None:
+    """A grant change is told once it is committed: one rolled back never happened."""
+    if _observers:
+        transaction.on_commit(functools.partial(_tell, change), robust=True)
+
+
+def _given(granted_by: str, expires_at: datetime | None = None) -> str:
+    until = f", until {expires_at.isoformat()}" if expires_at else ""
+    return f"granted by {granted_by or '-'}{until}"
 
 
 def denial_message(plugin: str, capability: str, access: Access, target: str = "") -> str:

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from opentelemetry import trace
 
+from . import audit
 from .conf import tachycore_settings
 from .errors import CapabilityDenied
 from .maintenance import maintenance
@@ -44,7 +45,7 @@ class KernelMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         _start_runtime()
-        with _request_trace(request):
+        with _request_trace(request), audit.request_user(request):
             response = self._respond(request)
             response.headers.setdefault("traceparent", traceparent())
         return response
