@@ -244,11 +244,8 @@ class Trail:
         it was. Written in this thread when no writer can run (at interpreter shutdown)."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            if self._ensure_writer() is None:
-                inline = True
-            else:
-                inline = False
-        if inline:
+            writer = self._ensure_writer()
+        if writer is None:
             contextvars.Context().run(self._write_here, deadline)
         self._wake.set()
         with self._progress:

@@ -75,9 +75,8 @@ class AuditEventAdmin(FilterLookupsOnly, admin.ModelAdmin):
     list_filter = [PluginFilter, "decision", CapabilityFilter, ActionFilter]
     search_fields = ["trace_id"]  # searched by get_search_results: an exact, indexed lookup
     search_help_text = _("A trace id: 32 hexadecimal digits, as in a traceparent header.")
-    fields = ["at", "node", "plugin", "capability", "access", "decision", "action", "target", "detail",
-              "trace_id", "user_id"]
-    readonly_fields = fields
+    fields = readonly_fields = ("at", "node", "plugin", "capability", "access", "decision", "action", "target",
+                                "detail", "trace_id", "user_id")
     show_full_result_count = False  # a count(*) of the whole table on every page: not on a big trail
 
     def has_add_permission(self, request: HttpRequest) -> bool:
