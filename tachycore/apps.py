@@ -32,7 +32,7 @@ class TachycoreConfig(AppConfig):
         runtime.watch(maintenance)
         runtime.watch(governance.grants)
         governance.know_plugins(plugin_manager)
-        governance.observe(audit.record_decision)
+        governance.observe(audit.record_decision, allowed=audit.records_allowed)
         connection_created.connect(sql_guard.install, dispatch_uid="tachycore.sql_guard")
         for connection in connections.all(initialized_only=True):  # opened before ready()
             sql_guard.install(connection=connection)

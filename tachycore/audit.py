@@ -59,8 +59,8 @@ from .models import Access, AuditDecision, AuditEvent
 from .runtime import runtime
 from .trace import current_trace_id
 
-__all__ = ["flush", "operation", "prune", "record_decision", "record_operation", "request_user", "stats",
-           "trail"]
+__all__ = ["flush", "operation", "prune", "record_decision", "record_operation", "records_allowed",
+           "request_user", "stats", "trail"]
 
 logger = logging.getLogger("tachycore.audit")
 
@@ -140,6 +140,11 @@ def _entry(plugin: str, capability: str, access: int, decision: str, action: str
 # -- what is recorded ------------------------------------------------------------------------
 
 
+def records_allowed() -> bool:
+    """Whether allowed checks are recorded now (governance builds no decision otherwise)."""
+    return tachycore_settings.AUDIT_ALLOWED != "none"
+
+
 def record_decision(decision: Decision) -> None:
     """The governance observer (registered in ``TachycoreConfig.ready()``): keep denials,
     ``would_deny`` and grant changes; queue allowed checks per ``AUDIT_ALLOWED``."""
@@ -210,7 +215,10 @@ class Trail:
         self._wake = threading.Event()
         self._kept: deque[Entry] = deque()
         self._offered: deque[Entry] = deque()
+        #: events taken by the writer and not yet written (or put back)
         self._in_flight = 0
+        #: the writer is in a round: writing, or closing its connection after
+        self._busy = False
         self._thread: threading.Thread | None = None
         self.written = self.denials_written = self.dropped = 0
         self.last_error = ""
@@ -239,23 +247,36 @@ class Trail:
         if full_batch:
             self._wake.set()
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self, timeout: float = 5.0, *, until_error: bool = False) -> bool:
         """Wait until every queued event is written (at most ``timeout`` seconds); whether
-        it was. Written in this thread when no writer can run (at interpreter shutdown)."""
+        it was. ``until_error``: give up at the first batch the database refuses (at exit,
+        rather than trying until the timeout). Written in this thread when no writer can
+        run (at interpreter shutdown)."""
         deadline = time.monotonic() + timeout
         with self._lock:
             writer = self._ensure_writer()
+            failures = self._failures
         if writer is None:
             contextvars.Context().run(self._write_here, deadline)
         self._wake.set()
         with self._progress:
-            while self._kept or self._offered or self._in_flight:
+            while self._kept or self._offered or self._busy:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (until_error and self._failures > failures):
                     return False
                 self._progress.wait(min(remaining, 0.1))
                 self._wake.set()
         return True
+
+    def reset(self, timeout: float = 5.0) -> None:
+        """Forget what is queued, once the batch being written is (tests: what one test
+        recorded is not written into the next one's database)."""
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            self._kept.clear()
+            self._offered.clear()
+            while self._busy and time.monotonic() < deadline:
+                self._progress.wait(0.1)
 
     def stats(self) -> dict[str, Any]:
         """Counts of this process since it started: queued (waiting, both queues), written,
@@ -274,7 +295,7 @@ class Trail:
                 return None
             self._thread = thread
             if not self._atexit:
-                atexit.register(flush, EXIT_FLUSH_TIMEOUT)
+                atexit.register(flush_at_exit)
                 self._atexit = True
         return self._thread
 
@@ -291,21 +312,33 @@ class Trail:
             except Exception:  # never let the thread die: the queues would only grow
                 logger.exception("audit writer")
             finally:
-                connections.close_all()  # this thread's own: no idle session left on the server
+                self._end_round()
+            if self._failures:  # the database refused the last batch: wait before the next try
+                time.sleep(min(MAX_BACKOFF, 0.05 * 2 ** self._failures))
+
+    def _end_round(self) -> None:
+        if not self._busy:
+            return
+        connections.close_all()  # this thread's own: no idle session left on the server
+        with self._lock:
+            self._busy = False
+            self._progress.notify_all()
 
     def _write_here(self, deadline: float) -> None:
         while (self._kept or self._offered) and time.monotonic() < deadline and self._write_batch():
             pass
+        with self._lock:
+            self._busy = False
 
     def _write_batch(self) -> bool:
         """Write one batch; whether there may be more to write."""
         with self._lock:
             kept = [self._kept.popleft() for _ in range(min(BATCH_SIZE, len(self._kept)))]
             offered = [self._offered.popleft() for _ in range(min(BATCH_SIZE - len(kept), len(self._offered)))]
-            self._in_flight = len(kept) + len(offered)
-            if not self._in_flight:
-                self._progress.notify_all()
+            if not kept and not offered:
                 return False
+            self._in_flight = len(kept) + len(offered)
+            self._busy = True
         try:
             _insert(kept + offered)
         except Exception as e:
@@ -315,8 +348,7 @@ class Trail:
             self._in_flight = 0
             self._failures = 0
             self.written += len(kept) + len(offered)
-            self.denials_written += sum(1 for entry in kept if entry.decision != AuditDecision.ALLOWED)
-            self._progress.notify_all()
+            self.denials_written += sum(1 for entry in kept if entry.decision != ALLOWED)
         return True
 
     def _put_back(self, kept: list[Entry], offered: list[Entry], error: Exception) -> None:
@@ -332,9 +364,6 @@ class Trail:
             self._progress.notify_all()
         if failures == 1:
             logger.warning("audit rows not written, trying again: %s", self.last_error)
-        for connection in connections.all(initialized_only=True):
-            connection.close_if_unusable_or_obsolete()
-        time.sleep(min(MAX_BACKOFF, 0.05 * 2 ** failures))
 
     def _report_drops(self) -> None:
         """Record on the node (and log) that allowed checks are being dropped: when it starts,
@@ -378,7 +407,14 @@ def stats() -> dict[str, Any]:
 
 def flush_at_stop(**kwargs: Any) -> None:
     """``process_stopping``: write what is queued before the process goes."""
-    flush(EXIT_FLUSH_TIMEOUT)
+    flush_at_exit()
+
+
+def flush_at_exit() -> None:
+    """At exit: write what is queued, waiting at most ``EXIT_FLUSH_TIMEOUT``, or until the
+    database refuses a batch (then say how much is lost)."""
+    if not trail.flush(EXIT_FLUSH_TIMEOUT, until_error=True):
+        logger.error("audit: %d event(s) not written at exit: %s", stats()["queued"], stats()["last_error"])
 
 
 def prune(now: datetime | None = None) -> int:

@@ -277,12 +277,24 @@ class Decision:
 
 #: called with each ``Decision`` (the audit trail registers itself in ``ready()``)
 _observers: list[Callable[[Decision], None]] = []
+#: asked before an allowed decision is built: the observers are told it when one says yes
+_allowed_wanted: list[Callable[[], bool]] = []
 
 
-def observe(observer: Callable[[Decision], None]) -> None:
-    """Have ``observer`` called with every decision of the check (once per observer)."""
+def _always() -> bool:
+    return True
+
+
+def observe(observer: Callable[[Decision], None], *, allowed: Callable[[], bool] = _always) -> None:
+    """Have ``observer`` called with every decision of the check (once per observer).
+
+    ``allowed`` says whether the observer wants the allowed decisions now (the audit trail
+    records them per ``AUDIT_ALLOWED``): when no observer does, an allowed check builds no
+    ``Decision`` at all, the cost of the hot path.
+    """
     if observer not in _observers:
         _observers.append(observer)
+        _allowed_wanted.append(allowed)
 
 
 def check(capability: str, access: Any, target: str = "", *, action: str = "") -> None:
@@ -305,8 +317,10 @@ def enforce(plugin: str, capability: str, access: Access, *, action: str, target
     if mode == "off":
         return
     if trusted(plugin) or grants.access(plugin, capability) >= access:
-        if _observers:
-            _tell(Decision(plugin, capability, access, "allowed", action, target, detail))
+        for wanted in _allowed_wanted:
+            if wanted():
+                _tell(Decision(plugin, capability, access, "allowed", action, target, detail))
+                break
         return
     if mode == "audit":
         _tell(Decision(plugin, capability, access, "would_deny", action, target, detail))

@@ -28,3 +28,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _audit_queue_emptied():
+    """What a test recorded and did not flush is not written into the next test's database
+    (nor, after the last test, into no database at all while the test database is dropped)."""
+    yield
+    from tachycore import audit
+
+    audit.trail.reset()
