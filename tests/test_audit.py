@@ -23,6 +23,7 @@ from demo.notes.models import Note
 from jobs.dispatcher import Dispatcher
 from kv.models import KVEntry
 from tachycore import audit
+from tachycore.conf import tachycore_settings
 from tachycore.context import acting_as
 from tachycore.errors import CapabilityDenied, PluginNotFound, UngrantedCapabilities
 from tachycore.governance import grants
@@ -30,6 +31,7 @@ from tachycore.manager import plugin_manager
 from tachycore.models import Access, AuditEvent, CapabilityGrant
 from tachycore.receivers import AUDIT_PRUNE_FUNC, AUDIT_PRUNE_SCHEDULE, keep_audit_prune_schedule
 from tachycore.runtime import runtime
+from tests.helpers.processes import manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -227,6 +229,25 @@ def test_plugin_operations__are_recorded_with_the_os_user(trail):
     assert all(row.user_id is None for row in found)
 
 
+def test_plugin_operation_in_the_admin__names_the_signed_in_user(trail, admin_client, admin_user):
+    from django.urls import reverse
+
+    admin_client.post(reverse("admin:tachycore_applicationplugin_operation", args=["notes", "disable"]))
+
+    [row] = rows(action="pm.disable")
+    assert (row.plugin, row.decision, row.user_id) == ("notes", "allowed", admin_user.pk)
+    assert "os user" not in row.detail
+
+
+def test_plugin_operation_on_the_command_line__is_written_before_the_command_exits(trail, subprocess_env):
+    done = manage(subprocess_env, "pm", "disable", "notes")
+    assert done.returncode == 0, done.stderr
+
+    [row] = rows(action="pm.disable")  # written by the command's process, not this one
+    assert (row.plugin, row.decision, row.user_id) == ("notes", "allowed", None)
+    assert "(os user " in row.detail and row.node != runtime.node_id
+
+
 def test_plugin_operation_refused__is_recorded_as_denied(trail):
     plugin_manager.disable("notes")
     for capability in ("storage:sql", "storage:sql:audit_auditevent", "jobs:enqueue"):
@@ -306,3 +327,11 @@ def test_stats__count_what_was_written(trail):
     assert after["denials_written"] == before["denials_written"] + 1
     assert after["written"] == before["written"] + 1
     assert after["queued"] == 0
+
+
+@pytest.mark.parametrize(("key", "value"), [("AUDIT_ALLOWED", "some"), ("AUDIT_QUEUE_SIZE", 0),
+                                            ("AUDIT_RETENTION", "a month")])
+def test_settings__bad_values_are_reported_by_key(settings, key, value):
+    settings.TACHYCORE = {**settings.TACHYCORE, key: value}
+
+    assert [name for name, _message in tachycore_settings.errors()] == [key]
