@@ -23,6 +23,7 @@ from demo.notes.models import Note
 from jobs.dispatcher import Dispatcher
 from kv.models import KVEntry
 from tachycore import audit
+from tachycore.audit import writer
 from tachycore.conf import tachycore_settings
 from tachycore.context import acting_as
 from tachycore.errors import CapabilityDenied, PluginNotFound, UngrantedCapabilities
@@ -174,13 +175,13 @@ def test_denial_while_the_plugin_holds_the_write_lock__does_not_block_it(trail):
 def test_saturated_queue__drops_allowed_checks_counts_them_and_keeps_every_denial(trail, settings, monkeypatch):
     settings.TACHYCORE = {**settings.TACHYCORE, "AUDIT_ALLOWED": "all", "AUDIT_QUEUE_SIZE": 2}
     release = threading.Event()
-    insert = audit._insert
+    insert = writer._insert
 
     def slow_insert(entries):
         release.wait(10)  # the database is slow: nothing is written meanwhile
         insert(entries)
 
-    monkeypatch.setattr(audit, "_insert", slow_insert)
+    monkeypatch.setattr(writer, "_insert", slow_insert)
     before = audit.stats()["dropped"]
 
     with acting_as("notes"):
