@@ -16,14 +16,14 @@ class TachycoreConfig(AppConfig):
         from django.db import connections
         from django.db.backends.signals import connection_created
 
-        from . import checks, governance, receivers, sql_guard
+        from . import audit, checks, governance, receivers, sql_guard
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
         from .maintenance import maintenance
         from .management.plugin_commands import run_commands_as_their_plugin
         from .manager import plugin_manager
         from .plugin_states import PLUGIN_CHANNEL_PREFIX, STATE_CHANNEL
         from .runtime import exit_on_sigterm, runtime
-        from .signals import process_started
+        from .signals import process_started, process_stopping
 
         checks.register()
         run_commands_as_their_plugin()
@@ -32,6 +32,7 @@ class TachycoreConfig(AppConfig):
         runtime.watch(maintenance)
         runtime.watch(governance.grants)
         governance.know_plugins(plugin_manager)
+        governance.observe(audit.record_decision, allowed=audit.records_allowed)
         connection_created.connect(sql_guard.install, dispatch_uid="tachycore.sql_guard")
         for connection in connections.all(initialized_only=True):  # opened before ready()
             sql_guard.install(connection=connection)
@@ -45,6 +46,9 @@ class TachycoreConfig(AppConfig):
                              dispatch_uid="tachycore.apply_settings_grants")
         post_migrate.connect(receivers.keep_node_prune_schedule, sender=self,
                              dispatch_uid="tachycore.keep_node_prune_schedule")
+        post_migrate.connect(receivers.keep_audit_prune_schedule, sender=self,
+                             dispatch_uid="tachycore.keep_audit_prune_schedule")
+        process_stopping.connect(audit.flush_at_stop, dispatch_uid="tachycore.audit.flush_at_stop")
         setting_changed.connect(receivers.reset_plugin_manager,
                                 dispatch_uid="tachycore.reset_plugin_manager")
         process_started.connect(receivers.warn_of_plugins_not_added,

@@ -255,6 +255,13 @@ class TachycoreDefaults:
         "django_session", "auth_user", "auth_group", "auth_permission", "auth_user_groups",
         "auth_user_user_permissions", "auth_group_permissions", "authtoken_token", "django_content_type",
     ], "list")
+    #: which allowed checks the audit trail records: "none" (denials, grant changes and plugin
+    #: operations only), "writes" (also allowed WRITE and EXECUTE checks) or "all"
+    AUDIT_ALLOWED: str = setting("none", "str", choices=("none", "writes", "all"))
+    #: allowed checks waiting to be written; beyond it they are dropped (and counted), denials never
+    AUDIT_QUEUE_SIZE: int = setting(10000, "int", minimum=1)
+    #: audit rows older than this are deleted by an hourly django-q2 schedule
+    AUDIT_RETENTION: float = setting(30 * 86400.0, "duration")
 
 
 tachycore_settings = AppSettings("TACHYCORE", TachycoreDefaults)

@@ -147,6 +147,8 @@ class Grants(WatchedState):
                 plugin=plugin, capability=capability,
                 defaults={"access": level, "granted_by": granted_by[:200], "expires_at": expires_at})
             self._changed()
+            _tell_on_commit(Decision(plugin, capability, level, "allowed", "grant", detail=_given(
+                granted_by, expires_at)))
         return Grant.of(row)
 
     def revoke(self, plugin: str, capability: str) -> bool:
@@ -155,6 +157,7 @@ class Grants(WatchedState):
             deleted, _ = CapabilityGrant.objects.filter(plugin=plugin, capability=capability).delete()
             if deleted:
                 self._changed()
+                _tell_on_commit(Decision(plugin, capability, Access.NONE, "allowed", "revoke"))
         return bool(deleted)
 
     def list(self, plugin: str | None = None) -> list[Grant]:
@@ -180,10 +183,13 @@ class Grants(WatchedState):
                         plugin=key[0], capability=key[1],
                         defaults={"access": level, "granted_by": SETTINGS, "expires_at": None})
                     changed += 1
+                    _tell_on_commit(Decision(key[0], key[1], level, "allowed", "grant", detail=_given(SETTINGS)))
             for key, row in existing.items():
                 if row.granted_by == SETTINGS and key not in parsed:
                     row.delete()
                     revoked += 1
+                    _tell_on_commit(Decision(key[0], key[1], Access.NONE, "allowed", "revoke",
+                                             detail="no longer in TACHYCORE['GRANTS']"))
             if changed or revoked:
                 self._changed()
         return changed, revoked
@@ -257,7 +263,9 @@ def is_allowed(plugin: str | None, capability: str, access: Any) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """One answer of the check, as the audit trail records it."""
+    """One answer of the check, or one change of the grants (``action`` ``"grant"`` or
+    ``"revoke"``, decision ``"allowed"``, told once it is committed), as the audit trail
+    records it."""
 
     plugin: str
     capability: str
@@ -272,12 +280,24 @@ class Decision:
 
 #: called with each ``Decision`` (the audit trail registers itself in ``ready()``)
 _observers: list[Callable[[Decision], None]] = []
+#: asked before an allowed decision is built: the observers are told it when one says yes
+_allowed_wanted: list[Callable[[], bool]] = []
 
 
-def observe(observer: Callable[[Decision], None]) -> None:
-    """Have ``observer`` called with every decision of the check (once per observer)."""
+def _always() -> bool:
+    return True
+
+
+def observe(observer: Callable[[Decision], None], *, allowed: Callable[[], bool] = _always) -> None:
+    """Have ``observer`` called with every decision of the check (once per observer).
+
+    ``allowed`` says whether the observer wants the allowed decisions now (the audit trail
+    records them per ``AUDIT_ALLOWED``): when no observer does, an allowed check builds no
+    ``Decision`` at all, the cost of the hot path.
+    """
     if observer not in _observers:
         _observers.append(observer)
+        _allowed_wanted.append(allowed)
 
 
 def check(capability: str, access: Any, target: str = "", *, action: str = "") -> None:
@@ -300,8 +320,10 @@ def enforce(plugin: str, capability: str, access: Access, *, action: str, target
     if mode == "off":
         return
     if trusted(plugin) or grants.access(plugin, capability) >= access:
-        if _observers:
-            _tell(Decision(plugin, capability, access, "allowed", action, target, detail))
+        for wanted in _allowed_wanted:
+            if wanted():
+                _tell(Decision(plugin, capability, access, "allowed", action, target, detail))
+                break
         return
     if mode == "audit":
         _tell(Decision(plugin, capability, access, "would_deny", action, target, detail))
@@ -314,6 +336,17 @@ def enforce(plugin: str, capability: str, access: Access, *, action: str, target
 def _tell(decision: Decision) -> None:
     for observer in _observers:
         observer(decision)
+
+
+def _tell_on_commit(change: Decision) -> None:
+    """A grant change is told once it is committed: one rolled back never happened."""
+    if _observers:
+        transaction.on_commit(functools.partial(_tell, change), robust=True)
+
+
+def _given(granted_by: str, expires_at: datetime | None = None) -> str:
+    until = f", until {expires_at.isoformat()}" if expires_at else ""
+    return f"granted by {granted_by or '-'}{until}"
 
 
 def denial_message(plugin: str, capability: str, access: Access, target: str = "") -> str:

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.db import router, transaction
 from django.utils.module_loading import module_has_submodule
 
-from . import governance, sync
+from . import audit, governance, sync
 from .conf import tachycore_settings
 from .errors import (
     BuiltInPlugin,
@@ -45,6 +45,7 @@ class PluginManager(PluginStates):
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    @audit.operation("pm.add")
     def add(self, name: str, options: dict[str, Any] | None = None) -> PluginInfo:
         """Record a discovered plugin in the registry (neither installed nor enabled)."""
         plugin = self._code(name, "add")
@@ -55,6 +56,7 @@ class PluginManager(PluginStates):
             self._add(plugin, options)
         return self.get(name)
 
+    @audit.operation("pm.install")
     def install(self, name: str) -> PluginInfo:
         """Run the plugin's migrations and ``install()``; adds it first when needed."""
         plugin = self._code(name, "install")
@@ -65,6 +67,7 @@ class PluginManager(PluginStates):
                 self._install(plugin, record)
         return self.get(name)
 
+    @audit.operation("pm.enable")
     def enable(self, *names: str, options: dict[str, Any] | None = None, grant_requested: bool = False,
                granted_by: str = "") -> builtins.list[str]:
         """Enable plugins and their dependencies (first); return the names newly enabled.
@@ -111,6 +114,7 @@ class PluginManager(PluginStates):
                 self._hook(plugin, "after_enable")
         return todo
 
+    @audit.operation("pm.disable")
     def disable(self, *names: str) -> builtins.list[str]:
         """Disable plugins (dependents named in the same call first); return those disabled.
 
@@ -129,6 +133,7 @@ class PluginManager(PluginStates):
                 self._disable(name)
         return todo
 
+    @audit.operation("pm.upgrade")
     def upgrade(self, name: str) -> tuple[str, str]:
         """Run new migrations and ``upgrade(from_version)``; return ``(from, to)`` versions."""
         plugin = self._code(name, "upgrade")
@@ -143,6 +148,7 @@ class PluginManager(PluginStates):
             self.registry.update(name, version=plugin.version, last_error="")
         return record.version, plugin.version
 
+    @audit.operation("pm.remove")
     def remove(self, name: str, force: bool = False) -> None:
         """Delete the plugin's registry row (its tables stay).
 

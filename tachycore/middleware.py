@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from opentelemetry import trace
 
+from . import audit
 from .conf import tachycore_settings
 from .errors import CapabilityDenied
 from .maintenance import maintenance
@@ -42,6 +43,9 @@ class KernelMiddleware:
     does waits on the database in the event loop's thread (the maintenance state is a
     copy, checked on a worker thread; users and credentials are read through
     ``sync_to_async``).
+
+    The audit trail knows the request it serves (``tachycore.audit.request_user``): it
+    reads the request's user only when it records a row, so other requests pay nothing.
     """
 
     sync_capable = True
@@ -58,7 +62,7 @@ class KernelMiddleware:
         if self.is_async:
             return self.__acall__(request)
         _start_runtime()
-        with _request_trace(request):
+        with _request_trace(request), audit.request_user(request):
             response = self._respond(request)
             response.headers.setdefault("traceparent", traceparent())
         return response
@@ -66,7 +70,7 @@ class KernelMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         if not runtime.started and tachycore_settings.START_RUNTIME:
             await sync_to_async(_start_runtime)()
-        with _request_trace(request):
+        with _request_trace(request), audit.request_user(request):
             state = maintenance.current()
             if state.enabled and not await self._alet_through(request):
                 response = self._unavailable(request, state.message)

@@ -104,3 +104,21 @@ def keep_node_prune_schedule(*, using: str, apps: Any = None, verbosity: int = 1
                              lambda row, changed, now: None, using=using)
 
     keep_schedule_after_migrate(register, using=using, apps=apps, verbosity=verbosity, stdout=stdout)
+
+
+#: the django-q2 schedule that deletes audit rows older than ``TACHYCORE["AUDIT_RETENTION"]``
+AUDIT_PRUNE_SCHEDULE = "tachycore: prune old audit rows"
+AUDIT_PRUNE_FUNC = "tachycore.audit.prune"
+
+
+def keep_audit_prune_schedule(*, using: str, apps: Any = None, verbosity: int = 1, stdout: Any = None,
+                              **kwargs: Any) -> None:
+    """After ``migrate``: the hourly schedule that prunes old audit rows, when django_q is installed."""
+    from .schedules import keep_schedule, keep_schedule_after_migrate
+
+    def register(*, using: str, apps: Any) -> Any:
+        fields = {"func": AUDIT_PRUNE_FUNC, "schedule_type": "H", "minutes": None, "cron": None}
+        return keep_schedule(apps.get_model("django_q", "Schedule"), AUDIT_PRUNE_SCHEDULE, fields,
+                             lambda row, changed, now: None, using=using)
+
+    keep_schedule_after_migrate(register, using=using, apps=apps, verbosity=verbosity, stdout=stdout)

@@ -42,3 +42,13 @@ def pytest_sessionfinish(session, exitstatus):
 
         info = cache_info()
         Path(path).write_text(json.dumps({"hits": info.hits, "misses": info.misses}))
+
+
+@pytest.fixture(autouse=True)
+def _audit_queue_emptied():
+    """What a test recorded and did not flush is not written into the next test's database
+    (nor, after the last test, into no database at all while the test database is dropped)."""
+    yield
+    from tachycore import audit
+
+    audit.trail.reset()
