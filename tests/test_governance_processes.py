@@ -24,7 +24,7 @@ from django.db import connection
 import jobs
 from jobs.models import Job
 from kv.models import KVEntry
-from tachycore.models import CapabilityGrant
+from tachycore.models import AuditEvent, CapabilityGrant
 from tests.helpers.processes import ROOT, manage, wait_until
 
 #: how soon a second process must follow a grant (DESIGN.md: "within a second")
@@ -215,6 +215,9 @@ def test_a_refused_request__answers_in_the_trace_it_was_sent(probe_env, live_ser
     assert status == 403
     assert trace_id_of(headers["traceparent"]) == trace_id
     assert headers["traceparent"] != header  # the server's own span of that trace
+    # the server's audit trail wrote the denial in that trace (its writer thread: soon after)
+    assert wait_until(lambda: AuditEvent.objects.filter(
+        plugin="probe", decision="denied", action="sql", trace_id=trace_id).exists(), timeout=5)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -237,3 +240,6 @@ def test_a_job_enqueued_by_a_request__is_refused_in_the_requests_trace(probe_env
     job.refresh_from_db()
     assert job.status == "failed"
     assert f"CapabilityDenied: {refusal('write')}" in job.last_error
+    # runjobs flushed its audit trail before it exited: the job's denial, in the request's trace
+    denial = AuditEvent.objects.get(plugin="probe", decision="denied")
+    assert (denial.action, denial.trace_id) == ("sql", trace_id)
