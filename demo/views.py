@@ -11,6 +11,7 @@ from django.shortcuts import render
 
 from jobs.conf import jobs_settings
 from kv.conf import kv_settings
+from tachycore import governance
 from tachycore.manager import plugin_manager
 
 DOCS_DIR = Path(settings.BASE_DIR) / "docs"
@@ -39,10 +40,19 @@ def plugin_apis() -> list[Api]:
             continue
         switch, turn_on = HTTP_SWITCHES.get(info.name, (lambda: True, ""))
         if not info.enabled:
-            apis.append(Api(info.name, info.description, False, f"manage.py pm enable {info.name}"))
+            apis.append(Api(info.name, info.description, False, _enable_command(info.name)))
         else:
             apis.append(Api(info.name, info.description, switch(), turn_on))
     return apis
+
+
+def _enable_command(name: str) -> str:
+    """``pm enable``, with ``--grant-requested`` while the plugin (or one it depends on)
+    asks for capabilities nobody granted (``pm grants`` lists them first)."""
+    needed = plugin_manager.dependencies.resolve([name])
+    asks = any(governance.ungranted(n, plugin_manager.plugins[n].capabilities) for n in needed
+               if n in plugin_manager.plugins)
+    return f"manage.py pm enable {name}" + (" --grant-requested" if asks else "")
 
 
 def doc_names() -> list[str]:

@@ -14,7 +14,9 @@ from django.db import IntegrityError, router, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from tachycore import trace
+from tachycore import governance, trace
+from tachycore.context import current_plugin
+from tachycore.models import Access
 
 from .conf import jobs_settings
 from .errors import DedupeConflict, InvalidOption, JobNotFound, JobRunning, UnknownTopic
@@ -135,12 +137,17 @@ class JobStore:
                 job.max_retries, job.dedupe_key, job.task_backend, json.dumps(job.trace_context)]
 
     def _insert(self, now: datetime, prepared: list[Job]) -> list[Job]:
+        if current_plugin() is not None:  # a plugin's code: it needs jobs:enqueue
+            topics = ", ".join(sorted({job.topic for job in prepared}))
+            governance.check("jobs:enqueue", Access.EXECUTE, target=topics[:200], action="jobs.enqueue")
         sql = self.sql
         rows = [self._row(sql, job) for job in prepared]
         deduped = any(job.dedupe_key for job in prepared)
         # one statement is atomic by itself; more (large batches, dedupe keys) share a transaction
         alone = sql.insert_statements(len(rows), deduped) == 1
-        with contextlib.nullcontext() if alone else transaction.atomic(using=self.using, savepoint=False):
+        # the queue's own statements: checked above by jobs:enqueue, not by the SQL guard
+        with (contextlib.nullcontext() if alone else transaction.atomic(using=self.using, savepoint=False),
+              governance.builtin_statements()):
             ids = sql.insert(now, rows, dedupe=deduped)
             result = []
             for job, job_id in zip(prepared, ids, strict=True):

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import transaction
 
-from . import clock
+from . import clock, governed
 from .conf import kv_settings
 from .errors import InvalidKey, InvalidValue, ValueTooLarge, WrongType
+from .governed import current_plugin
 from .refusals import refuse_increment
 from .reserved import writable_key
 from .validation import check_field, check_key, to_integer, to_json
@@ -33,6 +34,8 @@ class HashCommands:
     def hset(self, key: str, field: str | None = None, value: Any = None,
              mapping: dict[str, Any] | None = None) -> int:
         """Set fields of a hash (``field``/``value`` and/or ``mapping``); return how many are new."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "hset", key)
         key = writable_key(key)
         fields: dict[str, Any] = {}
         if field is not None:
@@ -48,11 +51,15 @@ class HashCommands:
 
     def hget(self, key: str, field: str) -> Any:
         """The value of ``field`` in the hash ``key``; ``None`` when either is missing."""
+        if current_plugin() is not None:
+            governed.check(governed.READ, "hget", key)
         found = self._hash(key)
         return found.get(check_field(field)) if found else None
 
     def hgetall(self, key: str) -> dict[str, Any]:
         """Every field of the hash ``key``; ``{}`` when it is missing."""
+        if current_plugin() is not None:
+            governed.check(governed.READ, "hgetall", key)
         return self._hash(key) or {}
 
     def _hash(self, key: str) -> dict[str, Any] | None:
@@ -65,6 +72,8 @@ class HashCommands:
 
     def hdel(self, key: str, *fields: str) -> int:
         """Remove fields; the key goes when its last field does. Return how many were removed."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "hdel", key)
         key = writable_key(key)
         if not fields:
             raise InvalidKey("hdel needs at least one field")
@@ -78,6 +87,8 @@ class HashCommands:
 
     def hincrby(self, key: str, field: str, amount: int = 1) -> int:
         """Add ``amount`` to the integer ``field`` (from 0 when missing); the new value."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "hincrby", key)
         key = writable_key(key)
         field = check_field(field)
         amount = to_integer(amount, "amount")

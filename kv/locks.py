@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import clock
+from . import clock, governed
 from .errors import InvalidValue, LockTimeout
+from .governed import current_plugin
 from .reserved import writable_key
 from .validation import expire_at, to_seconds
 
@@ -28,6 +29,8 @@ class LockCommands:
 
     def lock(self, key: str, ttl: Any) -> str | None:
         """Take the lock ``key`` for ``ttl`` seconds: a fresh token, or ``None`` if it is held."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "lock", key)
         key = writable_key(key)
         seconds = to_seconds(ttl, "ttl")
         if seconds <= 0:
@@ -39,6 +42,8 @@ class LockCommands:
 
     def unlock(self, key: str, token: str) -> bool:
         """Release the lock if ``token`` still holds it (and it has not expired)."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "unlock", key)
         key = writable_key(key)
         if not isinstance(token, str):
             raise InvalidValue(f"a lock token is a string, got {token!r}")

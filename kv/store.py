@@ -10,9 +10,10 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import clock
+from . import clock, governed
 from .conf import kv_settings
 from .errors import InvalidKey, InvalidValue, WrongType
+from .governed import current_plugin
 from .hashes import HashCommands
 from .l1 import L1Cache
 from .locks import LockCommands
@@ -92,6 +93,8 @@ class KVStore(HashCommands, LockCommands):
 
     def get(self, key: str) -> Any:
         """The value of ``key``, or ``None`` when it is missing or expired."""
+        if current_plugin() is not None:
+            governed.check(governed.READ, "get", key)
         found = self._read(key)
         if found is None:
             return None
@@ -102,6 +105,8 @@ class KVStore(HashCommands, LockCommands):
     def set(self, key: str, value: Any, ex: Any = None, px: Any = None, nx: bool = False, xx: bool = False,
             keepttl: bool = False) -> bool | None:
         """Store ``value``; ``True``, or ``None`` when ``nx``/``xx`` refused it (as redis-py)."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "set", key)
         key = writable_key(key)
         text = to_json(value, key)
         if nx and xx:
@@ -121,6 +126,8 @@ class KVStore(HashCommands, LockCommands):
 
     def mset(self, mapping: dict[str, Any]) -> bool:
         """Store every key at once (one statement); their TTLs are cleared."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "mset", "")
         if not isinstance(mapping, dict) or not mapping:
             raise InvalidValue("mset needs a non-empty dict of keys and values")
         items = [(writable_key(key), to_json(value, key)) for key, value in mapping.items()]
@@ -129,6 +136,8 @@ class KVStore(HashCommands, LockCommands):
 
     def mget(self, *keys: Any) -> list[Any]:
         """The values of ``keys`` in order, ``None`` for each missing one (a list is accepted too)."""
+        if current_plugin() is not None:
+            governed.check(governed.READ, "mget", "")
         if len(keys) == 1 and isinstance(keys[0], list | tuple):
             keys = tuple(keys[0])
         names = [check_key(key) for key in keys]
@@ -182,6 +191,8 @@ class KVStore(HashCommands, LockCommands):
 
     def delete(self, *keys: str) -> int:
         """Delete keys; return how many existed."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "delete", "")
         if not keys:
             raise InvalidKey("delete needs at least one key")
         keys = tuple(dict.fromkeys(writable_key(key) for key in keys))
@@ -195,6 +206,8 @@ class KVStore(HashCommands, LockCommands):
 
     def exists(self, *keys: str) -> int:
         """How many of ``keys`` exist (a key named twice counts twice, as in Redis)."""
+        if current_plugin() is not None:
+            governed.check(governed.READ, "exists", "")
         if not keys:
             raise InvalidKey("exists needs at least one key")
         names = [check_key(key) for key in keys]
@@ -203,6 +216,8 @@ class KVStore(HashCommands, LockCommands):
 
     def type(self, key: str) -> str:
         """``"value"``, ``"hash"`` or ``"none"``."""
+        if current_plugin() is not None:
+            governed.check(governed.READ, "type", key)
         found = self._read(key)
         return found[0] if found else "none"
 
@@ -214,6 +229,8 @@ class KVStore(HashCommands, LockCommands):
         ``kv.sql.glob.MAX_PATTERN_WILDCARDS`` wildcards (``InvalidPattern`` past them). On
         PostgreSQL the search is cancelled after ``KV["KEYS_TIMEOUT"]`` (``SearchTimeout``).
         """
+        if current_plugin() is not None:
+            governed.check(governed.READ, "keys", pattern)
         pattern = check_pattern(pattern)
         if limit is not None and (type(limit) is not int or limit < 1):
             raise InvalidValue(f"limit must be a whole number of at least 1, got {limit!r}")
@@ -225,6 +242,8 @@ class KVStore(HashCommands, LockCommands):
 
     def pttl(self, key: str) -> int:
         """Milliseconds left; -2 for a missing key, -1 for a key without expiry."""
+        if current_plugin() is not None:
+            governed.check(governed.READ, "pttl", key)
         now = clock.now_ms()
         row = self._session.statements().expire_at(check_key(key), now)
         if row is None:
@@ -238,10 +257,14 @@ class KVStore(HashCommands, LockCommands):
 
     def expire(self, key: str, seconds: Any) -> bool:
         """Give ``key`` a TTL; 0 or less deletes it. ``False`` when the key is missing."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "expire", key)
         return self._expire(writable_key(key), to_seconds(seconds, "seconds") * 1000)
 
     def pexpire(self, key: str, milliseconds: Any) -> bool:
         """``expire`` in milliseconds."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "pexpire", key)
         return self._expire(writable_key(key), to_seconds(milliseconds, "milliseconds"))
 
     def _expire(self, key: str, milliseconds: float) -> bool:
@@ -252,6 +275,8 @@ class KVStore(HashCommands, LockCommands):
 
     def persist(self, key: str) -> bool:
         """Remove the TTL; ``True`` if there was one."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "persist", key)
         key = writable_key(key)
         return self.write((key,), _set_expiry, key, None, clock.now_ms(), True)
 
@@ -269,6 +294,8 @@ class KVStore(HashCommands, LockCommands):
 
     def incrby(self, key: str, amount: int = 1) -> int:
         """Add ``amount`` (from 0 when missing or expired); the key keeps its TTL."""
+        if current_plugin() is not None:
+            governed.check(governed.WRITE, "incrby", key)
         key = writable_key(key)
         amount = to_integer(amount, "amount")
         now = clock.now_ms()

@@ -13,27 +13,42 @@ class TachycoreConfig(AppConfig):
     def ready(self) -> None:
         """Wire the layers: the per-process services learn here what the kernel above them
         keeps (the states to reconcile, the channels to follow); nothing reaches up."""
-        from . import checks, receivers
+        from django.db import connections
+        from django.db.backends.signals import connection_created
+
+        from . import audit, checks, governance, receivers, sql_guard
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
         from .maintenance import maintenance
         from .management.plugin_commands import run_commands_as_their_plugin
         from .manager import plugin_manager
         from .plugin_states import PLUGIN_CHANNEL_PREFIX, STATE_CHANNEL
         from .runtime import exit_on_sigterm, runtime
-        from .signals import process_started
+        from .signals import process_started, process_stopping
 
         checks.register()
         run_commands_as_their_plugin()
         exit_on_sigterm()
         runtime.watch(plugin_manager)
         runtime.watch(maintenance)
+        runtime.watch(governance.grants)
+        governance.know_plugins(plugin_manager)
+        governance.observe(audit.record_decision, allowed=audit.records_allowed)
+        connection_created.connect(sql_guard.install, dispatch_uid="tachycore.sql_guard")
+        for connection in connections.all(initialized_only=True):  # opened before ready()
+            sql_guard.install(connection=connection)
         runtime.route(PLUGIN_CHANNEL_PREFIX, plugin_manager.deliver)
         runtime.subscribe(STATE_CHANNEL, receivers.follow_plugin_states)
         runtime.subscribe(MAINTENANCE_CHANNEL, receivers.follow_maintenance)
+        runtime.subscribe(governance.CHANNEL, receivers.follow_grants)
         post_migrate.connect(receivers.sync_built_in_plugins, sender=self,
                              dispatch_uid="tachycore.sync_built_in_plugins")
+        post_migrate.connect(receivers.apply_settings_grants, sender=self,
+                             dispatch_uid="tachycore.apply_settings_grants")
         post_migrate.connect(receivers.keep_node_prune_schedule, sender=self,
                              dispatch_uid="tachycore.keep_node_prune_schedule")
+        post_migrate.connect(receivers.keep_audit_prune_schedule, sender=self,
+                             dispatch_uid="tachycore.keep_audit_prune_schedule")
+        process_stopping.connect(audit.flush_at_stop, dispatch_uid="tachycore.audit.flush_at_stop")
         setting_changed.connect(receivers.reset_plugin_manager,
                                 dispatch_uid="tachycore.reset_plugin_manager")
         process_started.connect(receivers.warn_of_plugins_not_added,

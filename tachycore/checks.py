@@ -19,6 +19,7 @@ def register() -> None:
     checks.register(check_plugins, "tachycore")
     checks.register(check_pubsub, "tachycore")
     checks.register(check_middleware, "tachycore")
+    checks.register(check_governance, "tachycore")
     checks.register(check_sqlite, checks.Tags.database)
     # reads the registry: run by migrate and `check --database default`, not by every command
     checks.register(check_not_added, checks.Tags.database)
@@ -224,4 +225,45 @@ def sqlite_problems(databases: dict[str, dict[str, Any]]) -> list[checks.CheckMe
                 "(web workers, runjobs) may fail with 'database is locked'.",
                 hint="Wrap the entry with tachycore.db.configure_sqlite() (WAL, busy timeout, "
                 "IMMEDIATE transactions).", id="tachycore.W010"))
+    return messages
+
+
+def check_governance(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The grants the settings give and the capabilities plugins ask for parse; the audit
+    mode, which refuses nothing, is meant for trying grants out, not for production."""
+    from django.conf import settings
+
+    from .conf import tachycore_settings
+    from .errors import InvalidGrant
+    from .governance import requested
+    from .manager import plugin_manager
+
+    if tachycore_settings.errors():
+        return []  # check_settings reports them
+    messages: list[checks.CheckMessage] = []
+    wanted = tachycore_settings.GRANTS
+    if not isinstance(wanted, dict) or not all(isinstance(v, dict) for v in wanted.values()):
+        messages.append(checks.Error(
+            f'TACHYCORE["GRANTS"] must map plugin names to {{capability: access}} dicts, got {wanted!r}',
+            hint='For example {"notes": {"storage:sql": "WRITE", "jobs:enqueue": "EXECUTE"}}.',
+            id="tachycore.E006"))
+    else:
+        for plugin, capabilities in wanted.items():
+            try:
+                requested(capabilities)
+            except InvalidGrant as e:
+                messages.append(checks.Error(f'TACHYCORE["GRANTS"]["{plugin}"]: {e}', id="tachycore.E006"))
+    for name, plugin in sorted(plugin_manager.plugins.items()):
+        try:
+            requested(plugin.capabilities)
+        except InvalidGrant as e:
+            messages.append(checks.Error(f"plugin {name!r}: capabilities: {e}",
+                                         hint=f"Fix {type(plugin).__qualname__}.capabilities in its plugin.py.",
+                                         id="tachycore.E007"))
+    if tachycore_settings.GOVERNANCE == "audit" and not settings.DEBUG:
+        messages.append(checks.Warning(
+            'TACHYCORE["GOVERNANCE"] is "audit" with DEBUG off: plugins are allowed whatever they '
+            "hold; what grants would refuse is only recorded (would_deny).",
+            hint='Use "enforce" in production once the audit trail shows no would_deny.',
+            id="tachycore.W040"))
     return messages

@@ -243,6 +243,25 @@ class TachycoreDefaults:
     NODE_RETENTION: float = setting(86400.0, "duration")
     #: paths (prefixes) served during maintenance to everyone, so that staff can sign in
     MAINTENANCE_EXEMPT_PATHS: list = setting(["/admin/login/", "/admin/logout/", "/static/"], "list")
+    #: "enforce" (a plugin's call beyond its grants raises CapabilityDenied), "audit" (allowed,
+    #: recorded as would_deny) or "off"
+    GOVERNANCE: str = setting("enforce", "str", choices=("enforce", "audit", "off"))
+    #: grants as code, applied at migrate: {"plugin": {"capability": "READ" | "WRITE" | "EXECUTE"}};
+    #: a grant this setting gave and no longer lists is revoked at the next migrate
+    GRANTS: dict = setting({}, "json")
+    #: tables any plugin may read without a grant: what Django and DRF read to authenticate
+    #: a request inside a plugin's view (sessions, users, groups, permissions, tokens)
+    READABLE_TABLES: list = setting([
+        "django_session", "auth_user", "auth_group", "auth_permission", "auth_user_groups",
+        "auth_user_user_permissions", "auth_group_permissions", "authtoken_token", "django_content_type",
+    ], "list")
+    #: which allowed checks the audit trail records: "none" (denials, grant changes and plugin
+    #: operations only), "writes" (also allowed WRITE and EXECUTE checks) or "all"
+    AUDIT_ALLOWED: str = setting("none", "str", choices=("none", "writes", "all"))
+    #: allowed checks waiting to be written; beyond it they are dropped (and counted), denials never
+    AUDIT_QUEUE_SIZE: int = setting(10000, "int", minimum=1)
+    #: audit rows older than this are deleted by an hourly django-q2 schedule
+    AUDIT_RETENTION: float = setting(30 * 86400.0, "duration")
 
 
 tachycore_settings = AppSettings("TACHYCORE", TachycoreDefaults)

@@ -22,13 +22,13 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-__all__ = ["Thread", "acting_as", "current_plugin", "entered_as"]
+__all__ = ["Thread", "acting_as", "builtin_statements", "current_plugin", "entered_as", "in_builtin_statements"]
 
 _plugin: contextvars.ContextVar[str | None] = contextvars.ContextVar("tachycore_plugin", default=None)
 
-def current_plugin() -> str | None:
-    """The name of the plugin whose code runs now; ``None`` for the host site."""
-    return _plugin.get()
+#: ``current_plugin()``: the name of the plugin whose code runs now; ``None`` for the host
+#: site. The context variable's own ``get``: as cheap as a call gets, for the store's hot paths.
+current_plugin: Callable[[], str | None] = _plugin.get
 
 
 @contextmanager
@@ -61,6 +61,26 @@ def entered_as[F: Callable[..., Any]](name: str, func: F) -> F:
         wrapper = functools.wraps(func)(entered)
     wrapper.tachycore_plugin = name  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+#: set while the kernel or a built-in plugin (kv, jobs) runs its own statements inside a
+#: plugin's code (a state check, a sync message, an enqueue the plugin asked for): the SQL
+#: guard leaves them, the built-in having checked its own capability
+_builtin = contextvars.ContextVar("tachycore_builtin_statements", default=False)
+
+
+@contextmanager
+def builtin_statements() -> Iterator[None]:
+    """Run the block's SQL as the kernel's or a built-in's own (not checked by the SQL guard)."""
+    token = _builtin.set(True)
+    try:
+        yield
+    finally:
+        _builtin.reset(token)
+
+
+#: whether the SQL running now is the kernel's or a built-in's own (``builtin_statements``)
+in_builtin_statements: Callable[[], bool] = _builtin.get
 
 
 class Thread(threading.Thread):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 
 
 class PluginError(Exception):
@@ -109,3 +109,21 @@ class SyncMessageError(ValueError):
 
 class PubSubConfigurationError(ImproperlyConfigured):
     """``TACHYCORE["PUBSUB"]`` names an adapter that cannot be loaded."""
+
+
+class CapabilityDenied(PermissionDenied):
+    """A plugin tried something no grant allows: Django's ``PermissionDenied``, so a view
+    answers 403; under ``/api/`` the JSON ``detail`` is the message."""
+
+    def __init__(self, message: str, *, plugin: str | None = None, capability: str = "", access: int = 0,
+                 target: str = "") -> None:
+        super().__init__(message)
+        self.plugin, self.capability, self.access, self.target = plugin, capability, access, target
+
+
+class InvalidGrant(PluginError, ValueError):
+    """A grant that cannot be given: an unknown plugin, a malformed capability or access."""
+
+
+class UngrantedCapabilities(PluginStateError):
+    """``enable`` of a plugin that asks for capabilities nobody granted."""

@@ -12,7 +12,8 @@ from django.core.management import call_command
 from django.db import router, transaction
 from django.utils.module_loading import module_has_submodule
 
-from . import sync
+from . import audit, governance, sync
+from .conf import tachycore_settings
 from .errors import (
     BuiltInPlugin,
     HookFailed,
@@ -22,6 +23,7 @@ from .errors import (
     PluginMissing,
     PluginNotFound,
     PluginStateError,
+    UngrantedCapabilities,
 )
 from .info import PluginInfo
 from .models import ApplicationPlugin
@@ -43,6 +45,7 @@ class PluginManager(PluginStates):
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    @audit.operation("pm.add")
     def add(self, name: str, options: dict[str, Any] | None = None) -> PluginInfo:
         """Record a discovered plugin in the registry (neither installed nor enabled)."""
         plugin = self._code(name, "add")
@@ -53,6 +56,7 @@ class PluginManager(PluginStates):
             self._add(plugin, options)
         return self.get(name)
 
+    @audit.operation("pm.install")
     def install(self, name: str) -> PluginInfo:
         """Run the plugin's migrations and ``install()``; adds it first when needed."""
         plugin = self._code(name, "install")
@@ -63,11 +67,18 @@ class PluginManager(PluginStates):
                 self._install(plugin, record)
         return self.get(name)
 
-    def enable(self, *names: str, options: dict[str, Any] | None = None) -> builtins.list[str]:
+    @audit.operation("pm.enable")
+    def enable(self, *names: str, options: dict[str, Any] | None = None, grant_requested: bool = False,
+               granted_by: str = "") -> builtins.list[str]:
         """Enable plugins and their dependencies (first); return the names newly enabled.
 
         Installs what is not installed yet. All of it commits at once, or, when a
         hook fails, nothing does and the error is recorded on the plugin.
+
+        A plugin that asks for capabilities (``Plugin.capabilities``) nobody granted is
+        refused with ``UngrantedCapabilities`` (naming them and the commands that grant
+        them) while ``TACHYCORE["GOVERNANCE"]`` enforces; ``grant_requested`` grants them
+        in the same transaction (recorded as given by ``granted_by``).
         """
         self._require_names(names, "enable")
         if options is not None and len(names) != 1:
@@ -78,6 +89,8 @@ class PluginManager(PluginStates):
             options = self._validated_options(self.plugins[names[0]], options)
         order = self.dependencies.resolve(names)
         before = self._records()
+        if not grant_requested:
+            self._refuse_ungranted([n for n in order if not (n in before and before[n].enabled)])
         self._migrate([self.plugins[n] for n in order if not (n in before and before[n].installed)])
         with self._changing():
             records = self._records()  # again, under the registry lock: another process may have acted
@@ -86,6 +99,8 @@ class PluginManager(PluginStates):
                 self.registry.update(names[0], options=options)
             for name in todo:
                 plugin = self.plugins[name]
+                if grant_requested:  # first: its hooks (install...) run under these grants
+                    self._grant_requested(plugin, granted_by or "pm enable --grant-requested")
                 record = records.get(name)
                 if record is None:
                     record = self._add(plugin, options if name == names[0] else None)
@@ -99,6 +114,7 @@ class PluginManager(PluginStates):
                 self._hook(plugin, "after_enable")
         return todo
 
+    @audit.operation("pm.disable")
     def disable(self, *names: str) -> builtins.list[str]:
         """Disable plugins (dependents named in the same call first); return those disabled.
 
@@ -117,6 +133,7 @@ class PluginManager(PluginStates):
                 self._disable(name)
         return todo
 
+    @audit.operation("pm.upgrade")
     def upgrade(self, name: str) -> tuple[str, str]:
         """Run new migrations and ``upgrade(from_version)``; return ``(from, to)`` versions."""
         plugin = self._code(name, "upgrade")
@@ -131,6 +148,7 @@ class PluginManager(PluginStates):
             self.registry.update(name, version=plugin.version, last_error="")
         return record.version, plugin.version
 
+    @audit.operation("pm.remove")
     def remove(self, name: str, force: bool = False) -> None:
         """Delete the plugin's registry row (its tables stay).
 
@@ -161,6 +179,27 @@ class PluginManager(PluginStates):
         return self.enable(*missing) if missing else []
 
     # -- steps ---------------------------------------------------------------------------
+
+    def _refuse_ungranted(self, names: builtins.list[str]) -> None:
+        if tachycore_settings.GOVERNANCE != "enforce":
+            return
+        if tachycore_settings.GRANTS:  # settings as code hold from the first enable, migrate or not
+            governance.grants.apply_settings(tachycore_settings.GRANTS)
+        missing = {name: found for name in names if not self.plugins[name].built_in
+                   and (found := governance.ungranted(name, self.plugins[name].capabilities))}
+        if missing:
+            asks = "; ".join(f"{name} asks for {', '.join(f'{c} {a.name}' for c, a in found.items())}"
+                             for name, found in missing.items())
+            commands = [line for name, found in missing.items() for line in governance.grant_commands(name, found)]
+            raise UngrantedCapabilities(
+                f"not enabled: {asks}, and no grant allows it. Grant with: {'; '.join(commands)} "
+                f"(or enable with --grant-requested)")
+
+    def _grant_requested(self, plugin: Plugin, granted_by: str) -> None:
+        if plugin.built_in:
+            return
+        for capability, level in governance.ungranted(plugin.name, plugin.capabilities).items():
+            governance.grants.grant(plugin.name, capability, level, granted_by=granted_by)
 
     def _add(self, plugin: Plugin, options: dict[str, Any] | None) -> PluginRecord:
         record = self.registry.add(PluginRecord(

@@ -7,11 +7,14 @@ import contextlib
 import copy
 from typing import Any, cast
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from opentelemetry import trace
 
+from . import audit
 from .conf import tachycore_settings
+from .errors import CapabilityDenied
 from .maintenance import maintenance
 from .runtime import runtime
 from .trace import span, traceparent
@@ -35,24 +38,67 @@ class KernelMiddleware:
     session user is not staff has its credentials (a token, Basic...) checked by DRF's
     ``DEFAULT_AUTHENTICATION_CLASSES``, and an active staff user they name goes through.
     Credentials that fail leave the request anonymous: a 503 like any other.
+
+    Sync and async alike: under ASGI with async views it is a coroutine, and nothing it
+    does waits on the database in the event loop's thread (the maintenance state is a
+    copy, checked on a worker thread; users and credentials are read through
+    ``sync_to_async``).
+
+    The audit trail knows the request it serves (``tachycore.audit.request_user``): it
+    reads the request's user only when it records a row, so other requests pay nothing.
     """
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
         _start_runtime()
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
         _start_runtime()
-        with _request_trace(request):
+        with _request_trace(request), audit.request_user(request):
             response = self._respond(request)
             response.headers.setdefault("traceparent", traceparent())
         return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        if not runtime.started and tachycore_settings.START_RUNTIME:
+            await sync_to_async(_start_runtime)()
+        with _request_trace(request), audit.request_user(request):
+            state = maintenance.current()
+            if state.enabled and not await self._alet_through(request):
+                response = self._unavailable(request, state.message)
+            else:
+                response = await self.get_response(request)
+            response.headers.setdefault("traceparent", traceparent())
+        return response
+
+    async def _alet_through(self, request: HttpRequest) -> bool:
+        auser = getattr(request, "auser", None)
+        if auser is not None and _is_staff(await auser()):
+            return True
+        if any(request.path.startswith(prefix) for prefix in tachycore_settings.MAINTENANCE_EXEMPT_PATHS):
+            return True
+        return request.path.startswith("/api/") and _is_staff(await sync_to_async(_api_user)(request))
 
     def _respond(self, request: HttpRequest) -> HttpResponse:
         state = maintenance.current()
         if state.enabled and not self._let_through(request):
             return self._unavailable(request, state.message)
         return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A plugin's view refused by its grants: under ``/api/`` a JSON 403 with the reason
+        (DRF's views answer so by themselves); elsewhere Django's 403 page."""
+        if isinstance(exception, CapabilityDenied) and request.path.startswith("/api/"):
+            return JsonResponse({"detail": str(exception)}, status=403)
+        return None
 
     def _let_through(self, request: HttpRequest) -> bool:
         if _is_staff(getattr(request, "user", None)):

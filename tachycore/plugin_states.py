@@ -70,6 +70,18 @@ class PluginStates(WatchedState):
                     self._plugins = self._attached(found.plugins.values())
         return self._plugins
 
+    def is_known(self, name: str) -> bool:
+        """Whether ``name`` is a plugin whose code is installed or that the registry records."""
+        return name in self.plugins or self.registry.get(name) is not None
+
+    def app_label_of(self, name: str) -> str | None:
+        plugin = self.plugins.get(name)
+        return plugin.app_label if plugin is not None else None
+
+    def is_built_in(self, name: str) -> bool:
+        plugin = self.plugins.get(name)
+        return plugin is not None and plugin.built_in
+
     def plugin_of_app(self, app_label: str | None) -> str | None:
         """The name of the plugin whose app is ``app_label`` (``None``: an app that is no plugin)."""
         if app_label is None:

@@ -45,6 +45,9 @@ class Plugin:
     urls: str | None = None
     #: options a plugin has before the site sets any
     default_options: dict[str, Any] = {}
+    #: what the plugin asks to be allowed, e.g. ``{"storage:sql": "WRITE", "jobs:enqueue":
+    #: "EXECUTE"}``; asking grants nothing (see ``tachycore.governance``)
+    capabilities: dict[str, str] = {}
 
     def __init__(self, app_config: AppConfig | None = None) -> None:
         self.app_config = app_config

@@ -56,6 +56,26 @@ def follow_maintenance(payload: Any) -> None:
     maintenance.refresh(force=True)
 
 
+def follow_grants(payload: Any) -> None:
+    """A ``grants-changed`` message from another process: re-read the grants."""
+    from .governance import grants
+
+    grants.refresh(force=True)
+
+
+def apply_settings_grants(*, using: str, verbosity: int = 1, **kwargs: Any) -> None:
+    """After ``migrate``: make the grants ``TACHYCORE["GRANTS"]`` gives match it."""
+    from .conf import tachycore_settings
+    from .governance import grants
+    from .models import CapabilityGrant
+
+    if using != router.db_for_write(CapabilityGrant):
+        return
+    changed, revoked = grants.apply_settings(tachycore_settings.GRANTS)
+    if (changed or revoked) and verbosity >= 1:
+        logger.info("TACHYCORE['GRANTS']: %d grant(s) given or changed, %d revoked", changed, revoked)
+
+
 def warn_of_plugins_not_added(*, kind: str, **kwargs: Any) -> None:
     """At the start of a web or worker process, log each plugin whose code is installed but
     that is not added (``tachycore.W003``): runserver and gunicorn run no database checks."""
@@ -81,6 +101,24 @@ def keep_node_prune_schedule(*, using: str, apps: Any = None, verbosity: int = 1
     def register(*, using: str, apps: Any) -> Any:
         fields = {"func": NODE_PRUNE_FUNC, "schedule_type": "H", "minutes": None, "cron": None}
         return keep_schedule(apps.get_model("django_q", "Schedule"), NODE_PRUNE_SCHEDULE, fields,
+                             lambda row, changed, now: None, using=using)
+
+    keep_schedule_after_migrate(register, using=using, apps=apps, verbosity=verbosity, stdout=stdout)
+
+
+#: the django-q2 schedule that deletes audit rows older than ``TACHYCORE["AUDIT_RETENTION"]``
+AUDIT_PRUNE_SCHEDULE = "tachycore: prune old audit rows"
+AUDIT_PRUNE_FUNC = "tachycore.audit.prune"
+
+
+def keep_audit_prune_schedule(*, using: str, apps: Any = None, verbosity: int = 1, stdout: Any = None,
+                              **kwargs: Any) -> None:
+    """After ``migrate``: the hourly schedule that prunes old audit rows, when django_q is installed."""
+    from .schedules import keep_schedule, keep_schedule_after_migrate
+
+    def register(*, using: str, apps: Any) -> Any:
+        fields = {"func": AUDIT_PRUNE_FUNC, "schedule_type": "H", "minutes": None, "cron": None}
+        return keep_schedule(apps.get_model("django_q", "Schedule"), AUDIT_PRUNE_SCHEDULE, fields,
                              lambda row, changed, now: None, using=using)
 
     keep_schedule_after_migrate(register, using=using, apps=apps, verbosity=verbosity, stdout=stdout)

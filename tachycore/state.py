@@ -15,6 +15,7 @@ from typing import Any
 from django.db import connections
 
 from .conf import tachycore_settings
+from .context import builtin_statements
 
 _async_executor: concurrent.futures.ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -154,7 +155,7 @@ class WatchedState(abc.ABC):
             self._pending = _executor().submit(_run_and_close, self._check)
 
     def _check(self) -> bool:
-        with self._lock:
+        with self._lock, builtin_statements():  # the kernel's own, if a plugin's code asked
             try:
                 version = self._read_version()
                 if version == self._version:
@@ -167,7 +168,7 @@ class WatchedState(abc.ABC):
 
     def reload(self) -> None:
         """Read the full state now, whatever the version."""
-        with self._lock:
+        with self._lock, builtin_statements():
             run_outside_event_loop(lambda: self._load(self._read_version()))
             self._distrust_if_uncommitted()
             self._last_check = time.monotonic()

@@ -17,6 +17,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from .conf import tachycore_settings
+from .context import builtin_statements
 from .models import Node, NodeStatus
 
 logger = logging.getLogger("tachycore.supervisor")
@@ -68,7 +69,7 @@ class Supervisor:
         """Write the node row now (heartbeat, status, maintenance seen, errors)."""
         if not self.registered:
             return
-        with self._lock:
+        with self._lock, builtin_statements():
             try:
                 Node.objects.update_or_create(id=self.node_id, defaults=self._values())
             except DatabaseError as e:

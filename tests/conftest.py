@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 from django.conf import settings
 
@@ -28,3 +32,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """``bench/governance.py --suite``: the SQL classifier's cache hits and misses over the run."""
+    path = os.environ.get("TACHY_CLASSIFIER_STATS")
+    if path:
+        from tachycore.sql_classifier import cache_info
+
+        info = cache_info()
+        Path(path).write_text(json.dumps({"hits": info.hits, "misses": info.misses}))
+
+
+@pytest.fixture(autouse=True)
+def _audit_queue_emptied():
+    """What a test recorded and did not flush is not written into the next test's database
+    (nor, after the last test, into no database at all while the test database is dropped)."""
+    yield
+    from tachycore import audit
+
+    audit.trail.reset()

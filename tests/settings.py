@@ -44,6 +44,11 @@ TACHYCORE = {
     # the pytest process is no node (its test transactions would block the node writes);
     # subprocesses started by tests are: tests.fixtures.site.subprocess_env turns it on
     "START_RUNTIME": False,
+    # what the demo plugins ask for, granted as code (tests of refusals revoke or override it)
+    "GRANTS": {
+        "audit": {"storage:sql": "WRITE"},
+        "notes": {"storage:sql": "WRITE", "storage:sql:audit_auditevent": "WRITE", "jobs:enqueue": "EXECUTE"},
+    },
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 

@@ -5,6 +5,7 @@ Set ``TACHY_SCREENSHOTS=docs/images`` to also write the README's screenshots.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -153,3 +154,31 @@ def test_browser__maintenance_on_answers_503_to_a_non_staff_page(admin_site, bro
         assert wait_until(lambda: anonymous.goto(url + "/api/notes/").status != 503, 5)
     finally:
         visitor.close()
+
+
+def test_browser__the_grants_and_the_audit_trail_of_a_refusal(admin_site, browser_page):
+    from tachycore import audit
+    from tachycore.context import acting_as
+    from tachycore.errors import CapabilityDenied
+    from tachycore.governance import grants
+
+    url, login = admin_site
+    plugin_manager.enable("notes")
+    grants.grant("notes", "kv", "READ", granted_by="pm grant (ops)")
+    import kv
+
+    with acting_as("notes"), contextlib.suppress(CapabilityDenied):
+        kv.get_store().set("notes:draft", 1)
+    audit.flush(5)
+    page = browser_page
+    login(page)
+
+    page.goto(url + "/admin/tachycore/capabilitygrant/")
+    rows = page.inner_text("#result_list")
+    assert "pm grant (ops)" in rows and "jobs:enqueue" in rows
+    screenshot(page, "grants")
+
+    page.goto(url + "/admin/tachycore/auditevent/?decision__exact=denied")
+    rows = page.inner_text("#result_list")
+    assert "kv.set" in rows and "notes:draft" in rows
+    screenshot(page, "audit")

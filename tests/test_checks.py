@@ -187,3 +187,45 @@ def test_plugins__a_plugin_named_outside_the_name_rule_is_not_loaded_and_warned(
     assert "tool/box" not in found.plugins
     assert [(label, problem.split(":")[0]) for label, problem in found.problems] == [
         ("toolbox", "plugin name 'tool/box' is invalid")]
+
+
+# -- governance --------------------------------------------------------------------------------
+
+
+def test_governance__the_test_sites_grants_and_plugins_pass():
+    assert checks.check_governance() == []
+
+
+@pytest.mark.parametrize(("grants", "says"), [
+    (["notes"], "must map plugin names"),
+    ({"notes": "WRITE"}, "must map plugin names"),
+    ({"notes": {"kv": "ALL"}}, 'TACHYCORE["GRANTS"]["notes"]: access must be one of READ, WRITE, EXECUTE'),
+    ({"notes": {"KV": "READ"}}, 'TACHYCORE["GRANTS"]["notes"]: a capability is a family'),
+])
+def test_governance__bad_settings_grants_are_an_error(settings, grants, says):
+    settings.TACHYCORE = {**settings.TACHYCORE, "GRANTS": grants}
+
+    [(check_id, message, _)] = _ids_and_hints(checks.check_governance())
+
+    assert check_id == "tachycore.E006"
+    assert says in message
+
+
+def test_governance__a_plugin_asking_in_a_bad_way_is_an_error(monkeypatch):
+    monkeypatch.setattr(plugin_manager.plugins["notes"], "capabilities", {"jobs:enqueue": "RUN"})
+
+    [(check_id, message, hint)] = _ids_and_hints(checks.check_governance())
+
+    assert check_id == "tachycore.E007"
+    assert message.startswith("plugin 'notes': capabilities: access must be one of")
+    assert "NotesPlugin.capabilities" in hint
+
+
+@pytest.mark.parametrize(("debug", "warned"), [(False, True), (True, False)])
+def test_governance__audit_mode_with_debug_off_is_a_warning(settings, debug, warned):
+    settings.DEBUG = debug
+    settings.TACHYCORE = {**settings.TACHYCORE, "GOVERNANCE": "audit"}
+
+    ids = [message.id for message in checks.check_governance()]
+
+    assert ids == (["tachycore.W040"] if warned else [])

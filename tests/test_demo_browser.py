@@ -1,7 +1,7 @@
 """The demo site as ``make run`` serves it (demo.settings, no test plugins), in headless Chromium.
 
 It runs on its own SQLite file, migrated, with ``notes`` enabled and a superuser, like a
-laptop after ``make run`` and the README's first ``pm enable notes``. With
+laptop after ``make run`` and the README's ``pm enable notes --grant-requested``. With
 ``TACHY_SCREENSHOTS=docs/images`` it writes the README's screenshot of the plugins page.
 """
 
@@ -34,7 +34,7 @@ def demo_env(database: str) -> dict[str, str]:
 def demo_site(tmp_path_factory, chromium):
     """The URL of a demo ``runserver`` on a fresh database, stopped after the module."""
     env = demo_env(str(tmp_path_factory.mktemp("demo") / "db.sqlite3"))
-    for command in (["migrate", "--noinput"], ["pm", "enable", "notes"],
+    for command in (["migrate", "--noinput"], ["pm", "enable", "notes", "--grant-requested"],
                     ["createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com"]):
         done = subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)

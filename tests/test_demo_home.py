@@ -89,3 +89,12 @@ def test_doc__serves_a_docs_file_as_plain_text(client):
 @pytest.mark.parametrize("name", ["nosuch.md", "..%2FREADME.md", "..%2F..%2Fetc%2Fpasswd", "images"])
 def test_doc__answers_404_for_anything_but_a_docs_markdown_file(client, name):
     assert client.get(f"/docs/{name}").status_code == 404
+
+
+def test_home__a_plugin_asking_for_ungranted_capabilities_gets_the_grant_requested_command(home, settings):
+    from tachycore.models import CapabilityGrant
+
+    settings.TACHYCORE = {**settings.TACHYCORE, "GRANTS": {}}
+    CapabilityGrant.objects.filter(plugin="audit").delete()
+
+    assert re.search(r"<code>manage.py pm enable notes --grant-requested</code>", home())

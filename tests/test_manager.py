@@ -65,8 +65,12 @@ def calls():
 
 
 @pytest.fixture
-def make(calls, db):
-    """Build a manager over a fresh memory registry from ``name: depends_on`` pairs."""
+def make(calls, db, settings):
+    """Build a manager over a fresh memory registry from ``name: depends_on`` pairs.
+
+    Its plugins are none of the site's: governance (which asks the site's manager about
+    plugins and grants) is off, these tests are about the lifecycle."""
+    settings.TACHYCORE = {**settings.TACHYCORE, "GOVERNANCE": "off"}
 
     def build(registry=None, **spec):
         plugins = [Recorder(name, calls, **options) for name, options in spec.items()]

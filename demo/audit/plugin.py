@@ -8,6 +8,7 @@ class AuditPlugin(Plugin):
     version = "1.0.0"
     description = "An audit log of plugin events, readable at /api/audit/."
     urls = "demo.audit.urls"
+    capabilities = {"storage:sql": "WRITE"}  # its own table
 
     def after_enable(self) -> None:
         from .models import record

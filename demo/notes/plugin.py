@@ -12,6 +12,13 @@ class NotesPlugin(Plugin):
     depends_on = ("audit",)
     urls = "demo.notes.urls"
     default_options = {"page_size": 20}
+    # its own tables; the audit plugin's table, which it writes through demo.audit.models
+    # (until the audit plugin offers a service); the job queue, for the word counts
+    capabilities = {
+        "storage:sql": "WRITE",
+        "storage:sql:audit_auditevent": "WRITE",
+        "jobs:enqueue": "EXECUTE",
+    }
 
     def validate_options(self, options):
         page_size = options.get("page_size", 20)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import connections, router, transaction
 
+from tachycore import governance
 from tachycore.pubsub.base import encode
 
 from ..conf import kv_settings, site_settings
@@ -82,7 +83,8 @@ class Session:
         if (sql is None or sql.cursor.connection is not connection.connection
                 or connection.force_debug_cursor or site_settings().DEBUG):
             if connection.force_debug_cursor or site_settings().DEBUG:
-                return statements_for(connection, connection.cursor())
+                # the store's own statements: the SQL guard leaves them (kv checked its grant)
+                return statements_for(connection, governance.builtin_cursor(connection.cursor()))
             connection.ensure_connection()
             sql = connection._kv_statements = statements_for(connection, connection.connection.cursor())
         return sql

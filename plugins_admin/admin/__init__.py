@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.apps import apps
 
-from . import nodes, plugins  # noqa: F401
+from . import audit, grants, nodes, plugins  # noqa: F401
 
 if apps.is_installed("jobs"):
     from . import jobs  # noqa: F401

@@ -30,6 +30,7 @@ from jobs.models import Job, JobStatus
 from jobs.store import JobStore
 
 from .. import charts
+from .audit import trace_id_of, trace_rows_url
 from .lookups import FilterLookupsOnly
 from .switches import SwitchedAdmin
 
@@ -96,6 +97,7 @@ class JobAdmin(FilterLookupsOnly, SwitchedAdmin[JobStore]):
     fieldsets = [
         (None, {"fields": ["id", "topic", "status_display", "priority", "queue_name",
                            "task_backend", "dedupe_key"]}),
+        (_("Trace"), {"fields": ["trace_display"]}),
         (_("Timing"), {"fields": ["created", "run_at", "started_at", "attempted_at",
                                   "finished_at", "updated"]}),
         (_("Attempts"), {"fields": ["attempts_display", "retries", "locked_by", "locked_until",
@@ -136,6 +138,11 @@ class JobAdmin(FilterLookupsOnly, SwitchedAdmin[JobStore]):
     def attempts_display(self, job: Job) -> str:
         # the first run and then up to max_retries retries: "1 / 1" for a job without retries
         return f"{job.attempts} / {job.max_retries + 1}"
+
+    @admin.display(description=_("trace id"))
+    def trace_display(self, job: Job) -> str:
+        """The trace the job runs in (its enqueuer's): its audit rows share it."""
+        return trace_id_of(job.trace_context) or "-"
 
     @admin.display(description=_("payload"))
     def payload_display(self, job: Job) -> str:
@@ -255,6 +262,14 @@ class JobAdmin(FilterLookupsOnly, SwitchedAdmin[JobStore]):
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         extra_context = {"schedules_url": schedules_url(request, self.admin_site), **(extra_context or {})}
         return super().changelist_view(request, extra_context)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None) -> HttpResponse:
+        """The job's page, with a link to the audit rows of its trace (for who may see them)."""
+        rows = Job.objects.filter(pk=object_id) if object_id.isdigit() else Job.objects.none()
+        trace_context = rows.values_list("trace_context", flat=True).first()
+        audit_url = trace_rows_url(request, self.admin_site, trace_id_of(trace_context))
+        return super().change_view(request, object_id, form_url, {"audit_url": audit_url, **(extra_context or {})})
 
 
 def schedules_url(request: HttpRequest, site: admin.AdminSite) -> str | None:

@@ -17,6 +17,8 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from tachycore import governance
+from tachycore.conf import tachycore_settings
 from tachycore.errors import PluginError
 from tachycore.manager import plugin_manager
 from tachycore.models import ApplicationPlugin
@@ -32,8 +34,10 @@ VERBS = {"add": "Add", "install": "Install", "enable": "Enable", "disable": "Dis
          "upgrade": "Upgrade", "remove": "Remove"}
 
 
-def perform(operation: str, name: str) -> str:
-    """Run one operation through the plugin manager; return what happened, in words."""
+def perform(operation: str, name: str, *, grant_requested: bool = False, granted_by: str = "") -> str:
+    """Run one operation through the plugin manager; return what happened, in words.
+
+    ``grant_requested`` (enable only): grant what the plugins it enables ask for."""
     if operation == "add":
         plugin_manager.add(name)
         return f"Plugin {name} was added to the registry."
@@ -41,10 +45,11 @@ def perform(operation: str, name: str) -> str:
         plugin_manager.install(name)
         return f"Plugin {name} was installed."
     if operation == "enable":
-        done = plugin_manager.enable(name)
+        done = plugin_manager.enable(name, grant_requested=grant_requested, granted_by=granted_by)
         others = [other for other in done if other != name]
         also = f" (with {', '.join(others)}, which it needs)" if others else ""
-        return f"Plugin {name} was enabled{also}." if done else f"Plugin {name} was enabled already."
+        granted = " What they asked for was granted." if grant_requested and done else ""
+        return (f"Plugin {name} was enabled{also}.{granted}" if done else f"Plugin {name} was enabled already.")
     if operation == "disable":
         done = plugin_manager.disable(name)
         return f"Plugin {name} was disabled." if done else f"Plugin {name} was disabled already."
@@ -53,6 +58,25 @@ def perform(operation: str, name: str) -> str:
         return f"Plugin {name} was upgraded from {before} to {after}."
     plugin_manager.remove(name)
     return f"Plugin {name} was removed from the registry (its tables are kept)."
+
+
+def ungranted_requests(name: str) -> list[tuple[str, str, str]]:
+    """(plugin, capability, access) that enabling ``name`` (and what it needs) asks for and
+    nobody granted; empty when governance does not enforce."""
+    if tachycore_settings.GOVERNANCE != "enforce" or name not in plugin_manager.plugins:
+        return []
+    try:
+        needed = plugin_manager.dependencies.resolve([name])
+    except PluginError:
+        return []  # the plan says why enabling is refused
+    found = []
+    for plugin in needed:
+        code = plugin_manager.plugins.get(plugin)
+        if code is None or code.built_in or plugin_manager.is_enabled(plugin):
+            continue
+        for capability, access in governance.ungranted(plugin, code.capabilities).items():
+            found.append((plugin, capability, access.name))
+    return found
 
 
 def badges(info: Any) -> list[tuple[str, str]]:
@@ -150,9 +174,13 @@ class PluginAdmin(FilterLookupsOnly):
         if not self._allowed(request, operation):
             raise PermissionDenied
         changelist = reverse("admin:tachycore_applicationplugin_changelist")
+        asked = ungranted_requests(name) if operation == "enable" else []
+        may_grant = request.user.has_perm("tachycore.add_capabilitygrant")
         if request.method == "POST":
+            grant = operation == "enable" and may_grant and request.POST.get("grant_requested") == "on"
             try:
-                messages.success(request, perform(operation, name))
+                messages.success(request, perform(operation, name, grant_requested=grant,
+                                                  granted_by=f"admin ({request.user.get_username()})"))
             except PluginError as e:
                 messages.error(request, f"{VERBS[operation]} {name}: refused, nothing was changed: {e}")
             return HttpResponseRedirect(changelist)
@@ -166,6 +194,9 @@ class PluginAdmin(FilterLookupsOnly):
             "verb": VERBS[operation],
             "name": name,
             "changelist_url": changelist,
+            "asked": asked,
+            "may_grant": may_grant,
+            "grants_url": reverse("admin:tachycore_capabilitygrant_changelist"),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/tachycore/applicationplugin/confirm_operation.html", context)

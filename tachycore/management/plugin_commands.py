@@ -14,9 +14,10 @@ import functools
 from typing import Any
 
 from django.apps import apps
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from tachycore.context import acting_as
+from tachycore.errors import CapabilityDenied
 
 _WRAPPED = "_tachycore_runs_as_plugin"
 
@@ -41,7 +42,10 @@ def run_commands_as_their_plugin() -> None:
         if plugin is None:
             return execute(self, *args, **options)
         with acting_as(plugin):
-            return execute(self, *args, **options)
+            try:
+                return execute(self, *args, **options)
+            except CapabilityDenied as e:  # one line and exit status 1, as any command error
+                raise CommandError(str(e)) from e
 
     setattr(execute_as_plugin, _WRAPPED, True)
     BaseCommand.execute = execute_as_plugin  # type: ignore[method-assign]

@@ -10,6 +10,7 @@ import psycopg
 from django.db import connections
 from psycopg import sql
 
+from ..context import builtin_statements
 from .base import BasePubSub, MessageHandler, encode
 
 CHANNEL = "tachycore"
@@ -53,7 +54,7 @@ class PostgresPubSub(BasePubSub):
 
     def publish(self, channel: str, payload: Any) -> None:
         text = encode(channel, payload, self.node_id)
-        with connections[self.using].cursor() as cursor:
+        with builtin_statements(), connections[self.using].cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [self.channel, text])
 
     server_name = "PostgreSQL"

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import getpass
+import os
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import CommandError
+from django.utils import timezone
 
+from tachycore import governance
 from tachycore.errors import PluginError, RegistryError
-from tachycore.management.arguments import json_object, name_the_actions, plugin_names
+from tachycore.governance import grants
+from tachycore.management.arguments import (
+    json_object,
+    name_the_actions,
+    plugin_names,
+    positive_duration,
+)
 from tachycore.management.base import KernelCommand
 from tachycore.management.tables import dumps, format_table
 from tachycore.manager import PluginManager, plugin_manager
 
 
 class Command(KernelCommand):
-    help = "List, add, install, enable, disable, upgrade and remove plugins."
+    help = "List, add, install, enable, disable, upgrade and remove plugins; grant and revoke capabilities."
     manager: PluginManager = plugin_manager
 
     def add_arguments(self, parser) -> None:
@@ -29,6 +40,8 @@ class Command(KernelCommand):
         enable = actions.add_parser("enable", help="enable plugins (their dependencies first)")
         enable.add_argument("names", nargs="+", metavar="name")
         enable.add_argument("--options", help="plugin options as a JSON object")
+        enable.add_argument("--grant-requested", action="store_true",
+                            help="grant what the plugins ask for (Plugin.capabilities) as they are enabled")
         disable = actions.add_parser("disable", help="disable plugins")
         disable.add_argument("names", nargs="+", metavar="name")
         upgrade = actions.add_parser("upgrade", help="migrate a plugin to the version of its code")
@@ -36,6 +49,17 @@ class Command(KernelCommand):
         remove = actions.add_parser("remove", help="delete a plugin's registry row")
         remove.add_argument("name")
         remove.add_argument("--force", action="store_true", help="disable it first if it is enabled")
+        grant = actions.add_parser("grant", help="allow a plugin a capability at an access level")
+        grant.add_argument("name")
+        grant.add_argument("capability", help="storage:sql, storage:sql:<table>, kv, jobs:enqueue, service:<plugin>...")
+        grant.add_argument("access", help="READ, WRITE or EXECUTE (a higher level covers the lower ones)")
+        grant.add_argument("--expires-in", help="a duration (30m, 12h, 7d); the grant lapses then")
+        revoke = actions.add_parser("revoke", help="take a capability away from a plugin")
+        revoke.add_argument("name")
+        revoke.add_argument("capability")
+        listing_grants = actions.add_parser("grants", help="list grants, with what plugins ask for")
+        listing_grants.add_argument("name", nargs="?")
+        listing_grants.add_argument("--json", action="store_true", help="print JSON")
         name_the_actions(actions)
 
     def handle(self, *, action: str, **options: Any) -> None:
@@ -83,9 +107,10 @@ class Command(KernelCommand):
         self.manager.install(name)
         self.stdout.write(f"Installed {name}.")
 
-    def do_enable(self, *, names: list[str], options: str | None, **kwargs: Any) -> None:
+    def do_enable(self, *, names: list[str], options: str | None, grant_requested: bool, **kwargs: Any) -> None:
         parsed = json_object(options, "--options")
-        enabled = self.manager.enable(*names, options=parsed)
+        enabled = self.manager.enable(*names, options=parsed, grant_requested=grant_requested,
+                                      granted_by=f"pm enable --grant-requested ({_operator()})")
         if enabled:
             self.stdout.write(f"Enabled {', '.join(enabled)}.")
         else:
@@ -111,3 +136,50 @@ class Command(KernelCommand):
         self.manager.remove(name, force=force)
         self.stdout.write(f"Removed {name}.")
 
+
+    def do_grant(self, *, name: str, capability: str, access: str, expires_in: str | None, **options: Any) -> None:
+        seconds = positive_duration(expires_in, "--expires-in")
+        expires_at = timezone.now() + timedelta(seconds=seconds) if seconds else None
+        given = grants.grant(name, capability, access, granted_by=f"pm grant ({_operator()})", expires_at=expires_at)
+        until = f" until {given.expires_at:%Y-%m-%d %H:%M:%S %Z}" if given.expires_at else ""
+        self.stdout.write(f"Granted {name} {given.capability} {given.access.name}{until}.")
+
+    def do_revoke(self, *, name: str, capability: str, **options: Any) -> None:
+        if grants.revoke(name, capability):
+            self.stdout.write(f"Revoked {capability} from {name}.")
+        else:
+            raise CommandError(f"{name} holds no grant for {capability} (manage.py pm grants {name} lists them)")
+
+    def do_grants(self, *, name: str | None, json: bool, **options: Any) -> None:
+        given = grants.list(name)
+        asked = {plugin: governance.requested(code.capabilities) for plugin, code in self.manager.plugins.items()
+                 if (name is None or plugin == name) and code.capabilities}
+        missing = {plugin: governance.ungranted(plugin, self.manager.plugins[plugin].capabilities) for plugin in asked}
+        if json:
+            self.stdout.write(dumps({
+                "grants": [grant.to_json() for grant in given],
+                "requested": {plugin: {c: a.name for c, a in caps.items()} for plugin, caps in asked.items()},
+                "ungranted": {plugin: {c: a.name for c, a in caps.items()} for plugin, caps in missing.items() if caps},
+            }))
+            return
+        now = timezone.now()
+        rows = [("PLUGIN", "CAPABILITY", "ACCESS", "GRANTED BY", "EXPIRES")]
+        for grant in given:
+            expires = "" if grant.expires_at is None else (
+                f"{grant.expires_at:%Y-%m-%d %H:%M}" + ("" if grant.live(now) else " (lapsed)"))
+            rows.append((grant.plugin, grant.capability, grant.access.name, grant.granted_by, expires))
+        if len(rows) > 1:
+            for line in format_table(rows):
+                self.stdout.write(line)
+        else:
+            self.stdout.write("No grants." if name is None else f"No grants for {name}.")
+        for plugin, caps in missing.items():
+            for command in governance.grant_commands(plugin, caps):
+                self.stdout.write(f"{plugin} asks for, ungranted: {command}")
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        return f"uid {os.getuid()}"
