@@ -281,13 +281,22 @@ class KVStore(HashCommands, LockCommands):
         return self.write((key,), _set_expiry, key, None, clock.now_ms(), True)
 
     def delete_expired(self, batch_size: int | None = None) -> int:
-        """Delete expired rows in batches until none is left; return how many."""
+        """Delete the rows expired when the pass starts, in batches, until none is left;
+        return how many.
+
+        A batch smaller than ``batch_size`` ends the pass only once no row expired by its
+        start is left: a ``set`` beside it may have given one of the rows the batch picked a
+        new life while more expired rows wait. Rows that expire while it runs are the next
+        pass's, so a pass always ends.
+        """
         size = batch_size or kv_settings.CLEANUP_BATCH_SIZE
+        now = clock.now_ms()
         total = 0
         while True:
-            deleted = self._session.statements().delete_expired(clock.now_ms(), size)
+            sql = self._session.statements()
+            deleted = sql.delete_expired(now, size)
             total += deleted
-            if deleted < size:
+            if deleted < size and not sql.any_expired(now):
                 return total
 
     # -- counters --------------------------------------------------------------------------

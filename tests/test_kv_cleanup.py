@@ -152,6 +152,53 @@ def test_cleanup_expired__a_key_set_again_while_the_cleanup_waits_for_it_survive
     assert list(KVEntry.objects.values_list("key", "value")) == [("k", "fresh")]
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_cleanup_expired__a_batch_cut_short_by_a_concurrent_set_does_not_end_the_pass():
+    """A ``set`` that gives new life to a row the first batch picked, while the batch waits
+    for that row's lock, makes the batch one row short; the pass must go on to the rows
+    still expired (it once stopped there, leaving them for the next pass)."""
+    put("k", -60_000)  # expired first: the first batch (the expiry index's order) picks it
+    put_expired(25)
+    removed: list[int] = []
+    errors: list[BaseException] = []
+
+    def clean() -> None:
+        try:
+            removed.append(cleanup_expired(batch_size=10))
+        except BaseException as e:  # reported below, not lost in the thread
+            errors.append(e)
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        get_store().set("k", "fresh", ex=600)  # the row stays locked until commit
+        cleaner = threading.Thread(target=clean)
+        cleaner.start()
+        with connection.cursor() as cursor:
+            def cleaner_waits() -> bool:
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                               "AND datname = current_database()")
+                return cursor.fetchone()[0] == 1
+            if not wait_until(cleaner_waits, timeout=10):
+                pytest.fail("the cleanup never waited for the row lock")
+    cleaner.join(10)
+
+    assert not errors
+    assert removed == [25]
+    assert remaining() == ["k"]
+
+
+@pytest.mark.django_db
+def test_cleanup_expired__a_pass_ends_with_rows_expiring_behind_it():
+    put_expired(5)
+    put("later", 60_000)
+
+    assert cleanup_expired(batch_size=2) == 5
+    assert remaining() == ["later"]
+
+
 # -- kv.cleanup.CleanupLoop ---------------------------------------------------------------
 
 

@@ -285,6 +285,10 @@ class Statements:
         )
         return self.cursor.rowcount
 
+    def any_expired(self, now: int) -> bool:
+        """Whether a row expired by ``now`` is left (the partial index answers it)."""
+        return self._one("SELECT 1 FROM _kv WHERE expire_at <= %(now)s LIMIT 1", {"now": now}) is not None
+
     # -- vendor-specific -------------------------------------------------------------------
 
     def hset(self, key: str, mapping: str, field_count: int, now: int, max_size: int) -> int | None:
