@@ -11,7 +11,7 @@ from django.shortcuts import render
 
 from jobs.conf import jobs_settings
 from kv.conf import kv_settings
-from tachycore import governance
+from tachycore.errors import PluginError
 from tachycore.manager import plugin_manager
 
 DOCS_DIR = Path(settings.BASE_DIR) / "docs"
@@ -49,9 +49,10 @@ def plugin_apis() -> list[Api]:
 def _enable_command(name: str) -> str:
     """``pm enable``, with ``--grant-requested`` while the plugin (or one it depends on)
     asks for capabilities nobody granted (``pm grants`` lists them first)."""
-    needed = plugin_manager.dependencies.resolve([name])
-    asks = any(governance.ungranted(n, plugin_manager.plugins[n].capabilities) for n in needed
-               if n in plugin_manager.plugins)
+    try:
+        asks = bool(plugin_manager.ungranted(name))
+    except PluginError:
+        asks = False  # pm enable says what is wrong with its dependencies
     return f"manage.py pm enable {name}" + (" --grant-requested" if asks else "")
 
 

@@ -75,6 +75,12 @@ def covers(granted: str, asked: str) -> bool:
     return granted.startswith("service:") and granted.count(":") == 1 and asked.startswith(granted + ":")
 
 
+def highest(held: Iterable[Grant], capability: str, now: datetime) -> Access:
+    """The highest access that the live grants among ``held`` give for ``capability``."""
+    return max((grant.access for grant in held if covers(grant.capability, capability) and grant.live(now)),
+               default=Access.NONE)
+
+
 @dataclasses.dataclass(frozen=True)
 class Grant:
     plugin: str
@@ -125,12 +131,7 @@ class Grants(WatchedState):
 
     def access(self, plugin: str, capability: str) -> Access:
         """The highest live access ``plugin`` holds for ``capability``."""
-        now = timezone.now()
-        best = Access.NONE
-        for grant in self.of(plugin):
-            if grant.access > best and covers(grant.capability, capability) and grant.live(now):
-                best = grant.access
-        return best
+        return highest(self.of(plugin), capability, timezone.now())
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -394,12 +395,8 @@ def ungranted(plugin: str, capabilities: Mapping[str, Any]) -> dict[str, Access]
     """What ``plugin`` asks for and holds no live grant for, read from the database."""
     now = timezone.now()
     held = [Grant.of(row) for row in CapabilityGrant.objects.filter(plugin=plugin)]
-    missing = {}
-    for capability, level in requested(capabilities).items():
-        best = max((g.access for g in held if covers(g.capability, capability) and g.live(now)), default=Access.NONE)
-        if best < level:
-            missing[capability] = level
-    return missing
+    return {capability: level for capability, level in requested(capabilities).items()
+            if highest(held, capability, now) < level}
 
 
 def grant_commands(plugin: str, missing: Mapping[str, Access]) -> Iterable[str]:

@@ -26,7 +26,7 @@ from .errors import (
     UngrantedCapabilities,
 )
 from .info import PluginInfo
-from .models import ApplicationPlugin
+from .models import Access, ApplicationPlugin
 from .plugin_states import STATE_CHANNEL, PluginStates
 from .plugins import Plugin
 from .registry import PluginRecord
@@ -180,13 +180,23 @@ class PluginManager(PluginStates):
 
     # -- steps ---------------------------------------------------------------------------
 
-    def _refuse_ungranted(self, names: builtins.list[str]) -> None:
+    def ungranted(self, name: str) -> dict[str, dict[str, Access]]:
+        """What enabling ``name`` (and the plugins it needs that are not enabled yet) asks
+        for and no live grant covers, by plugin; empty unless governance enforces.
+        ``DependencyError`` when ``name`` cannot be enabled for its dependencies."""
+        return self._ungranted([n for n in self.dependencies.resolve([name]) if not self.is_enabled(n)])
+
+    def _ungranted(self, names: builtins.list[str]) -> dict[str, dict[str, Access]]:
         if tachycore_settings.GOVERNANCE != "enforce":
-            return
-        if tachycore_settings.GRANTS:  # settings as code hold from the first enable, migrate or not
+            return {}
+        return {name: found for name in names if not self.plugins[name].built_in
+                and (found := governance.ungranted(name, self.plugins[name].capabilities))}
+
+    def _refuse_ungranted(self, names: builtins.list[str]) -> None:
+        if tachycore_settings.GOVERNANCE == "enforce" and tachycore_settings.GRANTS:
+            # settings as code hold from the first enable, migrate or not
             governance.grants.apply_settings(tachycore_settings.GRANTS)
-        missing = {name: found for name in names if not self.plugins[name].built_in
-                   and (found := governance.ungranted(name, self.plugins[name].capabilities))}
+        missing = self._ungranted(names)
         if missing:
             asks = "; ".join(f"{name} asks for {', '.join(f'{c} {a.name}' for c, a in found.items())}"
                              for name, found in missing.items())

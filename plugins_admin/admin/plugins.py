@@ -17,8 +17,6 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from tachycore import governance
-from tachycore.conf import tachycore_settings
 from tachycore.errors import PluginError
 from tachycore.manager import plugin_manager
 from tachycore.models import ApplicationPlugin
@@ -63,20 +61,14 @@ def perform(operation: str, name: str, *, grant_requested: bool = False, granted
 def ungranted_requests(name: str) -> list[tuple[str, str, str]]:
     """(plugin, capability, access) that enabling ``name`` (and what it needs) asks for and
     nobody granted; empty when governance does not enforce."""
-    if tachycore_settings.GOVERNANCE != "enforce" or name not in plugin_manager.plugins:
+    if name not in plugin_manager.plugins:
         return []
     try:
-        needed = plugin_manager.dependencies.resolve([name])
+        missing = plugin_manager.ungranted(name)
     except PluginError:
         return []  # the plan says why enabling is refused
-    found = []
-    for plugin in needed:
-        code = plugin_manager.plugins.get(plugin)
-        if code is None or code.built_in or plugin_manager.is_enabled(plugin):
-            continue
-        for capability, access in governance.ungranted(plugin, code.capabilities).items():
-            found.append((plugin, capability, access.name))
-    return found
+    return [(plugin, capability, access.name)
+            for plugin, found in missing.items() for capability, access in found.items()]
 
 
 def badges(info: Any) -> list[tuple[str, str]]:
