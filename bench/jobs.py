@@ -53,9 +53,9 @@ BENCH = str(ROOT / "bench")
 # run as a script, this file's folder comes first on sys.path, and "jobs" would be this file
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if p not in (BENCH, str(ROOT))]
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.jobs_site.settings"
-os.environ.setdefault("DEBUG", "false")
-# DEBUG off needs a key of its own (demo/settings.py refuses its public one); a bench site has no secrets
-os.environ.setdefault("SECRET_KEY", "bench-only-" + "k" * 40)
+from bench.demo_site import debug_off  # noqa: E402 (after the path it is found on)
+
+debug_off()
 os.environ.setdefault("TACHYCORE_LOG_LEVEL", "WARNING")
 
 LOGS = Path(tempfile.mkdtemp(prefix="bench-jobs-"))

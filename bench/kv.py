@@ -14,21 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
-if "DATABASE_URL" not in os.environ:
-    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
-os.environ.setdefault("DEBUG", "false")
-# DEBUG off needs a key of its own (demo/settings.py refuses its public one); a bench site has no secrets
-os.environ.setdefault("SECRET_KEY", "bench-only-" + "k" * 40)
+from bench.demo_site import use_demo_site  # noqa: E402 (after the path it is found on)
+
+use_demo_site()
 
 VALUE = "x" * 98  # 100 bytes as JSON
 RESULTS: list[tuple[str, float, str, float, str, bool]] = []

@@ -18,16 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(os.environ.get("BENCH_ROOT", Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
-if "DATABASE_URL" not in os.environ:
-    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
-os.environ.setdefault("DEBUG", "false")
+from bench.demo_site import use_demo_site  # noqa: E402 (after the path it is found on)
+
+use_demo_site()
 os.environ.setdefault("KV_HTTP_ENABLED", "true")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver")
 

@@ -16,7 +16,9 @@ from tests.fixtures.site import (  # noqa: F401
     _fresh_plugin_manager,
     app_env,
     fast_jobs,
+    no_grants,
     redis_url,
+    registered,
     subprocess_env,
 )
 

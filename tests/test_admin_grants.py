@@ -14,13 +14,6 @@ ENABLE_NOTES = "/admin/tachycore/applicationplugin/notes/enable/"
 GRANTS = "/admin/tachycore/capabilitygrant/"
 
 
-@pytest.fixture
-def no_grants(db, settings):
-    settings.TACHYCORE = {**settings.TACHYCORE, "GRANTS": {}}
-    CapabilityGrant.objects.all().delete()
-    grants.forget()
-
-
 def staff(username: str, *codenames: str) -> Client:
     user = User.objects.create_user(username, password="pw", is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))

@@ -29,9 +29,10 @@ from tachycore.context import acting_as
 from tachycore.errors import CapabilityDenied, PluginNotFound, UngrantedCapabilities
 from tachycore.governance import grants
 from tachycore.manager import plugin_manager
-from tachycore.models import Access, AuditEvent, CapabilityGrant
+from tachycore.models import Access, AuditEvent
 from tachycore.receivers import AUDIT_PRUNE_FUNC, AUDIT_PRUNE_SCHEDULE, keep_audit_prune_schedule
 from tachycore.runtime import runtime
+from tests.helpers.grants import revoke
 from tests.helpers.processes import manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,11 +50,6 @@ def trail():
     AuditEvent.objects.all().delete()
     yield audit.trail
     audit.flush()
-
-
-def revoke(plugin: str, capability: str) -> None:
-    CapabilityGrant.objects.filter(plugin=plugin, capability=capability).delete()
-    grants.forget()
 
 
 def rows(**filters) -> list[AuditEvent]:

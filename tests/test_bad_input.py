@@ -26,7 +26,6 @@ import jobs
 import kv
 from demo.notes.models import Note
 from jobs.dispatcher import Dispatcher
-from jobs.handlers import handlers
 from jobs.models import Job
 from kv.models import KVEntry
 from kv.validation import MAX_TTL
@@ -473,20 +472,6 @@ def test_admin_form__a_key_with_a_nul_character_is_a_form_error(browser):
 
 
 # -- what a handler returns or raises: stored alike on every database, shown by the API -----------
-
-@pytest.fixture
-def registered():
-    """``register(topic, func)``: a handler for this test only."""
-    topics = []
-
-    def register(topic, func):
-        jobs.handler(topic)(func)
-        topics.append(topic)
-
-    yield register
-    for topic in topics:
-        handlers.unregister(topic)
-
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("fast_jobs")

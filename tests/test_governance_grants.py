@@ -31,15 +31,6 @@ def pm(*args: str) -> str:
     return out.getvalue()
 
 
-@pytest.fixture
-def no_grants(db, settings):
-    """The demo plugins hold nothing (the test settings grant what they ask for, and a
-    migrate, such as the one enable runs, would grant it again)."""
-    settings.TACHYCORE = {**settings.TACHYCORE, "GRANTS": {}}
-    CapabilityGrant.objects.all().delete()
-    grants.forget()
-
-
 # -- the vocabulary ----------------------------------------------------------------------------
 
 

@@ -15,7 +15,6 @@ from django.utils import timezone
 import jobs
 from jobs.dispatcher import Dispatcher
 from jobs.execution import retry_delay
-from jobs.handlers import handlers
 from jobs.leases import ClaimBuffer, Leases
 from jobs.models import Job, JobStatus
 from jobs.sql import statements_for
@@ -32,20 +31,6 @@ transactional = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def store():
     return jobs.get_job_store()
-
-
-@pytest.fixture
-def registered():
-    """``register(topic, func)``: a handler for this test only."""
-    topics = []
-
-    def register(topic, func):
-        jobs.handler(topic)(func)
-        topics.append(topic)
-
-    yield register
-    for topic in topics:
-        handlers.unregister(topic)
 
 
 def stored(job_id: int) -> Job:

@@ -19,6 +19,7 @@ from jobs.models import Job, JobStatus
 from jobs.sql import statements_for
 from jobs.store import JobStore
 from tachycore.jsontext import MAX_JSON_DEPTH
+from tests.helpers.json_values import SURROGATES, nested_list
 from tests.plugin_apps.toolbox import tasks
 
 pytestmark = pytest.mark.django_db
@@ -281,18 +282,6 @@ def test_enqueue__unknown_topic_names_the_way_out(store):
 
 
 # -- bad input: lone surrogates, deep nesting, "\u0000" written out --------------------------
-
-def nested_list(depth: int) -> list:
-    """Lists nested ``depth`` levels deep around 1 (``[[1]]`` is 2)."""
-    value: list | int = 1
-    for _ in range(depth):
-        value = [value]
-    return value  # type: ignore[return-value]
-
-
-SURROGATES = {"value": "a\ud800b", "in-a-list": ["ok", "\udc00"], "object-key": {"\ud800": 1},
-              "nested-key": {"a": [{"\udfff": None}]}, "two-halves": "\ud83d\ude00"}
-
 
 @pytest.mark.parametrize("payload", SURROGATES.values(), ids=SURROGATES.keys())
 def test_enqueue__a_lone_surrogate_in_the_payload_is_invalid_and_the_list_still_reads(store, payload):

@@ -120,22 +120,23 @@ def test_cleanup_expired__nothing_expired_removes_nothing():
     assert remaining() == ["live"]
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_cleanup_expired__a_key_set_again_while_the_cleanup_waits_for_it_survives():
-    put("k", -1000)
+def cleanup_while_a_set_holds_the_row(key: str, **options) -> int:
+    """Run a cleanup pass in another thread while ``set(key)`` in this thread's transaction
+    holds the row's lock; commit once the pass waits for it. The pass's count (PostgreSQL:
+    SQLite locks the whole database, not a row)."""
+    removed: list[int] = []
     errors: list[BaseException] = []
 
     def clean() -> None:
         try:
-            cleanup_expired()
+            removed.append(cleanup_expired(**options))
         except BaseException as e:  # reported below, not lost in the thread
             errors.append(e)
         finally:
             connection.close()
 
     with transaction.atomic():
-        get_store().set("k", "fresh", ex=600)  # the row stays locked until commit
+        get_store().set(key, "fresh", ex=600)  # the row stays locked until commit
         cleaner = threading.Thread(target=clean)
         cleaner.start()
         with connection.cursor() as cursor:
@@ -147,8 +148,17 @@ def test_cleanup_expired__a_key_set_again_while_the_cleanup_waits_for_it_survive
             if not wait_until(cleaner_waits, timeout=10):
                 pytest.fail("the cleanup never waited for the row lock")  # not the expected failure
     cleaner.join(10)
-
     assert not errors
+    return removed[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_cleanup_expired__a_key_set_again_while_the_cleanup_waits_for_it_survives():
+    put("k", -1000)
+
+    cleanup_while_a_set_holds_the_row("k")
+
     assert list(KVEntry.objects.values_list("key", "value")) == [("k", "fresh")]
 
 
@@ -160,33 +170,8 @@ def test_cleanup_expired__a_batch_cut_short_by_a_concurrent_set_does_not_end_the
     still expired (it once stopped there, leaving them for the next pass)."""
     put("k", -60_000)  # expired first: the first batch (the expiry index's order) picks it
     put_expired(25)
-    removed: list[int] = []
-    errors: list[BaseException] = []
 
-    def clean() -> None:
-        try:
-            removed.append(cleanup_expired(batch_size=10))
-        except BaseException as e:  # reported below, not lost in the thread
-            errors.append(e)
-        finally:
-            connection.close()
-
-    with transaction.atomic():
-        get_store().set("k", "fresh", ex=600)  # the row stays locked until commit
-        cleaner = threading.Thread(target=clean)
-        cleaner.start()
-        with connection.cursor() as cursor:
-            def cleaner_waits() -> bool:
-                cursor.execute("SELECT pg_stat_clear_snapshot()")
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                               "AND datname = current_database()")
-                return cursor.fetchone()[0] == 1
-            if not wait_until(cleaner_waits, timeout=10):
-                pytest.fail("the cleanup never waited for the row lock")
-    cleaner.join(10)
-
-    assert not errors
-    assert removed == [25]
+    assert cleanup_while_a_set_holds_the_row("k", batch_size=10) == 25
     assert remaining() == ["k"]
 
 

@@ -29,6 +29,7 @@ from kv.models import KVEntry
 from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
 from kv.validation import MAX_TTL
 from tachycore.jsontext import MAX_JSON_DEPTH
+from tests.helpers.json_values import SURROGATES, nested_list
 
 pytestmark = pytest.mark.django_db
 
@@ -1374,18 +1375,6 @@ def test_hset__hash_cannot_grow_past_max_value_size(store, settings):
 
 
 # -- bad input: lone surrogates, deep nesting, "\u0000" written out, TTLs past the cap ---------
-
-def nested_list(depth: int) -> list:
-    """Lists nested ``depth`` levels deep around 1 (``[[1]]`` is 2)."""
-    value: list | int = 1
-    for _ in range(depth):
-        value = [value]
-    return value  # type: ignore[return-value]
-
-
-SURROGATES = {"value": "a\ud800b", "in-a-list": ["ok", "\udc00"], "object-key": {"\ud800": 1},
-              "nested-key": {"a": [{"\udfff": None}]}, "two-halves": "\ud83d\ude00"}
-
 
 @pytest.mark.parametrize("value", SURROGATES.values(), ids=SURROGATES.keys())
 def test_set__a_lone_surrogate_anywhere_raises_invalid_value_and_writes_nothing(store, value):

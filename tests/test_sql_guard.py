@@ -18,8 +18,8 @@ from kv.models import KVEntry
 from tachycore.context import acting_as
 from tachycore.errors import CapabilityDenied
 from tachycore.governance import grants
-from tachycore.models import CapabilityGrant
 from tachycore.sql_guard import guard, own_tables
+from tests.helpers.grants import revoke
 from tests.helpers.processes import manage
 
 
@@ -27,11 +27,6 @@ from tests.helpers.processes import manage
 def notes_on(db):
     """notes and audit enabled, with what the test settings grant them."""
     call_command("pm", "enable", "notes", stdout=io.StringIO(), stderr=io.StringIO())
-    grants.forget()
-
-
-def revoke(plugin: str, capability: str) -> None:
-    CapabilityGrant.objects.filter(plugin=plugin, capability=capability).delete()
     grants.forget()
 
 
