@@ -16,6 +16,9 @@ class ApplicationPlugin(models.Model):
     built_in = models.BooleanField(default=False)
     options = models.JSONField(default=dict, blank=True)
     last_error = models.TextField(blank=True)
+    #: raised by ``pm reload`` and by a change of options: each process whose instance of
+    #: the plugin is older builds a new one and switches to it (blue-green)
+    generation = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -85,6 +88,10 @@ class Node(models.Model):
     maintenance = models.BooleanField(default=False)
     #: the newest errors first: [{"at": iso time, "message": text}, ...]
     last_errors = models.JSONField(default=list, blank=True)
+    #: the version of each plugin whose code this process runs: {"notes": "1.0.0", ...}
+    code_versions = models.JSONField(default=dict, blank=True)
+    #: this process's plugin instances: {"notes": {"generation": 3, "calls": 1, "draining": 1}, ...}
+    instances = models.JSONField(default=dict, blank=True)
 
     class Meta:
         db_table = "tachycore_nodes"

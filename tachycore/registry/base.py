@@ -18,7 +18,7 @@ from .validation import check_fields, check_name, fields_from_json
 
 #: record fields a caller may change through ``update``
 UPDATABLE_FIELDS = frozenset(
-    {"package_name", "version", "enabled", "installed", "built_in", "options", "last_error"}
+    {"package_name", "version", "enabled", "installed", "built_in", "options", "last_error", "generation"}
 )
 
 
@@ -34,6 +34,8 @@ class PluginRecord:
     built_in: bool = False
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     last_error: str = ""
+    #: raised by a reload or an options change: processes switch to a new instance
+    generation: int = 0
     created: datetime | None = None
     updated: datetime | None = None
 

@@ -18,7 +18,7 @@ from .validation import check_name, is_valid_name
 logger = logging.getLogger("tachycore.registry")
 
 _FIELDS = ("name", "package_name", "version", "enabled", "installed", "built_in", "options",
-           "last_error", "created", "updated")
+           "last_error", "generation", "created", "updated")
 
 
 def _to_record(row: Any) -> PluginRecord:

@@ -34,10 +34,11 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "built_in": (bool,),
     "options": (dict,),
     "last_error": (str,),
+    "generation": (int,),
     "created": (datetime, type(None)),
     "updated": (datetime, type(None)),
 }
-_TYPE_WORDS = {str: "a string", bool: "true or false", dict: "a JSON object", datetime: "a date and time",
+_TYPE_WORDS = {str: "a string", bool: "true or false", int: "a whole number from 0", dict: "a JSON object", datetime: "a date and time",
                type(None): "null"}
 #: characters no database column can keep: NUL (PostgreSQL) and lone surrogates (UTF-8)
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
@@ -118,7 +119,12 @@ def check_fields(name: str, fields: Mapping[str, Any]) -> None:
         if kinds is None:
             raise InvalidRecord(f"plugin {name!r} has no field {field!r}")
         # bool is an int subclass and int is no bool: compare exactly for booleans
-        ok = type(value) is bool if kinds == (bool,) else isinstance(value, kinds)
+        if kinds == (bool,):
+            ok = type(value) is bool
+        elif kinds == (int,):
+            ok = type(value) is int and value >= 0
+        else:
+            ok = isinstance(value, kinds)
         if not ok:
             wanted = " or ".join(_TYPE_WORDS[kind] for kind in kinds)
             raise InvalidRecord(f"field {field!r} of plugin {name!r} must be {wanted}, got {describe(value)}")
