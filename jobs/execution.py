@@ -3,10 +3,12 @@ on database connections checked the way Django checks them between requests."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
 import traceback
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +18,7 @@ from opentelemetry.trace import SpanKind
 
 from tachycore import trace
 from tachycore.context import acting_as
+from tachycore.errors import PluginUnavailable
 from tachycore.jsontext import json_fault
 
 from .conf import jobs_settings
@@ -89,14 +92,14 @@ def execute(job: Job) -> Outcome:
             if job.task_backend:
                 from .backends import run_task
 
-                with acting_as(_plugin_of_app(owner_app_label(job.topic))):
+                with _inside_plugin_of(owner_app_label(job.topic)):
                     value = run_task(job)
             else:
                 entry = handlers.get(job.topic)
                 if entry is None:
                     raise UnknownTopic(f"no handler for topic {job.topic!r} in this process")
                 # who runs is the code's app, never anything the payload says
-                with acting_as(_plugin_of_app(entry.app_label)):
+                with _inside_plugin_of(entry.app_label):
                     value = entry.func(job)
         try:
             result_json = None if value is None else json.dumps(value, allow_nan=False)
@@ -106,6 +109,9 @@ def execute(job: Job) -> Outcome:
         if fault is not None:  # the same rules as a payload's: storable alike on every database
             raise ValueError(f"the handler of {job.topic!r} returned a value that {fault}")
         return Outcome(job, JobStatus.COMPLETED, result_json=result_json, return_value=value)
+    except PluginUnavailable:
+        # disabled between the claim and the start: held, like the jobs it did not claim
+        return Outcome(job, RETURNED)
     except Exception as e:
         now = timezone.now()
         error = describe_error(e, now)
@@ -115,10 +121,19 @@ def execute(job: Job) -> Outcome:
         return Outcome(job, JobStatus.FAILED, error=error, exception=e)
 
 
-def _plugin_of_app(app_label: str | None) -> str | None:
+@contextlib.contextmanager
+def _inside_plugin_of(app_label: str | None) -> Iterator[None]:
+    """Run the block as the plugin whose app is ``app_label``, inside its active instance
+    (a reload waits for the job); as the host site for an app that is no plugin."""
     from tachycore.manager import plugin_manager
 
-    return plugin_manager.plugin_of_app(app_label)
+    plugin = plugin_manager.plugin_of_app(app_label)
+    if plugin is None:
+        with acting_as(None):
+            yield
+        return
+    with plugin_manager.instances.entered(plugin):
+        yield
 
 
 def check_connections() -> None:

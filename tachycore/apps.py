@@ -17,6 +17,7 @@ class TachycoreConfig(AppConfig):
         from django.db.backends.signals import connection_created
 
         from . import audit, checks, governance, receivers, sql_guard
+        from .instances import instances
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
         from .maintenance import maintenance
         from .management.plugin_commands import run_commands_as_their_plugin
@@ -36,6 +37,9 @@ class TachycoreConfig(AppConfig):
         connection_created.connect(sql_guard.install, dispatch_uid="tachycore.sql_guard")
         for connection in connections.all(initialized_only=True):  # opened before ready()
             sql_guard.install(connection=connection)
+        # the node row shows this process's instances, and what went wrong with one
+        instances.on_change = lambda: runtime.supervisor.wake()
+        instances.on_problem = lambda message: runtime.supervisor.record_error(message)
         runtime.route(PLUGIN_CHANNEL_PREFIX, plugin_manager.deliver)
         runtime.subscribe(STATE_CHANNEL, receivers.follow_plugin_states)
         runtime.subscribe(MAINTENANCE_CHANNEL, receivers.follow_maintenance)

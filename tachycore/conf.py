@@ -262,6 +262,12 @@ class TachycoreDefaults:
     AUDIT_QUEUE_SIZE: int = setting(10000, "int", minimum=1)
     #: audit rows older than this are deleted by an hourly django-q2 schedule
     AUDIT_RETENTION: float = setting(30 * 86400.0, "duration")
+    #: old instances of one plugin a process keeps while their calls finish (blue-green
+    #: reloads); a reload beyond it is refused until one has drained
+    MAX_DRAINING: int = setting(3, "int", minimum=1)
+    #: how long an old instance (or a disabled plugin's) may keep calls inside before it is
+    #: unloaded anyway, recorded on the node and in the audit trail
+    DRAIN_TIMEOUT: float = setting(30.0, "duration")
 
 
 tachycore_settings = AppSettings("TACHYCORE", TachycoreDefaults)

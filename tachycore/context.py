@@ -14,15 +14,12 @@ plugins, not a sandbox: a plugin can start a plain thread or call ``acting_as`` 
 from __future__ import annotations
 
 import contextvars
-import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-
-__all__ = ["Thread", "acting_as", "builtin_statements", "current_plugin", "entered_as", "in_builtin_statements"]
+__all__ = ["Thread", "acting_as", "builtin_statements", "current_plugin", "in_builtin_statements"]
 
 _plugin: contextvars.ContextVar[str | None] = contextvars.ContextVar("tachycore_plugin", default=None)
 
@@ -39,28 +36,6 @@ def acting_as(name: str | None) -> Iterator[None]:
         yield
     finally:
         _plugin.reset(token)
-
-
-def entered_as[F: Callable[..., Any]](name: str, func: F) -> F:
-    """``func`` wrapped so that each call runs as plugin ``name``: sync or async alike (an
-    async function stays one, so Django and asgiref see a coroutine function), with
-    ``func``'s name and attributes (``csrf_exempt``, DRF's ``cls``...) kept."""
-    if iscoroutinefunction(func):
-
-        async def entered_async(*args: Any, **kwargs: Any) -> Any:
-            with acting_as(name):
-                return await func(*args, **kwargs)
-
-        wrapper: Callable[..., Any] = markcoroutinefunction(functools.wraps(func)(entered_async))
-    else:
-
-        def entered(*args: Any, **kwargs: Any) -> Any:
-            with acting_as(name):
-                return func(*args, **kwargs)
-
-        wrapper = functools.wraps(func)(entered)
-    wrapper.tachycore_plugin = name  # type: ignore[attr-defined]
-    return wrapper  # type: ignore[return-value]
 
 
 #: set while the kernel or a built-in plugin (kv, jobs) runs its own statements inside a

@@ -127,3 +127,25 @@ class InvalidGrant(PluginError, ValueError):
 
 class UngrantedCapabilities(PluginStateError):
     """``enable`` of a plugin that asks for capabilities nobody granted."""
+
+
+class PluginUnavailable(PluginError):
+    """A call into a plugin that has no active instance in this process: it is disabled, or
+    its code is missing, or its instance is draining out (``pm disable``)."""
+
+    def __init__(self, name: str, message: str = "") -> None:
+        super().__init__(message or f"plugin {name!r} is not enabled")
+        self.name = name
+
+
+class TooManyDraining(PluginStateError):
+    """A reload (or an options change) refused while ``MAX_DRAINING`` old instances of the
+    plugin still have calls inside them."""
+
+
+class ServiceNotFound(PluginError, LookupError):
+    """``tachycore.invoke`` of a service id that names no plugin, or no service of it."""
+
+
+class ServiceUnavailable(PluginUnavailable):
+    """``tachycore.invoke`` of a service whose plugin is disabled or draining out."""

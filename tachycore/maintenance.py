@@ -63,7 +63,7 @@ class MaintenanceMode(WatchedState):
             SiteState.objects.bulk_create([SiteState(pk=1)], ignore_conflicts=True)
             SiteState.objects.filter(pk=1).update(version=F("version") + 1, **values)
             sync.publish(CHANNEL, {"enabled": enabled})
-        self.reload()
+        self.reread()
         return self._state
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,9 +25,11 @@ from .errors import (
     PluginMissing,
     PluginNotFound,
     PluginStateError,
+    TooManyDraining,
     UngrantedCapabilities,
 )
 from .info import PluginInfo
+from .instances import DRAINED, TIMED_OUT, Instance, instances
 from .models import Access, ApplicationPlugin
 from .plugin_states import STATE_CHANNEL, PluginStates
 from .plugins import Plugin
@@ -35,6 +39,28 @@ from .runtime import runtime
 logger = logging.getLogger("tachycore.plugins")
 
 
+@dataclasses.dataclass(frozen=True)
+class Drain:
+    """How the calls inside a disabled plugin's instance (in the disabling process) ended."""
+
+    name: str
+    #: calls inside the instance when it was retired
+    calls: int
+    #: ``True``: they all returned; ``False``: ``DRAIN_TIMEOUT`` came first
+    drained: bool
+    #: seconds waited
+    waited: float
+
+    def describe(self) -> str:
+        if not self.calls:
+            return f"{self.name}: no call was inside; after_disable and unload ran at once"
+        if self.drained:
+            return (f"{self.name}: after_disable and unload ran once the {self.calls} call(s) inside "
+                    f"had returned ({self.waited:g} s)")
+        return (f"{self.name}: after_disable and unload ran at DRAIN_TIMEOUT ({self.waited:g} s) "
+                f"with call(s) still inside (recorded on the node and in the audit trail)")
+
+
 class PluginManager(PluginStates):
     """Adds, installs, enables, disables, upgrades and removes plugins.
 
@@ -42,6 +68,11 @@ class PluginManager(PluginStates):
     hooks' writes; after it commits, a ``plugin-state-changed`` sync message
     tells the other processes to re-read (see :class:`PluginStates`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: how the last disable of each plugin drained in this process (``pm disable`` says it)
+        self.drains: dict[str, Drain] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -89,6 +120,8 @@ class PluginManager(PluginStates):
             options = self._validated_options(self.plugins[names[0]], options)
         order = self.dependencies.resolve(names)
         before = self._records()
+        if options is not None and names[0] in before and before[names[0]].enabled:
+            self._refuse_draining(names[0], "its options are not changed")
         if not grant_requested:
             self._refuse_ungranted([n for n in order if not (n in before and before[n].enabled)])
         self._migrate([self.plugins[n] for n in order if not (n in before and before[n].installed)])
@@ -98,7 +131,7 @@ class PluginManager(PluginStates):
             if options is not None and names[0] in records:
                 self.registry.update(names[0], options=options)
             for name in todo:
-                plugin = self.plugins[name]
+                plugin = self._fresh(name, records.get(name))
                 if grant_requested:  # first: its hooks (install...) run under these grants
                     self._grant_requested(plugin, granted_by or "pm enable --grant-requested")
                 record = records.get(name)
@@ -107,10 +140,10 @@ class PluginManager(PluginStates):
                 if not record.installed:
                     self._install(plugin, record)
                 self._hook(plugin, "before_enable")
-                self.registry.update(name, enabled=True, last_error="")
+                record = self.registry.update(name, enabled=True, last_error="")
                 self._hook(plugin, "before_load")
                 self._hook(plugin, "load")
-                self._loaded.add(name)
+                self._start(name, plugin, record.generation)  # takes calls, after_enable's too
                 self._hook(plugin, "after_enable")
         return todo
 
@@ -120,17 +153,31 @@ class PluginManager(PluginStates):
 
         Refused, naming them, while an enabled plugin outside ``names`` depends on one,
         and for a built-in plugin. Works on a missing plugin (no hooks run: its code is gone).
+
+        New calls into a plugin are refused from the commit on (in every process as it
+        follows); ``after_disable`` and ``unload`` run here once the calls inside this process
+        have returned, or at ``DRAIN_TIMEOUT`` (:attr:`drains` tells which).
         """
         self._require_names(names, "disable")
-        with self._changing():
-            records = self._records()
-            for name in names:
-                self._recorded(name, records, "disable")
-                self._refuse_built_in(name, "disable")
-            self.dependencies.refuse_if_needed(names, records, "disable")
-            todo = [name for name in self.dependencies.teardown_order(names) if records[name].enabled]
-            for name in todo:
-                self._disable(name)
+        retired: dict[str, Instance] = {}
+        try:
+            with self._changing():
+                records = self._records()
+                for name in names:
+                    self._recorded(name, records, "disable")
+                    self._refuse_built_in(name, "disable")
+                self.dependencies.refuse_if_needed(names, records, "disable")
+                todo = [name for name in self.dependencies.teardown_order(names) if records[name].enabled]
+                for name in todo:
+                    self._disable(name)
+                    instance = self.instances.retire(name, unload_here=False)  # no new call from now
+                    if instance is not None:
+                        retired[name] = instance
+        except BaseException:
+            for instance in retired.values():
+                self.instances.release(instance)  # rolled back: it drains and unloads as after a reload
+            raise
+        self._finish_disable(todo, retired)
         return todo
 
     @audit.operation("pm.upgrade")
@@ -156,21 +203,36 @@ class PluginManager(PluginStates):
         enabled plugin needs ``force=True``, which disables it first.
         """
         plugin = self.plugins.get(name)
-        with self._changing():
-            records = self._records()
-            record = self._recorded(name, records, "remove")
-            self._refuse_built_in(name, "remove")
-            if record.enabled and not force:
+        record = self._recorded(name, None, "remove")
+        self._refuse_built_in(name, "remove")
+        if record.enabled:
+            if not force:
                 raise PluginStateError(f"plugin {name!r} is enabled: disable it first, or remove it with --force")
+            self.dependencies.refuse_if_needed([name], self._records(), "remove")
+            self.disable(name)  # drains and runs after_disable
+        with self._changing():
+            record = self._recorded(name, None, "remove")
             if record.enabled:
-                self.dependencies.refuse_if_needed([name], records, "remove")
-                self._disable(name)
+                raise PluginStateError(f"plugin {name!r} was enabled again meanwhile: not removed")
             if plugin:
                 self._hook(plugin, "before_remove")
             self.registry.remove(name)
-            self._loaded.discard(name)
             if plugin:
                 self._hook(plugin, "after_remove")
+
+    @audit.operation("pm.reload")
+    def reload(self, name: str) -> int:
+        """Blue-green: every process builds a new instance of ``name``, ``load()``s it and
+        switches to it; calls already inside finish on the old one, which ``unload()``s after
+        its last call. Returns the new generation. ``TooManyDraining`` while ``MAX_DRAINING``
+        old instances are still draining here."""
+        self._code(name, "reload")
+        with self._changing():
+            record = self._recorded(name, None, "reload")
+            if not record.enabled:
+                raise PluginStateError(f"plugin {name!r} is not enabled: there is no instance to reload")
+            self._refuse_draining(name)
+            return self.registry.update(name, generation=record.generation + 1).generation
 
     def ensure_built_ins(self) -> builtins.list[str]:
         """Add, install and enable every built-in plugin not recorded yet; return their names."""
@@ -231,9 +293,42 @@ class PluginManager(PluginStates):
         if plugin:
             self._hook(plugin, "before_disable")
         self.registry.update(name, enabled=False)
-        self._loaded.discard(name)
-        if plugin:
-            self._hook(plugin, "after_disable")
+
+    def _finish_disable(self, names: builtins.list[str], retired: dict[str, Instance]) -> None:
+        """After a disable committed: wait (one ``DRAIN_TIMEOUT`` for all) for the calls inside
+        each instance to return, then ``after_disable`` and ``unload``, dependents first. A
+        failing ``after_disable`` is recorded on the plugin and raised once all are done."""
+        started = time.monotonic()
+        deadline = started + tachycore_settings.DRAIN_TIMEOUT
+        failed: builtins.list[HookFailed] = []
+        for name in names:
+            instance = retired.get(name)
+            calls = instance.calls if instance is not None else 0
+            drained = instance is None or instance.drained.wait(max(0.0, deadline - time.monotonic()))
+            self.drains[name] = Drain(name, calls, drained, round(time.monotonic() - started, 3))
+            plugin = instance.plugin if instance is not None else self.plugins.get(name)
+            if plugin is not None:
+                try:
+                    with transaction.atomic(using=router.db_for_write(ApplicationPlugin)):
+                        self._hook(plugin, "after_disable")
+                except HookFailed as e:
+                    self.registry.update(name, last_error=str(e))
+                    self._record_failure(e)
+                    failed.append(e)
+            if instance is not None:
+                self.instances.unload(instance, DRAINED if drained else TIMED_OUT)
+        if failed:
+            raise failed[0]
+
+    def _refuse_draining(self, name: str, what: str = "it is not reloaded") -> None:
+        """``TooManyDraining`` while ``MAX_DRAINING`` old instances of ``name`` are draining here."""
+        waiting = len(self.instances.draining(name))
+        limit = tachycore_settings.MAX_DRAINING
+        if waiting >= limit:
+            raise TooManyDraining(
+                f"plugin {name!r}: {what}: {waiting} old instance(s) are still draining (at most "
+                f"MAX_DRAINING = {limit}); try again when their calls have returned, at the latest "
+                f"after DRAIN_TIMEOUT ({tachycore_settings.DRAIN_TIMEOUT:g} s)")
 
     def _migrate(self, plugins: builtins.list[Plugin]) -> None:
         """Apply the migrations of these plugins' apps (outside the state transaction:
@@ -274,7 +369,7 @@ class PluginManager(PluginStates):
                 raise
             finally:
                 self._busy.value = False
-                self.reload()
+                self.reread()
 
     def _record_failure(self, error: HookFailed) -> None:
         message = f"plugin operation rolled back: {error}"
@@ -327,5 +422,5 @@ class PluginManager(PluginStates):
             raise InvalidOptions(f"options of plugin {plugin.name!r} refused: {e}") from e
 
 
-plugin_manager = PluginManager()
+plugin_manager = PluginManager(own_instances=instances)
 pm = plugin_manager

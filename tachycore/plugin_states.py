@@ -15,6 +15,7 @@ from .dependencies import Dependencies
 from .discovery import discover_plugins
 from .errors import HookFailed, PluginNotFound, RegistryError
 from .info import PluginInfo, status_of
+from .instances import Instance, Instances
 from .models import ApplicationPlugin, NodeStatus
 from .plugins import Plugin
 from .registry import BasePluginRegistry, PluginRecord, load_registry
@@ -40,13 +41,15 @@ class PluginStates(WatchedState):
     """
 
     def __init__(self, registry: BasePluginRegistry | None = None,
-                 plugins: Iterable[Plugin] | None = None) -> None:
+                 plugins: Iterable[Plugin] | None = None, *, own_instances: Instances | None = None) -> None:
         super().__init__()
         self._registry = registry
+        #: the instances of this manager's plugins in this process (the site's manager keeps
+        #: them in ``tachycore.instances.instances``, which every entry into a plugin uses)
+        self.instances = own_instances if own_instances is not None else Instances()
         self._plugins = self._attached(plugins) if plugins is not None else None
         self._discovery_problems: list[tuple[str, str]] = []
         self._state: dict[str, PluginRecord] = {}
-        self._loaded: set[str] = set()
         self._busy = threading.local()
         #: the last registry error logged (each is logged once, until a read succeeds)
         self._registry_error = ""
@@ -100,7 +103,7 @@ class PluginStates(WatchedState):
         """Take ``plugins``: each asks this manager whether it is enabled."""
         taken = {}
         for plugin in plugins:
-            plugin.attach(self.is_enabled)
+            plugin.attach(self.is_enabled, self.instances)
             taken[plugin.name] = plugin
         return taken
 
@@ -113,7 +116,8 @@ class PluginStates(WatchedState):
         """Forget the registry driver and the loaded state (after a settings change)."""
         with self._lock:
             self._registry = None
-            self._state, self._loaded = {}, set()
+            self._state = {}
+            self.instances.reset()
             self.forget()
 
     @property
@@ -154,21 +158,72 @@ class PluginStates(WatchedState):
         self._registry_error = ""
 
     def _apply(self, records: dict[str, PluginRecord], version: int) -> None:
+        """Make this process follow ``records``: retire the instances of plugins no longer
+        enabled, load the newly enabled ones, and switch to a new instance where the
+        registry's generation or the options moved (a reload)."""
         self._state, self._version = records, version
-        for name, record in records.items():
-            if name in self.plugins:
-                self.plugins[name].options = {**self.plugins[name].default_options, **record.options}
         enabled = {name for name, record in records.items() if record.enabled and name in self.plugins}
-        self._loaded &= enabled
-        newcomers = [name for name in self.dependencies.order(enabled) if name not in self._loaded]
-        for hook in ("before_load", "load"):
+        for name in self.instances.names():
+            if name not in enabled:
+                self.instances.retire(name)
+        for name, record in records.items():
+            if name in self.plugins and name not in enabled:
+                self.plugins[name].options = self._options_of(name, record)
+        newcomers, renewed = [], []
+        for name in self.dependencies.order(enabled):
+            current = self.instances.active(name)
+            if current is None:
+                newcomers.append(name)
+            elif current.generation != records[name].generation or \
+                    current.options != self._options_of(name, records[name]):
+                renewed.append(name)
+        fresh = {name: self._fresh(name, records[name]) for name in newcomers}
+        for hook in ("before_load", "load"):  # each hook for all, dependencies first
             for name in newcomers:
                 try:
                     with acting_as(name):
-                        getattr(self.plugins[name], hook)()
+                        getattr(fresh[name], hook)()
                 except Exception as e:
                     self._load_failed(name, hook, e)
-        self._loaded.update(newcomers)
+        for name in newcomers:
+            self._start(name, fresh[name], records[name].generation)
+        for name in renewed:
+            self._renew(name, records[name])
+
+    def _options_of(self, name: str, record: PluginRecord) -> dict[str, Any]:
+        return {**self.plugins[name].default_options, **record.options}
+
+    def _fresh(self, name: str, record: PluginRecord | None = None) -> Plugin:
+        """The object to load as ``name``'s next instance: the discovered one the first time,
+        a new one after (``Plugin.new_instance``); it becomes ``plugins[name]``."""
+        plugin = self.plugins[name]
+        if plugin._instance_used:
+            plugin = plugin.new_instance()
+            self.plugins[name] = plugin
+        plugin._instance_used = True
+        if record is not None:
+            plugin.options = self._options_of(name, record)
+        return plugin
+
+    def _start(self, name: str, plugin: Plugin, generation: int) -> Instance:
+        """``plugin`` (loaded) takes the new calls into ``name`` from now on."""
+        self.plugins[name] = plugin
+        return self.instances.activate(name, plugin, generation)
+
+    def _renew(self, name: str, record: PluginRecord) -> None:
+        """Blue-green: load a new instance beside the active one, then switch; the old one
+        drains. A new instance that fails to load is dropped and the old one serves on."""
+        plugin = self.plugins[name].new_instance()
+        plugin._instance_used = True
+        plugin.options = self._options_of(name, record)
+        for hook in ("before_load", "load"):
+            try:
+                with acting_as(name):
+                    getattr(plugin, hook)()
+            except Exception as e:
+                self._load_failed(name, f"{hook} of a new instance (the old one serves on)", e)
+                return
+        self._start(name, plugin, record.generation)
 
     def _load_failed(self, name: str, hook: str, error: Exception) -> None:
         """A plugin could not load in this process: the node shows it (status ``error``)."""

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .context import acting_as
+from .errors import PluginUnavailable
+from .instances import Instances, instances
 
 if TYPE_CHECKING:
     from django.apps import AppConfig
@@ -29,6 +31,15 @@ class Plugin:
     * ``remove``: ``before_remove``, ``after_remove``
     * at start of each process, for each enabled plugin: ``before_load`` for
       all, then ``load`` for all (dependencies first)
+    * ``reload`` (and a change of options), in every process: a new instance, its
+      ``before_load`` and ``load``, the switch; the old instance's ``unload`` once the calls
+      inside it have returned
+    * ``disable``, once the calls inside have returned: ``after_disable``, then ``unload``
+      (``unload`` in every process)
+
+    The kernel keeps one *instance* (an object of this class) per enabled plugin per process
+    and builds a new one at each reload (:meth:`new_instance`): keep per-instance state on
+    ``self`` and set it up in ``load``, not in ``__init__``.
     """
 
     #: unique name; defaults to the app label
@@ -56,6 +67,12 @@ class Plugin:
         self.options: dict[str, Any] = dict(self.default_options)
         # set by the plugin manager that takes this plugin (``attach``): how to ask its state
         self._state_of: Callable[[str], bool] | None = None
+        # the attributes as built, before any hook ran: what a new instance starts from
+        self._pristine: dict[str, Any] | None = None
+        # where calls into this plugin take their reference (its manager's, set by ``attach``)
+        self._instances: Instances = instances
+        # whether this object was loaded as an instance once (a later one is a new object)
+        self._instance_used = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.version}>"
@@ -73,9 +90,22 @@ class Plugin:
         """Check and normalise options before they are stored; raise ``ValueError`` to refuse."""
         return options
 
-    def attach(self, is_enabled: Callable[[str], bool]) -> None:
-        """Called by the plugin manager that owns this plugin with its ``is_enabled``."""
+    def attach(self, is_enabled: Callable[[str], bool], own_instances: Instances | None = None) -> None:
+        """Called by the plugin manager that owns this plugin with its ``is_enabled`` and the
+        instances it keeps."""
         self._state_of = is_enabled
+        if own_instances is not None:
+            self._instances = own_instances
+        self._pristine = {key: value for key, value in vars(self).items() if key != "_pristine"}
+
+    def new_instance(self) -> Plugin:
+        """A new object of this plugin for a reload: the attributes as ``__init__`` built them
+        (before any hook ran) and the default options. Override when that is not enough."""
+        fresh = object.__new__(type(self))
+        fresh.__dict__.update(self._pristine if self._pristine is not None else vars(self))
+        fresh._pristine = self._pristine
+        fresh.options = dict(self.default_options)
+        return fresh
 
     def is_enabled(self) -> bool:
         """Whether the plugin is enabled now, as its manager last saw the registry
@@ -86,11 +116,21 @@ class Plugin:
         """Connect ``receiver`` to ``signal`` so that it runs only while this plugin is enabled,
         as this plugin (``tachycore.context.current_plugin()``)."""
 
+        name = self.name
+
         def gated(*args: Any, **kwargs: Any) -> Any:
-            if self.is_enabled():
-                with acting_as(self.name):
+            if self._state_of is not None:
+                self._state_of(name)  # a state check when one is due
+            entries = self._instances
+            try:
+                instance = entries.enter(name)
+            except PluginUnavailable:
+                return None  # disabled (or draining out): skipped
+            try:
+                with acting_as(name):
                     return receiver(*args, **kwargs)
-            return None
+            finally:
+                entries.leave(instance)
 
         gated.__wrapped__ = receiver  # type: ignore[attr-defined]
         uid = dispatch_uid or f"tachycore:{self.name}:{receiver.__module__}.{receiver.__qualname__}"
@@ -111,6 +151,10 @@ class Plugin:
 
     def load(self) -> None:
         """Make the plugin live in this process (register things, warm caches)."""
+
+    def unload(self) -> None:
+        """Undo ``load`` in this process: this instance takes no more calls (a reload replaced
+        it, or the plugin was disabled) and the last call inside it has returned."""
 
     def install(self) -> None:
         """Create what the plugin needs (data, defaults); must be safe to run twice."""

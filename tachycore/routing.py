@@ -3,13 +3,20 @@ running their views as the plugin (``tachycore.context.current_plugin()``)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from importlib import import_module
+from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import Http404
 from django.urls import URLResolver
 from django.urls.exceptions import Resolver404
 from django.urls.resolvers import RoutePattern
 
-from .context import entered_as
+from .context import acting_as
+from .errors import PluginUnavailable
+from .instances import Instances
 
 
 class PluginURLResolver(URLResolver):
@@ -25,11 +32,49 @@ class PluginURLResolver(URLResolver):
         if not plugin_manager.is_enabled(self.plugin_name):
             raise Resolver404({"path": path, "tried": []})
         match = super().resolve(path)
-        match.func = entered_as(self.plugin_name, match.func)
+        match.func = inside(plugin_manager.instances, self.plugin_name, match.func)
         return match
 
     def __repr__(self) -> str:
         return f"<PluginURLResolver {self.plugin_name} ({self.pattern.describe()})>"
+
+
+def inside[F: Callable[..., Any]](entries: Instances, name: str, view: F) -> F:
+    """``view`` wrapped so that each request runs inside plugin ``name``'s active instance
+    (holding it until the view returns, so that a reload waits for it) and as that plugin;
+    404 when the plugin has no active instance any more (disabled meanwhile). Sync or async
+    alike, with the view's name and attributes (``csrf_exempt``, DRF's ``cls``...) kept."""
+    if iscoroutinefunction(view):
+
+        async def entered_async(*args: Any, **kwargs: Any) -> Any:
+            instance = _enter(entries, name)
+            try:
+                with acting_as(name):
+                    return await view(*args, **kwargs)
+            finally:
+                entries.leave(instance)
+
+        wrapper: Callable[..., Any] = markcoroutinefunction(functools.wraps(view)(entered_async))
+    else:
+
+        def entered(*args: Any, **kwargs: Any) -> Any:
+            instance = _enter(entries, name)
+            try:
+                with acting_as(name):
+                    return view(*args, **kwargs)
+            finally:
+                entries.leave(instance)
+
+        wrapper = functools.wraps(view)(entered)
+    wrapper.tachycore_plugin = name  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def _enter(entries: Instances, name: str) -> Any:
+    try:
+        return entries.enter(name)
+    except PluginUnavailable:
+        raise Http404(f"plugin {name!r} is not enabled") from None
 
 
 def plugin_urlpatterns(prefix: str = "api/") -> list[URLResolver]:

@@ -166,7 +166,7 @@ class WatchedState(abc.ABC):
                 self._last_check = time.monotonic()
             return True
 
-    def reload(self) -> None:
+    def reread(self) -> None:
         """Read the full state now, whatever the version."""
         with self._lock, builtin_statements():
             run_outside_event_loop(lambda: self._load(self._read_version()))

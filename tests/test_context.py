@@ -21,6 +21,7 @@ from jobs.dispatcher import Dispatcher
 from jobs.models import Job
 from tachycore.context import Thread, acting_as, current_plugin
 from tachycore.manager import PluginManager
+from tachycore.instances import Instances
 from tachycore.plugins import Plugin
 from tachycore.registry import MemoryRegistry
 from tests.plugin_apps.toolbox import tasks as toolbox_tasks
@@ -107,9 +108,10 @@ def test_task__runs_as_the_plugin_of_its_module():
 
 def test_connected_receiver__runs_as_the_plugin_that_connected_it():
     signal, seen = Signal(), []
-    plugin = Plugin(None)
+    plugin, own = Plugin(None), Instances()
     plugin.name = "notes"
-    plugin.attach(lambda name: True)
+    plugin.attach(lambda name: True, own)
+    own.activate("notes", plugin, 0)
     plugin.connect(signal, lambda sender, **kwargs: seen.append(current_plugin()))
 
     signal.send(sender=None)

@@ -100,8 +100,9 @@ def test_disable__runs_dependents_first_whatever_the_order_given(make, calls):
 
     assert manager.disable("a", "b") == ["b", "a"]
 
-    assert calls == [("b", "before_disable"), ("b", "after_disable"),
-                     ("a", "before_disable"), ("a", "after_disable")]
+    # after_disable once the disable committed and the calls inside have returned
+    assert calls == [("b", "before_disable"), ("a", "before_disable"),
+                     ("b", "after_disable"), ("a", "after_disable")]
     assert states(manager) == {"a": (True, False), "b": (True, False)}
 
 
