@@ -15,6 +15,7 @@ active, following the registry, and the plugin manager drains a disabled plugin.
 from __future__ import annotations
 
 import collections
+import contextvars
 import logging
 import os
 import threading
@@ -38,6 +39,18 @@ UNLOADED = "unloaded"
 #: how a draining instance ended: its calls returned, the timeout, or a newer reload pushed
 #: it out while ``MAX_DRAINING`` others were draining
 DRAINED, TIMED_OUT, EVICTED = "drained", "timeout", "evicted"
+
+
+#: the plugin object of the instance the running call entered (a view, a job handler)
+_entered: contextvars.ContextVar[Any] = contextvars.ContextVar("tachycore_instance", default=None)
+
+
+def current_instance() -> Any:
+    """The plugin object whose instance the code running now was entered in (a request to the
+    plugin's URLs, its job handler, ``Instances.entered``); ``None`` outside one. Use it in a
+    view instead of looking the plugin up: after a reload, the manager already names the new
+    object while this call finishes on the old one."""
+    return _entered.get()
 
 
 class Instance:
@@ -93,6 +106,14 @@ class Instances:
         """The instance new calls into ``name`` go to (``None``: disabled or not loaded here)."""
         return self._active.get(name)
 
+    def entering(self, instance: Instance) -> contextvars.Token[Any]:
+        """Mark ``instance`` (entered) as the one the code running now is in (``current_instance``)."""
+        return _entered.set(instance.plugin)
+
+    @staticmethod
+    def left(token: contextvars.Token[Any]) -> None:
+        _entered.reset(token)
+
     def enter(self, name: str) -> Instance:
         """Hold a reference to ``name``'s active instance (give it back with :meth:`leave`);
         ``PluginUnavailable`` when it has none."""
@@ -118,10 +139,12 @@ class Instances:
         """Run the block inside ``name``'s active instance, as that plugin; yields the
         plugin object. ``PluginUnavailable`` when it has none."""
         instance = self.enter(name)
+        token = _entered.set(instance.plugin)
         try:
             with acting_as(name):
                 yield instance.plugin
         finally:
+            _entered.reset(token)
             self.leave(instance)
 
     # -- switching -----------------------------------------------------------------------

@@ -48,10 +48,12 @@ def inside[F: Callable[..., Any]](entries: Instances, name: str, view: F) -> F:
 
         async def entered_async(*args: Any, **kwargs: Any) -> Any:
             instance = _enter(entries, name)
+            token = entries.entering(instance)
             try:
                 with acting_as(name):
                     return await view(*args, **kwargs)
             finally:
+                entries.left(token)
                 entries.leave(instance)
 
         wrapper: Callable[..., Any] = markcoroutinefunction(functools.wraps(view)(entered_async))
@@ -59,10 +61,12 @@ def inside[F: Callable[..., Any]](entries: Instances, name: str, view: F) -> F:
 
         def entered(*args: Any, **kwargs: Any) -> Any:
             instance = _enter(entries, name)
+            token = entries.entering(instance)
             try:
                 with acting_as(name):
                     return view(*args, **kwargs)
             finally:
+                entries.left(token)
                 entries.leave(instance)
 
         wrapper = functools.wraps(view)(entered)

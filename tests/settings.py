@@ -32,7 +32,7 @@ else:
     if os.environ.get("TEST_PREPARE_THRESHOLD"):
         DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(os.environ["TEST_PREPARE_THRESHOLD"])
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.plugin_apps.toolbox"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.plugin_apps.toolbox", "tests.plugin_apps.bluegreen"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -20,8 +20,8 @@ import jobs
 from jobs.dispatcher import Dispatcher
 from jobs.models import Job
 from tachycore.context import Thread, acting_as, current_plugin
-from tachycore.manager import PluginManager
 from tachycore.instances import Instances
+from tachycore.manager import PluginManager
 from tachycore.plugins import Plugin
 from tachycore.registry import MemoryRegistry
 from tests.plugin_apps.toolbox import tasks as toolbox_tasks

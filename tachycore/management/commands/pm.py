@@ -44,6 +44,10 @@ class Command(KernelCommand):
                             help="grant what the plugins ask for (Plugin.capabilities) as they are enabled")
         disable = actions.add_parser("disable", help="disable plugins")
         disable.add_argument("names", nargs="+", metavar="name")
+        reload = actions.add_parser(
+            "reload", help="switch every process to a new instance of a plugin (blue-green); calls "
+                           "inside the old one finish there")
+        reload.add_argument("name")
         upgrade = actions.add_parser("upgrade", help="migrate a plugin to the version of its code")
         upgrade.add_argument("name")
         remove = actions.add_parser("remove", help="delete a plugin's registry row")
@@ -116,14 +120,23 @@ class Command(KernelCommand):
         else:
             self.stdout.write(f"Already enabled: {', '.join(names)}.")
         if parsed is not None and names[0] not in enabled:
-            self.stdout.write(f"Updated the options of {names[0]}.")
+            self.stdout.write(f"Updated the options of {names[0]}: every process switches to a new "
+                              "instance built with them.")
 
     def do_disable(self, *, names: list[str], **options: Any) -> None:
         disabled = self.manager.disable(*names)
         if disabled:
             self.stdout.write(f"Disabled {', '.join(disabled)}.")
+            for name in disabled:
+                if name in self.manager.drains:
+                    self.stdout.write(self.manager.drains[name].describe())
         else:
             self.stdout.write(f"Already disabled: {', '.join(names)}.")
+
+    def do_reload(self, *, name: str, **options: Any) -> None:
+        generation = self.manager.reload(name)
+        self.stdout.write(f"Reloaded {name}: every process switches to instance #{generation}; calls "
+                          "inside the old one finish there before its unload().")
 
     def do_upgrade(self, *, name: str, **options: Any) -> None:
         old, new = self.manager.upgrade(name)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BlueGreenConfig(AppConfig):
+    name = "tests.plugin_apps.bluegreen"
+    label = "bluegreen"

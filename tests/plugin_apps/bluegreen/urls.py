@@ -1,0 +1,33 @@
+"""URLs of the bluegreen test plugin, at /api/bluegreen/."""
+
+from django.http import JsonResponse
+from django.urls import path
+
+app_name = "bluegreen"
+
+
+def _instance():
+    from tachycore.instances import current_instance
+
+    # the instance the kernel entered for this request (a reload meanwhile does not change it)
+    return current_instance()
+
+
+def serial(request):
+    plugin = _instance()
+    return JsonResponse({"serial": plugin.serial, "colour": plugin.options["colour"]})
+
+
+def slow(request):
+    """Sleep inside the instance the request entered, then say which one it was."""
+    plugin = _instance()
+    seconds = min(float(request.GET.get("seconds", "1")), 10.0)
+    serial_at_start = plugin.serial
+    done, colour = plugin.work(pause=seconds)
+    return JsonResponse({"serial": done, "serial_at_start": serial_at_start, "colour": colour})
+
+
+urlpatterns = [
+    path("serial/", serial, name="serial"),
+    path("slow/", slow, name="slow"),
+]
