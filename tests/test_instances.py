@@ -276,3 +276,26 @@ def test_a_failing_load_of_the_new_instance_keeps_the_old_one_serving(bluegreen,
 
     assert serial_now() == first
     assert any("cannot load" in entry["message"] for entry in runtime.supervisor.errors)
+
+
+def test_job__in_flight_finishes_on_the_old_instance_and_a_disabled_plugins_job_is_held(bluegreen):
+    import jobs
+    from jobs.dispatcher import Dispatcher
+    from jobs.models import Job
+
+    first = serial_now()
+    store = jobs.get_job_store()
+    job = store.enqueue("bluegreen.work", {"pause": 1.0})
+    running, _ = in_thread(Dispatcher(burst=True, workers=1).run)
+    assert wait_until(lambda: calls_inside() == 1, timeout=10)
+
+    plugin_manager.reload("bluegreen")
+    running.join(10)
+
+    assert Job.objects.get(pk=job.id).result == {"serial": first, "colour": "blue"}
+    assert wait_until(lambda: unloads() == [(first, 0)], timeout=5)
+
+    plugin_manager.disable("bluegreen")
+    held = store.enqueue("bluegreen.work", {})
+    Dispatcher(burst=True, workers=1).run()
+    assert Job.objects.get(pk=held.id).status == "pending"
