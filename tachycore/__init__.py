@@ -1,14 +1,17 @@
 """tachycore: the plugin kernel.
 
-Public API: ``tachycore.plugin_manager`` (alias ``tachycore.pm``) and
-``tachycore.plugins.Plugin``.
+Public API: ``tachycore.plugin_manager`` (alias ``tachycore.pm``),
+``tachycore.plugins.Plugin``, and the services plugins publish and call through the
+kernel: ``tachycore.service``, ``tachycore.invoke``, ``tachycore.get_service``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["plugin_manager", "pm"]
+__all__ = ["get_service", "invoke", "plugin_manager", "pm", "service"]
+
+_SERVICES = ("service", "invoke", "get_service")
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +20,10 @@ def __getattr__(name: str) -> Any:
         from .manager import plugin_manager
 
         return plugin_manager
+    if name in _SERVICES:
+        from . import services
+
+        value = getattr(services, name)
+        globals()[name] = value  # found directly from now on: ``tachycore.invoke`` is a hot path
+        return value
     raise AttributeError(f"module 'tachycore' has no attribute {name!r}")

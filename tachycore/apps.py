@@ -16,7 +16,7 @@ class TachycoreConfig(AppConfig):
         from django.db import connections
         from django.db.backends.signals import connection_created
 
-        from . import audit, checks, governance, receivers, sql_guard
+        from . import audit, checks, governance, receivers, services, sql_guard
         from .instances import instances
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
         from .maintenance import maintenance
@@ -33,6 +33,7 @@ class TachycoreConfig(AppConfig):
         runtime.watch(maintenance)
         runtime.watch(governance.grants)
         governance.know_plugins(plugin_manager)
+        services.know_plugins(plugin_manager)
         governance.observe(audit.record_decision, allowed=audit.records_allowed)
         connection_created.connect(sql_guard.install, dispatch_uid="tachycore.sql_guard")
         for connection in connections.all(initialized_only=True):  # opened before ready()

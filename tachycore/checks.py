@@ -20,6 +20,7 @@ def register() -> None:
     checks.register(check_pubsub, "tachycore")
     checks.register(check_middleware, "tachycore")
     checks.register(check_governance, "tachycore")
+    checks.register(check_services, "tachycore")
     checks.register(check_sqlite, checks.Tags.database)
     # reads the registry: run by migrate and `check --database default`, not by every command
     checks.register(check_not_added, checks.Tags.database)
@@ -266,4 +267,28 @@ def check_governance(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
             "hold; what grants would refuse is only recorded (would_deny).",
             hint='Use "enforce" in production once the audit trail shows no would_deny.',
             id="tachycore.W040"))
+    return messages
+
+
+def check_services(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Each plugin publishes each service name once (``@tachycore.service``) and names
+    classes in ``provides``."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .manager import plugin_manager
+    from .services import provided, published
+
+    messages: list[checks.CheckMessage] = []
+    for name, plugin in sorted(plugin_manager.plugins.items()):
+        where = f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+        try:
+            published(type(plugin))
+        except ImproperlyConfigured as e:
+            messages.append(checks.Error(f"plugin {name!r}: {e}", hint=f"Give each service of {where} a name of its own.",
+                                         id="tachycore.E008"))
+        for protocol in provided(plugin):
+            if not isinstance(protocol, type):
+                messages.append(checks.Error(
+                    f"plugin {name!r}: provides names {protocol!r}, which is not a class",
+                    hint=f"List typing.Protocol classes in {where}.provides.", id="tachycore.E008"))
     return messages

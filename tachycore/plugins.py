@@ -59,6 +59,10 @@ class Plugin:
     #: what the plugin asks to be allowed, e.g. ``{"storage:sql": "WRITE", "jobs:enqueue":
     #: "EXECUTE"}``; asking grants nothing (see ``tachycore.governance``)
     capabilities: dict[str, str] = {}
+    #: the ``typing.Protocol`` classes the plugin implements with its services
+    #: (``@tachycore.service`` methods named as the Protocol's): ``tachycore.get_service``
+    #: finds the plugin by them
+    provides: tuple[type, ...] = ()
 
     def __init__(self, app_config: AppConfig | None = None) -> None:
         self.app_config = app_config

@@ -47,7 +47,7 @@ TACHYCORE = {
     # what the demo plugins ask for, granted as code (tests of refusals revoke or override it)
     "GRANTS": {
         "audit": {"storage:sql": "WRITE"},
-        "notes": {"storage:sql": "WRITE", "storage:sql:audit_auditevent": "WRITE", "jobs:enqueue": "EXECUTE"},
+        "notes": {"storage:sql": "WRITE", "service:audit:record": "WRITE", "jobs:enqueue": "EXECUTE"},
     },
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -39,7 +39,7 @@ def test_enable_page__lists_what_the_plugin_and_its_dependency_ask_for(no_grants
     page = operator.get(ENABLE_NOTES).content.decode()
 
     assert 'id="capabilities-asked"' in page
-    for capability in ("storage:sql", "storage:sql:audit_auditevent", "jobs:enqueue"):
+    for capability in ("storage:sql", "service:audit:record", "jobs:enqueue"):
         assert f"<code>{capability}</code>" in page
     assert "<td>audit</td>" in page
     assert 'id="grant-requested"' in page

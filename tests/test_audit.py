@@ -248,7 +248,7 @@ def test_plugin_operation_on_the_command_line__is_written_before_the_command_exi
 def test_plugin_operation_refused__is_recorded_as_denied(trail, settings):
     settings.TACHYCORE = {**settings.TACHYCORE, "GRANTS": {}}  # enable would give the settings' grants
     plugin_manager.disable("notes")
-    for capability in ("storage:sql", "storage:sql:audit_auditevent", "jobs:enqueue"):
+    for capability in ("storage:sql", "service:audit:record", "jobs:enqueue"):
         revoke("notes", capability)
 
     with pytest.raises(UngrantedCapabilities):

@@ -22,7 +22,7 @@ from tachycore.manager import plugin_manager
 from tachycore.models import ApplicationPlugin, CapabilityGrant
 from tests.helpers.processes import ROOT, manage
 
-NOTES_ASKS = {"storage:sql": "WRITE", "storage:sql:audit_auditevent": "WRITE", "jobs:enqueue": "EXECUTE"}
+NOTES_ASKS = {"storage:sql": "WRITE", "service:audit:record": "WRITE", "jobs:enqueue": "EXECUTE"}
 
 
 def pm(*args: str) -> str:
@@ -177,7 +177,7 @@ def test_enable__a_plugin_asking_for_ungranted_capabilities_is_refused_with_the_
 
     message = str(refused.value)
     assert "audit asks for storage:sql WRITE" in message
-    assert "notes asks for storage:sql WRITE, storage:sql:audit_auditevent WRITE, jobs:enqueue EXECUTE" in message
+    assert "notes asks for storage:sql WRITE, service:audit:record WRITE, jobs:enqueue EXECUTE" in message
     assert "manage.py pm grant notes jobs:enqueue EXECUTE" in message
     assert "--grant-requested" in message
     assert not ApplicationPlugin.objects.filter(name__in=["notes", "audit"], enabled=True).exists()

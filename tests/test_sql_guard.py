@@ -60,8 +60,10 @@ def test_sql__a_plugin_reads_and_writes_its_own_tables_with_storage_sql(notes_on
 
 
 def test_sql__another_plugins_table_needs_its_own_grant(notes_on):
+    # notes writes audit's table through the service audit:record; granted the table itself:
+    grants.grant("notes", "storage:sql:audit_auditevent", "WRITE")
     with acting_as("notes"):
-        AuditEvent.objects.create(plugin="notes", event="granted")  # storage:sql:audit_auditevent
+        AuditEvent.objects.create(plugin="notes", event="granted")
     revoke("notes", "storage:sql:audit_auditevent")
 
     # a savepoint of its own: the ORM's save runs in an atomic block, which Django marks as

@@ -1,4 +1,10 @@
+import logging
+
+import tachycore
+from tachycore.errors import CapabilityDenied, ServiceUnavailable
 from tachycore.plugins import Plugin
+
+logger = logging.getLogger("demo.notes")
 
 WELCOME_TITLE = "Welcome to notes"
 
@@ -12,11 +18,11 @@ class NotesPlugin(Plugin):
     depends_on = ("audit",)
     urls = "demo.notes.urls"
     default_options = {"page_size": 20}
-    # its own tables; the audit plugin's table, which it writes through demo.audit.models
-    # (until the audit plugin offers a service); the job queue, for the word counts
+    # its own tables; the audit plugin's service that writes an event (notes never touches
+    # audit's table or imports its code); the job queue, for the word counts
     capabilities = {
         "storage:sql": "WRITE",
-        "storage:sql:audit_auditevent": "WRITE",
+        "service:audit:record": "WRITE",
         "jobs:enqueue": "EXECUTE",
     }
 
@@ -39,11 +45,15 @@ class NotesPlugin(Plugin):
             enqueue_word_count(note)
 
     def after_enable(self) -> None:
-        from demo.audit.models import record
+        # in the enable's transaction: the event is written if and only if the enable commits
+        tachycore.invoke("audit:record", self.name, "enabled")
 
-        record(self.name, "enabled")
-
-    def after_disable(self) -> None:
-        from demo.audit.models import record
-
-        record(self.name, "disabled")
+    def before_disable(self) -> None:
+        # here rather than in after_disable, which runs once the disable has committed and the
+        # calls inside notes have returned: by then audit may be gone too (pm disable notes
+        # audit), and the event would no longer be part of the disable's transaction. Not being
+        # able to record it does not keep notes from being disabled.
+        try:
+            tachycore.invoke("audit:record", self.name, "disabled")
+        except (ServiceUnavailable, CapabilityDenied) as e:
+            logger.warning("notes: disabled without an audit event: %s", e)

@@ -7,10 +7,11 @@ import os
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from tachycore import governance
+from tachycore import governance, services
 from tachycore.errors import PluginError, RegistryError
 from tachycore.governance import grants
 from tachycore.management.arguments import (
@@ -25,7 +26,8 @@ from tachycore.manager import PluginManager, plugin_manager
 
 
 class Command(KernelCommand):
-    help = "List, add, install, enable, disable, upgrade and remove plugins; grant and revoke capabilities."
+    help = ("List, add, install, enable, disable, reload, upgrade and remove plugins; grant and revoke "
+            "capabilities; list the services plugins publish.")
     manager: PluginManager = plugin_manager
 
     def add_arguments(self, parser) -> None:
@@ -64,6 +66,9 @@ class Command(KernelCommand):
         listing_grants = actions.add_parser("grants", help="list grants, with what plugins ask for")
         listing_grants.add_argument("name", nargs="?")
         listing_grants.add_argument("--json", action="store_true", help="print JSON")
+        listing_services = actions.add_parser(
+            "services", help="list the services plugins publish (tachycore.invoke), with their access")
+        listing_services.add_argument("--json", action="store_true", help="print JSON")
         name_the_actions(actions)
 
     def handle(self, *, action: str, **options: Any) -> None:
@@ -189,6 +194,36 @@ class Command(KernelCommand):
         for plugin, caps in missing.items():
             for command in governance.grant_commands(plugin, caps):
                 self.stdout.write(f"{plugin} asks for, ungranted: {command}")
+
+    def do_services(self, *, json: bool, **options: Any) -> None:
+        try:
+            found = _services(self.manager)
+        except ImproperlyConfigured as e:  # two methods publishing one name (check tachycore.E008)
+            raise CommandError(str(e)) from e
+        if json:
+            self.stdout.write(dumps(found))
+            return
+        if not found:
+            self.stdout.write("No services.")
+            return
+        rows = [("SERVICE", "ACCESS", "PLUGIN STATE", "PROVIDES")]
+        rows += [(entry["id"], entry["access"], entry["state"], ", ".join(entry["provides"])) for entry in found]
+        for line in format_table(rows):
+            self.stdout.write(line)
+
+
+def _services(manager: PluginManager) -> list[dict[str, Any]]:
+    """Each service of each installed plugin: its id, access, the plugin's state and Protocols."""
+    states = {info.name: info.status for info in manager.list()}
+    found = []
+    for name, plugin in sorted(manager.plugins.items()):
+        provides = [f"{protocol.__module__}.{protocol.__qualname__}" for protocol in services.provided(plugin)]
+        for published in services.published(type(plugin)).values():
+            found.append({"id": f"{name}:{published.name}", "plugin": name, "service": published.name,
+                          "method": published.attribute, "access": published.access.name,
+                          "state": states.get(name, ""), "enabled": states.get(name) == "enabled",
+                          "provides": provides})
+    return found
 
 
 def _operator() -> str:
