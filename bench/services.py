@@ -15,8 +15,8 @@ alternating rounds, so that a busy machine weighs on each alike (medians):
   checked), and governance's allowed check (``governance.enforce``) alone, the part of it that
   the host's call does not make.
 
-Goal: an invoke at most 3x a ``Signal.send`` to one receiver. No database query is made
-on either path: the database only matters for the set-up.
+Goal: an invoke at most 3x a ``Signal.send`` to one receiver, judged for both callers. No
+database query is made on these paths: the database only matters for the set-up.
 """
 
 from __future__ import annotations
@@ -126,8 +126,10 @@ def main() -> None:
           f"   {notes_invoke / send_time:.2f}x Signal.send, {notes_invoke / median['plain']:.1f}x a plain call")
     print(f"  of which governance.enforce, the allowed check    {median['check'] * 1e6:8.3f} µs"
           f"   {median['check'] / send_time:.2f}x Signal.send")
-    worst = max(median["host"], notes_invoke) / send_time
-    print(f"goal: invoke <= {GOAL:g}x Signal.send: {'met' if worst <= GOAL else 'NOT met'} (worst {worst:.2f}x)")
+    for caller, figure in (("the host site", median["host"]), ("a plugin", notes_invoke)):
+        ratio = figure / send_time
+        print(f"goal: invoke from {caller} <= {GOAL:g}x Signal.send: {'met' if ratio <= GOAL else 'NOT met'} "
+              f"({ratio:.2f}x)")
 
 
 if __name__ == "__main__":
