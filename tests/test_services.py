@@ -129,7 +129,8 @@ class Catalogue(Plugin):
     def rebuild(self): ...
 
     @tachycore.service("lookup", access="READ")
-    def do_the_lookup(self): ...
+    def do_the_lookup(self):
+        return "looked up"
 
     @tachycore.service(access=Access.WRITE)
     def recount(self): ...
@@ -158,8 +159,24 @@ def test_service__an_explicit_name_publishes_the_method_under_it():
     assert "helper" not in found
 
 
-def test_service__the_method_stays_a_plain_method():
-    assert Catalogue.do_the_lookup(Catalogue()) is None
+def test_service__the_method_called_directly_is_a_plain_call():
+    # catalogue is no installed plugin: through the kernel, the call would be ServiceNotFound
+    assert Catalogue().do_the_lookup() == "looked up"
+
+
+def test_tachycore__exports_service_invoke_and_get_service():
+    assert (tachycore.service, tachycore.invoke, tachycore.get_service) == (
+        services.service, services.invoke, services.get_service)
+    assert vars(tachycore)["invoke"] is services.invoke  # found directly from the first use on
+
+
+def test_tachycore__imports_before_django_is_set_up():
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", "import tachycore; print(sorted(tachycore.__all__))"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert "'get_service', 'invoke'" in result.stdout
 
 
 @pytest.mark.parametrize(("arguments", "error"), [
@@ -252,9 +269,15 @@ def test_invoke__a_grant_of_one_service_covers_no_other():
 
 
 @pytest.mark.django_db
-def test_invoke__the_callee_itself_and_built_in_plugins_need_no_grant():
-    with acting_as("toolbox"):
-        assert tachycore.invoke("toolbox:echo", 1)["args"] == [1]
+def test_invoke__a_plugin_calling_its_own_service_needs_no_grant():
+    pm("enable", "audit")  # audit holds storage:sql for its table, and no service grant
+
+    with acting_as("audit"):
+        assert tachycore.invoke("audit:list_recent", 1)[0]["event"] == "enabled"
+
+
+@pytest.mark.django_db
+def test_invoke__built_in_plugins_need_no_grant():
     with acting_as("jobs"):
         assert tachycore.invoke("toolbox:stats") == {"loaded": True}
     # toolbox calling its own service from inside one of its services
