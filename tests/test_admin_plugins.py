@@ -229,3 +229,25 @@ def test_list__a_bad_row_leaves_the_operations_working(admin_client, bad_row):
 @pytest.mark.parametrize("name", ["..", ".hidden", "-x", "a b"])
 def test_confirmation__a_name_no_plugin_may_have_is_404(admin_client, name):
     assert admin_client.get(operation_url(name, "enable")).status_code == 404
+
+
+def test_operation__reload_confirms_then_switches_to_a_new_instance(admin_client):
+    admin_client.post(operation_url("notes", "enable"))
+    plugin_manager.is_enabled("notes")
+    before = plugin_manager.instances.active("notes")
+
+    page = html.unescape(admin_client.get(operation_url("notes", "reload")).content.decode())
+    assert "new calls go to the new instance at once; calls inside the old one finish there" in page
+    response = admin_client.post(operation_url("notes", "reload"), follow=True)
+
+    assert "Plugin notes is reloading: every process switches to instance #1" in html.unescape(
+        response.content.decode())
+    after = plugin_manager.instances.active("notes")
+    assert after.generation == before.generation + 1 and after.plugin is not before.plugin
+
+
+def test_operation__reload_of_a_disabled_plugin_is_refused(admin_client):
+    page = html.unescape(admin_client.get(operation_url("audit", "reload")).content.decode())
+    assert "plugin 'audit' is not enabled: there is no instance to reload" in page
+    response = admin_client.post(operation_url("audit", "reload"), follow=True)
+    assert "Reload audit: refused, nothing was changed" in html.unescape(response.content.decode())

@@ -27,9 +27,9 @@ from .lookups import FilterLookupsOnly
 
 #: the model permission each operation needs (besides staff)
 PERMISSIONS = {"add": "add", "install": "change", "enable": "change", "disable": "change",
-               "upgrade": "change", "remove": "delete"}
+               "reload": "change", "upgrade": "change", "remove": "delete"}
 VERBS = {"add": "Add", "install": "Install", "enable": "Enable", "disable": "Disable",
-         "upgrade": "Upgrade", "remove": "Remove"}
+         "reload": "Reload", "upgrade": "Upgrade", "remove": "Remove"}
 
 
 def perform(operation: str, name: str, *, grant_requested: bool = False, granted_by: str = "") -> str:
@@ -50,7 +50,14 @@ def perform(operation: str, name: str, *, grant_requested: bool = False, granted
         return (f"Plugin {name} was enabled{also}.{granted}" if done else f"Plugin {name} was enabled already.")
     if operation == "disable":
         done = plugin_manager.disable(name)
-        return f"Plugin {name} was disabled." if done else f"Plugin {name} was disabled already."
+        if not done:
+            return f"Plugin {name} was disabled already."
+        drain = plugin_manager.drains.get(name)
+        return f"Plugin {name} was disabled ({drain.describe()})." if drain else f"Plugin {name} was disabled."
+    if operation == "reload":
+        generation = plugin_manager.reload(name)
+        return (f"Plugin {name} is reloading: every process switches to instance #{generation}; "
+                "calls inside the old one finish there.")
     if operation == "upgrade":
         before, after = plugin_manager.upgrade(name)
         return f"Plugin {name} was upgraded from {before} to {after}."
@@ -97,6 +104,8 @@ def available_operations(info: Any) -> list[str]:
     if not info.added:
         return ["add", "install", "enable"]
     ops = ([] if info.built_in else ["disable"]) if info.enabled else ["enable"]
+    if info.enabled:
+        ops.append("reload")
     if not info.installed:
         ops.append("install")
     if info.upgradable:
