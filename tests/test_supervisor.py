@@ -32,6 +32,8 @@ JSON_KEYS = {
     "stale",
     "maintenance",
     "last_errors",
+    "code_versions",
+    "instances",
 }
 
 

@@ -46,6 +46,8 @@ class Command(KernelCommand):
         disable.add_argument("names", nargs="+", metavar="name")
         upgrade = actions.add_parser("upgrade", help="migrate a plugin to the version of its code")
         upgrade.add_argument("name")
+        upgrade.add_argument("--force", action="store_true",
+                             help="upgrade even while live processes run other code of the plugin")
         remove = actions.add_parser("remove", help="delete a plugin's registry row")
         remove.add_argument("name")
         remove.add_argument("--force", action="store_true", help="disable it first if it is enabled")
@@ -125,8 +127,8 @@ class Command(KernelCommand):
         else:
             self.stdout.write(f"Already disabled: {', '.join(names)}.")
 
-    def do_upgrade(self, *, name: str, **options: Any) -> None:
-        old, new = self.manager.upgrade(name)
+    def do_upgrade(self, *, name: str, force: bool, **options: Any) -> None:
+        old, new = self.manager.upgrade(name, force=force)
         if old == new:
             self.stdout.write(f"{name} is already at version {new}.")
         else:
