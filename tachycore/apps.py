@@ -55,5 +55,7 @@ class TachycoreConfig(AppConfig):
         process_stopping.connect(audit.flush_at_stop, dispatch_uid="tachycore.audit.flush_at_stop")
         setting_changed.connect(receivers.reset_plugin_manager,
                                 dispatch_uid="tachycore.reset_plugin_manager")
+        process_started.connect(receivers.report_code_versions,
+                                dispatch_uid="tachycore.report_code_versions")
         process_started.connect(receivers.warn_of_plugins_not_added,
                                 dispatch_uid="tachycore.warn_of_plugins_not_added")

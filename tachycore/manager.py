@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import router, transaction
 from django.utils.module_loading import module_has_submodule
 
-from . import audit, governance, sync
+from . import audit, governance, sync, versions
 from .conf import tachycore_settings
 from .errors import (
     BuiltInPlugin,
@@ -181,18 +181,25 @@ class PluginManager(PluginStates):
         return todo
 
     @audit.operation("pm.upgrade")
-    def upgrade(self, name: str) -> tuple[str, str]:
-        """Run new migrations and ``upgrade(from_version)``; return ``(from, to)`` versions."""
+    def upgrade(self, name: str, force: bool = False) -> tuple[str, str]:
+        """Run new migrations and ``upgrade(from_version)`` once; return ``(from, to)`` versions.
+
+        Refused with ``OlderCodeRunning`` while live nodes run other code of the plugin (a
+        rolling restart under way), unless ``force``."""
         plugin = self._code(name, "upgrade")
         record = self._recorded(name, None, "upgrade")
         if not record.installed:
             raise PluginStateError(f"plugin {name!r} is not installed: install it before upgrading")
         if record.version == plugin.version:
             return record.version, plugin.version
+        if not force:
+            versions.refuse_other_code(name, plugin.version)
         self._migrate([plugin])
         with self._changing():
-            self._hook(plugin, "upgrade", record.version)
-            self.registry.update(name, version=plugin.version, last_error="")
+            record = self._recorded(name, None, "upgrade")  # again, under the lock: it may be done already
+            if record.version != plugin.version:
+                self._hook(plugin, "upgrade", record.version)
+                self.registry.update(name, version=plugin.version, last_error="")
         return record.version, plugin.version
 
     @audit.operation("pm.remove")

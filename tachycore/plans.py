@@ -15,8 +15,9 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.loader import MigrationLoader
 
+from . import versions
 from .conf import tachycore_settings
-from .errors import BuiltInPlugin, PluginError
+from .errors import BuiltInPlugin, OlderCodeRunning, PluginError
 from .manager import PluginManager, plugin_manager
 
 __all__ = ["OPERATIONS", "Plan", "pending_migrations", "plan"]
@@ -174,6 +175,10 @@ def _upgrade(manager: PluginManager, info: Any) -> Plan:
         return Plan("upgrade", info.name, [], refused=f"plugin {info.name!r} is not installed: install it first")
     if not info.upgradable:
         return Plan("upgrade", info.name, [], refused=f"plugin {info.name!r} is at {info.version} already")
+    try:
+        versions.refuse_other_code(info.name, info.version)
+    except OlderCodeRunning as e:
+        return Plan("upgrade", info.name, [], refused=str(e))
     migrations = pending_migrations(manager.plugins[info.name].app_label)
     steps = [f"apply migration {migration}" for migration in migrations]
     steps.append(f"run {info.name}.upgrade({info.installed_version!r}) and record version {info.version}")

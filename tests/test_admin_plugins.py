@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -11,6 +12,7 @@ from django.urls import reverse
 from tachycore.manager import plugin_manager
 from tachycore.models import ApplicationPlugin
 from tachycore.plans import pending_migrations, plan
+from tests.helpers.rows import make_node
 
 pytestmark = pytest.mark.django_db
 
@@ -28,8 +30,6 @@ def enabled(name: str) -> bool:
 
 def rows(client) -> dict[str, str]:
     """Plugin name -> its status, as the list shows them."""
-    import re
-
     page = client.get(reverse(LIST)).content.decode()
     return dict(re.findall(r'data-plugin="([^"]+)" data-status="([^"]+)"', page))
 
@@ -144,6 +144,41 @@ def test_operation__upgrade_records_the_new_version(admin_client):
     assert "upgrade to" in admin_client.get(reverse(LIST)).content.decode()
     admin_client.post(operation_url("audit", "upgrade"))
     assert ApplicationPlugin.objects.get(name="audit").version == plugin_manager.plugins["audit"].version
+
+
+def plugin_row(page: str, name: str) -> str:
+    row = page[page.index(f'id="plugin-{name}"'):]
+    return row[:row.index("</tr>")]
+
+
+def test_list__shows_the_versions_live_nodes_run_when_they_differ(admin_client):
+    make_node("web-1", code_versions={"audit": "1.0.0", "kv": "1.0.0"})
+    make_node("web-2", code_versions={"audit": "1.0.0", "kv": "1.0.0"})
+    make_node("web-3", code_versions={"audit": "1.1.0", "kv": "1.0.0"})
+    make_node("stale", age=600, code_versions={"audit": "0.1.0", "kv": "0.1.0"})
+
+    page = admin_client.get(reverse(LIST)).content.decode()
+
+    mixed = re.search(r'<div class="plugin-mixed">(.*?)</div>', plugin_row(page, "audit"), re.S)
+    assert mixed and "mixed" in mixed[1] and " ".join(mixed[1].split()).endswith(
+        "1.0.0 on 2 nodes, 1.1.0 on 1 node")
+    assert "plugin-mixed" not in plugin_row(page, "kv")
+
+
+def test_upgrade__refused_while_live_nodes_run_older_code(admin_client):
+    plugin_manager.enable("audit")
+    ApplicationPlugin.objects.filter(name="audit").update(version="0.9.0")
+    plugin_manager.refresh(force=True)
+    make_node("web-old", code_versions={"audit": "0.9.0"}, pid=111)
+
+    confirmation = html.unescape(admin_client.get(operation_url("audit", "upgrade")).content.decode())
+    response = admin_client.post(operation_url("audit", "upgrade"), follow=True)
+
+    assert 'id="plan-refused"' in confirmation and "web host-a:111 (0.9.0)" in confirmation
+    assert 'id="confirm-operation"' not in confirmation
+    message = html.unescape(response.content.decode())
+    assert "Upgrade audit: refused, nothing was changed" in message and "web host-a:111 (0.9.0)" in message
+    assert ApplicationPlugin.objects.get(name="audit").version == "0.9.0"
 
 
 def test_operation__get_never_changes_anything(admin_client):

@@ -1,7 +1,8 @@
 """Admin pages: the plugin manager.
 
 The plugin list shows every plugin the site knows (recorded in the registry or only
-discovered), with its state. Each lifecycle operation has a confirmation page that
+discovered), with its state, and the versions live processes run of it when they differ
+(a rolling restart under way, ``tachycore.versions``). Each lifecycle operation has a confirmation page that
 says what it will do (``tachycore.plans``); its POST calls the plugin manager, never an
 editable field, and reports the outcome with Django's messages. A refused operation
 changes nothing and says why.
@@ -22,6 +23,8 @@ from tachycore.manager import plugin_manager
 from tachycore.models import ApplicationPlugin
 from tachycore.plans import OPERATIONS, plan
 from tachycore.registry.validation import is_valid_name
+from tachycore.supervisor import list_nodes
+from tachycore.versions import mixed_plugins
 
 from .lookups import FilterLookupsOnly
 
@@ -145,10 +148,12 @@ class PluginAdmin(FilterLookupsOnly):
         if not self.has_view_permission(request):
             raise PermissionDenied
         plugin_manager.refresh(force=True)
+        mixed = mixed_plugins(list_nodes())
         rows = []
         for info in plugin_manager.list():
             operations = [(op, VERBS[op]) for op in available_operations(info) if self._allowed(request, op)]
-            rows.append({"info": info, "badges": badges(info), "operations": operations})
+            rows.append({"info": info, "badges": badges(info), "operations": operations,
+                         "mixed": mixed.get(info.name, "")})
         problems = plugin_manager.discovery_problems + [
             ("registry", f"row {name!r} is skipped (fix or delete it by hand): {why}")
             for name, why in plugin_manager.registry.invalid_records()
