@@ -328,13 +328,18 @@ class PluginManager(PluginStates):
             raise failed[0]
 
     def _refuse_draining(self, name: str, what: str = "it is not reloaded") -> None:
-        """``TooManyDraining`` while ``MAX_DRAINING`` old instances of ``name`` are draining here."""
-        waiting = len(self.instances.draining(name))
+        """``TooManyDraining`` while ``MAX_DRAINING`` old instances of ``name`` are draining,
+        here or in another live process (as its node row last reported)."""
         limit = tachycore_settings.MAX_DRAINING
+        waiting, where = len(self.instances.draining(name)), "in this process"
+        if waiting < limit:
+            elsewhere, node = versions.most_draining(name)
+            if node is not None and elsewhere >= limit:
+                waiting, where = elsewhere, f"on {versions.describe(node)}"
         if waiting >= limit:
             raise TooManyDraining(
-                f"plugin {name!r}: {what}: {waiting} old instance(s) are still draining (at most "
-                f"MAX_DRAINING = {limit}); try again when their calls have returned, at the latest "
+                f"plugin {name!r}: {what}: {waiting} old instance(s) are still draining {where} (at "
+                f"most MAX_DRAINING = {limit}); try again when their calls have returned, at the latest "
                 f"after DRAIN_TIMEOUT ({tachycore_settings.DRAIN_TIMEOUT:g} s)")
 
     def _migrate(self, plugins: builtins.list[Plugin]) -> None:

@@ -48,6 +48,19 @@ def refuse_other_code(name: str, version: str) -> None:
         raise OlderCodeRunning(name, version, [(describe(node), version_on(node, name)) for node in others])
 
 
+def most_draining(name: str) -> tuple[int, NodeInfo | None]:
+    """The live node, other than this process, that reports the most old instances of plugin
+    ``name`` still draining, and how many (``0, None``: none does)."""
+    here = runtime.node_id
+    most, where = 0, None
+    for node in list_nodes():
+        report = node.instances.get(name) if isinstance(node.instances, dict) else None
+        draining = len(report.get("draining", ())) if isinstance(report, dict) else 0
+        if node.id != here and is_live(node) and draining > most:
+            most, where = draining, node
+    return most, where
+
+
 def describe(node: NodeInfo) -> str:
     """How messages name a node: ``web host-a:4242``."""
     return f"{node.kind} {node.hostname}:{node.pid}"

@@ -143,7 +143,7 @@ def test_reload__refused_while_max_draining_old_instances_have_calls_inside(blue
         assert wait_until(lambda: calls_inside() == 1, timeout=5)
         plugin_manager.reload("bluegreen")
 
-    with pytest.raises(TooManyDraining, match=r"2 old instance\(s\) are still draining \(at most MAX_DRAINING = 2\)"):
+    with pytest.raises(TooManyDraining, match=r"2 old instance\(s\) are still draining in this process \(at most MAX_DRAINING = 2\)"):
         plugin_manager.reload("bluegreen")
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError, match="still draining"):
