@@ -13,7 +13,7 @@ from .conf import tachycore_settings
 from .context import acting_as
 from .dependencies import Dependencies
 from .discovery import discover_plugins
-from .errors import HookFailed, PluginNotFound, RegistryError
+from .errors import HookFailed, PluginNotFound, PluginUnavailable, RegistryError
 from .info import PluginInfo, status_of
 from .instances import Instance, Instances
 from .models import ApplicationPlugin, NodeStatus
@@ -239,10 +239,18 @@ class PluginStates(WatchedState):
 
     def deliver(self, name: str, payload: Any) -> None:
         """A sync message on ``plugin:<name>`` from another process: to the plugin's
-        ``handle_sync_message`` while it is enabled here (the runtime routes it)."""
-        plugin = self.plugins.get(name)
-        if plugin is not None and self.is_enabled(name):
-            self._hook(plugin, "handle_sync_message", payload)
+        ``handle_sync_message``, inside its active instance, while it is enabled here (the
+        runtime routes it)."""
+        if name not in self.plugins or not self.is_enabled(name):
+            return
+        try:
+            instance = self.instances.enter(name)
+        except PluginUnavailable:
+            return  # disabled meanwhile
+        try:
+            self._hook(instance.plugin, "handle_sync_message", payload)
+        finally:
+            self.instances.leave(instance)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -533,7 +533,7 @@ def test_usage__without_an_action_names_every_action(subprocess_env):
     result = manage(subprocess_env, "pm")
 
     assert result.returncode == 2
-    assert "{list,add,install,enable,disable,upgrade,remove,grant,revoke,grants}" in result.stderr.splitlines()[-1]
+    assert "{list,add,install,enable,disable,reload,upgrade,remove,grant,revoke,grants}" in result.stderr.splitlines()[-1]
 
 
 @pytest.mark.django_db(transaction=True)

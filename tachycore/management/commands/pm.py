@@ -129,9 +129,10 @@ class Command(KernelCommand):
         disabled = self.manager.disable(*names)
         if disabled:
             self.stdout.write(f"Disabled {', '.join(disabled)}.")
-            for name in disabled:
-                if name in self.manager.drains:
-                    self.stdout.write(self.manager.drains[name].describe())
+            for name in disabled:  # what became of the calls inside, when there were some
+                drain = self.manager.drains.get(name)
+                if drain is not None and drain.calls:
+                    self.stdout.write(drain.describe())
         else:
             self.stdout.write(f"Already disabled: {', '.join(names)}.")
 
