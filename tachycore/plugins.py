@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import events
 from .context import acting_as
 from .errors import PluginUnavailable
 from .instances import Instances, instances
@@ -136,6 +137,17 @@ class Plugin:
         uid = dispatch_uid or f"tachycore:{self.name}:{receiver.__module__}.{receiver.__qualname__}"
         signal.connect(gated, sender=sender, weak=False, dispatch_uid=uid)
         return gated
+
+    def subscribe(self, name: str, handler: Callable[[events.Event], Any]) -> events.Subscription:
+        """Run ``handler(event)`` for each event ``name`` published (``tachycore.events``), as
+        this plugin, inside its active instance, while it is enabled.
+
+        Subscribe in ``load()``: the subscription then belongs to the instance being loaded and
+        goes when it retires (a reload's new instance subscribes in its own ``load()``; a
+        disable removes it in every process). Made anywhere else, it stays, skipped while the
+        plugin is disabled; its handler should then be a function, not a method of this object
+        (a reload replaces the object)."""
+        return events.subscribe(name, handler, plugin=self)
 
     def publish(self, payload: Any) -> None:
         """Send a sync message to this plugin in every other process (after commit);
