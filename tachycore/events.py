@@ -232,8 +232,10 @@ def _run(subscription: Subscription, event: Event) -> bool:
         with acting_as(None):
             _call(subscription, event)
         return True
-    if subscription.state_of is not None:
-        subscription.state_of(plugin)  # a state check when one is due
+    if subscription.state_of is not None and loading_plugin() is None:
+        # a state check when one is due; not from inside a load(), which may run in the middle
+        # of a lifecycle operation: a check there would load the plugin a second time
+        subscription.state_of(plugin)
     entries = subscription.instances
     try:
         instance = entries.enter(plugin)
