@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from tachycore import events, plugin_manager, trace
 from tachycore.context import acting_as, current_plugin
 from tachycore.errors import EventError
+from tachycore.events import subscribing
 from tachycore.manager import PluginManager
 from tachycore.plugins import Plugin
 from tachycore.pubsub import MemoryPubSub
@@ -40,13 +41,13 @@ from tests.plugin_apps.toolbox.plugin import HEARD
 def _subscriptions_restored():
     """What a test subscribed goes after it (what an instance's load() subscribed goes when
     the instances are forgotten, between tests)."""
-    before = dict(events._subscriptions)
+    before = dict(subscribing.by_name)
     HEARD.clear()
     yield
     HEARD.clear()
-    with events._lock:
-        events._subscriptions.clear()
-        events._subscriptions.update(before)
+    with subscribing._lock:
+        subscribing.by_name.clear()
+        subscribing.by_name.update(before)
 
 
 def loaded_toolbox() -> Plugin:
