@@ -162,7 +162,8 @@ class Plugin:
         """Before ``load``, in every process where the plugin is enabled."""
 
     def load(self) -> None:
-        """Make the plugin live in this process (register things, warm caches)."""
+        """Make the plugin live in this process (subscribe to events, register things, warm
+        caches); what it subscribes belongs to this instance and goes when it retires."""
 
     def unload(self) -> None:
         """Undo ``load`` in this process: this instance takes no more calls (a reload replaced
