@@ -16,8 +16,8 @@ class TachycoreConfig(AppConfig):
         from django.db import connections
         from django.db.backends.signals import connection_created
 
-        from . import audit, checks, governance, receivers, sql_guard
-        from .instances import instances
+        from . import audit, checks, events, governance, receivers, sql_guard
+        from .instances import instances, on_retire
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
         from .maintenance import maintenance
         from .management.plugin_commands import run_commands_as_their_plugin
@@ -40,6 +40,11 @@ class TachycoreConfig(AppConfig):
         # the node row shows this process's instances, and what went wrong with one
         instances.on_change = lambda: runtime.supervisor.wake()
         instances.on_problem = lambda message: runtime.supervisor.record_error(message)
+        # events: handlers run while their plugin is enabled, those a retired instance's load()
+        # subscribed go, and events broadcast by other processes arrive
+        events.know_states(plugin_manager.is_enabled)
+        on_retire(events.forget_instance)
+        runtime.subscribe(events.CHANNEL, events.receive)
         runtime.route(PLUGIN_CHANNEL_PREFIX, plugin_manager.deliver)
         runtime.subscribe(STATE_CHANNEL, receivers.follow_plugin_states)
         runtime.subscribe(MAINTENANCE_CHANNEL, receivers.follow_maintenance)

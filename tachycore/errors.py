@@ -164,3 +164,9 @@ class ServiceNotFound(PluginError, LookupError):
 
 class ServiceUnavailable(PluginUnavailable):
     """``tachycore.invoke`` of a service whose plugin is disabled or draining out."""
+
+
+class EventError(ValueError):
+    """An event that cannot be published or subscribed to: a name that is no text, a handler
+    that is not callable, or a broadcast payload that is not JSON or too large; raised before
+    any handler runs."""

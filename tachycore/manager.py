@@ -29,7 +29,7 @@ from .errors import (
     UngrantedCapabilities,
 )
 from .info import PluginInfo
-from .instances import DRAINED, TIMED_OUT, Instance, instances
+from .instances import DRAINED, TIMED_OUT, Instance, instances, loading
 from .models import Access, ApplicationPlugin
 from .plugin_states import STATE_CHANNEL, PluginStates
 from .plugins import Plugin
@@ -141,8 +141,9 @@ class PluginManager(PluginStates):
                     self._install(plugin, record)
                 self._hook(plugin, "before_enable")
                 record = self.registry.update(name, enabled=True, last_error="")
-                self._hook(plugin, "before_load")
-                self._hook(plugin, "load")
+                with loading(plugin):
+                    self._hook(plugin, "before_load")
+                    self._hook(plugin, "load")
                 self._start(name, plugin, record.generation)  # takes calls, after_enable's too
                 self._hook(plugin, "after_enable")
         return todo

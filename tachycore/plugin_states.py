@@ -15,7 +15,7 @@ from .dependencies import Dependencies
 from .discovery import discover_plugins
 from .errors import HookFailed, PluginNotFound, PluginUnavailable, RegistryError
 from .info import PluginInfo, status_of
-from .instances import Instance, Instances
+from .instances import Instance, Instances, loading
 from .models import ApplicationPlugin, NodeStatus
 from .plugins import Plugin
 from .registry import BasePluginRegistry, PluginRecord, load_registry
@@ -181,7 +181,7 @@ class PluginStates(WatchedState):
         for hook in ("before_load", "load"):  # each hook for all, dependencies first
             for name in newcomers:
                 try:
-                    with acting_as(name):
+                    with loading(fresh[name]):
                         getattr(fresh[name], hook)()
                 except Exception as e:
                     self._load_failed(name, hook, e)
@@ -218,7 +218,7 @@ class PluginStates(WatchedState):
         plugin.options = self._options_of(name, record)
         for hook in ("before_load", "load"):
             try:
-                with acting_as(name):
+                with loading(plugin):
                     getattr(plugin, hook)()
             except Exception as e:
                 self._load_failed(name, f"{hook} of a new instance (the old one serves on)", e)
