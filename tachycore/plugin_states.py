@@ -160,8 +160,14 @@ class PluginStates(WatchedState):
     def _apply(self, records: dict[str, PluginRecord], version: int) -> None:
         """Make this process follow ``records``: retire the instances of plugins no longer
         enabled, load the newly enabled ones, and switch to a new instance where the
-        registry's generation or the options moved (a reload)."""
+        registry's generation or the options moved (a reload).
+
+        Inside a lifecycle operation of this thread (a hook asking whether a plugin is
+        enabled reads the uncommitted state) only the state is taken: the operation builds
+        its own instances, and the instances follow when it ends."""
         self._state, self._version = records, version
+        if self.busy:
+            return
         enabled = {name for name, record in records.items() if record.enabled and name in self.plugins}
         for name in self.instances.names():
             if name not in enabled:

@@ -301,3 +301,21 @@ def test_job__in_flight_finishes_on_the_old_instance_and_a_disabled_plugins_job_
     held = store.enqueue("bluegreen.work", {})
     Dispatcher(burst=True, workers=1).run()
     assert Job.objects.get(pk=held.id).status == "pending"
+
+
+def test_a_state_check_inside_load_builds_no_second_instance(db, monkeypatch):
+    from tests.plugin_apps.bluegreen.plugin import BlueGreenPlugin
+
+    loaded = BlueGreenPlugin.load
+
+    def asking(self):
+        loaded(self)
+        plugin_manager.refresh(force=True)  # reads the registry inside the enable's transaction
+        assert plugin_manager.is_enabled("bluegreen")
+
+    monkeypatch.setattr(BlueGreenPlugin, "load", asking)
+    HISTORY.clear()
+    plugin_manager.enable("bluegreen")
+
+    assert [event for event, *_ in HISTORY] == ["load"]
+    assert plugin_manager.instances.active("bluegreen").plugin.serial == HISTORY[0][1]
