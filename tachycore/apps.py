@@ -16,8 +16,8 @@ class TachycoreConfig(AppConfig):
         from django.db import connections
         from django.db.backends.signals import connection_created
 
-        from . import audit, checks, governance, receivers, services, sql_guard
-        from .instances import instances
+        from . import audit, checks, events, governance, receivers, services, sql_guard
+        from .instances import instances, on_retire
         from .maintenance import CHANNEL as MAINTENANCE_CHANNEL
         from .maintenance import maintenance
         from .management.plugin_commands import run_commands_as_their_plugin
@@ -41,6 +41,11 @@ class TachycoreConfig(AppConfig):
         # the node row shows this process's instances, and what went wrong with one
         instances.on_change = lambda: runtime.supervisor.wake()
         instances.on_problem = lambda message: runtime.supervisor.record_error(message)
+        # events: handlers run while their plugin is enabled, those a retired instance's load()
+        # subscribed go, and events broadcast by other processes arrive
+        events.know_states(plugin_manager.is_enabled)
+        on_retire(events.forget_instance)
+        runtime.subscribe(events.CHANNEL, events.receive)
         runtime.route(PLUGIN_CHANNEL_PREFIX, plugin_manager.deliver)
         runtime.subscribe(STATE_CHANNEL, receivers.follow_plugin_states)
         runtime.subscribe(MAINTENANCE_CHANNEL, receivers.follow_maintenance)
@@ -56,5 +61,7 @@ class TachycoreConfig(AppConfig):
         process_stopping.connect(audit.flush_at_stop, dispatch_uid="tachycore.audit.flush_at_stop")
         setting_changed.connect(receivers.reset_plugin_manager,
                                 dispatch_uid="tachycore.reset_plugin_manager")
+        process_started.connect(receivers.report_code_versions,
+                                dispatch_uid="tachycore.report_code_versions")
         process_started.connect(receivers.warn_of_plugins_not_added,
                                 dispatch_uid="tachycore.warn_of_plugins_not_added")

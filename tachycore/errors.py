@@ -81,6 +81,21 @@ class HookFailed(PluginError):
         self.error = error
 
 
+class OlderCodeRunning(PluginError):
+    """``upgrade`` while live processes still run other code of the plugin (a rolling restart
+    that has not finished): its migrations and ``upgrade()`` are written for the new code.
+    ``nodes`` are ``(node, version)`` pairs, the version ``""`` for code without the plugin."""
+
+    def __init__(self, name: str, version: str, nodes: list[tuple[str, str]]) -> None:
+        running = ", ".join(f"{node} ({found or f'no {name}'})" for node, found in nodes)
+        many = "s run" if len(nodes) != 1 else " runs"
+        super().__init__(
+            f"plugin {name!r} not upgraded to {version}: {len(nodes)} live node{many} other code of it: "
+            f"{running}; finish the rolling restart (every process on the new code), or force it with "
+            f"'manage.py pm upgrade {name} --force'")
+        self.name, self.version, self.nodes = name, version, nodes
+
+
 class RegistryError(Exception):
     """A registry driver could not read or write its store."""
 
@@ -149,3 +164,9 @@ class ServiceNotFound(PluginError, LookupError):
 
 class ServiceUnavailable(PluginUnavailable):
     """``tachycore.invoke`` of a service whose plugin is disabled or draining out."""
+
+
+class EventError(ValueError):
+    """An event that cannot be published or subscribed to: a name that is no text, a handler
+    that is not callable, or a broadcast payload that is not JSON or too large; raised before
+    any handler runs."""

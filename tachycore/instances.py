@@ -163,6 +163,8 @@ class Instances:
                 while len(waiting) >= tachycore_settings.MAX_DRAINING:
                     evicted.append(waiting.pop(0))
                 self._retire(old)
+        if old is not None:
+            _tell_retired(old)
         for victim in evicted:
             self._end(victim, EVICTED)
         self.on_change()
@@ -177,6 +179,7 @@ class Instances:
                 instance.unload_here = unload_here
                 self._retire(instance)
         if instance is not None:
+            _tell_retired(instance)
             self.on_change()
         return instance
 
@@ -304,9 +307,12 @@ class Instances:
     def reset(self) -> None:
         """Forget every instance without unloading (tests, a settings change)."""
         with self._lock:
+            forgotten = list(self._active.values())
             self._active.clear()
             self._draining.clear()
             self._due.clear()
+        for instance in forgotten:
+            _tell_retired(instance)
 
     def _after_fork_in_child(self) -> None:
         # the reaper does not exist in the child, and another thread's locks would stay held
@@ -315,6 +321,48 @@ class Instances:
         self._reaper = None
         for instance in [*self._active.values(), *(i for w in self._draining.values() for i in w)]:
             instance._lock = threading.Lock()
+
+
+#: told of each instance that takes no new call any more (a reload switched to a newer one, the
+#: plugin was disabled, or the instances were forgotten), whichever manager keeps it:
+#: ``tachycore.events`` drops the subscriptions that instance's ``load()`` made
+_retire_listeners: list[Callable[[Instance], None]] = []
+
+
+def on_retire(listener: Callable[[Instance], None]) -> None:
+    """Call ``listener(instance)`` each time an instance retires (``TachycoreConfig.ready()``)."""
+    if listener not in _retire_listeners:
+        _retire_listeners.append(listener)
+
+
+def _tell_retired(instance: Instance) -> None:
+    for listener in list(_retire_listeners):
+        try:
+            listener(instance)
+        except Exception:
+            logger.exception("plugin %r: a listener of retired instances failed", instance.name)
+
+
+#: the plugin object whose ``before_load`` or ``load`` runs now (what it binds to itself, such
+#: as its event subscriptions, belongs to that instance)
+_loading: contextvars.ContextVar[Any] = contextvars.ContextVar("tachycore_loading", default=None)
+
+
+@contextmanager
+def loading(plugin: Any) -> Iterator[None]:
+    """Run the block (a new instance's ``before_load`` or ``load``) as ``plugin``, noting that
+    this object is the instance being loaded (:func:`loading_plugin`)."""
+    token = _loading.set(plugin)
+    try:
+        with acting_as(plugin.name):
+            yield
+    finally:
+        _loading.reset(token)
+
+
+def loading_plugin() -> Any:
+    """The plugin object whose ``before_load`` or ``load`` runs now (``None``: none)."""
+    return _loading.get()
 
 
 def _nothing() -> None:

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import router, transaction
 from django.utils.module_loading import module_has_submodule
 
-from . import audit, governance, sync
+from . import audit, governance, sync, versions
 from .conf import tachycore_settings
 from .errors import (
     BuiltInPlugin,
@@ -29,7 +29,7 @@ from .errors import (
     UngrantedCapabilities,
 )
 from .info import PluginInfo
-from .instances import DRAINED, TIMED_OUT, Instance, instances
+from .instances import DRAINED, TIMED_OUT, Instance, instances, loading
 from .models import Access, ApplicationPlugin
 from .plugin_states import STATE_CHANNEL, PluginStates
 from .plugins import Plugin
@@ -141,8 +141,9 @@ class PluginManager(PluginStates):
                     self._install(plugin, record)
                 self._hook(plugin, "before_enable")
                 record = self.registry.update(name, enabled=True, last_error="")
-                self._hook(plugin, "before_load")
-                self._hook(plugin, "load")
+                with loading(plugin):
+                    self._hook(plugin, "before_load")
+                    self._hook(plugin, "load")
                 self._start(name, plugin, record.generation)  # takes calls, after_enable's too
                 self._hook(plugin, "after_enable")
         return todo
@@ -181,18 +182,25 @@ class PluginManager(PluginStates):
         return todo
 
     @audit.operation("pm.upgrade")
-    def upgrade(self, name: str) -> tuple[str, str]:
-        """Run new migrations and ``upgrade(from_version)``; return ``(from, to)`` versions."""
+    def upgrade(self, name: str, force: bool = False) -> tuple[str, str]:
+        """Run new migrations and ``upgrade(from_version)`` once; return ``(from, to)`` versions.
+
+        Refused with ``OlderCodeRunning`` while live nodes run other code of the plugin (a
+        rolling restart under way), unless ``force``."""
         plugin = self._code(name, "upgrade")
         record = self._recorded(name, None, "upgrade")
         if not record.installed:
             raise PluginStateError(f"plugin {name!r} is not installed: install it before upgrading")
         if record.version == plugin.version:
             return record.version, plugin.version
+        if not force:
+            versions.refuse_other_code(name, plugin.version)
         self._migrate([plugin])
         with self._changing():
-            self._hook(plugin, "upgrade", record.version)
-            self.registry.update(name, version=plugin.version, last_error="")
+            record = self._recorded(name, None, "upgrade")  # again, under the lock: it may be done already
+            if record.version != plugin.version:
+                self._hook(plugin, "upgrade", record.version)
+                self.registry.update(name, version=plugin.version, last_error="")
         return record.version, plugin.version
 
     @audit.operation("pm.remove")
@@ -321,13 +329,18 @@ class PluginManager(PluginStates):
             raise failed[0]
 
     def _refuse_draining(self, name: str, what: str = "it is not reloaded") -> None:
-        """``TooManyDraining`` while ``MAX_DRAINING`` old instances of ``name`` are draining here."""
-        waiting = len(self.instances.draining(name))
+        """``TooManyDraining`` while ``MAX_DRAINING`` old instances of ``name`` are draining,
+        here or in another live process (as its node row last reported)."""
         limit = tachycore_settings.MAX_DRAINING
+        waiting, where = len(self.instances.draining(name)), "in this process"
+        if waiting < limit:
+            elsewhere, node = versions.most_draining(name)
+            if node is not None and elsewhere >= limit:
+                waiting, where = elsewhere, f"on {versions.describe(node)}"
         if waiting >= limit:
             raise TooManyDraining(
-                f"plugin {name!r}: {what}: {waiting} old instance(s) are still draining (at most "
-                f"MAX_DRAINING = {limit}); try again when their calls have returned, at the latest "
+                f"plugin {name!r}: {what}: {waiting} old instance(s) are still draining {where} (at "
+                f"most MAX_DRAINING = {limit}); try again when their calls have returned, at the latest "
                 f"after DRAIN_TIMEOUT ({tachycore_settings.DRAIN_TIMEOUT:g} s)")
 
     def _migrate(self, plugins: builtins.list[Plugin]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import JSONField, Value
 
 
 class ApplicationPlugin(models.Model):
@@ -18,7 +19,7 @@ class ApplicationPlugin(models.Model):
     last_error = models.TextField(blank=True)
     #: raised by ``pm reload`` and by a change of options: each process whose instance of
     #: the plugin is older builds a new one and switches to it (blue-green)
-    generation = models.PositiveIntegerField(default=0)
+    generation = models.PositiveIntegerField(default=0, db_default=0)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -89,9 +90,9 @@ class Node(models.Model):
     #: the newest errors first: [{"at": iso time, "message": text}, ...]
     last_errors = models.JSONField(default=list, blank=True)
     #: the version of each plugin whose code this process runs: {"notes": "1.0.0", ...}
-    code_versions = models.JSONField(default=dict, blank=True)
+    code_versions = models.JSONField(default=dict, db_default=Value({}, JSONField()), blank=True)
     #: this process's plugin instances: {"notes": {"generation": 3, "calls": 1, "draining": 1}, ...}
-    instances = models.JSONField(default=dict, blank=True)
+    instances = models.JSONField(default=dict, db_default=Value({}, JSONField()), blank=True)
 
     class Meta:
         db_table = "tachycore_nodes"

@@ -15,12 +15,14 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.loader import MigrationLoader
 
-from .errors import BuiltInPlugin, PluginError
+from . import versions
+from .conf import tachycore_settings
+from .errors import BuiltInPlugin, OlderCodeRunning, PluginError
 from .manager import PluginManager, plugin_manager
 
 __all__ = ["OPERATIONS", "Plan", "pending_migrations", "plan"]
 
-OPERATIONS = ("add", "install", "enable", "disable", "upgrade", "remove")
+OPERATIONS = ("add", "install", "enable", "disable", "reload", "upgrade", "remove")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +139,33 @@ def _disable(manager: PluginManager, info: Any) -> Plan:
     if blockers:
         return Plan("disable", info.name, [], refused=(
             f"enabled plugins depend on {info.name!r}: {', '.join(blockers)} (disable them first)"))
-    hooks = [] if info.missing else [f"run {info.name}.before_disable() and after_disable()"]
-    return Plan("disable", info.name, [*hooks, f"mark {info.name} disabled",
-                                       "its URLs answer 404 and its jobs wait, in every process within a second"])
+    if info.missing:
+        return Plan("disable", info.name, [f"mark {info.name} disabled",
+                                           "its URLs answer 404 and its jobs wait, in every process within a second"])
+    return Plan("disable", info.name, [
+        f"run {info.name}.before_disable() and mark {info.name} disabled",
+        "no new call enters it: its URLs answer 404, its jobs wait, its services are unavailable, "
+        "in every process within a second",
+        f"once the calls inside have returned (at most {tachycore_settings.DRAIN_TIMEOUT:g} s): "
+        f"run {info.name}.after_disable() and unload()",
+    ])
+
+
+def _reload(manager: PluginManager, info: Any) -> Plan:
+    if info.missing:
+        return Plan("reload", info.name, [], refused=f"the code of plugin {info.name!r} is not installed")
+    if not info.enabled:
+        return Plan("reload", info.name, [], refused=f"plugin {info.name!r} is not enabled: there is no instance to reload")
+    waiting = len(manager.instances.draining(info.name))
+    if waiting >= tachycore_settings.MAX_DRAINING:
+        return Plan("reload", info.name, [], refused=(
+            f"{waiting} old instance(s) of {info.name!r} are still draining (at most MAX_DRAINING = "
+            f"{tachycore_settings.MAX_DRAINING}); try again when their calls have returned"))
+    return Plan("reload", info.name, [
+        f"every process builds a new instance of {info.name} and runs its before_load() and load()",
+        "new calls go to the new instance at once; calls inside the old one finish there",
+        f"the old instance's unload() runs after its last call (at most {tachycore_settings.DRAIN_TIMEOUT:g} s)",
+    ])
 
 
 def _upgrade(manager: PluginManager, info: Any) -> Plan:
@@ -149,6 +175,10 @@ def _upgrade(manager: PluginManager, info: Any) -> Plan:
         return Plan("upgrade", info.name, [], refused=f"plugin {info.name!r} is not installed: install it first")
     if not info.upgradable:
         return Plan("upgrade", info.name, [], refused=f"plugin {info.name!r} is at {info.version} already")
+    try:
+        versions.refuse_other_code(info.name, info.version)
+    except OlderCodeRunning as e:
+        return Plan("upgrade", info.name, [], refused=str(e))
     migrations = pending_migrations(manager.plugins[info.name].app_label)
     steps = [f"apply migration {migration}" for migration in migrations]
     steps.append(f"run {info.name}.upgrade({info.installed_version!r}) and record version {info.version}")
@@ -168,4 +198,4 @@ def _remove(manager: PluginManager, info: Any) -> Plan:
 
 
 _PLANNERS = {"add": _add, "install": _install, "enable": _enable, "disable": _disable,
-             "upgrade": _upgrade, "remove": _remove}
+             "reload": _reload, "upgrade": _upgrade, "remove": _remove}

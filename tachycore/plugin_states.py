@@ -13,9 +13,9 @@ from .conf import tachycore_settings
 from .context import acting_as
 from .dependencies import Dependencies
 from .discovery import discover_plugins
-from .errors import HookFailed, PluginNotFound, RegistryError
+from .errors import HookFailed, PluginNotFound, PluginUnavailable, RegistryError
 from .info import PluginInfo, status_of
-from .instances import Instance, Instances
+from .instances import Instance, Instances, loading
 from .models import ApplicationPlugin, NodeStatus
 from .plugins import Plugin
 from .registry import BasePluginRegistry, PluginRecord, load_registry
@@ -160,8 +160,14 @@ class PluginStates(WatchedState):
     def _apply(self, records: dict[str, PluginRecord], version: int) -> None:
         """Make this process follow ``records``: retire the instances of plugins no longer
         enabled, load the newly enabled ones, and switch to a new instance where the
-        registry's generation or the options moved (a reload)."""
+        registry's generation or the options moved (a reload).
+
+        Inside a lifecycle operation of this thread (a hook asking whether a plugin is
+        enabled reads the uncommitted state) only the state is taken: the operation builds
+        its own instances, and the instances follow when it ends."""
         self._state, self._version = records, version
+        if self.busy:
+            return
         enabled = {name for name, record in records.items() if record.enabled and name in self.plugins}
         for name in self.instances.names():
             if name not in enabled:
@@ -181,7 +187,7 @@ class PluginStates(WatchedState):
         for hook in ("before_load", "load"):  # each hook for all, dependencies first
             for name in newcomers:
                 try:
-                    with acting_as(name):
+                    with loading(fresh[name]):
                         getattr(fresh[name], hook)()
                 except Exception as e:
                     self._load_failed(name, hook, e)
@@ -218,7 +224,7 @@ class PluginStates(WatchedState):
         plugin.options = self._options_of(name, record)
         for hook in ("before_load", "load"):
             try:
-                with acting_as(name):
+                with loading(plugin):
                     getattr(plugin, hook)()
             except Exception as e:
                 self._load_failed(name, f"{hook} of a new instance (the old one serves on)", e)
@@ -239,10 +245,18 @@ class PluginStates(WatchedState):
 
     def deliver(self, name: str, payload: Any) -> None:
         """A sync message on ``plugin:<name>`` from another process: to the plugin's
-        ``handle_sync_message`` while it is enabled here (the runtime routes it)."""
-        plugin = self.plugins.get(name)
-        if plugin is not None and self.is_enabled(name):
-            self._hook(plugin, "handle_sync_message", payload)
+        ``handle_sync_message``, inside its active instance, while it is enabled here (the
+        runtime routes it)."""
+        if name not in self.plugins or not self.is_enabled(name):
+            return
+        try:
+            instance = self.instances.enter(name)
+        except PluginUnavailable:
+            return  # disabled meanwhile
+        try:
+            self._hook(instance.plugin, "handle_sync_message", payload)
+        finally:
+            self.instances.leave(instance)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import events
 from .context import acting_as
 from .errors import PluginUnavailable
 from .instances import Instances, instances
@@ -141,6 +142,17 @@ class Plugin:
         signal.connect(gated, sender=sender, weak=False, dispatch_uid=uid)
         return gated
 
+    def subscribe(self, name: str, handler: Callable[[events.Event], Any]) -> events.Subscription:
+        """Run ``handler(event)`` for each event ``name`` published (``tachycore.events``), as
+        this plugin, inside its active instance, while it is enabled.
+
+        Subscribe in ``load()``: the subscription then belongs to the instance being loaded and
+        goes when it retires (a reload's new instance subscribes in its own ``load()``; a
+        disable removes it in every process). Made anywhere else, it stays, skipped while the
+        plugin is disabled; its handler should then be a function, not a method of this object
+        (a reload replaces the object)."""
+        return events.subscribe(name, handler, plugin=self)
+
     def publish(self, payload: Any) -> None:
         """Send a sync message to this plugin in every other process (after commit);
         it arrives in their ``handle_sync_message``."""
@@ -154,7 +166,8 @@ class Plugin:
         """Before ``load``, in every process where the plugin is enabled."""
 
     def load(self) -> None:
-        """Make the plugin live in this process (register things, warm caches)."""
+        """Make the plugin live in this process (subscribe to events, register things, warm
+        caches); what it subscribes belongs to this instance and goes when it retires."""
 
     def unload(self) -> None:
         """Undo ``load`` in this process: this instance takes no more calls (a reload replaced

@@ -76,6 +76,19 @@ def apply_settings_grants(*, using: str, verbosity: int = 1, **kwargs: Any) -> N
         logger.info("TACHYCORE['GRANTS']: %d grant(s) given or changed, %d revoked", changed, revoked)
 
 
+def report_code_versions(**kwargs: Any) -> None:
+    """At the start of every process (web, command, dispatcher): its node reports the version
+    of each plugin whose code it runs, which ``pm upgrade`` and the admin compare across the
+    site (``tachycore.versions``), and its plugin instances (active, draining)."""
+    from .manager import plugin_manager
+    from .runtime import runtime
+
+    supervisor = runtime.supervisor
+    supervisor.code_versions = {name: plugin.version for name, plugin in plugin_manager.plugins.items()}
+    supervisor.instances_report = plugin_manager.instances.report
+    supervisor.wake()
+
+
 def warn_of_plugins_not_added(*, kind: str, **kwargs: Any) -> None:
     """At the start of a web or worker process, log each plugin whose code is installed but
     that is not added (``tachycore.W003``): runserver and gunicorn run no database checks."""

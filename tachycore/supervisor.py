@@ -50,6 +50,11 @@ class Supervisor:
         self.registered = False
         #: set by the runtime: asks its thread to write the row now
         self.wake: Callable[[], None] = lambda: None
+        #: the version of each plugin whose code this process runs, set by the kernel above
+        #: once its plugins are discovered (a receiver of ``process_started``)
+        self.code_versions: dict[str, str] = {}
+        #: set by the layer that keeps plugin instances: what they are now, written as ``instances``
+        self.instances_report: Callable[[], dict] = dict
         self._lock = threading.Lock()
         self._failing = False  # the last write failed: say so once, not at every heartbeat
 
@@ -63,7 +68,15 @@ class Supervisor:
             "kind": self.kind, "name": self.name, "hostname": socket.gethostname()[:255], "pid": os.getpid(),
             "status": self.status, "started": self.started, "heartbeat": timezone.now(),
             "maintenance": self.maintenance, "last_errors": list(self.errors),
+            "code_versions": dict(self.code_versions), "instances": self._instances(),
         }
+
+    def _instances(self) -> dict:
+        try:
+            return self.instances_report()
+        except Exception as e:  # a report from the layer above must not stop the heartbeat
+            logger.warning("supervisor: instances not reported: %s: %s", type(e).__name__, e)
+            return {}
 
     def write(self) -> None:
         """Write the node row now (heartbeat, status, maintenance seen, errors)."""
@@ -113,6 +126,10 @@ class NodeInfo:
     stale: bool
     maintenance: bool
     last_errors: list[dict[str, str]]
+    #: plugin name -> the version of the code this node runs ({} from a node that reports none)
+    code_versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: this node's plugin instances, as it reports them
+    instances: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -135,6 +152,7 @@ def list_nodes(include_gone: bool = False) -> list[NodeInfo]:
             id=node.id, kind=node.kind, name=node.name, hostname=node.hostname, pid=node.pid,
             status=node.status, started=node.started, heartbeat=node.heartbeat, heartbeat_age=round(age, 1),
             stale=stale, maintenance=node.maintenance, last_errors=node.last_errors,
+            code_versions=node.code_versions or {}, instances=node.instances or {},
         ))
     return nodes
 

@@ -117,6 +117,39 @@ def test_list__shows_which_nodes_picked_maintenance_up(admin_client):
     assert '<td class="node-maintenance">no</td>' in rows["web-2"]
 
 
+def test_list__shows_each_nodes_plugin_code_and_what_is_mixed(admin_client):
+    make_node("web-1", code_versions={"notes": "1.0.0", "kv": "1.0.0"})
+    make_node("web-2", code_versions={"notes": "1.0.0", "kv": "1.0.0"})
+    make_node("web-3", code_versions={"notes": "1.1.0", "kv": "1.0.0"})
+
+    page = page_of(admin_client)
+
+    rows = node_rows(page)
+    assert '<div data-plugin="kv">kv <code>1.0.0</code></div>' in rows["web-1"]  # the same everywhere
+    assert re.search(r'<div data-plugin="notes" class="pa-mixed">notes <code>1.0.0</code> '
+                     r'<span class="pa-badge new">mixed</span></div>', rows["web-1"])
+    assert "notes <code>1.1.0</code>" in rows["web-3"]
+    summary = page[page.index('id="nodes-mixed-versions"'):page.index('id="changelist"')]
+    assert '<li data-plugin="notes"><strong>notes</strong>: 1.0.0 on 2 nodes, 1.1.0 on 1 node</li>' in summary
+    assert 'data-plugin="kv"' not in summary
+
+
+def test_list__one_version_everywhere_says_nothing_of_a_mix(admin_client):
+    make_node("web-1", code_versions={"notes": "1.1.0"})
+    make_node("web-2", code_versions={"notes": "1.1.0"})
+    make_node("old", status="stopped", code_versions={"notes": "1.0.0"})  # gone: part of no mix
+
+    page = admin_client.get(reverse(LIST), {"gone": "1"}).content.decode()
+
+    assert 'id="nodes-mixed-versions"' not in page and ">mixed<" not in page
+    assert "notes <code>1.0.0</code>" in node_rows(page)["old"]
+
+
+def test_list__a_node_that_reports_no_code_says_so(admin_client):
+    make_node("web-1")
+    assert "not reported" in node_rows(page_of(admin_client))["web-1"]
+
+
 def test_node_page__is_read_only(admin_client):
     make_node("web-1", errors=[{"at": "2026-01-01T10:00:00+00:00", "message": "it broke"}])
     response = admin_client.get(reverse("admin:tachycore_node_change", args=["web-1"]))

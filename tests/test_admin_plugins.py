@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -11,6 +12,7 @@ from django.urls import reverse
 from tachycore.manager import plugin_manager
 from tachycore.models import ApplicationPlugin
 from tachycore.plans import pending_migrations, plan
+from tests.helpers.rows import make_node
 
 pytestmark = pytest.mark.django_db
 
@@ -28,8 +30,6 @@ def enabled(name: str) -> bool:
 
 def rows(client) -> dict[str, str]:
     """Plugin name -> its status, as the list shows them."""
-    import re
-
     page = client.get(reverse(LIST)).content.decode()
     return dict(re.findall(r'data-plugin="([^"]+)" data-status="([^"]+)"', page))
 
@@ -146,6 +146,41 @@ def test_operation__upgrade_records_the_new_version(admin_client):
     assert ApplicationPlugin.objects.get(name="audit").version == plugin_manager.plugins["audit"].version
 
 
+def plugin_row(page: str, name: str) -> str:
+    row = page[page.index(f'id="plugin-{name}"'):]
+    return row[:row.index("</tr>")]
+
+
+def test_list__shows_the_versions_live_nodes_run_when_they_differ(admin_client):
+    make_node("web-1", code_versions={"audit": "1.0.0", "kv": "1.0.0"})
+    make_node("web-2", code_versions={"audit": "1.0.0", "kv": "1.0.0"})
+    make_node("web-3", code_versions={"audit": "1.1.0", "kv": "1.0.0"})
+    make_node("stale", age=600, code_versions={"audit": "0.1.0", "kv": "0.1.0"})
+
+    page = admin_client.get(reverse(LIST)).content.decode()
+
+    mixed = re.search(r'<div class="plugin-mixed">(.*?)</div>', plugin_row(page, "audit"), re.S)
+    assert mixed and "mixed" in mixed[1] and " ".join(mixed[1].split()).endswith(
+        "1.0.0 on 2 nodes, 1.1.0 on 1 node")
+    assert "plugin-mixed" not in plugin_row(page, "kv")
+
+
+def test_upgrade__refused_while_live_nodes_run_older_code(admin_client):
+    plugin_manager.enable("audit")
+    ApplicationPlugin.objects.filter(name="audit").update(version="0.9.0")
+    plugin_manager.refresh(force=True)
+    make_node("web-old", code_versions={"audit": "0.9.0"}, pid=111)
+
+    confirmation = html.unescape(admin_client.get(operation_url("audit", "upgrade")).content.decode())
+    response = admin_client.post(operation_url("audit", "upgrade"), follow=True)
+
+    assert 'id="plan-refused"' in confirmation and "web host-a:111 (0.9.0)" in confirmation
+    assert 'id="confirm-operation"' not in confirmation
+    message = html.unescape(response.content.decode())
+    assert "Upgrade audit: refused, nothing was changed" in message and "web host-a:111 (0.9.0)" in message
+    assert ApplicationPlugin.objects.get(name="audit").version == "0.9.0"
+
+
 def test_operation__get_never_changes_anything(admin_client):
     for operation in ("add", "install", "enable"):
         admin_client.get(operation_url("audit", operation))
@@ -229,3 +264,25 @@ def test_list__a_bad_row_leaves_the_operations_working(admin_client, bad_row):
 @pytest.mark.parametrize("name", ["..", ".hidden", "-x", "a b"])
 def test_confirmation__a_name_no_plugin_may_have_is_404(admin_client, name):
     assert admin_client.get(operation_url(name, "enable")).status_code == 404
+
+
+def test_operation__reload_confirms_then_switches_to_a_new_instance(admin_client):
+    admin_client.post(operation_url("notes", "enable"))
+    plugin_manager.is_enabled("notes")
+    before = plugin_manager.instances.active("notes")
+
+    page = html.unescape(admin_client.get(operation_url("notes", "reload")).content.decode())
+    assert "new calls go to the new instance at once; calls inside the old one finish there" in page
+    response = admin_client.post(operation_url("notes", "reload"), follow=True)
+
+    assert "Plugin notes is reloading: every process switches to instance #1" in html.unescape(
+        response.content.decode())
+    after = plugin_manager.instances.active("notes")
+    assert after.generation == before.generation + 1 and after.plugin is not before.plugin
+
+
+def test_operation__reload_of_a_disabled_plugin_is_refused(admin_client):
+    page = html.unescape(admin_client.get(operation_url("audit", "reload")).content.decode())
+    assert "plugin 'audit' is not enabled: there is no instance to reload" in page
+    response = admin_client.post(operation_url("audit", "reload"), follow=True)
+    assert "Reload audit: refused, nothing was changed" in html.unescape(response.content.decode())

@@ -82,7 +82,7 @@ def test_not_added__a_plugin_the_registry_does_not_know_is_a_warning_with_the_co
 
     found = {message.msg.split("'")[1]: message for message in checks.check_not_added(databases=["default"])}
 
-    assert set(found) == {"audit", "notes"}
+    assert set(found) == {"audit", "bluegreen", "notes"}
     assert found["notes"].id == "tachycore.W003"
     assert found["notes"].hint == "Run: manage.py pm enable notes"
 

@@ -143,7 +143,7 @@ def test_reload__refused_while_max_draining_old_instances_have_calls_inside(blue
         assert wait_until(lambda: calls_inside() == 1, timeout=5)
         plugin_manager.reload("bluegreen")
 
-    with pytest.raises(TooManyDraining, match=r"2 old instance\(s\) are still draining \(at most MAX_DRAINING = 2\)"):
+    with pytest.raises(TooManyDraining, match=r"2 old instance\(s\) are still draining in this process \(at most MAX_DRAINING = 2\)"):
         plugin_manager.reload("bluegreen")
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError, match="still draining"):
@@ -217,10 +217,12 @@ def test_disable__at_the_timeout_unloads_with_the_call_inside_and_the_command_sa
     thread.join(5)
 
 
-def test_disable__without_calls_inside_reports_it_ran_at_once(bluegreen):
+def test_disable__without_calls_inside_has_nothing_more_to_say(bluegreen):
     out = io.StringIO()
     call_command("pm", "disable", "bluegreen", stdout=out)
-    assert "bluegreen: no call was inside; after_disable and unload ran at once" in out.getvalue()
+    assert out.getvalue() == "Disabled bluegreen.\n"
+    assert plugin_manager.drains["bluegreen"].describe() == (
+        "bluegreen: no call was inside; after_disable and unload ran at once")
 
 
 def test_reload_command__switches_and_says_so(bluegreen):
@@ -299,3 +301,21 @@ def test_job__in_flight_finishes_on_the_old_instance_and_a_disabled_plugins_job_
     held = store.enqueue("bluegreen.work", {})
     Dispatcher(burst=True, workers=1).run()
     assert Job.objects.get(pk=held.id).status == "pending"
+
+
+def test_a_state_check_inside_load_builds_no_second_instance(db, monkeypatch):
+    from tests.plugin_apps.bluegreen.plugin import BlueGreenPlugin
+
+    loaded = BlueGreenPlugin.load
+
+    def asking(self):
+        loaded(self)
+        plugin_manager.refresh(force=True)  # reads the registry inside the enable's transaction
+        assert plugin_manager.is_enabled("bluegreen")
+
+    monkeypatch.setattr(BlueGreenPlugin, "load", asking)
+    HISTORY.clear()
+    plugin_manager.enable("bluegreen")
+
+    assert [event for event, *_ in HISTORY] == ["load"]
+    assert plugin_manager.instances.active("bluegreen").plugin.serial == HISTORY[0][1]

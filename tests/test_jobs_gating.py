@@ -62,7 +62,7 @@ def test_held_by_plugin__nothing_when_every_plugin_is_enabled(store):
 
 
 def test_blocked_topics__names_the_handler_topics_of_a_plugin_not_added():
-    assert blocked_topics() == {"notes": [WORD_COUNT]}
+    assert blocked_topics() == {"bluegreen": ["bluegreen.work"], "notes": [WORD_COUNT]}
 
 
 def test_describe_held__totals_then_each_plugin_with_the_command_that_enables_it():

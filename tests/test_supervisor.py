@@ -32,6 +32,8 @@ JSON_KEYS = {
     "stale",
     "maintenance",
     "last_errors",
+    "code_versions",
+    "instances",
 }
 
 
@@ -392,6 +394,32 @@ def test_write__stores_the_node_row(db):
     )
     assert row.hostname == socket.gethostname()[:255]
     assert (timezone.now() - row.heartbeat).total_seconds() < 5
+
+
+@pytest.mark.django_db
+def test_write__stores_the_code_versions_and_the_instances_reported(db):
+    node = Supervisor("node-a")
+    node.register("web")
+    node.code_versions = {"notes": "1.1.0"}
+    node.instances_report = lambda: {"notes": {"generation": 2}}
+
+    node.write()
+
+    row = Node.objects.get(id="node-a")
+    assert (row.code_versions, row.instances) == ({"notes": "1.1.0"}, {"notes": {"generation": 2}})
+
+
+@pytest.mark.django_db
+def test_write__an_instances_report_that_raises_leaves_the_heartbeat_going(db, caplog):
+    node = Supervisor("node-a")
+    node.register("web")
+    node.instances_report = lambda: 1 / 0
+
+    with caplog.at_level("WARNING", logger="tachycore.supervisor"):
+        node.write()
+
+    assert Node.objects.get(id="node-a").instances == {}
+    assert "ZeroDivisionError" in caplog.text
 
 
 @pytest.mark.django_db

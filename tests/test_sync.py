@@ -715,7 +715,9 @@ def plugin_calls(monkeypatch) -> dict[str, list]:
     """What each demo plugin's ``handle_sync_message`` was given."""
     calls: dict[str, list] = {"notes": [], "audit": []}
     for name, got in calls.items():
-        monkeypatch.setattr(plugin_manager.plugins[name], "handle_sync_message", got.append)
+        # on the class: each enable or reload makes a new instance
+        monkeypatch.setattr(type(plugin_manager.plugins[name]), "handle_sync_message",
+                            lambda self, message, got=got: got.append(message))
     return calls
 
 

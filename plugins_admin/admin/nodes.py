@@ -1,8 +1,9 @@
 """Admin pages: the supervisor's nodes and maintenance mode.
 
 The node list is the supervisor's view (``tachycore.supervisor.list_nodes``): each
-process of the site with its status, heartbeat age and last errors, stale ones shown
-as such. The rows are written by the processes themselves and are read-only here.
+process of the site with its status, heartbeat age, the plugin versions its code has and
+its last errors, stale ones shown as such; plugins that live processes run at different
+versions (a rolling restart under way) are named above the list. The rows are written by the processes themselves and are read-only here.
 The same page turns maintenance mode on or off (``tachycore.maintenance``) and says
 which live processes have picked the current mode up, as ``manage.py maintenance
 status`` does.
@@ -25,6 +26,7 @@ from django.utils.html import format_html_join
 from tachycore.maintenance import MaintenanceState, maintenance
 from tachycore.models import Node, NodeStatus
 from tachycore.supervisor import NodeInfo, list_nodes
+from tachycore.versions import mixed_plugins
 
 from .lookups import FilterLookupsOnly
 
@@ -80,6 +82,13 @@ def status_badges(node: NodeInfo) -> list[tuple[str, str]]:
         return [("off", node.status), ("stale", "stale")]
     css = _STATUS_CSS.get(node.status, "builtin")
     return [(css, node.status)]
+
+
+def code_cells(node: NodeInfo, mixed: dict[str, str]) -> list[tuple[str, str, bool]]:
+    """(plugin, version, whether live nodes run several versions of it) for each plugin whose
+    code the node runs, by name (a gone node is part of no mix)."""
+    live = not is_gone(node)
+    return [(name, version, live and name in mixed) for name, version in sorted(node.code_versions.items())]
 
 
 def newest_first(errors: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -138,9 +147,11 @@ class NodeAdmin(FilterLookupsOnly):
         nodes = list_nodes(include_gone=True)
         state = maintenance.current()
         shown = nodes if show_gone else [node for node in nodes if not is_gone(node)]
+        mixed = mixed_plugins(nodes)
         rows = [{
             "node": node,
             "badges": status_badges(node),
+            "code": code_cells(node, mixed),
             "errors": newest_first(node.last_errors or []),
             "url": reverse("admin:tachycore_node_change", args=[quote(node.id)],
                            current_app=self.admin_site.name),
@@ -152,6 +163,7 @@ class NodeAdmin(FilterLookupsOnly):
             "rows": rows,
             "show_gone": show_gone,
             "gone_count": sum(is_gone(node) for node in nodes),
+            "mixed": mixed,
             "state": state,
             "uptake": uptake(state, nodes),
             "can_change_maintenance": request.user.has_perm(MAINTENANCE_PERMISSION),

@@ -1,7 +1,8 @@
 """Admin pages: the plugin manager.
 
 The plugin list shows every plugin the site knows (recorded in the registry or only
-discovered), with its state. Each lifecycle operation has a confirmation page that
+discovered), with its state, and the versions live processes run of it when they differ
+(a rolling restart under way, ``tachycore.versions``). Each lifecycle operation has a confirmation page that
 says what it will do (``tachycore.plans``); its POST calls the plugin manager, never an
 editable field, and reports the outcome with Django's messages. A refused operation
 changes nothing and says why.
@@ -22,14 +23,16 @@ from tachycore.manager import plugin_manager
 from tachycore.models import ApplicationPlugin
 from tachycore.plans import OPERATIONS, plan
 from tachycore.registry.validation import is_valid_name
+from tachycore.supervisor import list_nodes
+from tachycore.versions import mixed_plugins
 
 from .lookups import FilterLookupsOnly
 
 #: the model permission each operation needs (besides staff)
 PERMISSIONS = {"add": "add", "install": "change", "enable": "change", "disable": "change",
-               "upgrade": "change", "remove": "delete"}
+               "reload": "change", "upgrade": "change", "remove": "delete"}
 VERBS = {"add": "Add", "install": "Install", "enable": "Enable", "disable": "Disable",
-         "upgrade": "Upgrade", "remove": "Remove"}
+         "reload": "Reload", "upgrade": "Upgrade", "remove": "Remove"}
 
 
 def perform(operation: str, name: str, *, grant_requested: bool = False, granted_by: str = "") -> str:
@@ -50,7 +53,14 @@ def perform(operation: str, name: str, *, grant_requested: bool = False, granted
         return (f"Plugin {name} was enabled{also}.{granted}" if done else f"Plugin {name} was enabled already.")
     if operation == "disable":
         done = plugin_manager.disable(name)
-        return f"Plugin {name} was disabled." if done else f"Plugin {name} was disabled already."
+        if not done:
+            return f"Plugin {name} was disabled already."
+        drain = plugin_manager.drains.get(name)
+        return f"Plugin {name} was disabled ({drain.describe()})." if drain else f"Plugin {name} was disabled."
+    if operation == "reload":
+        generation = plugin_manager.reload(name)
+        return (f"Plugin {name} is reloading: every process switches to instance #{generation}; "
+                "calls inside the old one finish there.")
     if operation == "upgrade":
         before, after = plugin_manager.upgrade(name)
         return f"Plugin {name} was upgraded from {before} to {after}."
@@ -97,6 +107,8 @@ def available_operations(info: Any) -> list[str]:
     if not info.added:
         return ["add", "install", "enable"]
     ops = ([] if info.built_in else ["disable"]) if info.enabled else ["enable"]
+    if info.enabled:
+        ops.append("reload")
     if not info.installed:
         ops.append("install")
     if info.upgradable:
@@ -136,10 +148,12 @@ class PluginAdmin(FilterLookupsOnly):
         if not self.has_view_permission(request):
             raise PermissionDenied
         plugin_manager.refresh(force=True)
+        mixed = mixed_plugins(list_nodes())
         rows = []
         for info in plugin_manager.list():
             operations = [(op, VERBS[op]) for op in available_operations(info) if self._allowed(request, op)]
-            rows.append({"info": info, "badges": badges(info), "operations": operations})
+            rows.append({"info": info, "badges": badges(info), "operations": operations,
+                         "mixed": mixed.get(info.name, "")})
         problems = plugin_manager.discovery_problems + [
             ("registry", f"row {name!r} is skipped (fix or delete it by hand): {why}")
             for name, why in plugin_manager.registry.invalid_records()

@@ -9,15 +9,16 @@ from django.utils import timezone
 
 def make_node(node_id: str, *, kind: str = "web", status: str = "running", age: float = 0.0,
               maintenance: bool = False, errors: list[dict[str, str]] | None = None,
-              name: str = "gunicorn"):
-    """A supervisor node row whose last heartbeat was ``age`` seconds ago."""
+              name: str = "gunicorn", code_versions: dict[str, str] | None = None, pid: int = 4242):
+    """A supervisor node row whose last heartbeat was ``age`` seconds ago, running the
+    plugin code ``code_versions`` (plugin name -> version)."""
     from tachycore.models import Node
 
     now = timezone.now()
     return Node.objects.create(
-        id=node_id, kind=kind, name=name, hostname="host-a", pid=4242, status=status,
+        id=node_id, kind=kind, name=name, hostname="host-a", pid=pid, status=status,
         started=now - timedelta(seconds=age + 60), heartbeat=now - timedelta(seconds=age),
-        maintenance=maintenance, last_errors=errors or [],
+        maintenance=maintenance, last_errors=errors or [], code_versions=code_versions or {},
     )
 
 

@@ -52,6 +52,8 @@ class Command(KernelCommand):
         reload.add_argument("name")
         upgrade = actions.add_parser("upgrade", help="migrate a plugin to the version of its code")
         upgrade.add_argument("name")
+        upgrade.add_argument("--force", action="store_true",
+                             help="upgrade even while live processes run other code of the plugin")
         remove = actions.add_parser("remove", help="delete a plugin's registry row")
         remove.add_argument("name")
         remove.add_argument("--force", action="store_true", help="disable it first if it is enabled")
@@ -132,9 +134,10 @@ class Command(KernelCommand):
         disabled = self.manager.disable(*names)
         if disabled:
             self.stdout.write(f"Disabled {', '.join(disabled)}.")
-            for name in disabled:
-                if name in self.manager.drains:
-                    self.stdout.write(self.manager.drains[name].describe())
+            for name in disabled:  # what became of the calls inside, when there were some
+                drain = self.manager.drains.get(name)
+                if drain is not None and drain.calls:
+                    self.stdout.write(drain.describe())
         else:
             self.stdout.write(f"Already disabled: {', '.join(names)}.")
 
@@ -143,8 +146,8 @@ class Command(KernelCommand):
         self.stdout.write(f"Reloaded {name}: every process switches to instance #{generation}; calls "
                           "inside the old one finish there before its unload().")
 
-    def do_upgrade(self, *, name: str, **options: Any) -> None:
-        old, new = self.manager.upgrade(name)
+    def do_upgrade(self, *, name: str, force: bool, **options: Any) -> None:
+        old, new = self.manager.upgrade(name, force=force)
         if old == new:
             self.stdout.write(f"{name} is already at version {new}.")
         else:

@@ -6,11 +6,12 @@ from typing import Any
 
 from tachycore.management.base import KernelCommand
 from tachycore.management.tables import dumps, format_table
-from tachycore.supervisor import list_nodes, prune_nodes
+from tachycore.supervisor import NodeInfo, list_nodes, prune_nodes
+from tachycore.versions import mixed_plugins
 
 
 class Command(KernelCommand):
-    help = "List the site's processes (nodes) with their status and heartbeat age."
+    help = "List the site's processes (nodes) with their status, heartbeat age and plugin code versions."
     registers_node = False
 
     def add_arguments(self, parser) -> None:
@@ -37,6 +38,16 @@ class Command(KernelCommand):
         for line in format_table(rows):
             self.stdout.write(line)
         for node in nodes:
+            self.stdout.write(f"{node.id}: code: {code_of(node)}")
+        for name, summary in mixed_plugins(nodes).items():
+            self.stdout.write(f"{name}: mixed: {summary}")
+        for node in nodes:
             for error in node.last_errors[:3]:
                 self.stdout.write(f"{node.id}: {error['at']}: {error['message']}")
 
+
+def code_of(node: NodeInfo) -> str:
+    """The plugin versions a node runs, as ``audit 1.0.0, kv 0.1.0``."""
+    if not node.code_versions:
+        return "no versions reported"
+    return ", ".join(f"{name} {version}" for name, version in sorted(node.code_versions.items()))

@@ -9,6 +9,9 @@ from tachycore.trace import current_trace_id
 
 from .protocols import Identity
 
+#: what the handler of ``toolbox.ping`` heard, one dict per event (tests/test_events.py clears it)
+HEARD: list[dict] = []
+
 
 class ToolboxPlugin(Plugin):
     """A built-in plugin of the test site: added, installed and enabled by migrate. Its
@@ -23,8 +26,20 @@ class ToolboxPlugin(Plugin):
     #: whether this instance's unload() ran
     unloaded = False
 
+    def load(self):
+        self.subscribe("toolbox.ping", self.heard)
+
     def unload(self) -> None:
         self.unloaded = True
+
+    def heard(self, event):
+        """Note the event, who the kernel says runs, and the instance the call is inside."""
+        active = self._instances.active(self.name)
+        HEARD.append({
+            "payload": event.payload, "publisher": event.publisher, "plugin": current_plugin(),
+            "instance": self, "inside": active is not None and active.plugin is self and active.calls > 0,
+            "trace_id": current_trace_id(),
+        })
 
     @tachycore.service
     def get_identity(self) -> dict[str, Any]:
