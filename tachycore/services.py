@@ -102,7 +102,7 @@ def service(name: str | Callable[..., Any] | None = None, access: Any = None) ->
     access="READ")``. The method itself is left as it is: called directly, it is a plain call.
     """
     if callable(name):  # bare @service
-        return service()(name)
+        return service(access=access)(name)
     if name is not None:
         _check_name(name)
     level = _service_access(access) if access is not None else None
