@@ -154,11 +154,13 @@ class AppSettings:
 
     def _reset(self, *, setting: str, **kwargs: Any) -> None:
         if setting == self.setting_name:
-            self._cached = None
+            self.reset()
 
     def reset(self) -> None:
         """Forget the cached values (environment variables are read again)."""
         self._cached = None
+        for name in self._names:
+            self.__dict__.pop(name, None)
 
     def _load(self) -> tuple[Any, dict[str, str]]:
         if self._cached is not None:
@@ -188,6 +190,10 @@ class AppSettings:
                 continue
             values[name] = value
         self._cached = (self.defaults(**values), errors)
+        # each good value also becomes an attribute: read without __getattr__ from now on
+        # (the hot paths read settings on every call); reset() takes them away
+        for name in self._names - errors.keys():
+            self.__dict__[name] = getattr(self._cached[0], name)
         return self._cached
 
     def errors(self) -> list[tuple[str, str]]:

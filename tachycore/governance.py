@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -104,12 +106,20 @@ class Grant:
         return cls(row.plugin, row.capability, Access(row.access), row.granted_by, row.created, row.expires_at)
 
 
+#: answers ``Grants.access`` remembers at most (capabilities name tables and services: a
+#: site has a bounded number; past it the memo starts over)
+MAX_ANSWERS = 10_000
+
+
 class Grants(WatchedState):
     """This process's copy of ``tachycore_grants``, and the operations that change it."""
 
     def __init__(self) -> None:
         super().__init__()
         self._by_plugin: dict[str, tuple[Grant, ...]] = {}
+        #: (plugin, capability) -> (highest access, until when it holds as a UNIX time): the
+        #: answers of ``access`` for this copy, forgotten with it (a grant that expires ends one)
+        self._answers: dict[tuple[str, str], tuple[Access, float]] = {}
 
     # -- the copy --------------------------------------------------------------------------
 
@@ -121,6 +131,7 @@ class Grants(WatchedState):
         for row in CapabilityGrant.objects.all():
             by_plugin.setdefault(row.plugin, []).append(Grant.of(row))
         self._by_plugin = {plugin: tuple(found) for plugin, found in by_plugin.items()}
+        self._answers = {}
         self._version = version
 
     def of(self, plugin: str) -> tuple[Grant, ...]:
@@ -130,8 +141,25 @@ class Grants(WatchedState):
         return self._by_plugin.get(plugin, ())
 
     def access(self, plugin: str, capability: str) -> Access:
-        """The highest live access ``plugin`` holds for ``capability``."""
-        return highest(self.of(plugin), capability, timezone.now())
+        """The highest live access ``plugin`` holds for ``capability`` (remembered until the
+        grants change or one that gives it expires: the hot path of every check)."""
+        try:  # noqa: SIM105 (contextlib.suppress costs a third of this method)
+            self.refresh()
+        except DatabaseError:  # before migrate: no grants
+            pass
+        key = (plugin, capability)
+        answer = self._answers.get(key)
+        if answer is not None and answer[1] > time.time():
+            return answer[0]
+        now = timezone.now()
+        covering = [grant for grant in self._by_plugin.get(plugin, ())
+                    if covers(grant.capability, capability) and grant.live(now)]
+        level = max((grant.access for grant in covering), default=Access.NONE)
+        expiries = [grant.expires_at.timestamp() for grant in covering if grant.expires_at is not None]
+        if len(self._answers) >= MAX_ANSWERS:
+            self._answers = {}
+        self._answers[key] = (level, min(expiries, default=math.inf))
+        return level
 
     # -- changes ---------------------------------------------------------------------------
 

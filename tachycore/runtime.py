@@ -107,7 +107,8 @@ class Runtime:
 
     @property
     def started(self) -> bool:
-        return self._pid == os.getpid() and self._started
+        # _pid(): a global kept after fork, not a getpid() system call on every state check
+        return self._pid == _pid() and self._started
 
     @property
     def push_live(self) -> bool:
@@ -277,6 +278,8 @@ class Runtime:
             connections.close_all()
 
     def _disconnected(self) -> None:
+        for watched in list(self._states):  # their copies were trusted for RECONCILE_INTERVAL
+            watched.check_soon()
         for callback in list(self._disconnect_callbacks):
             try:
                 callback()

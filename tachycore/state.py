@@ -109,7 +109,8 @@ class WatchedState(abc.ABC):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._version: Any = None
-        self._last_check = 0.0
+        #: when (``time.monotonic()``) the next reader checks the version again
+        self._due = 0.0
         #: a check a coroutine asked for, running on the worker thread
         self._pending: concurrent.futures.Future[bool] | None = None
         _watched.add(self)
@@ -139,7 +140,7 @@ class WatchedState(abc.ABC):
         from a coroutine (an async view or middleware), it never waits for the database once
         the state was read: the check runs on a worker thread and the next reader sees it.
         """
-        if not force and self._version is not None and time.monotonic() - self._last_check < check_interval():
+        if not force and self._version is not None and time.monotonic() < self._due:
             return False
         if not force and self._version is not None and _in_async_task():
             # a coroutine does not wait for the database: it goes on with the copy it has
@@ -163,7 +164,7 @@ class WatchedState(abc.ABC):
                 self._load(version)
                 self._distrust_if_uncommitted()
             finally:
-                self._last_check = time.monotonic()
+                self._checked()
             return True
 
     def reread(self) -> None:
@@ -171,8 +172,17 @@ class WatchedState(abc.ABC):
         with self._lock, builtin_statements():
             run_outside_event_loop(lambda: self._load(self._read_version()))
             self._distrust_if_uncommitted()
-            self._last_check = time.monotonic()
+            self._checked()
 
     def forget(self) -> None:
         with self._lock:
-            self._version, self._last_check = None, 0.0
+            self._version, self._due = None, 0.0
+
+    def _checked(self) -> None:
+        # the interval is worked out once per check, not by every reader (the hot path)
+        self._due = time.monotonic() + check_interval()
+
+    def check_soon(self) -> None:
+        """Have the next reader check the version (the sync listener went quiet: the interval
+        it allowed no longer holds)."""
+        self._due = 0.0

@@ -118,6 +118,18 @@ def test_a_lapsed_grant__allows_nothing(no_grants):
     assert not is_allowed("notes", "kv", "READ")
 
 
+def test_a_grant_that_lapses__stops_allowing_though_its_answer_was_remembered(no_grants):
+    grants.grant("notes", "kv", "WRITE")
+    grants.grant("notes", "kv:*", "READ", expires_at=timezone.now() + timedelta(seconds=0.4))
+    grants.grant("notes", "jobs:enqueue", "EXECUTE", expires_at=timezone.now() + timedelta(seconds=0.4))
+    assert is_allowed("notes", "jobs:enqueue", "EXECUTE") and is_allowed("notes", "kv", "WRITE")
+
+    time.sleep(0.5)  # nothing changed in the database: only the clock moved
+
+    assert not is_allowed("notes", "jobs:enqueue", "READ")
+    assert is_allowed("notes", "kv", "WRITE")  # the grant without an end still holds
+
+
 def test_the_host_and_built_in_plugins__need_no_grant(no_grants):
     assert is_allowed(None, "storage:sql:*", "EXECUTE")
     assert is_allowed("kv", "storage:sql:*", "EXECUTE")
