@@ -15,8 +15,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+import tachycore
 from tachycore.audit import flush
-from tachycore.errors import PluginStateError, PluginUnavailable, TooManyDraining
+from tachycore.errors import PluginStateError, ServiceUnavailable, TooManyDraining
 from tachycore.instances import current_instance
 from tachycore.manager import plugin_manager
 from tachycore.models import AuditEvent
@@ -38,11 +39,9 @@ def bluegreen():
 
 
 def work(**kwargs):
-    """One call into the bluegreen plugin, as every entry makes one (a state check when one
-    is due, then a reference to the active instance)."""
-    plugin_manager.is_enabled("bluegreen")
-    with plugin_manager.instances.entered("bluegreen") as plugin:
-        return plugin.work(**kwargs)
+    """One call of the service bluegreen:work: a state check when one is due, then the
+    service runs inside the active instance (``ServiceUnavailable`` when there is none)."""
+    return tachycore.invoke("bluegreen:work", **kwargs)
 
 
 def serial_now():
@@ -74,7 +73,8 @@ def in_thread(func, *args, **kwargs):
     return thread, result
 
 
-def test_reload__eight_threads_never_fail_never_go_back_and_no_instance_unloads_with_a_call_inside(bluegreen):
+def test_reload__eight_threads_calling_a_service_never_fail_never_go_back_and_no_instance_unloads_with_a_call_inside(
+        bluegreen):
     stop = threading.Event()
     seen: list[list[int]] = [[] for _ in range(8)]
     errors: list[BaseException] = []
@@ -185,7 +185,7 @@ def test_disable__refuses_new_calls_at_once_and_runs_after_disable_and_unload_af
 
     disabling, disabled = in_thread(plugin_manager.disable, "bluegreen")
     assert wait_until(lambda: plugin_manager.instances.active("bluegreen") is None, timeout=5)
-    with pytest.raises(PluginUnavailable):
+    with pytest.raises(ServiceUnavailable):
         work()
     time.sleep(0.2)
     assert disabling.is_alive() and unloads() == []  # waiting for the call inside

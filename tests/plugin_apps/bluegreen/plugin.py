@@ -14,6 +14,7 @@ import os
 import threading
 import time
 
+import tachycore
 from tachycore.plugins import Plugin
 
 _serials = itertools.count(1)
@@ -52,9 +53,11 @@ class BlueGreenPlugin(Plugin):
     def after_disable(self) -> None:
         _log("after_disable", getattr(self, "serial", 0), getattr(self, "inside", 0))
 
+    @tachycore.service
     def work(self, pause: float = 0.0, until: threading.Event | None = None) -> tuple[int, str]:
-        """Run a call inside this instance (``pause`` seconds, or until ``until`` is set);
-        returns the instance's serial and colour. Raises when the instance was unloaded."""
+        """The service ``bluegreen:work``: a call inside this instance (``pause`` seconds, or
+        until ``until`` is set); returns the instance's serial and colour. Raises when the
+        instance was unloaded."""
         if not self.live:
             raise RuntimeError(f"instance {self.serial} called after its unload()")
         with self.inside_lock:
