@@ -109,8 +109,9 @@ def execute(job: Job) -> Outcome:
         if fault is not None:  # the same rules as a payload's: storable alike on every database
             raise ValueError(f"the handler of {job.topic!r} returned a value that {fault}")
         return Outcome(job, JobStatus.COMPLETED, result_json=result_json, return_value=value)
-    except PluginUnavailable:
-        # disabled between the claim and the start: held, like the jobs it did not claim
+    except NotEntered:
+        # its plugin was disabled between the claim and the start: held, like the jobs it did
+        # not claim (a ServiceUnavailable the handler met is the handler's failure, not this)
         return Outcome(job, RETURNED)
     except Exception as e:
         now = timezone.now()
@@ -132,8 +133,22 @@ def _inside_plugin_of(app_label: str | None) -> Iterator[None]:
         with acting_as(None):
             yield
         return
-    with plugin_manager.instances.entered(plugin):
-        yield
+    entries = plugin_manager.instances
+    try:
+        instance = entries.enter(plugin)
+    except PluginUnavailable:
+        raise NotEntered(plugin) from None
+    token = entries.entering(instance)
+    try:
+        with acting_as(plugin):
+            yield
+    finally:
+        entries.left(token)
+        entries.leave(instance)
+
+
+class NotEntered(Exception):
+    """The job's plugin has no active instance here (disabled since the claim)."""
 
 
 def check_connections() -> None:

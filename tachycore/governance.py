@@ -117,9 +117,11 @@ class Grants(WatchedState):
     def __init__(self) -> None:
         super().__init__()
         self._by_plugin: dict[str, tuple[Grant, ...]] = {}
-        #: (plugin, capability) -> (highest access, until when it holds as a UNIX time): the
-        #: answers of ``access`` for this copy, forgotten with it (a grant that expires ends one)
-        self._answers: dict[tuple[str, str], tuple[Access, float]] = {}
+        #: the grants by plugin and the answers of ``access`` worked out from them, replaced
+        #: together: an answer is only ever kept beside the copy it was read from (a reload
+        #: racing a check cannot leave a revoked grant's answer in the new copy). An answer
+        #: is (plugin, capability) -> (highest access, until when it holds, as a UNIX time).
+        self._snapshot: tuple[dict[str, tuple[Grant, ...]], dict[tuple[str, str], tuple[Access, float]]] = ({}, {})
 
     # -- the copy --------------------------------------------------------------------------
 
@@ -131,7 +133,7 @@ class Grants(WatchedState):
         for row in CapabilityGrant.objects.all():
             by_plugin.setdefault(row.plugin, []).append(Grant.of(row))
         self._by_plugin = {plugin: tuple(found) for plugin, found in by_plugin.items()}
-        self._answers = {}
+        self._snapshot = (self._by_plugin, {})
         self._version = version
 
     def of(self, plugin: str) -> tuple[Grant, ...]:
@@ -147,18 +149,19 @@ class Grants(WatchedState):
             self.refresh()
         except DatabaseError:  # before migrate: no grants
             pass
+        by_plugin, answers = self._snapshot  # one copy for the whole check
         key = (plugin, capability)
-        answer = self._answers.get(key)
+        answer = answers.get(key)
         if answer is not None and answer[1] > time.time():
             return answer[0]
         now = timezone.now()
-        covering = [grant for grant in self._by_plugin.get(plugin, ())
+        covering = [grant for grant in by_plugin.get(plugin, ())
                     if covers(grant.capability, capability) and grant.live(now)]
         level = max((grant.access for grant in covering), default=Access.NONE)
         expiries = [grant.expires_at.timestamp() for grant in covering if grant.expires_at is not None]
-        if len(self._answers) >= MAX_ANSWERS:
-            self._answers = {}
-        self._answers[key] = (level, min(expiries, default=math.inf))
+        if len(answers) >= MAX_ANSWERS:
+            answers.clear()
+        answers[key] = (level, min(expiries, default=math.inf))
         return level
 
     # -- changes ---------------------------------------------------------------------------

@@ -59,12 +59,12 @@ class Instance:
     __slots__ = ("_lock", "calls", "deadline", "drained", "generation", "name", "options", "outcome",
                  "plugin", "state", "unload_here", "unloaded")
 
-    def __init__(self, name: str, plugin: Any, generation: int) -> None:
+    def __init__(self, name: str, plugin: Any, generation: int, options: dict[str, Any] | None = None) -> None:
         self.name = name
         self.plugin = plugin
         self.generation = generation
-        #: the options it was built with (a change of options builds a new instance)
-        self.options = dict(plugin.options)
+        #: the options it was built with, as the registry gave them (a change builds a new one)
+        self.options = dict(plugin.options if options is None else options)
         self.calls = 0
         self.state = ACTIVE
         self.deadline = 0.0
@@ -149,11 +149,11 @@ class Instances:
 
     # -- switching -----------------------------------------------------------------------
 
-    def activate(self, name: str, plugin: Any, generation: int) -> Instance:
+    def activate(self, name: str, plugin: Any, generation: int, options: dict[str, Any] | None = None) -> Instance:
         """Make ``plugin`` (loaded already) the active instance of ``name``: new calls go to it
         from now on; the instance it replaces drains. While ``MAX_DRAINING`` old instances are
         still draining here, the oldest is unloaded at once (recorded)."""
-        instance = Instance(name, plugin, generation)
+        instance = Instance(name, plugin, generation, options)
         evicted: list[Instance] = []
         with self._lock:
             old = self._active.get(name)
@@ -187,10 +187,11 @@ class Instances:
         """Hand an instance retired with ``unload_here=False`` back to the drain here (its
         retirer will not unload it: a disable rolled back)."""
         instance.unload_here = True
-        if instance.drained.is_set():
-            with self._lock:
+        with self._lock:
+            if instance.drained.is_set():
                 self._due.append(instance)
-                self._wake.notify()
+            self._ensure_reaper()
+            self._wake.notify()  # its deadline counts again
 
     def _retire(self, instance: Instance) -> None:
         """Mark ``instance`` draining (``self._lock`` held)."""
@@ -305,14 +306,10 @@ class Instances:
         audit.record_operation("instance.unload", [instance.name], AuditDecision.FAILED, message)
 
     def reset(self) -> None:
-        """Forget every instance without unloading (tests, a settings change)."""
-        with self._lock:
-            forgotten = list(self._active.values())
-            self._active.clear()
-            self._draining.clear()
-            self._due.clear()
-        for instance in forgotten:
-            _tell_retired(instance)
+        """Retire every active instance (a settings change: the states are read again and
+        loaded anew); each unloads here once its calls have returned."""
+        for name in self.names():
+            self.retire(name)
 
     def _after_fork_in_child(self) -> None:
         # the reaper does not exist in the child, and another thread's locks would stay held

@@ -129,7 +129,7 @@ class PluginManager(PluginStates):
             records = self._records()  # again, under the registry lock: another process may have acted
             todo = [name for name in order if not (name in records and records[name].enabled)]
             if options is not None and names[0] in records:
-                self.registry.update(names[0], options=options)
+                records[names[0]] = self.registry.update(names[0], options=options)
             for name in todo:
                 plugin = self._fresh(name, records.get(name))
                 if grant_requested:  # first: its hooks (install...) run under these grants
@@ -144,7 +144,7 @@ class PluginManager(PluginStates):
                 with loading(plugin):
                     self._hook(plugin, "before_load")
                     self._hook(plugin, "load")
-                self._start(name, plugin, record.generation)  # takes calls, after_enable's too
+                self._start(name, plugin, record)  # takes calls, after_enable's too
                 self._hook(plugin, "after_enable")
         return todo
 
@@ -305,28 +305,52 @@ class PluginManager(PluginStates):
     def _finish_disable(self, names: builtins.list[str], retired: dict[str, Instance]) -> None:
         """After a disable committed: wait (one ``DRAIN_TIMEOUT`` for all) for the calls inside
         each instance to return, then ``after_disable`` and ``unload``, dependents first. A
-        failing ``after_disable`` is recorded on the plugin and raised once all are done."""
+        failing ``after_disable`` is recorded on the plugin and raised once all are done;
+        interrupted, the instances not reached yet unload here when their calls return."""
         started = time.monotonic()
         deadline = started + tachycore_settings.DRAIN_TIMEOUT
         failed: builtins.list[HookFailed] = []
-        for name in names:
-            instance = retired.get(name)
-            calls = instance.calls if instance is not None else 0
-            drained = instance is None or instance.drained.wait(max(0.0, deadline - time.monotonic()))
-            self.drains[name] = Drain(name, calls, drained, round(time.monotonic() - started, 3))
-            plugin = instance.plugin if instance is not None else self.plugins.get(name)
-            if plugin is not None:
+        waiting = dict(retired)
+        try:
+            for name in names:
+                instance = waiting.pop(name, None)
+                calls = instance.calls if instance is not None else 0
+                drained = instance is None or instance.drained.wait(max(0.0, deadline - time.monotonic()))
+                self.drains[name] = Drain(name, calls, drained, round(time.monotonic() - started, 3))
                 try:
-                    with transaction.atomic(using=router.db_for_write(ApplicationPlugin)):
-                        self._hook(plugin, "after_disable")
+                    self._after_disable(name, instance)
                 except HookFailed as e:
-                    self.registry.update(name, last_error=str(e))
-                    self._record_failure(e)
                     failed.append(e)
-            if instance is not None:
-                self.instances.unload(instance, DRAINED if drained else TIMED_OUT)
+                finally:
+                    if instance is not None:
+                        self.instances.unload(instance, DRAINED if drained else TIMED_OUT)
+        finally:
+            for instance in waiting.values():
+                self.instances.release(instance)
         if failed:
             raise failed[0]
+
+    def _after_disable(self, name: str, instance: Instance | None) -> None:
+        """Run ``after_disable`` in its own transaction, under the registry's lock, if the plugin
+        is still disabled (enabled again or removed meanwhile, it is not: its cleanup would
+        undo the newer state). A failure rolls back the hook's writes and is recorded."""
+        plugin = instance.plugin if instance is not None else self.plugins.get(name)
+        if plugin is None:
+            return  # its code is gone
+        try:
+            with self._lock, transaction.atomic(using=router.db_for_write(ApplicationPlugin)):
+                self.registry.lock()
+                record = self.registry.get(name)
+                if record is None or record.enabled:
+                    logger.info("plugin %r: after_disable() not run: enabled again or removed meanwhile", name)
+                    return
+                self._hook(plugin, "after_disable")
+        except HookFailed as e:
+            message = f"plugin {name!r} is disabled, but its after_disable() failed (its writes were rolled back): {e.error}"
+            self.registry.update(name, last_error=message)
+            logger.warning("%s", message)
+            runtime.supervisor.record_error(message)
+            raise
 
     def _refuse_draining(self, name: str, what: str = "it is not reloaded") -> None:
         """``TooManyDraining`` while ``MAX_DRAINING`` old instances of ``name`` are draining,

@@ -167,6 +167,7 @@ class PluginStates(WatchedState):
         its own instances, and the instances follow when it ends."""
         self._state, self._version = records, version
         if self.busy:
+            self._version = None  # read mid-operation: the next reader reads again
             return
         enabled = {name for name, record in records.items() if record.enabled and name in self.plugins}
         for name in self.instances.names():
@@ -192,7 +193,7 @@ class PluginStates(WatchedState):
                 except Exception as e:
                     self._load_failed(name, hook, e)
         for name in newcomers:
-            self._start(name, fresh[name], records[name].generation)
+            self._start(name, fresh[name], records[name])
         for name in renewed:
             self._renew(name, records[name])
 
@@ -211,10 +212,10 @@ class PluginStates(WatchedState):
             plugin.options = self._options_of(name, record)
         return plugin
 
-    def _start(self, name: str, plugin: Plugin, generation: int) -> Instance:
-        """``plugin`` (loaded) takes the new calls into ``name`` from now on."""
+    def _start(self, name: str, plugin: Plugin, record: PluginRecord) -> Instance:
+        """``plugin`` (loaded from ``record``) takes the new calls into ``name`` from now on."""
         self.plugins[name] = plugin
-        return self.instances.activate(name, plugin, generation)
+        return self.instances.activate(name, plugin, record.generation, self._options_of(name, record))
 
     def _renew(self, name: str, record: PluginRecord) -> None:
         """Blue-green: load a new instance beside the active one, then switch; the old one
@@ -229,7 +230,7 @@ class PluginStates(WatchedState):
             except Exception as e:
                 self._load_failed(name, f"{hook} of a new instance (the old one serves on)", e)
                 return
-        self._start(name, plugin, record.generation)
+        self._start(name, plugin, record)
 
     def _load_failed(self, name: str, hook: str, error: Exception) -> None:
         """A plugin could not load in this process: the node shows it (status ``error``)."""
@@ -253,9 +254,11 @@ class PluginStates(WatchedState):
             instance = self.instances.enter(name)
         except PluginUnavailable:
             return  # disabled meanwhile
+        token = self.instances.entering(instance)
         try:
             self._hook(instance.plugin, "handle_sync_message", payload)
         finally:
+            self.instances.left(token)
             self.instances.leave(instance)
 
     # -- reading -------------------------------------------------------------------------

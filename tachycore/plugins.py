@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from . import events
 from .context import acting_as
 from .errors import PluginUnavailable
-from .instances import Instances, instances
+from .instances import Instances, instances, loading_plugin, on_retire
 
 if TYPE_CHECKING:
     from django.apps import AppConfig
@@ -119,12 +119,17 @@ class Plugin:
 
     def connect(self, signal: Signal, receiver, sender: Any = None, dispatch_uid: str | None = None):
         """Connect ``receiver`` to ``signal`` so that it runs only while this plugin is enabled,
-        as this plugin (``tachycore.context.current_plugin()``)."""
+        as this plugin (``tachycore.context.current_plugin()``), inside its active instance.
 
+        Connected while this instance loads (in ``load()``, the place for it), the receiver is
+        the instance's own: it runs only while this instance is the active one, and it is
+        disconnected when the instance retires (a reload's new instance connects its own).
+        """
         name = self.name
+        owned = loading_plugin() is self
 
         def gated(*args: Any, **kwargs: Any) -> Any:
-            if self._state_of is not None:
+            if self._state_of is not None and loading_plugin() is None:
                 self._state_of(name)  # a state check when one is due
             entries = self._instances
             try:
@@ -132,13 +137,22 @@ class Plugin:
             except PluginUnavailable:
                 return None  # disabled (or draining out): skipped
             try:
-                with acting_as(name):
-                    return receiver(*args, **kwargs)
+                if owned and instance.plugin is not self:
+                    return None  # another instance's receiver: that one runs its own
+                token = entries.entering(instance)  # current_instance() in the receiver
+                try:
+                    with acting_as(name):
+                        return receiver(*args, **kwargs)
+                finally:
+                    entries.left(token)
             finally:
                 entries.leave(instance)
 
         gated.__wrapped__ = receiver  # type: ignore[attr-defined]
         uid = dispatch_uid or f"tachycore:{self.name}:{receiver.__module__}.{receiver.__qualname__}"
+        if owned:  # one connection per instance: each reload's instance connects its own
+            uid = f"{uid}:instance-{id(self)}"
+            self._connections = [*getattr(self, "_connections", ()), (signal, uid, sender)]
         signal.connect(gated, sender=sender, weak=False, dispatch_uid=uid)
         return gated
 
@@ -202,3 +216,12 @@ class Plugin:
 
     def handle_sync_message(self, message: Any) -> None:
         """A sync message for this plugin from another process."""
+
+
+def _disconnect_retired(instance: Any) -> None:
+    """An instance retired: the receivers it connected while it loaded go with it."""
+    for signal, uid, sender in getattr(instance.plugin, "_connections", ()):
+        signal.disconnect(sender=sender, dispatch_uid=uid)
+
+
+on_retire(_disconnect_retired)

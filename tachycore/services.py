@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -110,6 +111,11 @@ def service(name: str | Callable[..., Any] | None = None, access: Any = None) ->
     def publish(method: Callable[..., Any]) -> Callable[..., Any]:
         published_name = name if name is not None else getattr(method, "__name__", "")
         _check_name(published_name)
+        if inspect.iscoroutinefunction(method) or inspect.isgeneratorfunction(method) \
+                or inspect.isasyncgenfunction(method):
+            # its body would run after invoke() returned: outside the instance, as the caller
+            raise ValueError(f"service {published_name!r}: a service is a plain function; a coroutine "
+                             "or generator would run after the call left the plugin's instance")
         setattr(method, _MARK, (published_name, level if level is not None else infer_access(published_name)))
         return method
 

@@ -614,3 +614,13 @@ def test_demo__audit_record_refuses_a_bad_event():
 
     with acting_as("notes"), pytest.raises(ValueError, match="event must be a text of 1 to 200 characters"):
         tachycore.invoke("audit:record", "notes", "x" * 201)
+
+
+@pytest.mark.parametrize("body", ["async def later(self): ...", "def several(self):\n    yield 1"])
+def test_service__a_coroutine_or_generator_is_refused_where_it_is_written(body):
+    namespace: dict = {}
+    exec(body, namespace)  # noqa: S102 (a method defined at run time for the test)
+    method = next(value for key, value in namespace.items() if key != "__builtins__")
+
+    with pytest.raises(ValueError, match="a service is a plain function"):
+        tachycore.service(method)

@@ -84,8 +84,12 @@ def _run(subscription: Subscription, event: Event, savepoints: bool) -> bool:
     try:
         if subscription.owner is not None and instance.plugin is not subscription.owner:
             return False  # another instance's: a new one not switched to yet, or a retired one
-        with acting_as(plugin):
-            _call(subscription, event, savepoints)
+        token = entries.entering(instance)  # current_instance() in the handler
+        try:
+            with acting_as(plugin):
+                _call(subscription, event, savepoints)
+        finally:
+            entries.left(token)
         return True
     finally:
         entries.leave(instance)
