@@ -230,6 +230,7 @@ class Instances:
         instance.drained.set()
         with self._lock:
             self._due.append(instance)
+            self._ensure_reaper()
             self._wake.notify()
 
     def _ensure_reaper(self) -> None:
@@ -239,11 +240,15 @@ class Instances:
             self._reaper.start()
 
     def _reap(self) -> None:
-        """Unload each instance whose calls have returned, and each past its deadline."""
+        """Unload each instance whose calls have returned, and each past its deadline; end
+        when nothing is left to wait for (the next retire starts a new one)."""
         while True:
             with self._lock:
                 due = self._next_due()
                 while due is None:
+                    if not self._due and not any(self._draining.values()):
+                        self._reaper = None
+                        return
                     self._wake.wait(self._next_deadline())
                     due = self._next_due()
             self._end(*due)
@@ -278,6 +283,7 @@ class Instances:
             waiting = self._draining.get(instance.name, [])
             if instance in waiting:
                 waiting.remove(instance)
+            self._wake.notify()  # the reaper may have nothing left to wait for
         if calls:
             self._record_forced(instance, outcome, calls)
         try:

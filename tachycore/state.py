@@ -147,6 +147,10 @@ class WatchedState(abc.ABC):
             # (one check old), and a worker thread checks for the next reader
             self._check_soon()
             return False
+        if self._lock._is_owned():  # type: ignore[attr-defined]
+            # this thread holds the state (a plugin operation's hook asking): a worker thread
+            # would wait for the lock this thread keeps until the operation ends
+            return self._check()
         return run_outside_event_loop(self._check)
 
     def _check_soon(self) -> None:

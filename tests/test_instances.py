@@ -431,3 +431,35 @@ def test_grants__a_revoke_read_while_a_check_works_out_its_answer_is_not_forgott
     monkeypatch.setattr(governance, "covers", real_covers)
 
     assert grants.access("notes", "service:audit:record") == Access.NONE
+
+
+def test_enable__from_a_thread_running_an_event_loop_does_not_wait_for_itself(monkeypatch):
+    """Playwright's sync API (the browser tests) runs an event loop in the calling thread: a
+    hook's state check there must not hand the check to a worker thread that waits for the
+    lock the operation holds (notes' after_enable invokes audit's service)."""
+    import asyncio
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    outcome = {}
+
+    def in_a_loop():
+        loop = asyncio.new_event_loop()
+
+        def callback():  # run by the loop itself: a running loop, no task
+            try:
+                outcome["enabled"] = plugin_manager.enable("notes")
+            except BaseException as e:
+                outcome["error"] = e
+            finally:
+                loop.stop()
+
+        loop.call_soon(callback)
+        loop.run_forever()
+        loop.close()
+
+    thread = threading.Thread(target=in_a_loop, daemon=True)
+    thread.start()
+    thread.join(20)
+
+    assert not thread.is_alive(), "the enable waited for itself"
+    assert outcome == {"enabled": ["audit", "notes"]}

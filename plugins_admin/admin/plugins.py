@@ -55,8 +55,8 @@ def perform(operation: str, name: str, *, grant_requested: bool = False, granted
         done = plugin_manager.disable(name)
         if not done:
             return f"Plugin {name} was disabled already."
-        drain = plugin_manager.drains.get(name)
-        return f"Plugin {name} was disabled ({drain.describe()})." if drain else f"Plugin {name} was disabled."
+        drain = plugin_manager.drains.get(name)  # what became of the calls inside, when there were some
+        return f"Plugin {name} was disabled ({drain.describe()})." if drain and drain.calls else f"Plugin {name} was disabled."
     if operation == "reload":
         generation = plugin_manager.reload(name)
         return (f"Plugin {name} is reloading: every process switches to instance #{generation}; "
