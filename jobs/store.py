@@ -287,11 +287,17 @@ class JobStore:
 
     def prune(self, older_than: float | None = None, batch_size: int = 1000) -> int:
         """Delete completed and failed jobs finished more than ``older_than`` seconds ago
-        (``JOBS["RETENTION"]``), in batches; return how many."""
+        (``JOBS["RETENTION"]``), in batches; return how many. On SQLite it first refreshes
+        the table's statistics (``ANALYZE``), which its query planner needs to choose the
+        partial indexes."""
         from datetime import timedelta
 
         seconds = jobs_settings.RETENTION if older_than is None else older_than
         cutoff = timezone.now() - timedelta(seconds=seconds)
+        # the planner's statistics first (SQLite keeps none by itself), so that the batches
+        # below find old jobs through the index of finished jobs by age
+        with governance.builtin_statements():
+            self.sql.refresh_statistics()
         total = 0
         while True:
             ids = list(Job.objects.using(self.using).finished().filter(finished_at__lt=cutoff)

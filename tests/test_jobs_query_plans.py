@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -37,11 +37,10 @@ WORKER = "plans-worker"
 SPACING = timedelta(minutes=5)
 
 
-@pytest.fixture
-def queue():
+def fill() -> datetime:
     """``ROWS`` jobs: 93% completed and 5% failed over the last ten days (one every five
-    minutes), 1% pending (half of them due), 1% processing (half of their leases lapsed);
-    then ``ANALYZE``, as a database that has statistics."""
+    minutes), 1% pending (half of them due), 1% processing (half of their leases lapsed).
+    Return the time they were written."""
     now = timezone.now()
     rows = []
     for n in range(ROWS):
@@ -58,8 +57,25 @@ def queue():
             locked_until=now + timedelta(seconds=-60 if early else 60) if status == JobStatus.PROCESSING else None,
         ))
     Job.objects.bulk_create(rows, batch_size=500)
+    return now
+
+
+@pytest.fixture
+def queue() -> datetime:
+    """The jobs of ``fill()``, and statistics of them (``ANALYZE``), as the prune leaves them."""
+    now = fill()
     with connection.cursor() as cursor:
         cursor.execute('ANALYZE "_jobs"')
+    return now
+
+
+@pytest.fixture
+def queue_without_statistics() -> datetime:
+    """The jobs of ``fill()`` in a database without statistics, as SQLite starts
+    (the test's transaction brings back what another test left)."""
+    now = fill()
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS sqlite_stat1")
     return now
 
 
@@ -193,6 +209,19 @@ def test_prune__finds_old_finished_jobs_in_the_age_index(queue):
     for delete in on_jobs(seen, "DELETE"):
         assert any("USING INTEGER PRIMARY KEY" in step for step in plan(*delete)), plan(*delete)
     assert pruned == old > 200
+
+
+@sqlite_only
+def test_prune__gives_sqlite_the_statistics_it_needs_to_choose_the_age_index(queue_without_statistics):
+    old = Job.objects.finished().filter(finished_at__lt=queue_without_statistics - timedelta(days=9))
+    # without statistics, SQLite takes the index of (status, topic) and reads every finished job
+    assert "jobs_finished_age" not in " ".join(plan(*old.query.sql_with_params()))
+    with statements() as seen:
+        pruned = jobs.get_job_store().prune(older_than=timedelta(days=9).total_seconds(), batch_size=100)
+
+    for batch in on_jobs(seen, "SELECT"):
+        assert_reads(plan(*batch), "jobs_finished_age")
+    assert pruned > 200
 
 
 @sqlite_only
