@@ -170,7 +170,7 @@ class JobStore:
     def _existing(self, job: Job, sql: Statements) -> Job:
         """The pending job that holds ``job.dedupe_key`` (inserting ``job`` if it went meanwhile)."""
         for _ in range(5):
-            found = Job.objects.using(self.using).filter(status=JobStatus.PENDING, dedupe_key=job.dedupe_key).first()
+            found = Job.objects.using(self.using).pending().filter(dedupe_key=job.dedupe_key).first()
             if found is not None:
                 found.deduplicated = True  # the job returned is not the one asked for
                 return found
@@ -255,7 +255,7 @@ class JobStore:
                                    locked_until=None, finished_at=None, result=None, updated=now))
         except IntegrityError:
             job = self.get(job_id)
-            holder = jobs.filter(status=JobStatus.PENDING, dedupe_key=job.dedupe_key).exclude(pk=job.pk).first()
+            holder = jobs.pending().filter(dedupe_key=job.dedupe_key).exclude(pk=job.pk).first()
             held = f"pending job {holder.id}" if holder is not None else "another pending job"
             raise DedupeConflict(f"job {job.id} cannot be requeued: {held} has its dedupe_key "
                                  f"{job.dedupe_key!r}") from None
@@ -287,11 +287,17 @@ class JobStore:
 
     def prune(self, older_than: float | None = None, batch_size: int = 1000) -> int:
         """Delete completed and failed jobs finished more than ``older_than`` seconds ago
-        (``JOBS["RETENTION"]``), in batches; return how many."""
+        (``JOBS["RETENTION"]``), in batches; return how many. On SQLite it first refreshes
+        the table's statistics (``ANALYZE``), which its query planner needs to choose the
+        partial indexes."""
         from datetime import timedelta
 
         seconds = jobs_settings.RETENTION if older_than is None else older_than
         cutoff = timezone.now() - timedelta(seconds=seconds)
+        # the planner's statistics first (SQLite keeps none by itself), so that the batches
+        # below find old jobs through the index of finished jobs by age
+        with governance.builtin_statements():
+            self.sql.refresh_statistics()
         total = 0
         while True:
             ids = list(Job.objects.using(self.using).finished().filter(finished_at__lt=cutoff)

@@ -1,7 +1,8 @@
 """The job queue's SQL, one module per database (chosen by ``connection.vendor``).
 
 ``statements_for(using)`` gives the statements the store and the dispatcher send on
-one connection alias: insert, claim, complete, fail, extend, release, recover.
+one connection alias: insert, claim, complete, fail, extend, release, recover, and
+the upkeep of the planner's statistics.
 """
 
 from __future__ import annotations

@@ -134,6 +134,12 @@ class Statements:
         """Wake idle dispatchers once the caller's transaction commits (PostgreSQL; an
         insert does it in its own statement)."""
 
+    # -- maintenance ---------------------------------------------------------------------
+
+    def refresh_statistics(self) -> None:
+        """Bring the query planner's statistics of ``_jobs`` up to date, where the database
+        does not keep them by itself (PostgreSQL's autovacuum does)."""
+
     # -- dispatcher ----------------------------------------------------------------------
 
     def _topic_filter(self, topics: Sequence[str], task_backends: Sequence[str],

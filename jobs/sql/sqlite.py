@@ -37,6 +37,14 @@ class SQLiteStatements(Statements):
         assert parsed is not None, f"a datetime column holds Django's datetime text, not {value!r}"
         return timezone.make_aware(parsed, UTC) if parsed.tzinfo is None else parsed
 
+    def refresh_statistics(self) -> None:
+        # without sqlite_stat1, SQLite guesses that an equality on an index's first column
+        # picks about ten rows: "status IN ('completed', 'failed')" on jobs_status_topic then
+        # looks cheaper than any partial index, and the prune and the dashboard's chart walk
+        # every finished job. ANALYZE of _jobs reads only its indexes (0.2 s for a million jobs).
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {TABLE}")
+
     def complete(self, worker, now, outcomes):
         if not outcomes:
             return set()
