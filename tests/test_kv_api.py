@@ -22,6 +22,7 @@ from rest_framework.permissions import BasePermission
 import kv
 from kv.checks import check_permission_classes
 from kv.errors import InvalidValue, ValueTooLarge
+from kv.scans import cursor_after
 from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
 from tests.helpers.rows import disable_in_registry
 
@@ -252,7 +253,7 @@ def test_list__keys_matching_the_pattern_sorted(api, store):
     response = api.get(url(), {"pattern": "user:*"})
 
     assert response.status_code == 200
-    assert response.json() == {"keys": ["user:1", "user:2", "user:3"], "truncated": False}
+    assert response.json() == {"keys": ["user:1", "user:2", "user:3"], "truncated": False, "next": None}
 
 
 def test_list__every_key_by_default_without_expired(api, store, clock):
@@ -260,15 +261,16 @@ def test_list__every_key_by_default_without_expired(api, store, clock):
     store.set("b", 1, ex=1)
     clock.advance(2)
 
-    assert api.get(url()).json() == {"keys": ["a"], "truncated": False}
+    assert api.get(url()).json() == {"keys": ["a"], "truncated": False, "next": None}
 
 
 def test_list__limit_cuts_and_says_so(api, store):
     store.mset({f"k{i:03}": i for i in range(101)})
 
     default = api.get(url()).json()
-    assert len(default["keys"]) == 100 and default["truncated"] is True
-    assert api.get(url(), {"limit": 2}).json() == {"keys": ["k000", "k001"], "truncated": True}
+    assert len(default["keys"]) == 100 and default["truncated"] is True and default["next"]
+    assert api.get(url(), {"limit": 2}).json() == {"keys": ["k000", "k001"], "truncated": True,
+                                                   "next": cursor_after("k001")}
     assert len(api.get(url(), {"limit": 1000}).json()["keys"]) == 101
 
 
@@ -297,8 +299,8 @@ def test_list__a_pattern_at_the_limits_is_answered(key_reader, store):
     most_wildcards = key_reader.get(url(), {"pattern": "?" * MAX_PATTERN_WILDCARDS})
     longest = key_reader.get(url(), {"pattern": "a" * MAX_PATTERN_LENGTH})
 
-    assert most_wildcards.json() == {"keys": ["a" * MAX_PATTERN_WILDCARDS], "truncated": False}
-    assert longest.json() == {"keys": ["a" * MAX_PATTERN_LENGTH], "truncated": False}
+    assert most_wildcards.json() == {"keys": ["a" * MAX_PATTERN_WILDCARDS], "truncated": False, "next": None}
+    assert longest.json() == {"keys": ["a" * MAX_PATTERN_LENGTH], "truncated": False, "next": None}
 
 
 @pytest.mark.parametrize(("pattern", "limit_name", "limit"), [
@@ -318,9 +320,10 @@ def test_list__reads_no_more_than_limit_plus_one_keys(api, store):
     with CaptureQueriesContext(connection) as queries:
         body = api.get(url(), {"pattern": "k*", "limit": 10}).json()
 
-    assert body == {"keys": [f"k{i:03}" for i in range(10)], "truncated": True}
-    (search,) = [query["sql"] for query in queries if query["sql"].startswith("SELECT key FROM _kv")]
-    assert "LIMIT" in search  # the database stops at the 11th key; nothing is cut in Python
+    assert body == {"keys": [f"k{i:03}" for i in range(10)], "truncated": True, "next": cursor_after("k009")}
+    (search,) = [query["sql"] for query in queries if "FROM _kv" in query["sql"]]
+    # the database stops at the 11th key (SQLite's log shows the parameter's name, not its value)
+    assert search.endswith((" LIMIT 11", " LIMIT :rows"))
 
 
 # -- GET, PUT, DELETE /keys/<key>/ ----------------------------------------------------------------
