@@ -326,6 +326,47 @@ def test_list__reads_no_more_than_limit_plus_one_keys(api, store):
     assert search.endswith((" LIMIT 11", " LIMIT :rows"))
 
 
+def test_list__next_pages_through_every_key_once(api, store):
+    store.mset({f"k{i:03}": i for i in range(250)})
+    store.set("other", 1)
+
+    pages, cursor = [], "0"
+    while cursor is not None:
+        body = api.get(url(), {"pattern": "k*", "cursor": cursor}).json()
+        pages.append(body["keys"])
+        assert body["truncated"] is (body["next"] is not None)
+        cursor = body["next"]
+
+    assert [len(page) for page in pages] == [100, 100, 50]
+    assert [key for page in pages for key in page] == [f"k{i:03}" for i in range(250)]
+
+
+def test_list__a_page_reads_at_most_scan_rows_then_says_where_to_go_on(api, store):
+    from kv.api.views import SCAN_ROWS
+
+    for start in range(0, SCAN_ROWS + 1, 1000):
+        store.mset({f"a{i:05}": i for i in range(start, min(start + 1000, SCAN_ROWS + 1))})
+    store.set("zx", 1)
+
+    first = api.get(url(), {"pattern": "*x"}).json()
+    second = api.get(url(), {"pattern": "*x", "cursor": first["next"]}).json()
+
+    # the first SCAN_ROWS keys hold no match: an empty page, not the end
+    assert first == {"keys": [], "truncated": True, "next": cursor_after(f"a{SCAN_ROWS - 1:05}")}
+    assert second == {"keys": ["zx"], "truncated": False, "next": None}
+
+
+@pytest.mark.parametrize(("cursor", "detail"), [
+    ("1", "cursor '1' is not a scan cursor: give 0 to start a scan"),
+    ("k!", "cursor 'k!' is not a scan cursor"),
+    ("kü", "cursor 'kü' is not a scan cursor"),
+    (cursor_after("a\x00"), "is not a scan cursor"),
+    ("", "cursor: This field may not be blank."),
+], ids=repr)
+def test_list__a_malformed_cursor_400(api, cursor, detail):
+    assert detail in assert_error(api.get(url(), {"cursor": cursor}), 400)
+
+
 # -- GET, PUT, DELETE /keys/<key>/ ----------------------------------------------------------------
 
 
@@ -707,6 +748,15 @@ def test_schema__limit_bounded_as_the_api_checks_it(operator):
 
     limit = next(parameter["schema"] for parameter in parameters if parameter["name"] == "limit")
     assert (limit["type"], limit["minimum"], limit["maximum"]) == ("integer", 1, 1000)
+
+
+def test_schema__the_list_takes_a_cursor_and_gives_next(operator):
+    document = schema(operator)
+    operation = document["paths"]["/api/kv/keys/"]["get"]
+
+    assert "cursor" in [parameter["name"] for parameter in operation["parameters"]]
+    ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert document["components"]["schemas"][ref]["properties"]["next"]["nullable"] is True
 
 
 @pytest.mark.parametrize("path, method", [("/api/kv/keys/", "get"), ("/api/kv/keys/{key}/", "get"),
