@@ -11,7 +11,8 @@ the first; a link to another search or filter starts on the first page.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.admin.views.main import ChangeList
@@ -21,6 +22,11 @@ from kv import clock as kv_clock
 from kv.errors import InvalidCursor
 from kv.models import ValueType
 from kv.scans import MAX_COUNT, cursor_after, key_after
+
+if TYPE_CHECKING:
+    from kv.store import KVStore
+
+    from .switches import SwitchedAdmin
 
 #: the query-string parameter of the page's cursor
 CURSOR_VAR = "cursor"
@@ -33,6 +39,7 @@ class KeyPages(ChangeList):
 
     #: the most rows a page reads to fill itself
     rows_per_page = MAX_COUNT
+    model_admin: SwitchedAdmin[KVStore]
 
     def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
         self.cursor = request.GET.get(CURSOR_VAR, "0")
@@ -40,13 +47,14 @@ class KeyPages(ChangeList):
         # the search form sends the other parameters along: a new search starts on the first page
         self.params.pop(CURSOR_VAR, None)
 
-    def get_filters_params(self, params: dict | None = None) -> dict:
+    def get_filters_params(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         lookup_params = super().get_filters_params(params)
         lookup_params.pop(CURSOR_VAR, None)  # not a filter of the rows
         return lookup_params
 
-    def get_query_string(self, new_params: dict | None = None, remove: list | None = None) -> str:
-        return super().get_query_string(new_params, [*(remove or []), CURSOR_VAR])
+    def get_query_string(self, new_params: dict[str, Any] | None = None,
+                         remove: Iterable[str] | None = None) -> str:
+        return super().get_query_string(new_params, [*(remove or ()), CURSOR_VAR])
 
     def get_results(self, request: HttpRequest) -> None:
         after, keys, last = self._page(request)
