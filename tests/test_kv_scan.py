@@ -17,13 +17,12 @@ import sys
 import time
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 import kv
 from kv.errors import InvalidCursor, InvalidPattern, InvalidValue
 from kv.scans import MAX_COUNT, MAX_CURSOR_LENGTH, cursor_after, key_after
 from kv.sql.glob import MAX_PATTERN_WILDCARDS
+from kv.store import KVStore
 from tachycore.context import acting_as
 from tachycore.errors import CapabilityDenied
 from tests.helpers.processes import ROOT, wait_until
@@ -85,13 +84,21 @@ def test_scan__count_is_how_many_rows_a_call_reads_10_by_default(store):
     assert store.scan(cursor_after("k12"), count=100) == (0, [f"k{i:02}" for i in range(13, 25)])
 
 
-def test_scan_iter__reads_count_rows_per_statement(store):
+def test_scan_iter__holds_one_call_of_count_keys_at_a_time(store, monkeypatch):
     write_many(store, [f"k{i:02}" for i in range(25)])
+    returned = []
 
-    with CaptureQueriesContext(connection) as queries:
-        assert len(list(store.scan_iter(count=10))) == 25
+    def scan(*args, **kwargs):
+        cursor, keys = KVStore.scan(store, *args, **kwargs)
+        returned.append(len(keys))
+        return cursor, keys
 
-    assert len([query for query in queries if "FROM _kv" in query["sql"]]) == 3  # 10, 10, 5 rows
+    monkeypatch.setattr(store, "scan", scan)
+    iterator = store.scan_iter(count=10)
+    first = [next(iterator) for _ in range(10)]
+
+    assert returned == [10] and first == [f"k{i:02}" for i in range(10)]  # one call so far
+    assert len(list(iterator)) == 15 and returned == [10, 10, 5]
 
 
 def test_scan__count_is_capped_at_max_count(store):

@@ -1,11 +1,29 @@
-"""The walk of ``KVStore.scan``: the keys in key order, a bounded number of rows a step."""
+"""The walk of ``KVStore.scan``: the keys in key order, a bounded number of rows a step.
+
+How a step reads its rows is the database's (``read_step``): PostgreSQL numbers the rows as
+it reads them and stops at the step's ``LIMIT``, in one statement; SQLite numbers a window's
+rows only once it has read them all, so it first finds the last row the step may read, then
+reads up to it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .base import ALIVE, Statements
 from .glob import key_bounds, length_bounds
+
+
+@dataclass
+class Step:
+    """The SQL of a step: ``where`` picks the rows it may read (``key > after``, the pattern's
+    literal prefix), ``hit`` says which of them it returns; ``params`` has ``count`` (the rows
+    it reads at most) and, with a limit, ``rows`` (``limit`` + 1)."""
+
+    where: list[str]
+    hit: str
+    params: dict[str, Any]
 
 
 class ScanStatements(Statements):
@@ -26,6 +44,25 @@ class ScanStatements(Statements):
         still not be the last). The database stops reading once ``limit`` + 1 keys matched;
         the next step then goes on after the ``limit``-th.
         """
+        step = self._step(after, pattern, now, count, types)
+        if step is None:
+            return [], None
+        if limit is not None:
+            step.params["rows"] = limit + 1
+        keys, last = self.read_step(step, count)
+        if limit is not None and len(keys) > limit:
+            return keys[:limit], keys[limit - 1]
+        return keys, last
+
+    def read_step(self, step: Step, count: int) -> tuple[list[str], str | None]:
+        """``(keys, last)``: the keys of ``step.hit`` among the first ``count`` rows of
+        ``step.where`` in key order (the first ``rows`` of them, with ``rows``), and the
+        ``count``-th row's key (``None`` when fewer rows are left: the walk is done)."""
+        raise NotImplementedError
+
+    def _step(self, after: str | None, pattern: str | None, now: int, count: int,
+              types: tuple[str, ...] | None) -> Step | None:
+        """The SQL of a step; ``None`` when no key can match."""
         if pattern is not None and pattern.strip("*") == "":
             pattern = None if pattern else ""  # "*", "**": every key; "": none (no key is empty)
         params: dict[str, Any] = {"now": now, "count": count}
@@ -38,12 +75,12 @@ class ScanStatements(Statements):
         elif types:
             hit.append(f"type IN ({self._in('t', list(types), params)})")
         else:
-            return [], None
+            return None
         if pattern is not None:
             match = self.pattern_condition(pattern)
             params["length"], exact = length_bounds(pattern)
             if match is None or (exact and params["length"] == 0):
-                return [], None
+                return None
             condition, params["pattern"] = match
             bounds = key_bounds(pattern)
             if bounds is not None:
@@ -51,20 +88,4 @@ class ScanStatements(Statements):
                 params["lo"], params["hi"] = bounds
             # a CASE, not AND: see Statements.keys()
             hit.append(f"CASE WHEN length(key) {'=' if exact else '>='} %(length)s THEN {condition} ELSE false END")
-        if limit is not None:
-            params["rows"] = limit + 1
-        # the row_number of the last row a step may read, whether or not it matched, says where
-        # the next step starts; the rows run through in key order, and stop at the LIMIT
-        rows = self._all(
-            f"SELECT key, hit, n FROM (SELECT key, {' AND '.join(hit)} AS hit, row_number() OVER (ORDER BY key) AS n "
-            f"FROM (SELECT key, type, expire_at FROM _kv {'WHERE ' + ' AND '.join(where) if where else ''} "
-            "ORDER BY key LIMIT %(count)s) AS examined) AS numbered WHERE hit OR n = %(count)s ORDER BY key"
-            + (" LIMIT %(rows)s" if limit is not None else ""),
-            params,
-        )
-        keys = [key for key, matched, _ in rows if matched]
-        if limit is not None and len(keys) > limit:
-            return keys[:limit], keys[limit - 1]
-        if rows and rows[-1][2] == count:
-            return keys, rows[-1][0]
-        return keys, None
+        return Step(where, " AND ".join(hit), params)

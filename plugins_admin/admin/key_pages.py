@@ -2,10 +2,9 @@
 
 Django's changelist counts the matching rows and the whole table on every page (two
 ``COUNT(*)``, each reading the table) to number its pages. Here a page is one step of the
-walk ``store.scan`` makes (``kv.sql``'s ``Statements.scan``): at most ``list_per_page`` keys
-among the next ``kv.scans.MAX_COUNT`` rows after the cursor, read by the primary key index
-within the search pattern's literal prefix, so a page costs the same on a table of any
-size. It links to the next page (``?cursor=``, the cursor ``store.scan`` returns) and back to
+walk ``store.scan`` makes (``kv.sql.scans``): at most ``list_per_page`` keys among the next
+``kv.scans.MAX_COUNT`` rows after the cursor, read by the primary key index within the
+search pattern's literal prefix, so a page costs the same on a table of any size. It links to the next page (``?cursor=``, the cursor ``store.scan`` returns) and back to
 the first; a link to another search or filter starts on the first page.
 """
 
