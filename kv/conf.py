@@ -31,8 +31,9 @@ class KVDefaults:
     CLEANUP_INTERVAL: float = setting(60.0, "duration", minimum=1)
     #: rows deleted per statement by the cleanup
     CLEANUP_BATCH_SIZE: int = setting(1000, "int", minimum=1)
-    #: on PostgreSQL, how long a search of keys by pattern (keys(), GET /api/kv/keys/, the
-    #: admin's key search) may run before it is cancelled; 0: no limit
+    #: on PostgreSQL, how long a search of keys by pattern (keys(), a page of GET /api/kv/keys/
+    #: or of the admin's key search) may run before it is cancelled; 0: no limit. scan() reads
+    #: at most kv.scans.MAX_COUNT rows a call and is not timed
     KEYS_TIMEOUT: float = setting(5.0, "duration")
     #: serve the HTTP API at /api/kv/ (off by default)
     HTTP_ENABLED: bool = setting(False, "bool")

@@ -21,6 +21,10 @@ class InvalidValue(KVError, ValueError):
     """A value that is not JSON-serialisable or is larger than ``KV["MAX_VALUE_SIZE"]``."""
 
 
+class InvalidCursor(InvalidValue):
+    """A ``scan`` cursor that is neither ``0`` nor one ``scan`` returned."""
+
+
 class ValueTooLarge(InvalidValue):
     """A value whose JSON form is larger than ``KV["MAX_VALUE_SIZE"]`` bytes."""
 

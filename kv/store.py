@@ -1,7 +1,7 @@
 """``KVStore``: a Redis-like API over the ``_kv`` table, with the L1 cache in front.
 
 The SQL, the connections and what a write tells other processes live in ``kv.sql``;
-the hash and lock commands in ``kv.hashes`` and ``kv.locks``.
+the hash, lock and scan commands in ``kv.hashes``, ``kv.locks`` and ``kv.scans``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .l1 import L1Cache
 from .locks import LockCommands
 from .refusals import refuse_increment
 from .reserved import writable_key
+from .scans import ScanCommands
 from .sql import CacheStatements
 from .sql.glob import check_pattern
 from .sql.session import Session
@@ -27,7 +28,7 @@ from .validation import check_key, expire_at, expiry, to_integer, to_json, to_se
 T = TypeVar("T")
 
 
-class KVStore(HashCommands, LockCommands):
+class KVStore(HashCommands, LockCommands, ScanCommands):
     """The key-value store. Method names, arguments and results follow redis-py.
 
     Every write is one SQL statement, atomic across processes, and joins the
@@ -223,7 +224,8 @@ class KVStore(HashCommands, LockCommands):
 
     def keys(self, pattern: str = "*", *, limit: int | None = None) -> list[str]:
         """Live keys matching a Redis glob pattern (``*``, ``?``, ``[abc]``, ``[^a]``, ``[a-z]``,
-        ``\\``), sorted: all of them, as Redis, or the first ``limit``.
+        ``\\``), sorted: all of them, as Redis, or the first ``limit``. ``scan`` returns them a
+        few at a time, in constant memory.
 
         A pattern is at most ``kv.sql.glob.MAX_PATTERN_LENGTH`` characters with at most
         ``kv.sql.glob.MAX_PATTERN_WILDCARDS`` wildcards (``InvalidPattern`` past them). On

@@ -137,6 +137,122 @@ def test_search__a_pattern_past_a_limit_lists_nothing_and_says_the_limit(key_vie
     assert html.escape(message) in response.content.decode()
 
 
+# -- pages -------------------------------------------------------------------------------------
+
+
+def page(client, params: dict | str | None = None):
+    """The list's response for ``params`` (a dict, or a query string such as a page link)."""
+    url = reverse(LIST) + (params if isinstance(params, str) else "")
+    response = client.get(url, params if isinstance(params, dict) else {})
+    assert response.status_code == 200
+    return response
+
+
+def page_keys(response) -> list[str]:
+    return [entry.key for entry in response.context["cl"].result_list]
+
+
+def write_many(store, keys: list[str]) -> None:
+    for start in range(0, len(keys), 1000):
+        store.mset(dict.fromkeys(keys[start:start + 1000], 1))
+
+
+def test_pages__next_page_links_go_through_every_key_once(admin_client, store):
+    write_many(store, [f"k{i:03}" for i in range(230)])
+
+    first = page(admin_client)
+    second = page(admin_client, first.context["cl"].next_page_url)
+    third = page(admin_client, second.context["cl"].next_page_url)
+
+    assert page_keys(first) + page_keys(second) + page_keys(third) == [f"k{i:03}" for i in range(230)]
+    assert [len(page_keys(response)) for response in (first, second, third)] == [100, 100, 30]
+    assert third.context["cl"].next_page_url is None
+    assert 'class="kv-next-page"' in second.content.decode() and 'class="kv-next-page"' not in third.content.decode()
+    assert first.context["cl"].first_page_url is None
+    assert page_keys(page(admin_client, third.context["cl"].first_page_url)) == page_keys(first)
+
+
+def test_pages__no_count_of_the_table_or_the_matches(admin_client, store):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    write_many(store, [f"user:{i}" for i in range(150)])
+
+    with CaptureQueriesContext(connection) as queries:
+        page(admin_client)
+        page(admin_client, {"q": "user:*"})
+        page(admin_client, {"q": "user:*", "type__exact": "value"})
+
+    assert not [query["sql"] for query in queries if "COUNT(" in query["sql"].upper()]
+
+
+def test_pages__the_next_page_of_a_search_and_a_filter_keeps_them(admin_client, store):
+    write_many(store, [f"user:{i:03}" for i in range(120)] + ["other"])
+    store.hset("user:h", "f", 1)
+
+    first = page(admin_client, {"q": "user:*", "type__exact": "value"})
+    second = page(admin_client, first.context["cl"].next_page_url)
+
+    assert page_keys(first) + page_keys(second) == [f"user:{i:03}" for i in range(120)]
+    assert page_keys(page(admin_client, {"type__exact": "hash"})) == ["user:h"]
+
+
+def test_pages__another_search_starts_on_the_first_page(admin_client, store):
+    write_many(store, [f"k{i:03}" for i in range(150)])
+    second = page(admin_client, page(admin_client).context["cl"].next_page_url)
+
+    form = second.content.decode().split('id="changelist-search"', 1)[1].split("</form>", 1)[0]
+
+    assert 'name="cursor"' not in form  # the search form does not send the page along
+    assert "cursor=" not in second.context["cl"].get_query_string({"q": "k1*"})
+
+
+def test_pages__a_malformed_cursor_shows_the_first_page_and_says_so(admin_client, store):
+    write_many(store, ["a", "b"])
+
+    response = page(admin_client, {"cursor": "k!"})
+
+    assert page_keys(response) == ["a", "b"]
+    (message,) = page_messages(response)
+    assert message.startswith("cursor 'k!' is not a scan cursor") and message.endswith("This is the first page.")
+
+
+def test_pages__cache_rows_are_listed_and_filtered_by_type(admin_client, store, settings):
+    from django.core.cache import caches
+
+    settings.CACHES = {**settings.CACHES, "kvtest": {"BACKEND": "kv.cache.KVCache"}}
+    caches["kvtest"].set("page", "<html>")
+    store.set("mine", 1)
+    cache_key = KVEntry.objects.get(type="cache").key
+
+    assert listed(admin_client) == sorted([cache_key, "mine"])
+    assert page_keys(page(admin_client, {"type__exact": "cache"})) == [cache_key]
+
+
+def test_pages__a_search_reads_only_the_keys_under_its_literal_prefix(admin_client, store):
+    from plugins_admin.admin.key_pages import KeyPages
+
+    write_many(store, [f"a{i:05}" for i in range(KeyPages.rows_per_page + 1)] + ["b1", "b2"])
+
+    response = page(admin_client, {"q": "b*"})
+
+    # the rows before "b" are not read: a page of rows_per_page would hold no "b" key
+    assert page_keys(response) == ["b1", "b2"] and response.context["cl"].next_page_url is None
+
+
+def test_pages__a_page_reads_rows_per_page_rows_at_most_and_says_so(admin_client, store):
+    from plugins_admin.admin.key_pages import KeyPages
+
+    write_many(store, [f"a{i:05}" for i in range(KeyPages.rows_per_page + 1)] + ["zx"])
+
+    first = page(admin_client, {"q": "*x"})
+    second = page(admin_client, first.context["cl"].next_page_url)
+
+    assert page_keys(first) == [] and first.context["cl"].short_page
+    assert f"A page reads {KeyPages.rows_per_page} keys at most" in first.content.decode()
+    assert page_keys(second) == ["zx"] and second.context["cl"].next_page_url is None
+
+
 # -- editing ---------------------------------------------------------------------------------
 
 

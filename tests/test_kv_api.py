@@ -22,6 +22,7 @@ from rest_framework.permissions import BasePermission
 import kv
 from kv.checks import check_permission_classes
 from kv.errors import InvalidValue, ValueTooLarge
+from kv.scans import cursor_after
 from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
 from tests.helpers.rows import disable_in_registry
 
@@ -252,7 +253,7 @@ def test_list__keys_matching_the_pattern_sorted(api, store):
     response = api.get(url(), {"pattern": "user:*"})
 
     assert response.status_code == 200
-    assert response.json() == {"keys": ["user:1", "user:2", "user:3"], "truncated": False}
+    assert response.json() == {"keys": ["user:1", "user:2", "user:3"], "truncated": False, "next": None}
 
 
 def test_list__every_key_by_default_without_expired(api, store, clock):
@@ -260,15 +261,16 @@ def test_list__every_key_by_default_without_expired(api, store, clock):
     store.set("b", 1, ex=1)
     clock.advance(2)
 
-    assert api.get(url()).json() == {"keys": ["a"], "truncated": False}
+    assert api.get(url()).json() == {"keys": ["a"], "truncated": False, "next": None}
 
 
 def test_list__limit_cuts_and_says_so(api, store):
     store.mset({f"k{i:03}": i for i in range(101)})
 
     default = api.get(url()).json()
-    assert len(default["keys"]) == 100 and default["truncated"] is True
-    assert api.get(url(), {"limit": 2}).json() == {"keys": ["k000", "k001"], "truncated": True}
+    assert len(default["keys"]) == 100 and default["truncated"] is True and default["next"]
+    assert api.get(url(), {"limit": 2}).json() == {"keys": ["k000", "k001"], "truncated": True,
+                                                   "next": cursor_after("k001")}
     assert len(api.get(url(), {"limit": 1000}).json()["keys"]) == 101
 
 
@@ -297,8 +299,8 @@ def test_list__a_pattern_at_the_limits_is_answered(key_reader, store):
     most_wildcards = key_reader.get(url(), {"pattern": "?" * MAX_PATTERN_WILDCARDS})
     longest = key_reader.get(url(), {"pattern": "a" * MAX_PATTERN_LENGTH})
 
-    assert most_wildcards.json() == {"keys": ["a" * MAX_PATTERN_WILDCARDS], "truncated": False}
-    assert longest.json() == {"keys": ["a" * MAX_PATTERN_LENGTH], "truncated": False}
+    assert most_wildcards.json() == {"keys": ["a" * MAX_PATTERN_WILDCARDS], "truncated": False, "next": None}
+    assert longest.json() == {"keys": ["a" * MAX_PATTERN_LENGTH], "truncated": False, "next": None}
 
 
 @pytest.mark.parametrize(("pattern", "limit_name", "limit"), [
@@ -318,9 +320,50 @@ def test_list__reads_no_more_than_limit_plus_one_keys(api, store):
     with CaptureQueriesContext(connection) as queries:
         body = api.get(url(), {"pattern": "k*", "limit": 10}).json()
 
-    assert body == {"keys": [f"k{i:03}" for i in range(10)], "truncated": True}
-    (search,) = [query["sql"] for query in queries if query["sql"].startswith("SELECT key FROM _kv")]
-    assert "LIMIT" in search  # the database stops at the 11th key; nothing is cut in Python
+    assert body == {"keys": [f"k{i:03}" for i in range(10)], "truncated": True, "next": cursor_after("k009")}
+    # the database stops at the 11th key (SQLite's log shows the parameter's name, not its value)
+    assert [query for query in queries if query["sql"].endswith((" LIMIT 11", " LIMIT :rows"))]
+
+
+def test_list__next_pages_through_every_key_once(api, store):
+    store.mset({f"k{i:03}": i for i in range(250)})
+    store.set("other", 1)
+
+    pages, cursor = [], "0"
+    while cursor is not None:
+        body = api.get(url(), {"pattern": "k*", "cursor": cursor}).json()
+        pages.append(body["keys"])
+        assert body["truncated"] is (body["next"] is not None)
+        cursor = body["next"]
+
+    assert [len(page) for page in pages] == [100, 100, 50]
+    assert [key for page in pages for key in page] == [f"k{i:03}" for i in range(250)]
+
+
+def test_list__a_page_reads_at_most_scan_rows_then_says_where_to_go_on(api, store):
+    from kv.api.views import SCAN_ROWS
+
+    for start in range(0, SCAN_ROWS + 1, 1000):
+        store.mset({f"a{i:05}": i for i in range(start, min(start + 1000, SCAN_ROWS + 1))})
+    store.set("zx", 1)
+
+    first = api.get(url(), {"pattern": "*x"}).json()
+    second = api.get(url(), {"pattern": "*x", "cursor": first["next"]}).json()
+
+    # the first SCAN_ROWS keys hold no match: an empty page, not the end
+    assert first == {"keys": [], "truncated": True, "next": cursor_after(f"a{SCAN_ROWS - 1:05}")}
+    assert second == {"keys": ["zx"], "truncated": False, "next": None}
+
+
+@pytest.mark.parametrize(("cursor", "detail"), [
+    ("1", "cursor '1' is not a scan cursor: give 0 to start a scan"),
+    ("k!", "cursor 'k!' is not a scan cursor"),
+    ("kü", "cursor 'kü' is not a scan cursor"),
+    (cursor_after("a\x00"), "is not a scan cursor"),
+    ("", "cursor: This field may not be blank."),
+], ids=repr)
+def test_list__a_malformed_cursor_400(api, cursor, detail):
+    assert detail in assert_error(api.get(url(), {"cursor": cursor}), 400)
 
 
 # -- GET, PUT, DELETE /keys/<key>/ ----------------------------------------------------------------
@@ -704,6 +747,15 @@ def test_schema__limit_bounded_as_the_api_checks_it(operator):
 
     limit = next(parameter["schema"] for parameter in parameters if parameter["name"] == "limit")
     assert (limit["type"], limit["minimum"], limit["maximum"]) == ("integer", 1, 1000)
+
+
+def test_schema__the_list_takes_a_cursor_and_gives_next(operator):
+    document = schema(operator)
+    operation = document["paths"]["/api/kv/keys/"]["get"]
+
+    assert "cursor" in [parameter["name"] for parameter in operation["parameters"]]
+    ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert document["components"]["schemas"][ref]["properties"]["next"]["nullable"] is True
 
 
 @pytest.mark.parametrize("path, method", [("/api/kv/keys/", "get"), ("/api/kv/keys/{key}/", "get"),

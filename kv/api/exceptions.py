@@ -1,11 +1,12 @@
 """Errors of the API, and the handler that turns every error into ``{"detail": ...}``.
 
 Store errors map to statuses: a missing key 404, ``WrongType``/``NotAnInteger``/``Overflow``
-409, ``InvalidKey``/``InvalidValue`` 400 (a pattern past its limits too); a value over
-``KV["MAX_VALUE_SIZE"]`` is 413 (the views measure it before the store does); a search of
-keys cancelled at ``KV["KEYS_TIMEOUT"]`` is 503: the pattern was allowed, the database was
-too slow for it at the time (a narrower pattern answers). Anything unexpected is logged and
-answered with a 500 that carries no traceback (see ``tachycore.rest.handle_exception``).
+409, ``InvalidKey``/``InvalidValue`` 400 (a pattern past its limits and a malformed scan
+cursor too); a value over ``KV["MAX_VALUE_SIZE"]`` is 413 (the views measure it before the
+store does); a search of keys cancelled at ``KV["KEYS_TIMEOUT"]`` is 503: the pattern was
+allowed, the database was too slow for it at the time (a narrower pattern answers).
+Anything unexpected is logged and answered with a 500 that carries no traceback (see
+``tachycore.rest.handle_exception``).
 """
 
 from __future__ import annotations

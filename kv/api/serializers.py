@@ -21,6 +21,9 @@ class KeyQuerySerializer(QuerySerializer):
                                               "characters and 16 wildcards.")
     limit = serializers.IntegerField(default=100, min_value=1, max_value=1000,
                                      help_text="The most keys to return (1 to 1000).")
+    cursor = serializers.CharField(default="0", trim_whitespace=False,
+                                   help_text="Where the page starts: 0 (the default) for the first page, "
+                                             "else the `next` of the previous page, with the same pattern.")
 
 
 class SetValueSerializer(serializers.Serializer):
@@ -71,7 +74,9 @@ class HashUpdateSerializer(serializers.Serializer):
 
 class KeyListSerializer(serializers.Serializer):
     keys = serializers.ListField(child=serializers.CharField(), help_text="Live keys, sorted.")
-    truncated = serializers.BooleanField(help_text="Whether more keys match than `limit`.")
+    truncated = serializers.BooleanField(help_text="Whether more keys may match: `next` is not null.")
+    next = serializers.CharField(allow_null=True,
+                                 help_text="The `cursor` of the next page; null on the last page.")
 
 
 class KeySerializer(serializers.Serializer):

@@ -22,6 +22,7 @@ from rest_framework.viewsets import ViewSet
 
 from kv import get_store
 from kv.conf import kv_settings
+from kv.scans import MAX_COUNT
 from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
 from kv.store import KVStore
 from tachycore.jsontext import holds_nul
@@ -33,6 +34,8 @@ from .exceptions import BadRequest, KeyNotFound, ValueTooLarge, exception_handle
 from .permissions import KVPermission
 from .throttles import KVThrottle
 
+#: the rows a page of ``GET /keys/`` reads at most (the store's ``scan`` reads no more)
+SCAN_ROWS = MAX_COUNT
 #: the methods of the key's own URL, where a method an action does not take is sent
 _KEY_METHODS = {"get": "retrieve", "head": "retrieve", "put": "update", "delete": "destroy"}
 
@@ -77,10 +80,14 @@ def _valid(serializer_class: type, data: Any) -> dict[str, Any]:
 
 @extend_schema_view(
     list=extend_schema(summary="List keys", operation_id="kv_keys_list", parameters=[s.KeyQuerySerializer],
-                       description="Live keys matching a Redis glob, sorted, at most `limit` of them. "
+                       description="A page of the live keys matching a Redis glob, sorted: at most `limit` "
+                                   f"keys among the next {SCAN_ROWS} in key order from `cursor`; "
+                                   "`next` is the cursor of the next page (a page may hold fewer keys "
+                                   "than `limit`, or none, before the last). "
                                    f"A pattern has at most {MAX_PATTERN_LENGTH} characters and "
-                                   f"{MAX_PATTERN_WILDCARDS} wildcards (400 past them); on PostgreSQL "
-                                   "a search running past `KV['KEYS_TIMEOUT']` is cancelled (503).",
+                                   f"{MAX_PATTERN_WILDCARDS} wildcards (400 past them), a cursor is 0 "
+                                   "or a `next` (400 otherwise); on PostgreSQL a page taking longer "
+                                   "than `KV['KEYS_TIMEOUT']` is cancelled (503).",
                        responses={200: s.KeyListSerializer, **error_responses(400, 403, 503)}),
     retrieve=extend_schema(summary="Read a key", parameters=[KEY_PARAMETER],
                            description="The value (or a hash's fields), its type and seconds left.",
@@ -136,10 +143,13 @@ class KeyViewSet(ThrottledAuthentication, ViewSet):
     # -- the key -----------------------------------------------------------------------------
 
     def list(self, request) -> Response:
+        """A page of ``scan``: it reads at most ``SCAN_ROWS`` rows and ``limit`` + 1 matches,
+        however many keys the table holds."""
         query = _valid(s.KeyQuerySerializer, request.query_params)
-        limit = query["limit"]
-        keys = _store().keys(query["pattern"], limit=limit + 1)  # one more tells whether it was cut
-        return Response({"keys": keys[:limit], "truncated": len(keys) > limit})
+        store = _store()
+        with store.statements().time_limit(kv_settings.KEYS_TIMEOUT, query["pattern"]):
+            cursor, keys = store.scan(query["cursor"], query["pattern"], SCAN_ROWS, limit=query["limit"])
+        return Response({"keys": keys, "truncated": cursor != 0, "next": cursor or None})
 
     def retrieve(self, request, key: str) -> Response:
         store = _store()

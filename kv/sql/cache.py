@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ALIVE, Statements
+from .base import ALIVE
+from .scans import ScanStatements
 
 
-class CacheStatements(Statements):
+class CacheStatements(ScanStatements):
     """The store's statements and those of the cache backend; each vendor class extends it."""
 
     @staticmethod

@@ -17,6 +17,7 @@ from ..errors import SearchTimeout
 from .base import ALIVE, EXPIRED, INT64_MAX, INT64_MIN, RESTART_IF_EXPIRED
 from .cache import CacheStatements
 from .glob import glob_to_regex
+from .scans import Step
 
 _code_point_order: dict[tuple[str, str], bool] = {}
 #: a NOTIFY sent in the query string of a write: one round trip and one commit for both
@@ -119,6 +120,19 @@ class PostgresStatements(CacheStatements):
 
     def pattern_condition(self, pattern: str) -> tuple[str, str] | None:
         return "key ~ %(pattern)s", glob_to_regex(pattern)
+
+    def read_step(self, step: Step, count: int) -> tuple[list[str], str | None]:
+        # one statement: the rows are numbered as they are read, in key order, and the reading
+        # stops at the LIMIT; the count-th row comes back whether or not it matched
+        where = f"WHERE {' AND '.join(step.where)} " if step.where else ""
+        rows = self._all(
+            f"SELECT key, hit, n FROM (SELECT key, {step.hit} AS hit, row_number() OVER (ORDER BY key) AS n "
+            f"FROM (SELECT key, type, expire_at FROM _kv {where}ORDER BY key LIMIT %(count)s) AS examined) "
+            "AS numbered WHERE hit OR n = %(count)s ORDER BY key" + (" LIMIT %(rows)s" if "rows" in step.params else ""),
+            step.params,
+        )
+        keys = [key for key, hit, _ in rows if hit]
+        return keys, rows[-1][0] if rows and rows[-1][2] == count else None
 
     # CAST(... AS bigint), not ...::bigint: bound on the client, -9223372036854775808 becomes
     # that literal, and "::" binds before the minus (9223372036854775808 is out of range)

@@ -18,6 +18,7 @@ from ..conf import site_settings
 from .base import ALIVE, EXPIRED, RESTART_IF_EXPIRED
 from .cache import CacheStatements
 from .glob import glob_to_sqlite
+from .scans import Step
 
 _results = threading.local()  # what a hash function computed, read right after its statement
 #: the last second formatted by utc_text: (its start in epoch nanoseconds, its text, the text and ".")
@@ -106,6 +107,26 @@ class SQLiteStatements(CacheStatements):
     def pattern_condition(self, pattern: str) -> tuple[str, str] | None:
         glob = glob_to_sqlite(pattern)
         return None if glob is None else ("key GLOB %(pattern)s", glob)
+
+    def read_step(self, step: Step, count: int) -> tuple[list[str], str | None]:
+        # SQLite would read every row of the step before numbering them (10,000 rows, 20 ms):
+        # the count-th key first (the key index alone answers it), then the rows up to it,
+        # which stop at the LIMIT. A key present throughout is read either way: whatever
+        # changes between the two statements, the next step starts after that same key.
+        where = list(step.where)
+        last_row = self._one(
+            f"SELECT key FROM _kv {'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY key LIMIT 1 OFFSET %(count)s - 1", step.params,
+        )
+        last = last_row[0] if last_row else None
+        if last is not None:
+            where.append("key <= %(last)s")
+        rows = self._all(
+            f"SELECT key FROM _kv WHERE {' AND '.join([*where, step.hit])} ORDER BY key"
+            + (" LIMIT %(rows)s" if "rows" in step.params else ""),
+            {**step.params, "last": last},
+        )
+        return [row[0] for row in rows], last
 
     incr_statement = (
         "INSERT INTO _kv (key, type, value, expire_at, created, updated) "

@@ -1,8 +1,9 @@
 """Admin pages: the key browser of ``kv``.
 
-The list shows live keys (expired rows count as absent, as in the store); the search
-box takes a Redis glob pattern, matched in SQL exactly as ``store.keys(pattern)``
-matches it, within the same limits (``kv.sql.glob``) and, on PostgreSQL, the same
+The list shows live keys (expired rows count as absent, as in the store), a page at a time
+in key order as ``store.scan`` walks them, with no count (``key_pages``); the search box
+takes a Redis glob pattern, matched in SQL exactly as ``store.keys(pattern)`` matches it,
+within the same limits (``kv.sql.glob``) and, on PostgreSQL, the same
 ``KV["KEYS_TIMEOUT"]``. Every write goes through ``kv.get_store()`` (so L1 caches everywhere
 drop the key), never through the ORM: an edit validates the JSON first and writes
 nothing when it is refused.
@@ -39,6 +40,7 @@ from kv.sql.postgresql import key_range_sql
 from kv.store import KVStore
 
 from .key_forms import AddKeyForm, KeyForm, pretty, save_key
+from .key_pages import KeyPages
 from .lookups import FilterLookupsOnly
 from .switches import SwitchedAdmin
 
@@ -120,11 +122,15 @@ class KeyAdmin(FilterLookupsOnly, SwitchedAdmin[KVStore]):
     list_display = ("key", "type", "value_preview", "ttl_display")
     list_filter = ("type",)
     ordering = ("key",)
+    sortable_by = ()  # pages follow the key order (KeyPages)
     search_fields = ("key",)
     search_help_text = ("A Redis glob pattern: * any characters, ? one, [a-z] a set, "
                         "\\ takes the next character literally (user:*, job:??, [a-c]*); "
                         f"at most {MAX_PATTERN_LENGTH} characters and {MAX_PATTERN_WILDCARDS} wildcards.")
     readonly_fields = ("key", "type", "ttl_display", "formatted_value", "updated")
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[KeyPages]:
+        return KeyPages
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         now = kv_clock.now_ms()
