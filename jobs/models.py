@@ -38,8 +38,8 @@ class StatusLiteral(Value):
     def __init__(self, status: str) -> None:
         super().__init__(JobStatus(status).value, output_field=models.CharField())
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        return f"'{self.value}'", []
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[str | int, ...]]:
+        return f"'{self.value}'", ()
 
 
 class JobQuerySet(models.QuerySet):
