@@ -133,18 +133,12 @@ def _inside_plugin_of(app_label: str | None) -> Iterator[None]:
         with acting_as(None):
             yield
         return
-    entries = plugin_manager.instances
     try:
-        instance = entries.enter(plugin)
+        inside = plugin_manager.instances.entered(plugin)
     except PluginUnavailable:
         raise NotEntered(plugin) from None
-    token = entries.entering(instance)
-    try:
-        with acting_as(plugin):
-            yield
-    finally:
-        entries.left(token)
-        entries.leave(instance)
+    with inside:
+        yield
 
 
 class NotEntered(Exception):

@@ -53,11 +53,35 @@ def current_instance() -> Any:
     return _entered.get()
 
 
+class Inside:
+    """What ``Instances.entered`` returns: ``inside = instances.entered(name)`` holds the
+    active instance (or raises ``PluginUnavailable``); ``with inside as plugin:`` runs the
+    block as the plugin and gives the reference back at its end. A class rather than a
+    generator: every request to a plugin's URLs and every job enters one."""
+
+    __slots__ = ("_acting", "_entries", "_instance", "_token")
+
+    def __init__(self, entries: Instances, name: str) -> None:
+        self._entries = entries
+        self._instance = entries.enter(name)
+        self._acting = acting_as(name)
+
+    def __enter__(self) -> Any:
+        self._token = _entered.set(self._instance.plugin)
+        self._acting.__enter__()
+        return self._instance.plugin
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._acting.__exit__(*exc_info)
+        _entered.reset(self._token)
+        self._entries.leave(self._instance)
+
+
 class Instance:
     """One object of a plugin's class in this process, and the calls inside it now."""
 
-    __slots__ = ("_lock", "calls", "deadline", "drained", "generation", "name", "options", "outcome",
-                 "plugin", "state", "unload_here", "unloaded")
+    __slots__ = ("_lock", "calls", "deadline", "drained", "generation", "name", "options",
+                 "plugin", "state", "unload_here")
 
     def __init__(self, name: str, plugin: Any, generation: int, options: dict[str, Any] | None = None) -> None:
         self.name = name
@@ -71,11 +95,8 @@ class Instance:
         #: whether this process's drain runs ``unload()`` (``False``: whoever retired it does,
         #: as ``pm disable`` does after ``after_disable``)
         self.unload_here = True
-        self.outcome = ""
         #: set when the last call inside has returned after the instance was retired
         self.drained = threading.Event()
-        #: set once ``unload()`` has run (or was skipped at the timeout's end)
-        self.unloaded = threading.Event()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -134,18 +155,12 @@ class Instances:
         if drained:
             self._drained(instance)
 
-    @contextmanager
-    def entered(self, name: str) -> Iterator[Any]:
-        """Run the block inside ``name``'s active instance, as that plugin; yields the
-        plugin object. ``PluginUnavailable`` when it has none."""
-        instance = self.enter(name)
-        token = _entered.set(instance.plugin)
-        try:
-            with acting_as(name):
-                yield instance.plugin
-        finally:
-            _entered.reset(token)
-            self.leave(instance)
+    def entered(self, name: str) -> Inside:
+        """A call inside ``name``'s active instance: the reference is taken now
+        (``PluginUnavailable`` when there is none) and given back when the ``with`` block
+        ends; the block runs as that plugin, with ``current_instance()`` set. Yields the
+        plugin object."""
+        return Inside(self, name)
 
     # -- switching -----------------------------------------------------------------------
 
@@ -278,7 +293,6 @@ class Instances:
                 return
             instance.state = UNLOADED
             calls = instance.calls
-        instance.outcome = outcome if calls else DRAINED
         with self._lock:
             waiting = self._draining.get(instance.name, [])
             if instance in waiting:
@@ -294,7 +308,6 @@ class Instances:
             self.on_problem(f"plugin {instance.name!r}: unload() of instance #{instance.generation} "
                             f"failed: {type(e).__name__}: {e}")
         finally:
-            instance.unloaded.set()
             self.on_change()
 
     def unload(self, instance: Instance, outcome: str = DRAINED) -> None:

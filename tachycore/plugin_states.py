@@ -251,15 +251,11 @@ class PluginStates(WatchedState):
         if name not in self.plugins or not self.is_enabled(name):
             return
         try:
-            instance = self.instances.enter(name)
+            inside = self.instances.entered(name)
         except PluginUnavailable:
             return  # disabled meanwhile
-        token = self.instances.entering(instance)
-        try:
-            self._hook(instance.plugin, "handle_sync_message", payload)
-        finally:
-            self.instances.left(token)
-            self.instances.leave(instance)
+        with inside as plugin:
+            self._hook(plugin, "handle_sync_message", payload)
 
     # -- reading -------------------------------------------------------------------------
 

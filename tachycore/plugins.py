@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import events
-from .context import acting_as
 from .errors import PluginUnavailable
 from .instances import Instances, instances, loading_plugin, on_retire
 
@@ -131,22 +130,14 @@ class Plugin:
         def gated(*args: Any, **kwargs: Any) -> Any:
             if self._state_of is not None and loading_plugin() is None:
                 self._state_of(name)  # a state check when one is due
-            entries = self._instances
             try:
-                instance = entries.enter(name)
+                inside = self._instances.entered(name)
             except PluginUnavailable:
                 return None  # disabled (or draining out): skipped
-            try:
-                if owned and instance.plugin is not self:
+            with inside as live:
+                if owned and live is not self:
                     return None  # another instance's receiver: that one runs its own
-                token = entries.entering(instance)  # current_instance() in the receiver
-                try:
-                    with acting_as(name):
-                        return receiver(*args, **kwargs)
-                finally:
-                    entries.left(token)
-            finally:
-                entries.leave(instance)
+                return receiver(*args, **kwargs)
 
         gated.__wrapped__ = receiver  # type: ignore[attr-defined]
         uid = dispatch_uid or f"tachycore:{self.name}:{receiver.__module__}.{receiver.__qualname__}"

@@ -14,9 +14,8 @@ from django.urls import URLResolver
 from django.urls.exceptions import Resolver404
 from django.urls.resolvers import RoutePattern
 
-from .context import acting_as
 from .errors import PluginUnavailable
-from .instances import Instances
+from .instances import Inside, Instances
 
 
 class PluginURLResolver(URLResolver):
@@ -47,36 +46,24 @@ def inside[F: Callable[..., Any]](entries: Instances, name: str, view: F) -> F:
     if iscoroutinefunction(view):
 
         async def entered_async(*args: Any, **kwargs: Any) -> Any:
-            instance = _enter(entries, name)
-            token = entries.entering(instance)
-            try:
-                with acting_as(name):
-                    return await view(*args, **kwargs)
-            finally:
-                entries.left(token)
-                entries.leave(instance)
+            with _enter(entries, name):
+                return await view(*args, **kwargs)
 
         wrapper: Callable[..., Any] = markcoroutinefunction(functools.wraps(view)(entered_async))
     else:
 
         def entered(*args: Any, **kwargs: Any) -> Any:
-            instance = _enter(entries, name)
-            token = entries.entering(instance)
-            try:
-                with acting_as(name):
-                    return view(*args, **kwargs)
-            finally:
-                entries.left(token)
-                entries.leave(instance)
+            with _enter(entries, name):
+                return view(*args, **kwargs)
 
         wrapper = functools.wraps(view)(entered)
     wrapper.tachycore_plugin = name  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 
-def _enter(entries: Instances, name: str) -> Any:
+def _enter(entries: Instances, name: str) -> Inside:
     try:
-        return entries.enter(name)
+        return entries.entered(name)
     except PluginUnavailable:
         raise Http404(f"plugin {name!r} is not enabled") from None
 

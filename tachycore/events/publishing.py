@@ -76,23 +76,15 @@ def _run(subscription: Subscription, event: Event, savepoints: bool) -> bool:
         # a state check when one is due; not from inside a load(), which may run in the middle
         # of a lifecycle operation: a check there would load the plugin a second time
         subscription.state_of(plugin)
-    entries = subscription.instances
     try:
-        instance = entries.enter(plugin)
+        inside = subscription.instances.entered(plugin)
     except PluginUnavailable:
         return False  # disabled, or draining out
-    try:
-        if subscription.owner is not None and instance.plugin is not subscription.owner:
+    with inside as live:
+        if subscription.owner is not None and live is not subscription.owner:
             return False  # another instance's: a new one not switched to yet, or a retired one
-        token = entries.entering(instance)  # current_instance() in the handler
-        try:
-            with acting_as(plugin):
-                _call(subscription, event, savepoints)
-        finally:
-            entries.left(token)
-        return True
-    finally:
-        entries.leave(instance)
+        _call(subscription, event, savepoints)
+    return True
 
 
 def _call(subscription: Subscription, event: Event, savepoints: bool) -> None:
