@@ -111,9 +111,9 @@ def test_server__disable_answers_404_at_once_and_unloads_after_the_slow_request(
 def test_reload__refused_while_another_process_reports_max_draining_instances(server, subprocess_env):
     url, log = server
     held = []
-    for _ in range(3):  # a slow request inside each of three instances, each then replaced
+    for _ in range(3):  # a request held inside each of three instances, each then replaced
         before = get_json(f"{url}/api/bluegreen/serial/")["serial"]
-        thread = threading.Thread(target=lambda: get_json(f"{url}/api/bluegreen/slow/?seconds=8", timeout=20))
+        thread = threading.Thread(target=lambda: get_json(f"{url}/api/bluegreen/hold/", timeout=40))
         thread.start()
         held.append(thread)
         time.sleep(0.3)
@@ -125,6 +125,7 @@ def test_reload__refused_while_another_process_reports_max_draining_instances(se
     assert refused.returncode == 1
     assert "3 old instance(s) are still draining on web " in refused.stderr
     assert "MAX_DRAINING = 3" in refused.stderr
+    (log.parent / (log.name + ".release")).touch()
     for thread in held:
         thread.join(20)
     assert wait_until(lambda: manage(subprocess_env, "pm", "reload", "bluegreen").returncode == 0, timeout=10)

@@ -27,7 +27,22 @@ def slow(request):
     return JsonResponse({"serial": done, "serial_at_start": serial_at_start, "colour": colour})
 
 
+def hold(request):
+    """Stay inside the instance until the file ``<BLUEGREEN_LOG>.release`` exists (at most
+    30 s), then say which instance it was: a request a test ends when it chooses."""
+    import os
+    import time
+
+    plugin = _instance()
+    release = os.environ["BLUEGREEN_LOG"] + ".release"
+    deadline = time.monotonic() + 30
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return JsonResponse({"serial": plugin.serial})
+
+
 urlpatterns = [
+    path("hold/", hold, name="hold"),
     path("serial/", serial, name="serial"),
     path("slow/", slow, name="slow"),
 ]
