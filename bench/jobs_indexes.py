@@ -37,12 +37,13 @@ from pathlib import Path
 
 ROOT = Path(os.environ.get("BENCH_ROOT", Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(ROOT))
-from bench.demo_site import use_demo_site  # noqa: E402 (after the path it is found on)
+from bench import fills  # noqa: E402 (after the path it is found on)
+from bench.demo_site import use_demo_site  # noqa: E402
 
 use_demo_site()
 os.environ.setdefault("TACHYCORE_LOG_LEVEL", "WARNING")
 
-SPAN_SECONDS = 7 * 86400 + 3600  # the retention (7 days) and the hour the prune removes
+SPAN_SECONDS = fills.SPAN_SECONDS  # the retention (7 days) and the hour the prune removes
 BATCH = 1000
 FINISHED_SQL = "status IN ('completed', 'failed')"
 
@@ -53,16 +54,15 @@ def fill(connection, count: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM _jobs")
         cursor.execute(
-            "WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g < %s - 1), "
-            "t(g, at, kind) AS (SELECT g, strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', "
-            "'-' || (g * %s / %s) || ' seconds'), g %% 100 FROM s) "
+            fills.numbers(connection) + ", t(g, at, kind) AS (SELECT g, "
+            + fills.seconds_ago(connection, "g * %s / %s") + ", g %% 100 FROM s) "
             "INSERT INTO _jobs (topic, payload, status, priority, queue_name, run_at, locked_until, locked_by, "
             "attempts, retries, max_retries, last_error, errors, result, dedupe_key, task_backend, workers, "
             "created, updated, started_at, attempted_at, finished_at, trace_context) "
             "SELECT 'bench.topic' || (g %% 22), '{}', "
             "CASE WHEN kind < 93 THEN 'completed' WHEN kind < 98 THEN 'failed' "
             "WHEN kind < 99 THEN 'pending' ELSE 'processing' END, 0, 'default', at, "
-            "CASE WHEN kind = 99 THEN strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '+60 seconds') END, "
+            "CASE WHEN kind = 99 THEN " + fills.seconds_ago(connection, "-60") + " END, "
             "CASE WHEN kind = 99 THEN 'bench-worker' ELSE '' END, 1, 0, 3, '', '[]', NULL, NULL, '', '[]', "
             "at, at, at, at, CASE WHEN kind < 98 THEN at END, '{}' FROM t",
             [count, SPAN_SECONDS, count],

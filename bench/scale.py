@@ -451,9 +451,9 @@ def main() -> None:
                         help="rows in _jobs, _kv and the audit, comma-separated (default 10k,100k,1M)")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL,
                         help=f"the PostgreSQL database to create, fill and drop (default {DEFAULT_PG_URL})")
-    parser.add_argument("--requests", type=int, default=5, help="requests per page, calls of stats() and keys()")
+    parser.add_argument("--requests", type=int, default=9, help="requests per page, calls of stats() and keys()")
     parser.add_argument("--claims", type=int, default=50, help="claims, idle polls and scan pages")
-    parser.add_argument("--budget", type=float, default=6.0, help="seconds after which a figure stops repeating")
+    parser.add_argument("--budget", type=float, default=8.0, help="seconds after which a figure stops repeating")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
     parser.add_argument("--keys-memory", action="store_true", help=argparse.SUPPRESS)  # see keys_memory()
     args = parser.parse_args()
