@@ -65,8 +65,8 @@ from bench.demo_site import debug_off  # noqa: E402
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/tachy_scale"
 CLAIM_TOPIC = "bench.claim"
 PAGE_MS = {"postgresql": 250, "sqlite": 500}
-NODES_PER_ROW = 100
-NODES_CAP = 10_000
+ROWS_PER_NODE = 100  # one node row for every 100 jobs
+MAX_NODES = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +102,11 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"a size is a number with an optional k or M, not {text!r}")
     number, suffix = float(match[1]), match[2].lower()
     return int(number * {"": 1, "k": 1_000, "m": 1_000_000}[suffix])
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``10k,100k,1M`` -> ``[10000, 100000, 1000000]``, smallest first."""
+    return sorted(parse_size(size) for size in text.split(","))
 
 
 def size_name(size: int) -> str:
@@ -255,7 +260,7 @@ def fill(connection, size: int) -> float:
 
 
 def node_rows(size: int) -> int:
-    return max(min(size // NODES_PER_ROW, NODES_CAP), 1)
+    return max(min(size // ROWS_PER_NODE, MAX_NODES), 1)
 
 
 # -- the adapters to the code under test --------------------------------------------------------
@@ -447,7 +452,7 @@ def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--sizes", default="10k,100k,1M",
+    parser.add_argument("--sizes", type=parse_sizes, default="10k,100k,1M",
                         help="rows in _jobs, _kv and the audit, comma-separated (default 10k,100k,1M)")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL,
                         help=f"the PostgreSQL database to create, fill and drop (default {DEFAULT_PG_URL})")
@@ -460,7 +465,6 @@ def main() -> None:
     if args.keys_memory:
         print_keys_memory()
         return
-    args.sizes = sorted(parse_size(size) for size in args.sizes.split(","))
     if args.db != "both":
         run(args)
         return
