@@ -65,7 +65,7 @@ from bench.demo_site import debug_off  # noqa: E402
 
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/tachy_scale"
 CLAIM_TOPIC = "bench.claim"
-PAGE_MS = {"postgresql": 250, "sqlite": 500}
+PAGE_MS = {"postgresql": 250.0, "sqlite": 500.0}
 ROWS_PER_NODE = 100  # one node row for every 100 jobs
 MAX_NODES = 10_000
 
@@ -203,6 +203,7 @@ def print_keys_memory() -> None:
     import kv
 
     store = kv.get_store()
+    assert store is not None, "kv is not installed or disabled"
     store.keys("bench:none:*")
     print(f"keys memory: {peak_memory(lambda: store.keys('*'))}", flush=True)
 
@@ -298,8 +299,10 @@ class Bench:
         self.args = args
         self.connection = connection
         self.vendor = connection.vendor
-        self.store = jobs.get_job_store()
-        self.kv = kv.get_store()
+        store, kv_store = jobs.get_job_store(), kv.get_store()
+        if store is None or kv_store is None:
+            sys.exit("bench/scale.py measures jobs and kv: both must be installed and enabled")
+        self.store, self.kv = store, kv_store
         user, _ = get_user_model().objects.get_or_create(username="bench-scale", is_staff=True, is_superuser=True)
         self.client = Client(raise_request_exception=False)  # a 500 is a figure too
         self.client.force_login(user)
