@@ -279,7 +279,7 @@ def claim_due(dispatcher) -> int:
     now = timezone.now()
     rows = statements_for(dispatcher.using).claim(
         dispatcher.name, now, now + timedelta(seconds=dispatcher.lock_duration), 1,
-        topics, backends, blocked, task_topics)
+        topics, task_backends=backends, blocked_prefixes=blocked, task_topics=task_topics)
     return len(rows)
 
 
