@@ -19,10 +19,12 @@ database keeps (PostgreSQL: ``VACUUM ANALYZE``, as autovacuum leaves it; SQLite:
 ``ANALYZE``, as the prune leaves it).
 
 - ``stats()``: ``JobStore.stats()``.
-- claim: ``Statements.claim`` of a batch of 10 for the dispatcher (its handler topics,
-  the ``default`` task backend, the disabled plugin's task paths blocked), rolled back.
-- idle poll: the same claim when none of its jobs is due (the 200 due ones pushed an hour
-  ahead, rolled back): what an idle dispatcher sends every ``POLL_INTERVAL``.
+- claim: ``Statements.claim`` of a batch of 10 for a dispatcher that takes the 20 topics,
+  the ``default`` task backend's tasks but the disabled plugin's, rolled back.
+- idle poll: the same claim by a dispatcher of the ten topics none of whose jobs is due
+  (``--topics``): what an idle dispatcher sends every ``POLL_INTERVAL``.
+- with ``--park``: first the 5,000 blocked jobs are moved out of "pending" (their status
+  set to ``parked``, one ``UPDATE``, timed): the claim and poll of approach (b).
 
 Each figure is the median of ``--repeat`` calls; the anchor of each is its figure at
 10,000 jobs, and the ratio the figure at a million over it.
@@ -71,9 +73,11 @@ def _kinds() -> list[tuple[int, str, str, str, str]]:
     for topic, backend, count in BLOCKED:
         kinds.append((start, count, f"'{topic}'", backend, "pending", -3600))
         start += count
-    for count, status, offset in ((RUNNABLE_DUE, "pending", -3600), (RUNNABLE_LATER, "pending", 3600),
-                                  (PROCESSING, "processing", -60)):
-        kinds.append((start, count, None, "", status, offset))
+    # the due ones of the first ten topics, those due later of the other ten
+    for count, topic, status, offset in ((RUNNABLE_DUE, "'bench.topic' || (g % 10)", "pending", -3600),
+                                         (RUNNABLE_LATER, "'bench.topic' || (10 + g % 10)", "pending", 3600),
+                                         (PROCESSING, None, "processing", -60)):
+        kinds.append((start, count, topic, "", status, offset))
         start += count
     return kinds
 
@@ -122,3 +126,106 @@ def refresh(connection) -> None:
     """The planner's statistics, as the database keeps them (autovacuum; the prune's ANALYZE)."""
     with connection.cursor() as cursor:
         cursor.execute('VACUUM ANALYZE "_jobs"' if connection.vendor == "postgresql" else 'ANALYZE "_jobs"')
+
+
+def median(repeat: int, run: Callable[[], object]) -> float:
+    """The median time of ``repeat`` calls of ``run``."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def claim_time(connection, topics: list[str], expect: int, repeat: int) -> float:
+    """The median time of a claim of 10 by a dispatcher of ``topics`` (each rolled back)."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from jobs.sql import statements_for
+
+    sql = statements_for("default")
+    times = []
+    for _ in range(repeat):
+        with transaction.atomic():
+            now = timezone.now()
+            start = time.perf_counter()
+            rows = sql.claim(WORKER, now, now, 10, topics, BACKENDS, BLOCKED_PREFIXES)
+            times.append(time.perf_counter() - start)
+            transaction.set_rollback(True)
+        assert len(rows) == expect and not {row[1] for row in rows} - set(TOPICS), rows
+    return statistics.median(times)
+
+
+def park(connection) -> float:
+    """Approach (b), simulated: the blocked jobs out of "pending" in one statement; its time."""
+    blocked = ", ".join(f"'{topic}'" for topic, _, _ in BLOCKED)
+    start = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE _jobs SET status = 'parked' WHERE status = 'pending' AND topic IN ({blocked})")
+        assert cursor.rowcount == BLOCKED_COUNT, cursor.rowcount
+    return time.perf_counter() - start
+
+
+def measure(connection, size: int, args) -> dict[str, float]:
+    import jobs
+
+    start = time.perf_counter()
+    fill(connection, size)
+    print(f"{size:,} jobs written in {time.perf_counter() - start:.1f} s")
+    figures = {}
+    if args.park:
+        figures["park 5,000 blocked jobs (one UPDATE)"] = park(connection)
+    store = jobs.get_job_store()
+    stats = store.stats()
+    assert stats.due == RUNNABLE_DUE + (0 if args.park else BLOCKED_COUNT), stats
+    assert stats.by_status["processing"] == PROCESSING, stats
+    figures["stats()"] = median(args.repeat_stats, store.stats)
+    figures["claim of 10"] = claim_time(connection, TOPICS, 10, args.repeat)
+    figures["idle poll"] = claim_time(connection, TOPICS[10:], 0, args.repeat)
+    return figures
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=50, help="claims and polls measured (the median counts)")
+    parser.add_argument("--repeat-stats", type=int, default=9, help="stats() calls measured (the median counts)")
+    parser.add_argument("--park", action="store_true", help="park the blocked jobs first (approach b)")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="jobs in _jobs, the anchor first")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()" if connection.vendor == "postgresql" else "SELECT sqlite_version()")
+        version = cursor.fetchone()[0].split(" on ")[0]
+    print(f"{connection.vendor} {version}, code in {ROOT}, {BLOCKED_COUNT:,} blocked due jobs"
+          f"{' parked' if args.park else ''}, load average {os.getloadavg()[0]:.2f}")
+    sizes = [int(size) for size in args.sizes.split(",")]
+    results = {size: measure(connection, size, args) for size in sizes}
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM _jobs")
+    anchor = sizes[0]
+    heads = [f"{size:,} jobs" for size in sizes]
+    print(f"\n| {'':<36} | " + " | ".join(f"{head:>12}" for head in heads) + f" | {'ratio':>6} |")
+    print(f"| {'-' * 36} | " + " | ".join("-" * 11 + ":" for _ in heads) + " | -----: |")
+    for name in results[anchor]:
+        figures = [results[size][name] for size in sizes]
+        print(f"| {name:<36} | " + " | ".join(f"{ms(figure):>12}" for figure in figures)
+              + f" | {figures[-1] / figures[0]:>5.2f}x |")
+    print(f"\nthe anchor: the figure at {anchor:,} jobs; the ratio: at {sizes[-1]:,} over it. "
+          f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -57,18 +57,19 @@ _YIELD_KEY = ("CASE WHEN dedupe_key IS NOT NULL AND EXISTS (SELECT 1 FROM " + TA
 FINISHED_SQL = "status IN ('completed', 'failed')"
 
 #: the distinct ``(task_backend, topic)`` of the pending jobs, found by a loose scan of the
-#: index ``jobs_pending_topic``: one index probe per key (the next topic of the same task
-#: backend, else the first topic of the next backend), however many jobs each key has. A
-#: claim tests on these few rows which topics its worker takes, instead of testing every
-#: due job, so that the due jobs of topics it does not take cost it nothing.
+#: index ``jobs_pending_topic`` (``{pending}``: the table, on that index): one index probe per
+#: key (the next topic of the same task backend, else the first topic of the next backend),
+#: however many jobs each key has. A claim tests on these few rows which topics its worker
+#: takes, instead of testing every due job, so that the due jobs of topics it does not take
+#: cost it nothing.
 PENDING_KEYS = (
     "WITH RECURSIVE pending_keys(task_backend, topic) AS ("
-    f"SELECT task_backend, topic FROM (SELECT task_backend, topic FROM {TABLE} WHERE status = 'pending' "
+    "SELECT task_backend, topic FROM (SELECT task_backend, topic FROM {pending} WHERE status = 'pending' "
     "ORDER BY task_backend, topic LIMIT 1) AS first_key "
     f"UNION ALL SELECT next_key.task_backend, next_key.topic FROM pending_keys AS k JOIN {TABLE} AS next_key "
-    f"ON next_key.id = COALESCE((SELECT id FROM {TABLE} WHERE status = 'pending' AND task_backend = k.task_backend "
-    "AND topic > k.topic ORDER BY topic LIMIT 1), "
-    f"(SELECT id FROM {TABLE} WHERE status = 'pending' AND task_backend > k.task_backend "
+    "ON next_key.id = COALESCE((SELECT id FROM {pending} WHERE status = 'pending' "
+    "AND task_backend = k.task_backend AND topic > k.topic ORDER BY topic LIMIT 1), "
+    "(SELECT id FROM {pending} WHERE status = 'pending' AND task_backend > k.task_backend "
     "ORDER BY task_backend, topic LIMIT 1))) ")
 
 
@@ -83,6 +84,9 @@ class Statements:
     # how two claims never take one job: SQL ending the update's WHERE (SQLite re-tests
     # the status, a compare-and-set; PostgreSQL locks the rows it chooses, ``_claim_choice``)
     claim_recheck = ""
+    # what follows the table's name where a claim reads the pending jobs by topic (SQLite
+    # names the index: its planner may prefer the index of (status, topic) and sort)
+    pending_index = ""
 
     def __init__(self, using: str) -> None:
         self.using = using
@@ -236,14 +240,20 @@ class Statements:
         rows.sort(key=lambda row: (-row[3], row[5]))
         return rows
 
+    def _pending(self) -> str:
+        return TABLE + self.pending_index
+
+    def _pending_keys(self) -> str:
+        return PENDING_KEYS.format(pending=self._pending())
+
     def _claim_choice(self, where: str) -> str:
         """The sub-select of the ids a claim takes: of each pending key that ``where``
         (on ``k``) keeps, its first due jobs in the index's order, then the first of all.
         Parameters: now, the limit, ``where``'s, the limit."""
         # CROSS JOIN: SQLite then keeps the keys the outer loop (it could choose to walk
         # every job and look its key up otherwise)
-        return (f"{PENDING_KEYS}SELECT j.id FROM pending_keys AS k CROSS JOIN {TABLE} AS j WHERE j.id IN ("
-                f"SELECT id FROM {TABLE} WHERE status = 'pending' AND task_backend = k.task_backend "
+        return (f"{self._pending_keys()}SELECT j.id FROM pending_keys AS k CROSS JOIN {TABLE} AS j WHERE j.id IN ("
+                f"SELECT id FROM {self._pending()} WHERE status = 'pending' AND task_backend = k.task_backend "
                 "AND topic = k.topic AND run_at <= %s ORDER BY priority DESC, run_at LIMIT %s) "
                 f"AND {where} ORDER BY j.priority DESC, j.run_at LIMIT %s")
 

@@ -8,7 +8,7 @@ import json
 
 import psycopg
 
-from .base import FINISHED_SQL, NOTIFY_CHANNEL, PENDING_KEYS, TABLE, Statements, attempt_of, like_escape
+from .base import FINISHED_SQL, NOTIFY_CHANNEL, TABLE, Statements, attempt_of, like_escape
 
 __all__ = ["PostgresStatements"]
 
@@ -51,7 +51,7 @@ class PostgresStatements(Statements):
         # each key's first due jobs are locked as they are read, skipping those another
         # claim holds: concurrent dispatchers take different jobs without waiting on each
         # other (the rows read and not chosen stay locked only until the statement ends)
-        return (f"{PENDING_KEYS}SELECT due.id FROM pending_keys AS k CROSS JOIN LATERAL ("
+        return (f"{self._pending_keys()}SELECT due.id FROM pending_keys AS k CROSS JOIN LATERAL ("
                 f"SELECT id, priority, run_at FROM {TABLE} WHERE status = 'pending' AND task_backend = k.task_backend "
                 "AND topic = k.topic AND run_at <= %s ORDER BY priority DESC, run_at LIMIT %s "
                 f"FOR UPDATE SKIP LOCKED) AS due WHERE {where} ORDER BY due.priority DESC, due.run_at LIMIT %s")

@@ -27,6 +27,7 @@ class SQLiteStatements(Statements):
     # "+" keeps the planner from reading every pending job for it (by the index of
     # (status, topic)) instead of the chosen ones by their ids
     claim_recheck = " AND +status = 'pending'"
+    pending_index = " INDEXED BY jobs_pending_topic"
     insert_chunk = 100  # SQLite allows 32,766 parameters per statement
 
     def dt(self, value: datetime) -> Any:
