@@ -26,8 +26,9 @@ database keeps (PostgreSQL: ``VACUUM ANALYZE``, as autovacuum leaves it; SQLite:
 - with ``--park``: first the 5,000 blocked jobs are moved out of "pending" (their status
   set to ``parked``, one ``UPDATE``, timed): the claim and poll of approach (b).
 
-Each figure is the median of ``--repeat`` calls; the anchor of each is its figure at
-10,000 jobs, and the ratio the figure at a million over it.
+Each figure is the median of ``--repeat`` calls. Two ratios, each against an anchor of the
+same run: the figure at a million jobs over the one at 10,000, and the figure at a million
+jobs with ten times the blocked ones (50,000) over the one with 5,000.
 """
 
 from __future__ import annotations
@@ -66,13 +67,14 @@ _COLUMNS = ("topic, payload, status, priority, queue_name, run_at, locked_until,
             "started_at, attempted_at, finished_at, trace_context")
 
 
-def _kinds() -> list[tuple[int, str, str, str, str]]:
-    """``(first serial number, topic SQL, task backend, status, run_at offset in seconds)`` of
-    the live jobs, numbered from 0 (the finished ones follow)."""
+def _kinds(blocked: int = 1) -> list[tuple[int, int, str | None, str, str, int]]:
+    """``(first serial number, how many, topic SQL, task backend, status, run_at offset in
+    seconds)`` of the live jobs, numbered from 0 (the finished ones follow); ``blocked``
+    times the blocked jobs of ``BLOCKED``."""
     kinds, start = [], 0
     for topic, backend, count in BLOCKED:
-        kinds.append((start, count, f"'{topic}'", backend, "pending", -3600))
-        start += count
+        kinds.append((start, count * blocked, f"'{topic}'", backend, "pending", -3600))
+        start += count * blocked
     # the due ones of the first ten topics, those due later of the other ten
     for count, topic, status, offset in ((RUNNABLE_DUE, "'bench.topic' || (g % 10)", "pending", -3600),
                                          (RUNNABLE_LATER, "'bench.topic' || (10 + g % 10)", "pending", 3600),
@@ -82,14 +84,14 @@ def _kinds() -> list[tuple[int, str, str, str, str]]:
     return kinds
 
 
-def fill(connection, count: int) -> None:
-    """``count`` jobs as the module says, in one statement."""
+def fill(connection, count: int, blocked: int = 1) -> None:
+    """``count`` jobs as the module says, in one statement (``blocked`` times the blocked ones)."""
     pg = connection.vendor == "postgresql"
-    live = sum(kind[1] for kind in _kinds())
+    live = sum(kind[1] for kind in _kinds(blocked))
     assert count > live, f"at least {live + 1} jobs"
     topic_of_g = "'bench.topic' || (g % 20)"
     cases_topic, cases_status, cases_backend, cases_offset = [], [], [], []
-    for start, n, topic, backend, status, offset in _kinds():
+    for start, n, topic, backend, status, offset in _kinds(blocked):
         when = f"WHEN g < {start + n}"
         cases_topic.append(f"{when} THEN {topic or topic_of_g}")
         cases_backend.append(f"{when} THEN '{backend}'")
@@ -158,28 +160,28 @@ def claim_time(connection, topics: list[str], expect: int, repeat: int) -> float
     return statistics.median(times)
 
 
-def park(connection) -> float:
+def park(connection, blocked: int) -> float:
     """Approach (b), simulated: the blocked jobs out of "pending" in one statement; its time."""
     blocked = ", ".join(f"'{topic}'" for topic, _, _ in BLOCKED)
     start = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE _jobs SET status = 'parked' WHERE status = 'pending' AND topic IN ({blocked})")
-        assert cursor.rowcount == BLOCKED_COUNT, cursor.rowcount
+        assert cursor.rowcount == BLOCKED_COUNT * blocked, cursor.rowcount
     return time.perf_counter() - start
 
 
-def measure(connection, size: int, args) -> dict[str, float]:
+def measure(connection, size: int, blocked: int, args) -> dict[str, float]:
     import jobs
 
     start = time.perf_counter()
-    fill(connection, size)
-    print(f"{size:,} jobs written in {time.perf_counter() - start:.1f} s")
+    fill(connection, size, blocked)
+    print(f"{size:,} jobs ({BLOCKED_COUNT * blocked:,} blocked) written in {time.perf_counter() - start:.1f} s")
     figures = {}
     if args.park:
-        figures["park 5,000 blocked jobs (one UPDATE)"] = park(connection)
+        figures["park the blocked jobs (one UPDATE)"] = park(connection, blocked)
     store = jobs.get_job_store()
     stats = store.stats()
-    assert stats.due == RUNNABLE_DUE + (0 if args.park else BLOCKED_COUNT), stats
+    assert stats.due == RUNNABLE_DUE + (0 if args.park else BLOCKED_COUNT * blocked), stats
     assert stats.by_status["processing"] == PROCESSING, stats
     figures["stats()"] = median(args.repeat_stats, store.stats)
     figures["claim of 10"] = claim_time(connection, TOPICS, 10, args.repeat)
@@ -212,18 +214,21 @@ def main() -> None:
     print(f"{connection.vendor} {version}, code in {ROOT}, {BLOCKED_COUNT:,} blocked due jobs"
           f"{' parked' if args.park else ''}, load average {os.getloadavg()[0]:.2f}")
     sizes = [int(size) for size in args.sizes.split(",")]
-    results = {size: measure(connection, size, args) for size in sizes}
+    # (jobs, times the blocked jobs): each size, then the largest with ten times the blocked jobs
+    runs = [(size, 1) for size in sizes] + [(sizes[-1], 10)]
+    results = [measure(connection, size, blocked, args) for size, blocked in runs]
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM _jobs")
-    anchor = sizes[0]
-    heads = [f"{size:,} jobs" for size in sizes]
-    print(f"\n| {'':<36} | " + " | ".join(f"{head:>12}" for head in heads) + f" | {'ratio':>6} |")
-    print(f"| {'-' * 36} | " + " | ".join("-" * 11 + ":" for _ in heads) + " | -----: |")
-    for name in results[anchor]:
-        figures = [results[size][name] for size in sizes]
-        print(f"| {name:<36} | " + " | ".join(f"{ms(figure):>12}" for figure in figures)
-              + f" | {figures[-1] / figures[0]:>5.2f}x |")
-    print(f"\nthe anchor: the figure at {anchor:,} jobs; the ratio: at {sizes[-1]:,} over it. "
+    heads = [f"{size:,} / {BLOCKED_COUNT * blocked:,}" for size, blocked in runs]
+    print(f"\n| jobs / blocked due jobs{'':<13} | " + " | ".join(f"{head:>16}" for head in heads)
+          + " | ratio | ratio, 10x blocked |")
+    print(f"| {'-' * 36} | " + " | ".join("-" * 15 + ":" for _ in heads) + " | ----: | -----------------: |")
+    for name in results[0]:
+        figures = [result[name] for result in results]
+        print(f"| {name:<36} | " + " | ".join(f"{ms(figure):>16}" for figure in figures)
+              + f" | {figures[-2] / figures[0]:.2f}x | {figures[-1] / figures[-2]:>17.2f}x |")
+    print(f"\nratio: the figure at {sizes[-1]:,} jobs over the anchor, at {sizes[0]:,}; ratio, 10x blocked: "
+          f"with {BLOCKED_COUNT * 10:,} blocked jobs over the anchor, with {BLOCKED_COUNT:,}. "
           f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
