@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -305,7 +305,7 @@ class JobStore:
         return Stats(by_status=by_status, by_topic=dict(sorted(by_topic.items())),
                      oldest_due_age=round(max(age, 0.0), 3), due=due["n"], finished_estimated=estimated)
 
-    def _count_finished(self, unfinished: int) -> tuple[list[tuple[str, str, int]], bool]:
+    def _count_finished(self, unfinished: int) -> tuple[Sequence[tuple[str, str, int]], bool]:
         """``(status, topic, count)`` of the completed and failed jobs, and whether the counts
         are estimates. ``unfinished``: the pending and processing jobs."""
         sql = self.sql
