@@ -241,9 +241,11 @@ class Statements:
         return rows
 
     def _pending(self) -> str:
+        """The table, read through the index of pending jobs by topic where the vendor says so."""
         return TABLE + self.pending_index
 
     def _pending_keys(self) -> str:
+        """``PENDING_KEYS`` for this database."""
         return PENDING_KEYS.format(pending=self._pending())
 
     def _claim_choice(self, where: str) -> str:
