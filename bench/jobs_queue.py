@@ -162,10 +162,10 @@ def claim_time(connection, topics: list[str], expect: int, repeat: int) -> float
 
 def park(connection, blocked: int) -> float:
     """Approach (b), simulated: the blocked jobs out of "pending" in one statement; its time."""
-    blocked = ", ".join(f"'{topic}'" for topic, _, _ in BLOCKED)
+    topics = ", ".join(f"'{topic}'" for topic, _, _ in BLOCKED)
     start = time.perf_counter()
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE _jobs SET status = 'parked' WHERE status = 'pending' AND topic IN ({blocked})")
+        cursor.execute(f"UPDATE _jobs SET status = 'parked' WHERE status = 'pending' AND topic IN ({topics})")
         assert cursor.rowcount == BLOCKED_COUNT * blocked, cursor.rowcount
     return time.perf_counter() - start
 
