@@ -54,6 +54,10 @@ class JobQuerySet(models.QuerySet):
         """Pending jobs whose ``run_at`` has come."""
         return self.pending().filter(run_at__lte=now)
 
+    def unfinished(self) -> JobQuerySet:
+        """Pending and processing jobs."""
+        return self.filter(status__in=[StatusLiteral(JobStatus.PENDING), StatusLiteral(JobStatus.PROCESSING)])
+
     def finished(self) -> JobQuerySet:
         """Completed and failed jobs."""
         return self.filter(status__in=[StatusLiteral(status) for status in FINISHED])
@@ -116,8 +120,10 @@ class Job(models.Model):
         db_table = "_jobs"
         ordering = ["-id"]
         indexes = [
-            # the claim: pending jobs in the order they are taken (finished rows are not in it)
-            models.Index(F("priority").desc(), "run_at", name="jobs_pending_due",
+            # the claim: the pending jobs of each topic in the order they are taken (finished
+            # rows are not in it); the topics first, so that a claim reads only the topics it
+            # takes (jobs.sql.base.PENDING_KEYS)
+            models.Index("task_backend", "topic", F("priority").desc(), "run_at", name="jobs_pending_topic",
                          condition=Q(status="pending")),
             # crash recovery: leases that ran out
             models.Index("locked_until", name="jobs_processing_lease", condition=Q(status="processing")),

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,9 +39,16 @@ _ENQUEUE_ARGUMENTS = frozenset({"topic", "payload", "run_at", "delay", "priority
                                 "dedupe_key", "queue_name"})
 
 
+#: up to this many completed and failed jobs, ``stats()`` counts them; beyond, it estimates them
+EXACT_FINISHED = 10_000
+#: the jobs finished last, whose statuses and topics share out the estimate of finished jobs
+FINISHED_SAMPLE = 1_000
+
+
 @dataclasses.dataclass(frozen=True)
 class Stats:
-    """What ``JobStore.stats()`` counts."""
+    """What ``JobStore.stats()`` counts. Pending, processing and due jobs are counted
+    exactly; completed and failed ones too, unless ``finished_estimated``."""
 
     by_status: dict[str, int]
     #: topic -> status -> count
@@ -50,6 +57,9 @@ class Stats:
     oldest_due_age: float
     #: pending jobs that are due now
     due: int
+    #: the completed and failed counts (in ``by_status`` and ``by_topic``) are estimates:
+    #: there are more than ``EXACT_FINISHED`` of them
+    finished_estimated: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -272,18 +282,46 @@ class JobStore:
                          f"it cannot be {verb} now")
 
     def stats(self) -> Stats:
-        """Counts by status and by topic, and how late the queue is."""
+        """Counts by status and by topic, and how late the queue is.
+
+        Its cost does not grow with the finished jobs: pending and processing jobs are
+        counted from their indexes, and so are completed and failed ones up to
+        ``EXACT_FINISHED``; beyond, their total is the database's estimate (PostgreSQL's
+        planner; on SQLite the last ``ANALYZE``, which each prune runs) shared out among
+        statuses and topics as in the ``FINISHED_SAMPLE`` jobs finished last, and
+        ``finished_estimated`` says so."""
         jobs = Job.objects.using(self.using)
         by_status = {status: 0 for status in JobStatus.values}
         by_topic: dict[str, dict[str, int]] = {}
-        for row in jobs.values("topic", "status").annotate(n=Count("id")).order_by():
-            by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
-            by_topic.setdefault(row["topic"], {})[row["status"]] = row["n"]
+        unfinished = list(jobs.unfinished().values_list("status", "topic").annotate(n=Count("id")).order_by())
+        finished, estimated = self._count_finished(sum(n for _, _, n in unfinished))
+        for status, topic, n in [*unfinished, *finished]:
+            if n:
+                by_status[status] = by_status.get(status, 0) + n
+                by_topic.setdefault(topic, {})[status] = n
         now = timezone.now()
         due = jobs.due(now).aggregate(n=Count("id"), oldest=Min("run_at"))
         age = (now - due["oldest"]).total_seconds() if due["oldest"] else 0.0
         return Stats(by_status=by_status, by_topic=dict(sorted(by_topic.items())),
-                     oldest_due_age=round(max(age, 0.0), 3), due=due["n"])
+                     oldest_due_age=round(max(age, 0.0), 3), due=due["n"], finished_estimated=estimated)
+
+    def _count_finished(self, unfinished: int) -> tuple[Sequence[tuple[str, str, int]], bool]:
+        """``(status, topic, count)`` of the completed and failed jobs, and whether the counts
+        are estimates. ``unfinished``: the pending and processing jobs."""
+        sql = self.sql
+        with governance.builtin_statements():  # the queue's own reads of its statistics
+            estimate = sql.finished_estimate()
+        if estimate is None or estimate <= EXACT_FINISHED:  # few (or unknown): count them, up to a bound
+            counted = sql.count_finished(EXACT_FINISHED + 1)
+            if sum(n for _, _, n in counted) <= EXACT_FINISHED:
+                return counted, False
+            # the statistics are behind (or missing): the ids tell how many jobs there are
+            estimate = max(estimate or 0, sql.id_span() - unfinished, EXACT_FINISHED + 1)
+        sample = sql.recently_finished(FINISHED_SAMPLE)
+        sampled = sum(n for _, _, n in sample)
+        if sampled < FINISHED_SAMPLE:  # the statistics were wrong: these are all of them
+            return sample, False
+        return [(status, topic, round(estimate * n / sampled)) for status, topic, n in sample], True
 
     def prune(self, older_than: float | None = None, batch_size: int = 1000) -> int:
         """Delete completed and failed jobs finished more than ``older_than`` seconds ago

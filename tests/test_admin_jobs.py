@@ -282,6 +282,18 @@ def test_dashboard__counts_by_status_and_topic(admin_client):
     assert '<tr data-topic="report.build">' in content
 
 
+def test_dashboard__marks_estimated_finished_counts(admin_client, monkeypatch):
+    monkeypatch.setattr("jobs.store.EXACT_FINISHED", 2)
+    monkeypatch.setattr("jobs.store.FINISHED_SAMPLE", 2)
+    for _ in range(3):
+        make_job("mail.send", JobStatus.COMPLETED, finished_at=timezone.now())
+    make_job("report.build", JobStatus.PENDING)
+    content = admin_client.get(reverse(DASHBOARD)).content.decode()
+    assert re.search(r'<td class="jobs-count" data-status="completed">&asymp; \d+</td>', content)
+    assert '<td class="jobs-count" data-status="pending">1</td>' in content  # counted
+    assert "completed and failed: estimates" in content
+
+
 def test_dashboard__shows_the_age_of_the_oldest_due_job(admin_client):
     now = timezone.now()
     make_job("a.topic", run_at=now - timedelta(minutes=10))

@@ -878,7 +878,7 @@ def test_requeue__get_405(api, store):
 def test_stats__empty_queue(api):
     assert api.get(url(action="stats")).json() == {
         "by_status": {"pending": 0, "processing": 0, "completed": 0, "failed": 0},
-        "by_topic": {}, "oldest_due_age": 0.0, "due": 0}
+        "by_topic": {}, "oldest_due_age": 0.0, "due": 0, "finished_estimated": False}
 
 
 def test_stats__counts_by_status_and_topic_and_oldest_due_age(api, store):

@@ -227,6 +227,48 @@ def test_dispatcher__job_of_a_disabled_plugin_waits_until_it_is_enabled(store):
     assert (row.status, row.result, row.attempts) == ("completed", {"n": 1}, 1)
 
 
+def claimed_by(dispatcher: Dispatcher, limit: int = 10) -> list[int]:
+    """The ids of one claim of ``dispatcher``'s (what it takes now), in the order chosen."""
+    topics, backends, task_topics, blocked = dispatcher.runnable()
+    now = timezone.now()
+    rows = statements_for("default").claim(dispatcher.name, now, now + timedelta(minutes=1), limit, topics,
+                                           backends, blocked, task_topics)
+    return [row[0] for row in rows]
+
+
+@pytest.mark.django_db
+def test_claim__passes_over_due_jobs_of_other_topics_and_of_plugins_not_enabled(store):
+    due = past(minutes=5)
+    # first in the queue's order: a plugin's not added, then another worker's topic
+    held = store.enqueue_many([{"topic": "bluegreen.work", "priority": 100, "run_at": due}] * 3)
+    others = store.enqueue_many([{"topic": "toolbox.record", "priority": 50, "run_at": due}] * 3)
+    mine = store.enqueue_many([{"topic": "toolbox.echo", "priority": priority, "run_at": due}
+                               for priority in (0, 1, 2)])
+
+    claimed = claimed_by(Dispatcher(topics=["toolbox.echo", "bluegreen.work"]), limit=2)
+
+    assert claimed == [mine[2].id, mine[1].id]
+    untouched = Job.objects.filter(pk__in=[job.id for job in held + others])
+    assert {(row.status, row.attempts) for row in untouched} == {("pending", 0)}
+
+
+@pytest.mark.django_db
+def test_claim__takes_a_plugins_held_jobs_in_order_once_it_is_enabled(store):
+    due = past(minutes=5)
+    disable_in_registry("toolbox")
+    late = store.enqueue("toolbox.record", run_at=due)
+    first, second = store.enqueue_many([{"topic": "toolbox.echo", "priority": 10, "run_at": due - timedelta(seconds=n)}
+                                        for n in (2, 1)])
+    dispatcher = Dispatcher()
+
+    assert claimed_by(dispatcher) == []  # the idle poll while it is disabled
+
+    plugin_manager.enable("toolbox")
+
+    assert claimed_by(dispatcher) == [first.id, second.id, late.id]
+    assert {stored(job.id).status for job in (first, second, late)} == {"processing"}
+
+
 # -- ownership of a claim -----------------------------------------------------------------
 
 def _claim(worker: str, at, lease: float = 60.0, topic: str = "toolbox.echo") -> list[int]:

@@ -114,6 +114,14 @@ def assert_reads(steps: list[str], index: str) -> None:
     assert not [step for step in steps if re.match(r"SCAN (_jobs|other)\b", step) and "INDEX" not in step], steps
 
 
+def assert_reads_only(steps: list[str], index: str) -> None:
+    """Every read of ``_jobs`` in the plan goes through ``index`` or the primary key."""
+    reads = [step for step in steps if re.match(r"(SCAN|SEARCH) (_jobs|j|next_key)\b", step)]
+    assert reads, steps
+    assert all(re.search(rf"USING (?:COVERING )?INDEX {index}\b|USING INTEGER PRIMARY KEY", step)
+               for step in reads), "\n".join(steps)
+
+
 @sqlite_only
 @pytest.mark.parametrize(("topics", "task_backends", "blocked"), [
     pytest.param(TOPICS, (), (), id="every topic"),
@@ -126,10 +134,29 @@ def test_claim__takes_due_jobs_from_the_pending_index(queue, topics, task_backen
                                                   task_backends, blocked)
 
     (claim,) = on_jobs(seen, "UPDATE")
-    assert_reads(plan(*claim), "jobs_pending_due")
+    steps = plan(*claim)
+    # the topics of the pending jobs one index probe each, then each kept topic's first due jobs
+    assert_reads_only(steps, "jobs_pending_topic")
+    assert any("(task_backend=? AND topic>?)" in step for step in steps), steps
+    assert any("(task_backend=? AND topic=?)" in step for step in steps), steps
     claimed_topics = {row[1] for row in claimed}
     assert claimed_topics and claimed_topics <= set(topics)
     assert not [topic for topic in claimed_topics if topic.startswith(blocked)]
+
+
+@sqlite_only
+def test_idle_poll__reads_only_the_pending_index(queue):
+    Job.objects.due(queue).filter(topic=TOPICS[0]).update(run_at=queue + timedelta(hours=2))
+    with statements() as seen:
+        claimed = statements_for("default").claim(WORKER, queue, queue + timedelta(minutes=1), 20, TOPICS[:1])
+
+    (poll,) = on_jobs(seen, "UPDATE")
+    assert_reads_only(plan(*poll), "jobs_pending_topic")
+    assert claimed == []
+
+
+#: an index that holds only pending jobs, or the pending ones of the index of (status, topic)
+PENDING_ONLY = r"jobs_pending_topic|jobs_status_topic \(status=\?\)"
 
 
 @sqlite_only
@@ -138,20 +165,40 @@ def test_stats__counts_due_jobs_from_the_pending_index(queue):
         stats = jobs.get_job_store().stats()
 
     (due,) = [s for s in on_jobs(seen, "SELECT") if "run_at" in s[0]]
-    assert_reads(plan(*due), "jobs_pending_due")
+    assert_reads(plan(*due), PENDING_ONLY)
     assert stats.due == ROWS // 100 // 2
 
 
 @sqlite_only
-def test_stats__counts_by_status_and_topic_from_an_index_alone(queue):
+def test_stats__counts_by_status_and_topic_from_an_index_alone(queue, monkeypatch):
+    monkeypatch.setattr("jobs.store.EXACT_FINISHED", ROWS)  # every finished job counted
     with statements() as seen:
         stats = jobs.get_job_store().stats()
 
-    (grouped,) = [s for s in on_jobs(seen, "SELECT") if "GROUP BY" in s[0]]
-    # every job is counted, from the index of (status, topic): no row of the table is read
-    assert_reads(plan(*grouped), "jobs_status_topic")
-    assert "COVERING INDEX" in " ".join(plan(*grouped))
+    grouped = [s for s in on_jobs(seen, "SELECT") if "GROUP BY" in s[0]]
+    # the unfinished jobs, then the finished ones (up to a bound), each from the index of
+    # (status, topic): no row of the table is read
+    assert len(grouped) == 2
+    for statement in grouped:
+        assert_reads(plan(*statement), "jobs_status_topic")
+        assert "COVERING INDEX" in " ".join(plan(*statement))
     assert sum(stats.by_status.values()) == ROWS
+    assert not stats.finished_estimated
+
+
+@sqlite_only
+def test_stats__shares_out_an_estimate_of_many_finished_jobs_from_the_age_index(queue, monkeypatch):
+    monkeypatch.setattr("jobs.store.EXACT_FINISHED", 100)
+    monkeypatch.setattr("jobs.store.FINISHED_SAMPLE", 50)
+    with statements() as seen:
+        stats = jobs.get_job_store().stats()
+
+    (sample,) = [s for s in on_jobs(seen, "SELECT") if "ORDER BY" in s[0]]
+    assert_reads(plan(*sample), "jobs_finished_age")
+    assert stats.finished_estimated
+    # the estimate is the count of the last ANALYZE (the fixture's): every finished job
+    finished = stats.by_status[JobStatus.COMPLETED] + stats.by_status[JobStatus.FAILED]
+    assert abs(finished - ROWS * 98 // 100) <= len(TOPICS) * 2  # rounding, per topic and status
 
 
 @sqlite_only
@@ -160,7 +207,7 @@ def test_stats_due__counts_from_the_pending_index(queue):
         due = jobs.get_job_store().stats_due()
 
     (count,) = on_jobs(seen, "SELECT")
-    assert_reads(plan(*count), "jobs_pending_due")
+    assert_reads(plan(*count), PENDING_ONLY)
     assert due == ROWS // 100 // 2
 
 
@@ -171,7 +218,7 @@ def test_held_by_plugin__counts_from_the_pending_index(queue):
         held = held_by_plugin()
 
     (count,) = on_jobs(seen, "SELECT")
-    assert_reads(plan(*count), "jobs_pending_due")
+    assert_reads(plan(*count), "jobs_pending_topic")
     assert [(h.plugin, h.count) for h in held] == [("notes", 3)]
 
 

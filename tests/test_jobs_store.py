@@ -509,6 +509,32 @@ def test_stats__counts_by_status_and_topic_and_lateness(store):
     assert stored(running.id).status == "processing"
 
 
+def test_stats__beyond_the_bound_estimates_finished_jobs_and_still_counts_the_others(store, monkeypatch):
+    monkeypatch.setattr("jobs.store.EXACT_FINISHED", 5)
+    monkeypatch.setattr("jobs.store.FINISHED_SAMPLE", 4)
+    now = timezone.now()
+    store.enqueue("toolbox.echo", run_at=now - timedelta(seconds=60))
+    store.enqueue("toolbox.echo", delay=3600)
+    claim(store.enqueue("toolbox.record").topic)
+    # ten finished: the oldest six completed echoes, the last four two completed, two failed
+    for n, (topic, status) in enumerate([("toolbox.echo", JobStatus.COMPLETED)] * 6
+                                        + [("toolbox.echo", JobStatus.COMPLETED), ("toolbox.fail", JobStatus.FAILED)] * 2):
+        finish(store.enqueue(topic).id, status, age=timedelta(minutes=10 - n))
+    with connection.cursor() as cursor:  # the statistics the estimate reads, as autovacuum or the prune leave them
+        cursor.execute('ANALYZE "_jobs"')
+
+    stats = store.stats()
+
+    assert stats.finished_estimated
+    # counted: pending, processing, due
+    assert (stats.by_status["pending"], stats.by_status["processing"], stats.due) == (2, 1, 1)
+    assert stats.by_topic["toolbox.record"] == {"processing": 1}
+    # estimated: the ten finished jobs shared out as the last four finished
+    assert (stats.by_status["completed"], stats.by_status["failed"]) == (5, 5)
+    assert stats.by_topic["toolbox.fail"] == {"failed": 5}
+    assert stats.to_json()["finished_estimated"] is True
+
+
 def test_stats__empty_queue(store):
     stats = store.stats()
 

@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from jobs.models import Job, JobStatus
+from jobs.store import EXACT_FINISHED
 from jobs.validation import MAX_DEDUPE_KEY, MAX_PRIORITY, MAX_QUEUE_NAME, MIN_PRIORITY
 from tachycore.jsontext import holds_nul
 from tachycore.rest import QuerySerializer, StringField, WholeNumberField
@@ -113,3 +114,7 @@ class StatsSerializer(serializers.Serializer):
     by_topic = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()))
     oldest_due_age = serializers.FloatField(help_text="Seconds since the oldest due job became due.")
     due = serializers.IntegerField(help_text="Pending jobs that are due now.")
+    finished_estimated = serializers.BooleanField(
+        help_text=f"True when the completed and failed counts (by_status, by_topic) are estimates: "
+                  f"beyond {EXACT_FINISHED:,} finished jobs they are not counted. Pending, processing and "
+                  "due jobs are always counted exactly.")

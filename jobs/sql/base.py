@@ -5,8 +5,9 @@ and marks them ``processing`` under this worker's name with a lease; no row lock
 is held after it returns, so a job runs without holding one. Finishing a job
 writes only if the row still says this worker owns it (``locked_by`` and
 ``status`` in the ``WHERE``): a worker that lost its lease cannot overwrite the
-newer outcome. The vendor classes say how two claims never take one job
-(``claim_lock`` / ``claim_recheck``) and how JSON arrays grow.
+newer outcome. The vendor classes say how a claim reads each topic's first due
+jobs and how two claims never take one job (``claim_recheck``), and how JSON
+arrays grow.
 """
 
 from __future__ import annotations
@@ -51,6 +52,26 @@ _YIELD_KEY = ("CASE WHEN dedupe_key IS NOT NULL AND EXISTS (SELECT 1 FROM " + TA
               "WHERE other.status = 'pending' AND other.dedupe_key = " + TABLE + ".dedupe_key "
               "AND other.id <> " + TABLE + ".id) THEN NULL ELSE dedupe_key END")
 
+#: finished jobs, in the words of the condition of the index ``jobs_finished_age`` (see
+#: ``jobs.models.FINISHED``)
+FINISHED_SQL = "status IN ('completed', 'failed')"
+
+#: the distinct ``(task_backend, topic)`` of the pending jobs, found by a loose scan of the
+#: index ``jobs_pending_topic`` (``{pending}``: the table, on that index): one index probe per
+#: key (the next topic of the same task backend, else the first topic of the next backend),
+#: however many jobs each key has. A claim tests on these few rows which topics its worker
+#: takes, instead of testing every due job, so that the due jobs of topics it does not take
+#: cost it nothing.
+PENDING_KEYS = (
+    "WITH RECURSIVE pending_keys(task_backend, topic) AS ("
+    "SELECT task_backend, topic FROM (SELECT task_backend, topic FROM {pending} WHERE status = 'pending' "
+    "ORDER BY task_backend, topic LIMIT 1) AS first_key "
+    f"UNION ALL SELECT next_key.task_backend, next_key.topic FROM pending_keys AS k JOIN {TABLE} AS next_key "
+    "ON next_key.id = COALESCE((SELECT id FROM {pending} WHERE status = 'pending' "
+    "AND task_backend = k.task_backend AND topic > k.topic ORDER BY topic LIMIT 1), "
+    "(SELECT id FROM {pending} WHERE status = 'pending' AND task_backend > k.task_backend "
+    "ORDER BY task_backend, topic LIMIT 1))) ")
+
 
 class Statements:
     """The statements the store and the dispatcher send, for one database connection alias."""
@@ -60,11 +81,12 @@ class Statements:
     append_worker = ""  # SQL that appends the %s worker id to the "workers" array
     append_error = ""  # SQL that appends the %s JSON error object to the "errors" array
     drop_last_worker = ""
-    # how two claims never take one job: SQL ending the sub-select that chooses the jobs
-    # (PostgreSQL locks them, skipping rows another claim holds), and SQL ending the
-    # update's WHERE (SQLite re-tests the status, a compare-and-set)
-    claim_lock = ""
+    # how two claims never take one job: SQL ending the update's WHERE (SQLite re-tests
+    # the status, a compare-and-set; PostgreSQL locks the rows it chooses, ``_claim_choice``)
     claim_recheck = ""
+    # what follows the table's name where a claim reads the pending jobs by topic (SQLite
+    # names the index: its planner may prefer the index of (status, topic) and sort)
+    pending_index = ""
 
     def __init__(self, using: str) -> None:
         self.using = using
@@ -140,28 +162,59 @@ class Statements:
         """Bring the query planner's statistics of ``_jobs`` up to date, where the database
         does not keep them by itself (PostgreSQL's autovacuum does)."""
 
+    # -- stats -------------------------------------------------------------------------
+
+    def finished_estimate(self) -> int | None:
+        """The completed and failed jobs as the database's statistics estimate them
+        without counting (``None``: it keeps none)."""
+        return None
+
+    def id_span(self) -> int:
+        """How many ids lie between the oldest job and the newest (two primary-key probes):
+        the jobs there are, less those deleted in between."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT (SELECT MAX(id) FROM {TABLE}) - (SELECT MIN(id) FROM {TABLE}) + 1")
+            return cursor.fetchone()[0] or 0
+
+    def count_finished(self, limit: int) -> list[tuple[str, str, int]]:
+        """``(status, topic, count)`` of the completed and failed jobs, counting no more than
+        ``limit`` of them (the sum is ``limit`` when there are more)."""
+        return self._grouped(f"SELECT status, topic FROM {TABLE} WHERE {FINISHED_SQL} LIMIT %s", limit)
+
+    def recently_finished(self, limit: int) -> list[tuple[str, str, int]]:
+        """``(status, topic, count)`` of the ``limit`` jobs finished last (read from the index
+        of finished jobs by age)."""
+        return self._grouped(f"SELECT status, topic FROM {TABLE} WHERE {FINISHED_SQL} "
+                             "ORDER BY finished_at DESC LIMIT %s", limit)
+
+    def _grouped(self, source: str, limit: int) -> list[tuple[str, str, int]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT status, topic, COUNT(*) FROM ({source}) AS f GROUP BY status, topic", [limit])
+            return cursor.fetchall()
+
     # -- dispatcher ----------------------------------------------------------------------
 
     def _topic_filter(self, topics: Sequence[str], task_backends: Sequence[str],
-                      blocked_prefixes: Sequence[str], task_topics: Sequence[str] = ()) -> tuple[str, list[Any]]:
+                      blocked_prefixes: Sequence[str], task_topics: Sequence[str] = (),
+                      on: str = "") -> tuple[str, list[Any]]:
         """``topics``: handler topics; ``task_backends``: tasks of these ``TASKS`` aliases
         (only the ``task_topics`` among them, when given); ``blocked_prefixes``: task paths
-        of disabled plugins."""
+        of disabled plugins. ``on`` qualifies the columns (``"k."``)."""
         parts: list[str] = []
         params: list[Any] = []
         if topics:
-            parts.append(f"(task_backend = '' AND topic IN ({', '.join(['%s'] * len(topics))}))")
+            parts.append(f"({on}task_backend = '' AND {on}topic IN ({', '.join(['%s'] * len(topics))}))")
             params.extend(topics)
         if task_backends:
-            part = f"task_backend IN ({', '.join(['%s'] * len(task_backends))})"
+            part = f"{on}task_backend IN ({', '.join(['%s'] * len(task_backends))})"
             params.extend(task_backends)
             if task_topics:
-                part = f"({part} AND topic IN ({', '.join(['%s'] * len(task_topics))}))"
+                part = f"({part} AND {on}topic IN ({', '.join(['%s'] * len(task_topics))}))"
                 params.extend(task_topics)
             parts.append(part)
         sql = "(" + " OR ".join(parts) + ")" if parts else "1 = 0"
         for prefix in blocked_prefixes:
-            sql += " AND topic NOT LIKE %s ESCAPE '\\'"
+            sql += f" AND {on}topic NOT LIKE %s ESCAPE '\\'"
             params.append(like_escape(prefix) + "%")
         return sql, params
 
@@ -169,19 +222,42 @@ class Statements:
               task_backends: Sequence[str] = (), blocked_prefixes: Sequence[str] = (),
               task_topics: Sequence[str] = ()) -> list[tuple]:
         """Mark up to ``limit`` due jobs as processing by ``worker``; return their
-        ``CLAIMED_COLUMNS``, highest priority first, then oldest ``run_at``."""
-        where, params = self._topic_filter(topics, task_backends, blocked_prefixes, task_topics)
+        ``CLAIMED_COLUMNS``, highest priority first, then oldest ``run_at``.
+
+        It reads the pending jobs' distinct topics (``PENDING_KEYS``), keeps those this
+        worker takes, and takes up to ``limit`` due jobs of each in the order of the index
+        before choosing among them: its cost grows with the topics, not with the due jobs
+        of the topics it does not take (a disabled plugin's, another worker's)."""
+        where, params = self._topic_filter(topics, task_backends, blocked_prefixes, task_topics, on="k.")
         at = self.dt(now)
         sql = (f"UPDATE {TABLE} SET status = 'processing', locked_by = %s, locked_until = %s, "
                f"attempts = attempts + 1, workers = {self.append_worker}, "
                "started_at = COALESCE(started_at, %s), attempted_at = %s, updated = %s "
-               f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = 'pending' AND run_at <= %s AND {where} "
-               f"ORDER BY priority DESC, run_at LIMIT %s{self.claim_lock}){self.claim_recheck} "
+               f"WHERE id IN ({self._claim_choice(where)}){self.claim_recheck} "
                f"RETURNING {', '.join(CLAIMED_COLUMNS)}")
-        rows = self._run_claim(sql, [worker, self.dt(lease_until), worker, at, at, at, at, *params, limit])
+        rows = self._run_claim(sql, [worker, self.dt(lease_until), worker, at, at, at, at, limit, *params, limit])
         # RETURNING follows no order: put them back in the order they were chosen
         rows.sort(key=lambda row: (-row[3], row[5]))
         return rows
+
+    def _pending(self) -> str:
+        """The table, read through the index of pending jobs by topic where the vendor says so."""
+        return TABLE + self.pending_index
+
+    def _pending_keys(self) -> str:
+        """``PENDING_KEYS`` for this database."""
+        return PENDING_KEYS.format(pending=self._pending())
+
+    def _claim_choice(self, where: str) -> str:
+        """The sub-select of the ids a claim takes: of each pending key that ``where``
+        (on ``k``) keeps, its first due jobs in the index's order, then the first of all.
+        Parameters: now, the limit, ``where``'s, the limit."""
+        # CROSS JOIN: SQLite then keeps the keys the outer loop (it could choose to walk
+        # every job and look its key up otherwise)
+        return (f"{self._pending_keys()}SELECT j.id FROM pending_keys AS k CROSS JOIN {TABLE} AS j WHERE j.id IN ("
+                f"SELECT id FROM {self._pending()} WHERE status = 'pending' AND task_backend = k.task_backend "
+                "AND topic = k.topic AND run_at <= %s ORDER BY priority DESC, run_at LIMIT %s) "
+                f"AND {where} ORDER BY j.priority DESC, j.run_at LIMIT %s")
 
     def _run_claim(self, sql: str, params: list[Any]) -> list[tuple]:
         with self.connection.cursor() as cursor:

@@ -4,9 +4,11 @@ with a ``NOTIFY`` in its own statement."""
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 
-from .base import NOTIFY_CHANNEL, TABLE, Statements, attempt_of, like_escape
+from .base import FINISHED_SQL, NOTIFY_CHANNEL, TABLE, Statements, attempt_of, like_escape
 
 __all__ = ["PostgresStatements"]
 
@@ -19,33 +21,50 @@ class PostgresStatements(Statements):
     append_worker = "workers || jsonb_build_array(%s::text)"
     append_error = "errors || jsonb_build_array(%s::jsonb)"
     drop_last_worker = "workers - (-1)"
-    # concurrent dispatchers take different jobs without waiting on each other
-    claim_lock = " FOR UPDATE SKIP LOCKED"
     insert_chunk = 1000
 
     # the types of INSERT_COLUMNS, in its order
     _ARRAY_TYPES = ("varchar[]", "jsonb[]", "smallint[]", "varchar[]", "timestamptz[]", "integer[]",
                     "varchar[]", "varchar[]", "jsonb[]")
 
-    def _topic_filter(self, topics, task_backends, blocked_prefixes, task_topics=()):
+    def _topic_filter(self, topics, task_backends, blocked_prefixes, task_topics=(), on=""):
         # lists travel as array parameters: the statement's text depends only on which
         # lists are there, so the server can keep it prepared
         parts, params = [], []
         if topics:
-            parts.append("(task_backend = '' AND topic = ANY(%s::varchar[]))")
+            parts.append(f"({on}task_backend = '' AND {on}topic = ANY(%s::varchar[]))")
             params.append(list(topics))
         if task_backends:
-            part = "task_backend = ANY(%s::varchar[])"
+            part = f"{on}task_backend = ANY(%s::varchar[])"
             params.append(list(task_backends))
             if task_topics:
-                part = f"({part} AND topic = ANY(%s::varchar[]))"
+                part = f"({part} AND {on}topic = ANY(%s::varchar[]))"
                 params.append(list(task_topics))
             parts.append(part)
         sql = "(" + " OR ".join(parts) + ")" if parts else "1 = 0"
         if blocked_prefixes:
-            sql += " AND NOT (topic LIKE ANY(%s::varchar[]))"
+            sql += f" AND NOT ({on}topic LIKE ANY(%s::varchar[]))"
             params.append([like_escape(prefix) + "%" for prefix in blocked_prefixes])
         return sql, params
+
+    def _claim_choice(self, where):
+        # each key's first due jobs are locked as they are read, skipping those another
+        # claim holds: concurrent dispatchers take different jobs without waiting on each
+        # other (the rows read and not chosen stay locked only until the statement ends)
+        return (f"{self._pending_keys()}SELECT due.id FROM pending_keys AS k CROSS JOIN LATERAL ("
+                f"SELECT id, priority, run_at FROM {TABLE} WHERE status = 'pending' AND task_backend = k.task_backend "
+                "AND topic = k.topic AND run_at <= %s ORDER BY priority DESC, run_at LIMIT %s "
+                f"FOR UPDATE SKIP LOCKED) AS due WHERE {where} ORDER BY due.priority DESC, due.run_at LIMIT %s")
+
+    def finished_estimate(self):
+        # the planner's estimate (no row is read): the rows per page of the last ANALYZE
+        # (autovacuum's) times the table's pages now, times the share of the two statuses
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {TABLE} WHERE {FINISHED_SQL}")
+            (plan,) = cursor.fetchone()
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
 
     def _run_claim(self, sql, params):
         # the claim is the statement an idle dispatcher waits on after a NOTIFY: where the site
