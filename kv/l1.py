@@ -110,11 +110,8 @@ class L1Cache:
         size = len(key.encode()) + len(text.encode()) + ENTRY_OVERHEAD
         if lifetime <= 0 or size > self.max_bytes or not _invalidations_arrive():
             return
-        if isinstance(value, IMMUTABLE):
-            entry = (type_, value, None, clock.monotonic() + lifetime, size)
-        else:
-            plan = copy_plan(value)
-            entry = (type_, copy_json(value, plan), plan, clock.monotonic() + lifetime, size)
+        plan = None if isinstance(value, IMMUTABLE) else copy_plan(value)
+        entry = (type_, value if plan is None else copy_json(value, plan), plan, clock.monotonic() + lifetime, size)
         with self._lock:
             if generation != self.generation:
                 return
