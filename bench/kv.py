@@ -26,6 +26,10 @@ from bench.demo_site import use_demo_site  # noqa: E402 (after the path it is fo
 use_demo_site()
 
 VALUE = "x" * 98  # 100 bytes as JSON
+#: a 100-byte JSON object (compact, as the store writes it), with a list inside: a hit must
+#: hand out a copy the caller may change
+OBJECT = {"id": 1234, "name": "Ada Lovelace", "email": "ada@example.org", "roles": ["admin", "editor"], "active": True}
+assert len(json.dumps(OBJECT, separators=(",", ":"))) == 100
 RESULTS: list[tuple[str, float, str, float, str, bool]] = []
 NOTES: list[str] = []  # figures beside the goals, for the reader
 
@@ -107,14 +111,18 @@ def main() -> None:
     n_db = int(2_000 * args.scale)
 
     # -- L1 hit ----------------------------------------------------------------------------
-    store.set("bench:l1", VALUE)
-    assert store.get("bench:l1") == VALUE  # fills L1
     locmem = LocMemCache("bench", {})
-    locmem.set("bench:l1", VALUE)
-    ours = per_op(lambda: store.get("bench:l1"), n)
-    anchor = per_op(lambda: locmem.get("bench:l1"), n)
-    record("get, L1 hit (100-byte value)", ours, "LocMemCache.get", anchor, "<= 1/4 and < 1 µs",
-           ours <= anchor / 4 and ours < 1e-6)
+    for name, value, goal, met in [
+        ("get, L1 hit (100-byte object)", OBJECT, "<= 1/4", lambda ours, anchor: ours <= anchor / 4),
+        ("get, L1 hit (100-byte string)", VALUE, "<= 1/4 and < 1 µs",
+         lambda ours, anchor: ours <= anchor / 4 and ours < 1e-6),
+    ]:
+        store.set("bench:l1", value)
+        assert store.get("bench:l1") == value  # fills L1
+        locmem.set("bench:l1", value)  # LocMemCache pickles: its get unpickles a fresh copy
+        ours = per_op(lambda: store.get("bench:l1"), n)
+        anchor = per_op(lambda: locmem.get("bench:l1"), n)
+        record(name, ours, "LocMemCache.get", anchor, goal, met(ours, anchor))
 
     raw, select, upsert, incr = raw_statements(connection)
     dbcache = DatabaseCache("bench_django_cache", {})

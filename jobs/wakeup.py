@@ -6,22 +6,23 @@ one of Django's: it stays in ``LISTEN`` for the process's life) and sets its wak
 event; the main loop then claims once, however many notifications arrived. A lost
 connection is re-opened with backoff; meanwhile the dispatcher polls.
 
-SQLite has no notifications between processes. There a thread reads ``PRAGMA
-data_version`` every ``SQLITE_WATCH_INTERVAL`` (50 ms): it changes when another
-connection commits, and reading it touches no disk. Any commit wakes the loop, which
-then claims once (a cheap query on the index of pending jobs).
+SQLite has no notifications between processes. There the kernel's commit watcher
+(``tachycore.db.CommitWatcher``) reads ``PRAGMA data_version`` every 50 ms: it changes
+when another connection commits, and reading it touches no disk. Any commit wakes the
+loop, which then claims once (a cheap query on the index of pending jobs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from django.db import connections
+
+from tachycore.db import CommitWatcher
 
 from .sql import NOTIFY_CHANNEL
 
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
     import psycopg
 
 logger = logging.getLogger("jobs.dispatcher")
-
-#: how often the SQLite watcher looks for commits of other connections
-SQLITE_WATCH_INTERVAL = 0.05
 
 
 def wakeup_for(using: str, name: str, wake: Callable[[], None],
@@ -41,7 +39,7 @@ def wakeup_for(using: str, name: str, wake: Callable[[], None],
     if vendor == "postgresql":
         return Listener(using, name, wake, on_error)
     if vendor == "sqlite" and CommitWatcher.supported(using):
-        return CommitWatcher(using, wake, on_error)
+        return CommitWatcher(using, wake, on_error, name="jobs-commit-watcher")
     return None
 
 
@@ -101,51 +99,3 @@ class Listener:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         conn.close()
-
-
-class CommitWatcher:
-    """Calls ``wake()`` after another connection committed to the SQLite database."""
-
-    def __init__(self, using: str, wake: Callable[[], None],
-                 on_error: Callable[[str], None] = lambda message: None,
-                 interval: float = SQLITE_WATCH_INTERVAL) -> None:
-        self.path = connections[using].settings_dict["NAME"]
-        self.wake = wake
-        self.on_error = on_error
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @staticmethod
-    def supported(using: str) -> bool:
-        name = str(connections[using].settings_dict["NAME"])
-        return bool(name) and ":memory:" not in name and "mode=memory" not in name
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="jobs-commit-watcher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        try:
-            conn = sqlite3.connect(str(self.path), timeout=5, check_same_thread=False)
-        except sqlite3.Error as e:
-            self.on_error(f"jobs: cannot watch {self.path} for commits: {e}")
-            return
-        try:
-            last = None
-            while not self._stop.wait(self.interval):
-                try:
-                    version = conn.execute("PRAGMA data_version").fetchone()[0]
-                except sqlite3.Error as e:  # a locked or replaced file: the poll still runs
-                    logger.debug("jobs commit watcher: %s", e)
-                    continue
-                if last is not None and version != last:
-                    self.wake()
-                last = version
-        finally:
-            conn.close()

@@ -39,17 +39,23 @@ def flush_l1() -> None:
 
 
 def invalidations_arrive() -> bool:
-    """Whether other processes' writes reach this process's L1 as sync messages now: the
-    cross-process listener is live (``runtime.push_live``), or the adapter carries no
-    message between processes (the in-process one, SQLite's default), where an L1 entry
-    is trusted for its ``L1_TTL`` alone, as it always was."""
+    """Whether other processes' writes reach this process's L1 now: as sync messages, while
+    the cross-process listener is live (``runtime.push_live``); with the in-process adapter
+    (SQLite's default), through the commit watcher of the store's SQLite file while it is
+    live (``kv.watcher``, started here at first use). Elsewhere (an in-memory SQLite
+    database, PostgreSQL with the in-process adapter: one process) an L1 entry is trusted
+    for its ``L1_TTL``."""
     from tachycore.runtime import runtime
+
+    from . import watcher
 
     try:
         adapter = runtime.pubsub
     except Exception:  # a broken PUBSUB setting (tachycore.E003 says so): no messages
         return False
-    return not adapter.cross_process or runtime.push_live
+    if adapter.cross_process:
+        return runtime.push_live
+    return watcher.changes_arrive(flush_l1)
 
 
 def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> None:

@@ -166,10 +166,11 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
         if misses:
             now = clock.now_ms()
             for key, (type_, text, expire_at) in self._session.statements().get_many(misses, now).items():
-                found[key] = (type_, json.loads(text))
-                if l1 is not None:
+                value = json.loads(text)
+                found[key] = (type_, value)
+                if l1 is not None:  # it keeps a copy of its own
                     ttl = None if expire_at is None else (expire_at - now) / 1000
-                    l1.fill(key, type_, json.loads(text), text, ttl, generation)
+                    l1.fill(key, type_, value, text, ttl, generation)
         return found
 
     def statements(self) -> CacheStatements:

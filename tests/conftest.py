@@ -54,3 +54,13 @@ def _audit_queue_emptied():
     from tachycore import audit
 
     audit.trail.reset()
+
+
+@pytest.fixture(autouse=True)
+def _kv_watcher_stopped():
+    """A commit watcher of kv's L1 (SQLite, ``kv.watcher``) that a test started ends with it:
+    left running, it would empty L1 under later tests at each of their commits (its job)."""
+    yield
+    from kv import watcher
+
+    watcher.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import threading
 import time
 
@@ -22,7 +23,7 @@ from django.db import connection, connections, transaction
 
 import kv
 import kv.l1
-from kv import receivers
+from kv import receivers, watcher
 from kv.l1 import L1Cache
 from kv.models import KVEntry
 from kv.receivers import flush_l1, invalidate_from_elsewhere
@@ -702,7 +703,8 @@ def test_store_l1__emptied_when_the_sync_listener_is_lost_or_back(event):
     assert len(store.l1) == 0
 
 
-def test_invalidations_arrive__with_the_in_process_adapter_l1_relies_on_its_ttl(settings):
+@pytest.mark.postgres
+def test_invalidations_arrive__postgresql_with_the_in_process_adapter_l1_relies_on_its_ttl(settings):
     settings.TACHYCORE = {**settings.TACHYCORE, "PUBSUB": "tachycore.pubsub.memory.MemoryPubSub"}
     runtime.reset_pubsub()
 
@@ -740,3 +742,131 @@ def test_store_l1__flushed_when_the_postgresql_listener_loses_its_connection(set
         assert [row[0] for row in cursor.fetchall()] == [True]
 
     assert wait_until(lambda: store.l1.get("k") is None, timeout=5), "L1 was not flushed on reconnect"
+
+
+# -- SQLite: the commit watcher (kv.watcher) ------------------------------------------------
+
+sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="the commit watcher of a SQLite file")
+
+
+@pytest.fixture
+def watched(monkeypatch):
+    """As in a site on SQLite: L1 fills only while this process's commit watcher is live."""
+    monkeypatch.setattr(kv.l1, "_invalidations_arrive", receivers.invalidations_arrive)
+    runtime.reset_pubsub()
+    assert not runtime.pubsub.cross_process  # SQLite's default: no messages between processes
+    watcher.stop()
+    yield
+    watcher.stop()
+
+
+def watcher_live() -> bool:
+    return wait_until(receivers.invalidations_arrive, timeout=5)
+
+
+def write_from_elsewhere(sql: str, params=()) -> None:
+    """Commit ``sql`` on a connection of its own to the test database, as another process would."""
+    other = sqlite3.connect(connection.settings_dict["NAME"], timeout=10)
+    try:
+        with other:
+            other.execute(sql, params)
+    finally:
+        other.close()
+
+
+def changes() -> tuple[int, int]:
+    """``(counter, pending)`` of ``_kv_changes``."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT counter, pending FROM _kv_changes")
+        return cursor.fetchone()
+
+
+def acknowledge() -> int:
+    """Clear ``pending`` as a watcher does; the counter."""
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE _kv_changes SET counter = counter + 1, pending = 0")
+    return changes()[0]
+
+
+@sqlite_only
+@store_db
+def test_watcher__a_write_elsewhere_leaves_l1_without_waiting_for_its_ttl(store, settings, watched):
+    settings.KV = {"L1_TTL": 60}
+    store.set("k", "v")
+    assert watcher_live()
+    time.sleep(5 * watcher.WATCH_INTERVAL)  # the watcher has seen this process's own write
+    assert store.get("k") == "v"
+    assert store.l1.get("k") == ("value", "v")
+
+    write_from_elsewhere("UPDATE _kv SET value = '\"elsewhere\"' WHERE key = 'k'")
+
+    assert wait_until(lambda: store.get("k") == "elsewhere", timeout=5)
+
+
+@sqlite_only
+@store_db
+def test_change_counter__moves_with_an_update_or_a_delete_of_a_live_row(store):
+    start = acknowledge()
+    store.set("k", 1)  # a new key: in nobody's L1
+    store.mset({"a": 1, "b": 2})
+    store.set("gone", 1, px=1)
+    assert changes() == (start, 0)
+
+    for write in (lambda: store.set("k", 2), lambda: store.incr("k"), lambda: store.expire("a", 100),
+                  lambda: store.delete("b", "missing")):
+        counter = acknowledge()
+        write()
+        assert changes() == (counter + 1, 1)
+
+    counter = acknowledge()
+    time.sleep(0.01)
+    assert store.delete_expired() == 1  # an expired row is in nobody's L1 either
+    assert changes() == (counter, 0)
+
+
+@sqlite_only
+@store_db
+def test_change_counter__while_pending_writes_leave_it_alone(store):
+    store.set("k", 1)
+    counter = acknowledge()
+
+    store.set("k", 2)
+    store.set("k", 3)
+    store.delete("k")
+
+    assert changes() == (counter + 1, 1)
+
+
+@sqlite_only
+@store_db
+def test_watcher__acknowledges_a_pending_change(store, watched):
+    store.set("k", 1)
+    assert watcher_live()
+    store.set("k", 2)
+
+    assert wait_until(lambda: changes()[1] == 0, timeout=5)  # the next write raises the counter again
+
+
+@sqlite_only
+@store_db
+def test_watcher__without_the_triggers_l1_stays_off(store, watched, django_assert_num_queries):
+    """What a later migration rebuilding ``_kv`` would do (Django's SQLite ``AlterField``)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = '_kv'")
+        triggers = cursor.fetchall()
+        assert sorted(name for name, _ in triggers) == sorted(watcher.TRIGGERS)
+        for name, _ in triggers:
+            cursor.execute(f"DROP TRIGGER {name}")
+    try:
+        store.set("k", "v")
+        assert receivers.invalidations_arrive() is False
+        time.sleep(5 * watcher.WATCH_INTERVAL)  # its looks have failed
+        with django_assert_num_queries(2):
+            assert store.get("k") == "v"
+            assert store.get("k") == "v"
+        assert store.l1.get("k") is None
+    finally:
+        with connection.cursor() as cursor:
+            for _, sql in triggers:
+                cursor.execute(sql)
+    assert watcher_live()
