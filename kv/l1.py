@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -76,6 +78,7 @@ class L1Cache:
         self._size = 0
         self._lock = threading.Lock()
         self.generation = 0
+        _caches.add(self)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -138,3 +141,25 @@ class L1Cache:
             self.generation += 1
             self._entries.clear()
             self._size = 0
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: start empty, with a lock of its own. What the parent kept was
+        kept while the parent's invalidations arrived; the child's own start only with its
+        first miss (its watcher, its listener), and another thread of the parent may have
+        held the lock at the fork."""
+        self._lock = threading.Lock()
+        self.generation += 1
+        self._entries = OrderedDict()
+        self._size = 0
+
+
+#: every L1 of this process, emptied in a forked child (gunicorn --preload, multiprocessing)
+_caches: weakref.WeakSet[L1Cache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cache in list(_caches):
+        cache._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -13,6 +13,7 @@ costs more than half a second a test on PostgreSQL).
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import threading
@@ -69,6 +70,24 @@ def test_l1cache__hit_returns_type_and_value():
     assert cache.get("k") == ("value", {"a": [1, 2]})
     assert cache.get("h") == ("hash", {"f": 1})
     assert cache.get("missing") is None
+
+
+def test_l1cache__a_forked_child_starts_empty():
+    # the child's invalidations start with its own first miss: what the parent kept must
+    # not be served there (gunicorn --preload forks after the parent may have read)
+    cache = L1Cache(max_bytes=10_000, ttl=60)
+    cache.fill("k", "string", "parent's", '"parent\'s"', None, cache.generation)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what its L1 holds, then leave at once
+        os.write(write, b"hit" if cache.get("k") is not None else b"miss")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 16)
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert answer == b"miss"
+    assert cache.get("k") == ("string", "parent's")  # the parent keeps its own
 
 
 def test_l1cache__never_holds_more_bytes_than_its_bound():
