@@ -49,7 +49,8 @@ class L1Cache:
     def __init__(self, max_bytes: int, ttl: float) -> None:
         self.max_bytes = max_bytes
         self.ttl = ttl
-        self._entries: OrderedDict[str, tuple[str, Any, str | None, float, int]] = OrderedDict()
+        # type, value (immutable) or JSON text, monotonic end, size, the key's expire_at (or None)
+        self._entries: OrderedDict[str, tuple[str, Any, str | None, float, int, int | None]] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
         self.generation = 0
@@ -66,7 +67,7 @@ class L1Cache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        type_, value, text, expires, _ = entry
+        type_, value, text, expires, _, _ = entry
         if expires <= clock.monotonic():
             self.invalidate(key, bump=False)
             return None
@@ -78,14 +79,25 @@ class L1Cache:
             return type_, json.loads(text)
         return type_, value
 
-    def fill(self, key: str, type_: str, value: Any, text: str, ttl: float | None, generation: int) -> None:
-        """Keep ``key`` for ``min(self.ttl, ttl)`` seconds unless it was invalidated since ``generation``."""
+    def read(self, key: str) -> tuple[str, Any, int | None] | None:
+        """``(type, value, expire_at)`` on a hit, ``expire_at`` the key's own (epoch
+        milliseconds, ``None`` without expiry), as ``fill`` was told; ``None`` on a miss."""
+        entry = self._entries.get(key)
+        if entry is None or entry[3] <= clock.monotonic():
+            return None  # an expired entry is left to get() to drop
+        type_, value, text, _, _, expire_at = entry
+        return type_, value if text is None else json.loads(text), expire_at
+
+    def fill(self, key: str, type_: str, value: Any, text: str, ttl: float | None, generation: int,
+             expire_at: int | None = None) -> None:
+        """Keep ``key`` for ``min(self.ttl, ttl)`` seconds unless it was invalidated since
+        ``generation``; ``expire_at`` is the key's expiry as the row holds it (for ``read``)."""
         lifetime = self.ttl if ttl is None else min(self.ttl, ttl)
         size = len(key.encode()) + len(text.encode()) + ENTRY_OVERHEAD
         if lifetime <= 0 or size > self.max_bytes or not _invalidations_arrive():
             return
         entry = (type_, value if isinstance(value, IMMUTABLE) else None,
-                 None if isinstance(value, IMMUTABLE) else text, clock.monotonic() + lifetime, size)
+                 None if isinstance(value, IMMUTABLE) else text, clock.monotonic() + lifetime, size, expire_at)
         with self._lock:
             if generation != self.generation:
                 return
