@@ -90,7 +90,17 @@ class CachedTokenAuthentication(TokenAuthentication):
             user.get_all_permissions()  # read now, kept on the cached user (ModelBackend's caches)
             tokens.fill(key, user, token, ttl, generation)
             found = user, token
-        return copy.copy(found[0]), found[1]  # the user a view may change; the token is read only
+        return _clone(found[0]), found[1]  # the user a view may change; the token is read only
+
+
+def _clone(user: Any) -> Any:
+    """A copy of ``user`` for one request, as ``copy.copy`` makes it (its own ``_state``, the
+    permission caches shared: they are replaced, never changed), without the pickling protocol
+    ``copy.copy`` takes through ``Model.__reduce__``."""
+    clone = object.__new__(type(user))
+    clone.__dict__.update(user.__dict__)
+    clone._state = copy.copy(user._state)
+    return clone
 
 
 def revoked(**kwargs: Any) -> None:

@@ -21,6 +21,7 @@ from django.http import QueryDict
 from django.utils.module_loading import import_string
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, AuthenticationFailed, ErrorDetail, ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -262,6 +263,27 @@ class ThrottledAuthentication(APIView):
             for throttle in throttles:
                 throttle.record_failed_authentication(request)
             raise
+
+
+# -- content negotiation -------------------------------------------------------------------
+
+#: the ``Accept`` headers for which DRF's negotiation picks a JSON renderer as ``application/json``
+_JSON_OR_ANY = frozenset({"application/json", "*/*"})
+
+
+class JSONNegotiation(DefaultContentNegotiation):
+    """DRF's content negotiation, answered at once for the usual request of a view whose first
+    renderer writes JSON: ``Accept: application/json``, ``*/*`` or none, no query string, no
+    format suffix. DRF's own negotiation, which parses the header into media types and their
+    precedence, reaches the same answer; any other request goes through it (a 406 included).
+    """
+
+    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> Any:
+        if (not format_suffix and renderers and renderers[0].media_type == "application/json"
+                and request.META.get("HTTP_ACCEPT", "*/*") in _JSON_OR_ANY
+                and not request.META.get("QUERY_STRING")):
+            return renderers[0], "application/json"
+        return super().select_renderer(request, renderers, format_suffix)
 
 
 # -- errors --------------------------------------------------------------------------------

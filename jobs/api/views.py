@@ -19,7 +19,7 @@ from jobs.handlers import allowed_without_handler
 from jobs.models import Job
 from jobs.store import JobStore
 from tachycore.parsers import JSONBodyParser
-from tachycore.rest import ThrottledAuthentication, error_responses, validated
+from tachycore.rest import JSONNegotiation, ThrottledAuthentication, error_responses, validated
 
 from . import serializers as s
 from .exceptions import TopicNotAllowed, exception_handler
@@ -66,6 +66,7 @@ class JobViewSet(ThrottledAuthentication, mixins.ListModelMixin, mixins.Retrieve
     pagination_class = JobPagination
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONBodyParser]
+    content_negotiation_class = JSONNegotiation
     lookup_value_converter = "int"
     lookup_value_regex = r"\d+"
     throttle_classes = [JobsThrottle]

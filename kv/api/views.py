@@ -27,7 +27,7 @@ from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
 from kv.store import KVStore
 from tachycore.jsontext import holds_nul
 from tachycore.parsers import JSONBodyParser
-from tachycore.rest import ThrottledAuthentication, error_responses
+from tachycore.rest import JSONNegotiation, ThrottledAuthentication, error_responses
 
 from . import serializers as s
 from .exceptions import BadRequest, KeyNotFound, ValueTooLarge, exception_handler
@@ -110,6 +110,7 @@ class KeyViewSet(ThrottledAuthentication, ViewSet):
     throttle_classes = [KVThrottle]
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONBodyParser]
+    content_negotiation_class = JSONNegotiation
     lookup_field = "key"
     lookup_value_converter = "kvkey"
     schema = KVSchema()
