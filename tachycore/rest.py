@@ -20,7 +20,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import QueryDict
 from django.utils.module_loading import import_string
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, AuthenticationFailed, ErrorDetail, ValidationError
+from rest_framework.exceptions import (
+    APIException,
+    AuthenticationFailed,
+    ErrorDetail,
+    ValidationError,
+)
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -278,7 +283,7 @@ class JSONNegotiation(DefaultContentNegotiation):
     precedence, reaches the same answer; any other request goes through it (a 406 included).
     """
 
-    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> Any:
+    def select_renderer(self, request: Any, renderers: Any, format_suffix: str | None = None) -> Any:
         if (not format_suffix and renderers and renderers[0].media_type == "application/json"
                 and request.META.get("HTTP_ACCEPT", "*/*") in _JSON_OR_ANY
                 and not request.META.get("QUERY_STRING")):
