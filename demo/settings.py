@@ -109,7 +109,8 @@ REST_FRAMEWORK = {
     # (the session first, as in DRF's default: a request without credentials gets 403)
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's TokenAuthentication, its users kept for TACHYCORE["API_TOKEN_CACHE_TTL"] (1 s)
+        "tachycore.authentication.CachedTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON bodies only, through the parser of the kv and jobs APIs (400/413 with a JSON detail)

@@ -73,8 +73,9 @@ class L1Cache:
     def __init__(self, max_bytes: int, ttl: float) -> None:
         self.max_bytes = max_bytes
         self.ttl = ttl
-        #: key -> (type, value, its copy plan or ``None`` for an immutable value, expiry, size)
-        self._entries: OrderedDict[str, tuple[str, Any, CopyPlan | None, float, int]] = OrderedDict()
+        #: key -> (type, value, its copy plan or ``None`` for an immutable value, expiry, size,
+        #: the key's own expire_at in epoch milliseconds or ``None``)
+        self._entries: OrderedDict[str, tuple[str, Any, CopyPlan | None, float, int, int | None]] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
         self.generation = 0
@@ -92,7 +93,7 @@ class L1Cache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        type_, value, plan, expires, _ = entry
+        type_, value, plan, expires, _, _ = entry
         if expires <= clock.monotonic():
             self.invalidate(key, bump=False)
             return None
@@ -104,17 +105,30 @@ class L1Cache:
             return type_, value
         return type_, copy_json(value, plan)
 
-    def fill(self, key: str, type_: str, value: Any, text: str, ttl: float | None, generation: int) -> None:
+    def read(self, key: str) -> tuple[str, Any, int | None] | None:
+        """``(type, value, expire_at)`` on a hit, ``expire_at`` the key's own (epoch
+        milliseconds, ``None`` without expiry), as ``fill`` was told; ``None`` on a miss.
+        The value is safe to change, as ``get``'s is."""
+        entry = self._entries.get(key)
+        if entry is None or entry[3] <= clock.monotonic():
+            return None  # an expired entry is left to get() to drop
+        type_, value, plan, _, _, expire_at = entry
+        return type_, value if plan is None else copy_json(value, plan), expire_at
+
+    def fill(self, key: str, type_: str, value: Any, text: str, ttl: float | None, generation: int,
+             expire_at: int | None = None) -> None:
         """Keep ``key`` for ``min(self.ttl, ttl)`` seconds unless it was invalidated since ``generation``.
 
         ``value`` is what ``text`` (its JSON) decodes to; L1 keeps a copy of a list or dict,
-        so the caller may go on changing ``value``. The bound counts ``text``'s bytes."""
+        so the caller may go on changing ``value``. The bound counts ``text``'s bytes.
+        ``expire_at`` is the key's expiry as the row holds it (for ``read``)."""
         lifetime = self.ttl if ttl is None else min(self.ttl, ttl)
         size = len(key.encode()) + len(text.encode()) + ENTRY_OVERHEAD
         if lifetime <= 0 or size > self.max_bytes or not _invalidations_arrive():
             return
         plan = None if isinstance(value, IMMUTABLE) else copy_plan(value)
-        entry = (type_, value if plan is None else copy_json(value, plan), plan, clock.monotonic() + lifetime, size)
+        entry = (type_, value if plan is None else copy_json(value, plan), plan, clock.monotonic() + lifetime,
+                 size, expire_at)
         with self._lock:
             if generation != self.generation:
                 return

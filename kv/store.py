@@ -87,7 +87,8 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
         type_, text, expire_at = row
         value = json.loads(text)
         if l1 is not None:
-            l1.fill(key, type_, value, text, None if expire_at is None else (expire_at - now) / 1000, generation)
+            l1.fill(key, type_, value, text, None if expire_at is None else (expire_at - now) / 1000, generation,
+                    expire_at)
         return type_, value
 
     # -- strings ---------------------------------------------------------------------------
@@ -152,6 +153,35 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
         """
         return self._read(key)
 
+    def inspect(self, key: str) -> tuple[str, Any, int] | None:
+        """``(type, value, pttl)`` of a live key of any type in one read, through L1 (``pttl``
+        as ``pttl()`` gives it: milliseconds left, -1 without expiry); ``None`` when absent.
+
+        For the API's ``GET /keys/<key>/``, which shows all three: ``type``, ``get`` and
+        ``pttl`` would be three reads, the last one always of the database.
+        """
+        if current_plugin() is not None:
+            governed.check(governed.READ, "inspect", key)
+        l1 = self.l1
+        if l1 is not None and self._session.connection().in_atomic_block:
+            l1 = None  # inside a transaction: past L1, and it is not filled
+        if l1 is not None:
+            if key.__class__ is str and (hit := l1.read(key)) is not None:
+                left = _left(hit[2], clock.now_ms())
+                return None if left == -2 else (hit[0], hit[1], left)
+            generation = l1.generation
+        key = check_key(key)
+        now = clock.now_ms()
+        row = self._session.statements().get(key, now)
+        if row is None:
+            return None
+        type_, text, expire_at = row
+        value = json.loads(text)
+        if l1 is not None:
+            l1.fill(key, type_, value, text, None if expire_at is None else (expire_at - now) / 1000, generation,
+                    expire_at)
+        return type_, value, _left(expire_at, now)
+
     def read_many(self, keys: list[str]) -> dict[str, tuple[str, Any]]:
         """``{key: (type, value)}`` for the live ones of ``keys``, of any type, through L1."""
         keys = list(dict.fromkeys(check_key(key) for key in keys))
@@ -170,7 +200,7 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
                 found[key] = (type_, value)
                 if l1 is not None:  # it keeps a copy of its own
                     ttl = None if expire_at is None else (expire_at - now) / 1000
-                    l1.fill(key, type_, value, text, ttl, generation)
+                    l1.fill(key, type_, value, text, ttl, generation, expire_at)
         return found
 
     def statements(self) -> CacheStatements:
@@ -329,6 +359,13 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
 
 
 # -- what the writes run (Session.write calls them with the statements first) -------------
+
+def _left(expire_at: int | None, now: int) -> int:
+    """Milliseconds from ``now`` to ``expire_at``: -1 without expiry, -2 when past."""
+    if expire_at is None:
+        return -1
+    return expire_at - now if expire_at > now else -2
+
 
 def _set(sql: CacheStatements, key: str, text: str, expire_at: int | None, now: int, nx: bool, xx: bool,
          keepttl: bool) -> bool:

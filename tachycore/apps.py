@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.core.signals import setting_changed
 from django.db.models.signals import post_migrate
 
@@ -27,6 +27,10 @@ class TachycoreConfig(AppConfig):
         from .signals import process_started, process_stopping
 
         checks.register()
+        if apps.is_installed("rest_framework.authtoken"):
+            from . import authentication
+
+            authentication.follow_revocations()  # API tokens: revocations empty every process's cache
         run_commands_as_their_plugin()
         exit_on_sigterm()
         runtime.watch(plugin_manager)

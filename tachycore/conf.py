@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import re
@@ -47,6 +48,17 @@ def parse_duration(value: Any) -> float:
 def parse_rate(value: Any) -> tuple[int, int]:
     """``(requests, seconds)`` of a throttle rate in DRF's notation: ``"100/min"``, ``"5/s"``,
     ``"1000/hour"``, ``"10000/day"``."""
+    if isinstance(value, str):
+        return _parse_rate_text(value)  # the throttles parse their rates at each request
+    return _parse_rate(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_rate_text(value: str) -> tuple[int, int]:
+    return _parse_rate(value)
+
+
+def _parse_rate(value: Any) -> tuple[int, int]:
     match = _RATE_RE.match(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f"cannot parse {value!r} as a rate (use 'requests/period' such as '100/min', "
@@ -274,6 +286,9 @@ class TachycoreDefaults:
     #: how long an old instance (or a disabled plugin's) may keep calls inside before it is
     #: unloaded anyway, recorded on the node and in the audit trail
     DRAIN_TIMEOUT: float = setting(30.0, "duration")
+    #: how long a process keeps the user an API token names (``tachycore.authentication``);
+    #: a revocation the ORM signals reaches every process at once on PostgreSQL; 0: no cache
+    API_TOKEN_CACHE_TTL: float = setting(1.0, "duration")
 
 
 tachycore_settings = AppSettings("TACHYCORE", TachycoreDefaults)

@@ -10,6 +10,7 @@ packages import this module, so the kernel starts without loading DRF.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import QueryDict
 from django.utils.module_loading import import_string
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, AuthenticationFailed, ValidationError
+from rest_framework.exceptions import (
+    APIException,
+    AuthenticationFailed,
+    ErrorDetail,
+    ValidationError,
+)
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -48,9 +55,23 @@ def load_permission_classes(app_settings: AppSettings, setting_name: str) -> lis
     ``PermissionClassError`` names the setting as users write it (``KV["READ_PERMISSION_CLASSES"]``)
     and the bad entry.
     """
-    where = f'{app_settings.setting_name}["{setting_name}"]'
+    paths = getattr(app_settings, setting_name)
+    try:
+        return list(_imported(app_settings.setting_name, setting_name, tuple(paths)))
+    except TypeError:  # an entry that cannot be a cache key (a dict...): refused below
+        return _import_classes(app_settings.setting_name, setting_name, paths)
+
+
+@functools.lru_cache(maxsize=64)
+def _imported(app: str, setting_name: str, paths: tuple[Any, ...]) -> tuple[type, ...]:
+    """The classes of ``paths``, imported once (the permission classes load at each request)."""
+    return tuple(_import_classes(app, setting_name, paths))
+
+
+def _import_classes(app: str, setting_name: str, paths: Any) -> list[type]:
+    where = f'{app}["{setting_name}"]'
     classes = []
-    for path in getattr(app_settings, setting_name):
+    for path in paths:
         if not isinstance(path, str):
             raise PermissionClassError(f"{where}: {path!r} is not a dotted path")
         try:
@@ -249,6 +270,27 @@ class ThrottledAuthentication(APIView):
             raise
 
 
+# -- content negotiation -------------------------------------------------------------------
+
+#: the ``Accept`` headers for which DRF's negotiation picks a JSON renderer as ``application/json``
+_JSON_OR_ANY = frozenset({"application/json", "*/*"})
+
+
+class JSONNegotiation(DefaultContentNegotiation):
+    """DRF's content negotiation, answered at once for the usual request of a view whose first
+    renderer writes JSON: ``Accept: application/json``, ``*/*`` or none, no query string, no
+    format suffix. DRF's own negotiation, which parses the header into media types and their
+    precedence, reaches the same answer; any other request goes through it (a 406 included).
+    """
+
+    def select_renderer(self, request: Any, renderers: Any, format_suffix: str | None = None) -> Any:
+        if (not format_suffix and renderers and renderers[0].media_type == "application/json"
+                and request.META.get("HTTP_ACCEPT", "*/*") in _JSON_OR_ANY
+                and not request.META.get("QUERY_STRING")):
+            return renderers[0], "application/json"
+        return super().select_renderer(request, renderers, format_suffix)
+
+
 # -- errors --------------------------------------------------------------------------------
 
 
@@ -334,6 +376,25 @@ class StringField(serializers.CharField):
         if self.max_length is not None and len(data) > self.max_length:
             self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
+
+
+def validated(serializer: serializers.Serializer, data: Any) -> Any:
+    """What ``type(serializer)(data=data).is_valid(raise_exception=True)`` validates, and the
+    same ``ValidationError`` (a 400) for bad data, through ``serializer``, made once and never
+    given data.
+
+    DRF deep-copies every declared field into each serializer it makes, which costs a small
+    body more than its validation; validating keeps nothing on the serializer, so one serves
+    every request (as its ``to_representation`` serves every response).
+    """
+    try:
+        return serializer.run_validation(data)
+    except ValidationError as exc:
+        detail = exc.detail
+        if isinstance(detail, list) and len(detail) == 1 and getattr(detail[0], "code", None) == "null":
+            # as Serializer.errors words a null body
+            detail = {api_settings.NON_FIELD_ERRORS_KEY: [ErrorDetail("No data provided", code="null")]}
+        raise ValidationError(detail) from None
 
 
 class QuerySerializer(serializers.Serializer):

@@ -19,20 +19,36 @@ from .instances import Inside, Instances
 
 
 class PluginURLResolver(URLResolver):
-    """A resolver that matches only while its plugin is enabled in the registry."""
+    """A resolver that matches only while its plugin is enabled in the registry, and while the
+    ``served()`` function of the plugin's urlconf, when it has one, returns true (a switch of
+    the plugin's own settings, such as ``KV["HTTP_ENABLED"]``, read on each request)."""
 
     def __init__(self, plugin_name: str, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.plugin_name = plugin_name
+        #: each view of the plugin, wrapped by ``inside()`` once per instances object
+        self._wrapped: dict[tuple[Instances, Callable[..., Any]], Callable[..., Any]] = {}
 
     def resolve(self, path: str):
         from .manager import plugin_manager
 
-        if not plugin_manager.is_enabled(self.plugin_name):
+        # the prefix first: it is cheaper than the state check, which every other plugin's
+        # URL would otherwise pay here
+        if not self.pattern.match(path) or not plugin_manager.is_enabled(self.plugin_name):
+            raise Resolver404({"path": path, "tried": []})
+        served = getattr(self.urlconf_module, "served", None)
+        if served is not None and not served():
             raise Resolver404({"path": path, "tried": []})
         match = super().resolve(path)
-        match.func = inside(plugin_manager.instances, self.plugin_name, match.func)
+        match.func = self._inside(plugin_manager.instances, match.func)
         return match
+
+    def _inside(self, entries: Instances, view: Callable[..., Any]) -> Callable[..., Any]:
+        key = (entries, view)
+        wrapped = self._wrapped.get(key)
+        if wrapped is None:
+            wrapped = self._wrapped[key] = inside(entries, self.plugin_name, view)
+        return wrapped
 
     def __repr__(self) -> str:
         return f"<PluginURLResolver {self.plugin_name} ({self.pattern.describe()})>"

@@ -702,7 +702,7 @@ def test_unexpected_error__json_500_without_traceback(api, store, monkeypatch):
     def broken(self, key):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(type(store), "type", broken)
+    monkeypatch.setattr(type(store), "inspect", broken)
 
     detail = assert_error(api.get(url("a")), 500)
     assert "fire" not in detail

@@ -389,6 +389,34 @@ def test_store_l1__hash_reads_hit_l1_without_a_query(store, django_assert_num_qu
 
 
 @store_db
+def test_store_l1__inspect_gives_type_value_and_ttl_from_l1_without_a_query(store, django_assert_num_queries):
+    store.set("k", {"a": 1}, ex=100)
+    store.hset("h", mapping={"f": 1})
+    with django_assert_num_queries(1):
+        first = store.inspect("k")
+    store.inspect("h")
+
+    with django_assert_num_queries(0):
+        again = store.inspect("k")
+        assert store.inspect("h") == ("hash", {"f": 1}, -1)
+
+    assert first[:2] == again[:2] == ("value", {"a": 1})
+    assert 99_000 < again[2] <= first[2] <= 100_000
+
+
+@store_db
+def test_store_l1__inspect_of_a_missing_or_expired_key_is_none(store, monkeypatch):
+    store.set("k", 1, px=50)
+    store.inspect("k")  # now in L1, with the key's own expiry
+
+    now = kv.clock.now_ms() + 60
+    monkeypatch.setattr(kv.clock, "now_ms", lambda: now)
+
+    assert store.inspect("k") is None
+    assert store.inspect("missing") is None
+
+
+@store_db
 def test_store_l1__mget_queries_only_for_what_l1_lacks(store, django_assert_num_queries):
     store.mset({"a": 1, "b": 2})
     store.get("a")

@@ -80,6 +80,12 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+#: made once (see ``tachycore.rest.validated``): ``ENQUEUE`` validates every enqueue's body,
+#: ``JOB.to_representation(job)`` is a job's JSON
+ENQUEUE = EnqueueSerializer()
+JOB = JobSerializer()
+
+
 class DedupedSerializer(serializers.Serializer):
     """The reply to an enqueue that found a pending job with its dedupe key."""
 

@@ -4,9 +4,7 @@ request) no route resolves."""
 
 from __future__ import annotations
 
-from django.urls import URLResolver, re_path
-from django.urls.exceptions import Resolver404
-from django.urls.resolvers import RoutePattern
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
 from jobs.conf import jobs_settings
@@ -14,22 +12,19 @@ from jobs.conf import jobs_settings
 from . import views
 
 
-class HTTPEnabledResolver(URLResolver):
-    """Resolves its patterns only while ``JOBS["HTTP_ENABLED"]`` is true and jobs is not disabled."""
-
-    def resolve(self, path: str):
-        if not jobs_settings.HTTP_ENABLED or jobs_settings.DISABLED:
-            raise Resolver404({"path": path, "tried": []})
-        return super().resolve(path)
+def served() -> bool:
+    """Whether the URLs resolve (``tachycore.routing.PluginURLResolver`` asks on each request):
+    while ``JOBS["HTTP_ENABLED"]`` is true and jobs is not disabled."""
+    return jobs_settings.HTTP_ENABLED and not jobs_settings.DISABLED
 
 
 router = SimpleRouter(use_regex_path=False)
 router.register("", views.JobViewSet, basename="job")
 
 app_name = "jobs"
-urlpatterns = [HTTPEnabledResolver(RoutePattern("", is_endpoint=False), [
+urlpatterns = [
     *router.urls,
     # any other URL ending in "/" (a malformed id: /api/jobs/abc/) is the API's JSON 404 too,
     # not Django's HTML page; without the "/", Django's APPEND_SLASH redirect comes first
     re_path(r"^[\s\S]+/\Z", views.unknown_url),
-])]
+]

@@ -19,7 +19,7 @@ from jobs.handlers import allowed_without_handler
 from jobs.models import Job
 from jobs.store import JobStore
 from tachycore.parsers import JSONBodyParser
-from tachycore.rest import ThrottledAuthentication, error_responses
+from tachycore.rest import JSONNegotiation, ThrottledAuthentication, error_responses, validated
 
 from . import serializers as s
 from .exceptions import TopicNotAllowed, exception_handler
@@ -66,6 +66,7 @@ class JobViewSet(ThrottledAuthentication, mixins.ListModelMixin, mixins.Retrieve
     pagination_class = JobPagination
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONBodyParser]
+    content_negotiation_class = JSONNegotiation
     lookup_value_converter = "int"
     lookup_value_regex = r"\d+"
     throttle_classes = [JobsThrottle]
@@ -99,9 +100,7 @@ class JobViewSet(ThrottledAuthentication, mixins.ListModelMixin, mixins.Retrieve
                                "its id, topic and status, with \"deduplicated\": true.",
                    responses={201: s.JobSerializer, 200: s.DedupedSerializer, **error_responses(400, 403, 413)})
     def create(self, request: Any) -> Response:
-        body = s.EnqueueSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
+        data = validated(s.ENQUEUE, request.data)
         allowed = jobs_settings.ALLOWED_TOPICS
         if allowed is not None and not allowed_without_handler(data["topic"], allowed):
             raise TopicNotAllowed(f"topic {data['topic']!r} is not in JOBS['ALLOWED_TOPICS']")
@@ -110,11 +109,11 @@ class JobViewSet(ThrottledAuthentication, mixins.ListModelMixin, mixins.Retrieve
                                max_retries=data.get("max_retries"), dedupe_key=data.get("dedupe_key"),
                                queue_name=data["queue_name"])
         if not job.deduplicated:
-            return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+            return Response(s.JOB.to_representation(job), status=status.HTTP_201_CREATED)
         # an existing job (someone else's, perhaps): its details only for those who may read
         # jobs (the manage classes, asked about "create": jobs.view_job by default)
         if CanManage().has_permission(request, self):
-            return Response({**s.JobSerializer(job).data, "deduplicated": True})
+            return Response({**s.JOB.to_representation(job), "deduplicated": True})
         return Response({"id": job.id, "topic": job.topic, "status": job.status, "deduplicated": True})
 
     def destroy(self, request: Any, pk: int) -> Response:
@@ -128,7 +127,7 @@ class JobViewSet(ThrottledAuthentication, mixins.ListModelMixin, mixins.Retrieve
     def requeue(self, request: Any, pk: int) -> Response:
         self.get_object()  # 404 for a missing job, 403 where an object permission refuses it
         job = _store().requeue(pk)
-        return Response(s.JobSerializer(job).data)
+        return Response(s.JOB.to_representation(job))
 
     @extend_schema(summary="Counts by status and topic, and the age of the oldest due job",
                    responses={200: s.StatsSerializer, **error_responses(403)})

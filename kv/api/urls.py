@@ -4,10 +4,8 @@ enabled, and answering 404 while ``KV["HTTP_ENABLED"]`` is false or ``KV["DISABL
 
 from __future__ import annotations
 
-from django.urls import URLResolver, register_converter
+from django.urls import register_converter
 from django.urls.converters import get_converters
-from django.urls.exceptions import Resolver404
-from django.urls.resolvers import RoutePattern
 from rest_framework.routers import DynamicRoute, SimpleRouter
 
 from kv.conf import kv_settings
@@ -38,13 +36,10 @@ class KeyRouter(SimpleRouter):
     ]
 
 
-class HTTPEnabledResolver(URLResolver):
-    """Resolves its patterns only while ``KV["HTTP_ENABLED"]`` is true and kv is not disabled."""
-
-    def resolve(self, path: str):
-        if not kv_settings.HTTP_ENABLED or kv_settings.DISABLED:
-            raise Resolver404({"path": path, "tried": []})
-        return super().resolve(path)
+def served() -> bool:
+    """Whether the URLs resolve (``tachycore.routing.PluginURLResolver`` asks on each request):
+    while ``KV["HTTP_ENABLED"]`` is true and kv is not disabled."""
+    return kv_settings.HTTP_ENABLED and not kv_settings.DISABLED
 
 
 if "kvkey" not in get_converters():
@@ -54,4 +49,4 @@ router = KeyRouter(use_regex_path=False)
 router.register("keys", views.KeyViewSet, basename="key")
 
 app_name = "kv"
-urlpatterns = [HTTPEnabledResolver(RoutePattern("", is_endpoint=False), router.urls)]
+urlpatterns = router.urls

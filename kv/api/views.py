@@ -27,7 +27,7 @@ from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
 from kv.store import KVStore
 from tachycore.jsontext import holds_nul
 from tachycore.parsers import JSONBodyParser
-from tachycore.rest import ThrottledAuthentication, error_responses
+from tachycore.rest import JSONNegotiation, ThrottledAuthentication, error_responses
 
 from . import serializers as s
 from .exceptions import BadRequest, KeyNotFound, ValueTooLarge, exception_handler
@@ -110,6 +110,7 @@ class KeyViewSet(ThrottledAuthentication, ViewSet):
     throttle_classes = [KVThrottle]
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONBodyParser]
+    content_negotiation_class = JSONNegotiation
     lookup_field = "key"
     lookup_value_converter = "kvkey"
     schema = KVSchema()
@@ -152,17 +153,12 @@ class KeyViewSet(ThrottledAuthentication, ViewSet):
         return Response({"keys": keys, "truncated": cursor != 0, "next": cursor or None})
 
     def retrieve(self, request, key: str) -> Response:
-        store = _store()
-        type_ = store.type(key)
-        if type_ == "value":
-            value = store.get(key)
-        elif type_ == "hash":
-            value = store.hgetall(key)
-        else:  # missing, or an entry of the cache backend, which is not the API's to show
+        found = _store().inspect(key)  # type, value and TTL in one read (of L1 on a hit)
+        if found is None or found[0] not in ("value", "hash"):
+            # missing, or an entry of the cache backend, which is not the API's to show
             raise KeyNotFound(f"key {key!r} does not exist")
-        ttl = store.ttl(key)
-        if ttl == -2:  # deleted or expired since it was read
-            raise KeyNotFound(f"key {key!r} does not exist")
+        type_, value, pttl = found
+        ttl = pttl if pttl < 0 else (pttl + 500) // 1000  # rounded, as KVStore.ttl()
         return Response({"key": key, "value": value, "type": type_, "ttl": ttl})
 
     def update(self, request, key: str) -> Response:
