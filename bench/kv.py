@@ -133,7 +133,9 @@ def main() -> None:
 
         anchor = per_op(raw_get, n_db)
         django_db = per_op(lambda: dbcache.get("bench:l2"), n_db)
-        record("get, L1 off", ours, "raw PK SELECT", anchor, "<= 1.5x", ours <= 1.5 * anchor)
+        # issue 15: at most 1.3x on SQLite (1.5x before)
+        get_goal = 1.3 if connection.vendor == "sqlite" else 1.5
+        record("get, L1 off", ours, "raw PK SELECT", anchor, f"<= {get_goal}x", ours <= get_goal * anchor)
         record("get, L1 off", ours, "DatabaseCache.get", django_db, ">= 3x faster", django_db >= 3 * ours)
 
         # -- set and incr ------------------------------------------------------------------
@@ -171,7 +173,9 @@ def main() -> None:
             raw.fetchone()
 
         anchor = per_op(raw_incr, n_db)
-        record("incr", ours, "raw upsert RETURNING", anchor, "<= 1.3x", ours <= 1.3 * anchor)
+        # issue 15: at most 1.2x on PostgreSQL (kv_incr, a function whose plan stays cached)
+        incr_goal = 1.2 if connection.vendor == "postgresql" else 1.3
+        record("incr", ours, "raw upsert RETURNING", anchor, f"<= {incr_goal}x", ours <= incr_goal * anchor)
 
     prepare = connection.connection.prepare_threshold if connection.vendor == "postgresql" else None
     print(f"kv on {connection.vendor} ({connection.settings_dict['NAME']}), best of 5 runs"
