@@ -286,20 +286,14 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
         """Delete the rows expired when the pass starts, in batches, until none is left;
         return how many.
 
-        A batch smaller than ``batch_size`` ends the pass only once no row expired by its
-        start is left: a ``set`` beside it may have given one of the rows the batch picked a
-        new life while more expired rows wait. Rows that expire while it runs are the next
-        pass's, so a pass always ends.
+        Every row expired at its start goes, even with writes beside it (a ``set`` that gives
+        a picked row a new life leaves its batch a row short; the pass goes on). Rows that
+        expire while it runs are the next pass's, so a pass always ends. See
+        ``Statements.expired_deletions`` (and SQLite's, which walks the table in storage
+        order when expired rows are many).
         """
         size = batch_size or kv_settings.CLEANUP_BATCH_SIZE
-        now = clock.now_ms()
-        total = 0
-        while True:
-            sql = self._session.statements()
-            deleted = sql.delete_expired(now, size)
-            total += deleted
-            if deleted < size and not sql.any_expired(now):
-                return total
+        return sum(self._session.statements().expired_deletions(clock.now_ms(), size))
 
     # -- counters --------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -274,8 +275,22 @@ class Statements:
         )
         return row is not None
 
+    def expired_deletions(self, now: int, batch_size: int) -> Iterator[int]:
+        """Delete the rows expired by ``now``, at most ``batch_size`` per statement, until none
+        is left; yield how many each batch deleted (each batch commits on its own outside a
+        transaction).
+
+        A batch smaller than ``batch_size`` ends the pass only once no row expired by ``now``
+        is left: a ``set`` beside it may have given one of the rows it picked a new life while
+        more expired rows wait. Rows that expire later are the next pass's."""
+        while True:
+            deleted = self.delete_expired(now, batch_size)
+            yield deleted
+            if deleted < batch_size and not self.any_expired(now):
+                return
+
     def delete_expired(self, now: int, batch_size: int) -> int:
-        """Delete at most ``batch_size`` expired rows; return how many."""
+        """Delete at most ``batch_size`` expired rows, in expiry order; return how many."""
         self.execute(
             # expiry is checked again outside the subquery: a key set anew while this
             # statement waited for its row lock must survive

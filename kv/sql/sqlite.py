@@ -10,6 +10,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.utils import timezone
@@ -20,6 +21,8 @@ from .cache import CacheStatements
 from .glob import glob_to_sqlite
 from .scans import Step
 
+#: SQLite's cleanup walks the table in storage order once one row in this many has expired
+_DENSE_EXPIRY = 20
 _results = threading.local()  # what a hash function computed, read right after its statement
 #: the last second formatted by utc_text: (its start in epoch nanoseconds, its text, the text and ".")
 _second: tuple[int, str, str] = (0, "", "")
@@ -127,6 +130,45 @@ class SQLiteStatements(CacheStatements):
             {**step.params, "last": last},
         )
         return [row[0] for row in rows], last
+
+    def expired_deletions(self, now: int, batch_size: int) -> Iterator[int]:
+        """Many expired rows: a walk through the table in rowid order (storage order), each
+        batch the next ``batch_size`` expired rows after the last one's rowid; few: the
+        expiry index's order, as on PostgreSQL.
+
+        Expiry order deletes rows scattered over the whole table, so each batch rewrites
+        about one table page and one key index page per row (29 µs a row at 100,000 keys,
+        86 µs at a million); storage order rewrites each table page once per pass. The walk
+        reads the live rows too, so it is taken only when at least one row in
+        ``_DENSE_EXPIRY`` has expired (counted on the expiry index, up to that many). A row
+        given a new life after the walk passed it is left; a row written during the pass gets
+        a rowid past the last one (or a reused one, with a TTL that runs past ``now``)."""
+        rows = self._one("SELECT max(rowid) FROM _kv", {})
+        highest = rows[0] if rows and rows[0] is not None else 0
+        wanted = highest // _DENSE_EXPIRY + 1
+        expired = self._one("SELECT count(*) FROM (SELECT 1 FROM _kv WHERE expire_at <= %(now)s LIMIT %(wanted)s)",
+                            {"now": now, "wanted": wanted})
+        if expired is None or expired[0] < wanted:
+            yield from super().expired_deletions(now, batch_size)
+            return
+        after = None
+        while True:
+            # +expire_at: not through the expiry index, whose order is the one avoided here
+            batch = self._one(
+                "SELECT count(*), max(rowid) FROM (SELECT rowid FROM _kv WHERE +expire_at <= %(now)s"
+                + ("" if after is None else " AND rowid > %(after)s") + " ORDER BY rowid LIMIT %(limit)s)",
+                {"now": now, "after": after, "limit": batch_size},
+            )
+            if batch is None or not batch[0]:
+                return
+            # the expiry is checked again: a key set anew since the SELECT stays
+            self.execute(
+                "DELETE FROM _kv WHERE rowid <= %(last)s AND +expire_at <= %(now)s"
+                + ("" if after is None else " AND rowid > %(after)s"),
+                {"now": now, "after": after, "last": batch[1]},
+            )
+            yield self.cursor.rowcount
+            after = batch[1]
 
     incr_statement = (
         "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
