@@ -227,6 +227,10 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
         ``\\``), sorted: all of them, as Redis, or the first ``limit``. ``scan`` returns them a
         few at a time, in constant memory.
 
+        All of them are read in steps of ``scan`` (keyset pages of the primary key index): the
+        database sorts nothing and Python holds the key strings only. A key present throughout
+        is returned once; one added or removed meanwhile may be returned or not, as in a scan.
+
         A pattern is at most ``kv.sql.glob.MAX_PATTERN_LENGTH`` characters with at most
         ``kv.sql.glob.MAX_PATTERN_WILDCARDS`` wildcards (``InvalidPattern`` past them). On
         PostgreSQL the search is cancelled after ``KV["KEYS_TIMEOUT"]`` (``SearchTimeout``).
@@ -238,6 +242,8 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
             raise InvalidValue(f"limit must be a whole number of at least 1, got {limit!r}")
         sql = self._session.statements()
         with sql.time_limit(kv_settings.KEYS_TIMEOUT, pattern):
+            if limit is None:
+                return sql.all_keys(pattern, clock.now_ms())
             return sql.keys(pattern, clock.now_ms(), limit=limit)
 
     # -- expiry ----------------------------------------------------------------------------

@@ -14,6 +14,9 @@ from typing import Any
 from .base import ALIVE, Statements
 from .glob import key_bounds, length_bounds
 
+#: rows a step of ``all_keys`` reads (``kv.scans.MAX_COUNT``, the most a ``scan`` call reads)
+ALL_KEYS_STEP = 10_000
+
 
 @dataclass
 class Step:
@@ -53,6 +56,18 @@ class ScanStatements(Statements):
         if limit is not None and len(keys) > limit:
             return keys[:limit], keys[limit - 1]
         return keys, last
+
+    def all_keys(self, pattern: str | None, now: int) -> list[str]:
+        """Every live key matching ``pattern``, in key order, read in steps of ``scan`` of
+        ``ALL_KEYS_STEP`` rows: the database sorts nothing (the primary key index is in key
+        order) and holds no result of every key, and only the keys found stay in memory."""
+        keys: list[str] = []
+        after = None
+        while True:
+            found, after = self.scan(after, pattern, now, ALL_KEYS_STEP)
+            keys.extend(found)
+            if after is None:
+                return keys
 
     def read_step(self, step: Step, count: int) -> tuple[list[str], str | None]:
         """``(keys, last)``: the keys of ``step.hit`` among the first ``count`` rows of

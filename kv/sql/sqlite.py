@@ -21,6 +21,8 @@ from .cache import CacheStatements
 from .glob import glob_to_sqlite
 from .scans import Step
 
+#: ``get``'s statement
+_GET = f"SELECT type, value, expire_at FROM _kv WHERE key = ? AND {ALIVE.replace('%(now)s', '?')}"
 #: SQLite's cleanup walks the table in storage order once one row in this many has expired
 _DENSE_EXPIRY = 20
 _results = threading.local()  # what a hash function computed, read right after its statement
@@ -130,6 +132,14 @@ class SQLiteStatements(CacheStatements):
             {**step.params, "last": last},
         )
         return [row[0] for row in rows], last
+
+    def get(self, key: str, now: int) -> tuple[str, str, int | None] | None:
+        # positional parameters: sqlite3 binds a tuple for less than a dict of names (0.3 µs
+        # of the 5 a read costs); Django's cursor, while queries are logged, takes "?" as well
+        self.run(_GET, (key, now))
+        # every row is fetched: a statement left open would keep SQLite's transaction open
+        rows = self._results.fetchall()
+        return rows[0] if rows else None
 
     def expired_deletions(self, now: int, batch_size: int) -> Iterator[int]:
         """Many expired rows: a walk through the table in rowid order (storage order), each
