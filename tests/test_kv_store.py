@@ -14,8 +14,10 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 import kv
+import kv.sql.scans
 from kv.errors import (
     InvalidKey,
     InvalidPattern,
@@ -997,6 +999,21 @@ def test_keys__defaults_to_every_live_key_of_every_type(store, clock):
     expired_hash(store, clock, "gone-hash")
 
     assert sorted(store.keys()) == ["h", "v"]
+
+
+def test_keys__every_key_across_several_steps_of_the_walk_sorted_once_each(store, clock, monkeypatch):
+    # keys() without a limit reads the keys in steps of ALL_KEYS_STEP rows: 3 here, so that
+    # expired rows, cache rows and a step boundary fall among the keys
+    monkeypatch.setattr(kv.sql.scans, "ALL_KEYS_STEP", 3)
+    store.mset({f"k{i:02d}": i for i in range(10)})
+    store.hset("k05h", "f", 1)
+    expired_value(store, clock, "k03x")
+    KVEntry.objects.create(key="cache:default:k", type="cache", value=1, created=timezone.now(),
+                           updated=timezone.now())
+
+    assert store.keys("*") == sorted([f"k{i:02d}" for i in range(10)] + ["k05h"])
+    assert store.keys("k0?") == [f"k{i:02d}" for i in range(10)]
+    assert store.keys("k1*") == []
 
 
 def test_keys__no_key_gives_an_empty_list(store):
