@@ -54,7 +54,7 @@ def schedules():
 
 
 def delete_statements(queries) -> int:
-    return sum(query["sql"].lstrip().upper().startswith("DELETE FROM _KV") for query in queries)
+    return sum("DELETE FROM _KV" in query["sql"].upper() for query in queries)
 
 
 # -- kv.cleanup.cleanup_expired -----------------------------------------------------------
