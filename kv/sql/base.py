@@ -81,10 +81,11 @@ class Statements:
         """``created``/``updated`` for now, as the driver takes it."""
         return timezone.now()
 
-    def run(self, native_sql: str, params: dict[str, Any] | tuple[Any, ...]) -> None:
+    def run(self, native_sql: str, params: Any) -> None:
         """``execute`` for a statement already in the driver's style, with parameters the
         driver takes as they are (the statements of every call: no conversion, no context
-        manager; positional ones where the statement has ``?``); its rows are on ``self._results``."""
+        manager): a dict of names, or a tuple where the statement has ``?``; its rows are on
+        ``self._results``."""
         connection = self.connection
         if connection.needs_rollback:
             connection.validate_no_broken_transaction()
