@@ -160,8 +160,9 @@ class SQLiteStatements(CacheStatements):
         86 µs at a million); storage order rewrites each table page once per pass. The walk
         reads the live rows too, so it is taken only when at least one row in
         ``_DENSE_EXPIRY`` has expired (counted on the expiry index, up to that many). A row
-        given a new life after the walk passed it is left; a row written during the pass gets
-        a rowid past the last one (or a reused one, with a TTL that runs past ``now``)."""
+        given a new life after the walk picked it stays; a row written during the pass gets a
+        rowid past the last one (or a reused one, with a TTL that runs past ``now``); an
+        expired row left behind all the same goes in expiry order after the walk."""
         rows = self._one("SELECT max(rowid) FROM _kv", {})
         highest = rows[0] if rows and rows[0] is not None else 0
         wanted = highest // _DENSE_EXPIRY + 1
@@ -179,7 +180,7 @@ class SQLiteStatements(CacheStatements):
                 {"now": now, "after": after, "limit": batch_size},
             )
             if batch is None or not batch[0]:
-                return
+                break
             # the expiry is checked again: a key set anew since the SELECT stays
             self.execute(
                 "DELETE FROM _kv WHERE rowid <= %(last)s AND +expire_at <= %(now)s"
@@ -188,6 +189,8 @@ class SQLiteStatements(CacheStatements):
             )
             yield self.cursor.rowcount
             after = batch[1]
+        if self.any_expired(now):  # left behind the walk (written by a process whose clock is behind)
+            yield from super().expired_deletions(now, batch_size)
 
     incr_statement = (
         "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
