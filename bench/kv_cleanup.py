@@ -18,6 +18,7 @@ import gc
 import multiprocessing
 import os
 import random
+import resource
 import sys
 import time
 import tracemalloc
@@ -125,16 +126,38 @@ def under_set_loop(connection, count: int, seconds_before: float) -> tuple[list[
     return baseline, during, elapsed, removed
 
 
-def keys_figures(store) -> tuple[float, float, int]:
-    """``keys('*')``: seconds, peak MiB of Python allocations (tracemalloc), keys returned."""
+def keys_figures() -> tuple[float, float, float, int]:
+    """``keys('*')`` in a child process: seconds, peak MiB of Python allocations (tracemalloc),
+    MiB the process's resident memory grew by at its peak (the driver's buffers too: libpq
+    keeps a whole result in C memory), keys returned."""
+    from django.db import connections
+
+    connections.close_all()  # the child gets no copy of an open connection
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_keys_in_child, args=(results,))
+    child.start()
+    figures = results.get(timeout=600)
+    child.join(30)
+    return figures
+
+
+def _keys_in_child(results) -> None:
+    import kv
+
+    store = kv.get_store()
+    store.keys("bench:0000000")  # connected, the statements made: not counted
     gc.collect()
+    with open("/proc/self/statm") as statm:
+        resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     tracemalloc.start()
     start = time.perf_counter()
     keys = store.keys("*")
     elapsed = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
-    return elapsed, peak, len(keys)
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - resident) / 2**20
+    results.put((elapsed, peak, grown, len(keys)))
 
 
 def main() -> None:
@@ -152,10 +175,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    import kv
 
     call_command("migrate", verbosity=0)
-    store = kv.get_store()
     sizes = [int(size) for size in args.sizes.split(",")]
     print(f"kv at scale on {connection.vendor} ({connection.settings_dict['NAME']}), code at {ROOT}")
     per_row = {}
@@ -164,9 +185,9 @@ def main() -> None:
         fill(connection, size)
         filled = time.perf_counter() - started
         if not args.skip_keys:
-            seconds, peak, found = keys_figures(store)
-            print(f"{size:>9,} keys: keys('*') {seconds * 1000:8.1f} ms, peak {peak:6.1f} MiB "
-                  f"of Python allocations, {found:,} live keys")
+            seconds, peak, grown, found = keys_figures()
+            print(f"{size:>9,} keys: keys('*') {seconds * 1000:8.1f} ms, peak {peak:6.1f} MiB of Python "
+                  f"allocations (tracemalloc), resident memory +{grown:6.1f} MiB at its peak, {found:,} live keys")
         elapsed, removed = timed_cleanup()
         per_row[size] = elapsed / max(removed, 1)
         print(f"{size:>9,} keys (written in {filled:.1f} s): cleanup removed {removed:,} in {elapsed * 1000:8.1f} ms, "
