@@ -54,6 +54,8 @@ class Statements:
         self._get_sql = self.native(
             f"SELECT type, {self.value_text}, expire_at FROM _kv WHERE key = %(key)s AND {ALIVE}"
         )
+        #: the same with ``?`` for the key and now, where the driver binds a tuple for less
+        self._get_positional: str | None = None
         #: ``set``'s statement by ``(nx, keepttl, type_)``, made at first use
         self._set_sql: dict[tuple[bool, bool, str], str] = {}
         self._incr_sql = self.native(self.incr_statement)
@@ -136,7 +138,10 @@ class Statements:
 
     def get(self, key: str, now: int) -> tuple[str, str, int | None] | None:
         """``(type, value JSON, expire_at)`` of a live key."""
-        self.run(self._get_sql, {"key": key, "now": now})
+        if self._get_positional is not None:
+            self.run(self._get_positional, (key, now))
+        else:
+            self.run(self._get_sql, {"key": key, "now": now})
         # every row is fetched: a statement left open would keep SQLite's transaction open
         rows = self._results.fetchall()
         return rows[0] if rows else None

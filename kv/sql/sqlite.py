@@ -99,7 +99,11 @@ class SQLiteStatements(CacheStatements):
 
     def __init__(self, connection, cursor) -> None:
         super().__init__(connection, cursor)
-        self._positional = isinstance(cursor, sqlite3.Cursor)  # not Django's (see ``get``)
+        # positional parameters on the driver's cursor: sqlite3 binds a tuple for less than a
+        # dict of names (0.3 µs of the 5 a read costs); Django's, while queries are logged,
+        # formats the logged query with "%" and takes names
+        if isinstance(cursor, sqlite3.Cursor):
+            self._get_positional = _GET
 
     def native(self, sql: str) -> str:
         return _named(sql)
@@ -137,18 +141,6 @@ class SQLiteStatements(CacheStatements):
             {**step.params, "last": last},
         )
         return [row[0] for row in rows], last
-
-    def get(self, key: str, now: int) -> tuple[str, str, int | None] | None:
-        # positional parameters on the driver's cursor: sqlite3 binds a tuple for less than a
-        # dict of names (0.3 µs of the 5 a read costs); Django's, while queries are logged,
-        # formats the logged query with "%" and takes names
-        if self._positional:
-            self.run(_GET, (key, now))
-        else:
-            self.run(self._get_sql, {"key": key, "now": now})
-        # every row is fetched: a statement left open would keep SQLite's transaction open
-        rows = self._results.fetchall()
-        return rows[0] if rows else None
 
     def expired_deletions(self, now: int, batch_size: int) -> Iterator[int]:
         """Many expired rows: a walk through the table in rowid order (storage order), each
