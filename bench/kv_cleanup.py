@@ -6,7 +6,8 @@
 
 Each table is written by one INSERT ... SELECT: keys ``bench:0000000`` up, 100-byte JSON
 values, half of them expired (at random times of the last hour, so in no order the table
-keeps: the worst case for the cleanup), the others live for an hour. Goals (issue 15): the
+keeps: the worst case for the cleanup; ``--written-order``: in the keys' order, as keys
+written one after the other with one TTL), the others live for an hour. Goals (issue 15): the
 cleanup linear in what it deletes (time per deleted row at 1M at most 2x the one at 10k), a
 `set` loop's p99 during a pass under 20 ms (PostgreSQL) / 100 ms (SQLite).
 """
@@ -35,20 +36,25 @@ VALUE = '"' + "x" * 98 + '"'  # 100 bytes of JSON
 HOUR_MS = 3_600_000
 
 
-def fill(connection, count: int) -> None:
-    """``count`` keys, the odd ones expired at a random time of the last hour."""
+def fill(connection, count: int, written_order: bool = False) -> None:
+    """``count`` keys, the odd ones expired at a random time of the last hour (with
+    ``written_order``, in the order of the keys, as keys written one after the other with
+    one TTL expire)."""
     from kv import clock
 
     now = clock.now_ms()
+    # the expired ones: random() is 64 bits on SQLite, 0 to 1 on PostgreSQL
+    offset = (f"(({count} - g) * {HOUR_MS} / {count})" if written_order
+              else "(random() * %s)::bigint" if connection.vendor == "postgresql" else "abs(random() %% %s)")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("TRUNCATE _kv")
             cursor.execute(
                 "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
                 "SELECT 'bench:' || lpad(g::text, 7, '0'), 'value', %s::jsonb, "
-                "CASE WHEN g %% 2 = 1 THEN %s - 1 - (random() * %s)::bigint ELSE %s + %s END, now(), now() "
+                f"CASE WHEN g %% 2 = 1 THEN %s - 1 - {offset} ELSE %s + %s END, now(), now() "
                 "FROM generate_series(0, %s - 1) AS g",
-                [VALUE, now, HOUR_MS, now, HOUR_MS, count],
+                [VALUE, now, *([] if written_order else [HOUR_MS]), now, HOUR_MS, count],
             )
             cursor.execute("VACUUM ANALYZE _kv")
         else:
@@ -57,9 +63,9 @@ def fill(connection, count: int) -> None:
                 "WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g < %s - 1) "
                 "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
                 "SELECT 'bench:' || substr('000000' || g, -7), 'value', %s, "
-                "CASE WHEN g %% 2 = 1 THEN %s - 1 - abs(random() %% %s) ELSE %s + %s END, "
+                f"CASE WHEN g %% 2 = 1 THEN %s - 1 - {offset} ELSE %s + %s END, "
                 "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now'), strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now') FROM s",
-                [count, VALUE, now, HOUR_MS, now, HOUR_MS],
+                [count, VALUE, now, *([] if written_order else [HOUR_MS]), now, HOUR_MS],
             )
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -167,6 +173,8 @@ def main() -> None:
                         help="the table of the set-loop run (default: the largest size)")
     parser.add_argument("--skip-loop", action="store_true", help="leave out the set-loop run")
     parser.add_argument("--skip-keys", action="store_true", help="leave out keys('*')")
+    parser.add_argument("--written-order", action="store_true",
+                        help="keys expire in the order they were written (default: at random times)")
     args = parser.parse_args()
 
     import django
@@ -182,7 +190,7 @@ def main() -> None:
     per_row = {}
     for size in sizes:
         started = time.perf_counter()
-        fill(connection, size)
+        fill(connection, size, args.written_order)
         filled = time.perf_counter() - started
         if not args.skip_keys:
             seconds, peak, grown, found = keys_figures()
@@ -199,7 +207,7 @@ def main() -> None:
     if args.skip_loop:
         return
     size = args.loop_size or sizes[-1]
-    fill(connection, size)
+    fill(connection, size, args.written_order)
     baseline, during, elapsed, removed = under_set_loop(connection, size, 2.0)
     goal_ms = 20 if connection.vendor == "postgresql" else 100
     print(f"set loop over {size:,} keys, alone: {len(baseline):,} sets, p50 {percentile(baseline, 0.5) * 1000:.2f} ms, "
