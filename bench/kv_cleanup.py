@@ -44,7 +44,7 @@ def fill(connection, count: int, written_order: bool = False) -> None:
 
     now = clock.now_ms()
     # the expired ones: random() is 64 bits on SQLite, 0 to 1 on PostgreSQL
-    offset = (f"(({count} - g) * {HOUR_MS} / {count})" if written_order
+    offset = (f"((CAST({count} AS bigint) - g) * {HOUR_MS} / {count})" if written_order
               else "(random() * %s)::bigint" if connection.vendor == "postgresql" else "abs(random() %% %s)")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
