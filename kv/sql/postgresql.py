@@ -215,38 +215,6 @@ class PostgresStatements(CacheStatements):
                                   "tc_channel": channel, "tc_message": message})
         return self._results.fetchall()[0][0]
 
-    def expired_deletions(self, now: int, batch_size: int) -> Iterator[int]:
-        """A walk along the expiry index: each batch deletes the next ``batch_size`` expired
-        rows from the expiry the last one reached (``expire_at >= after``), so that no batch
-        reads again the index entries of the rows the batches before it deleted (dead until
-        a vacuum: the walk from the start read past all of them, quadratic in a pass). A
-        batch that picked fewer rows than ``batch_size`` reached ``now``; the pass then ends
-        unless an expired row is left behind (one written with an expiry before ``after`` by a
-        process whose clock is behind), which starts the walk over."""
-        after = None
-        while True:
-            row = self._one(
-                "WITH picked AS MATERIALIZED (SELECT key, expire_at FROM _kv WHERE expire_at <= %(now)s"
-                + ("" if after is None else " AND expire_at >= %(after)s")
-                + " ORDER BY expire_at LIMIT %(limit)s), "
-                # expiry is checked again: a key set anew while this statement waited for its
-                # row lock must survive
-                "gone AS (DELETE FROM _kv USING picked WHERE _kv.key = picked.key "
-                "AND _kv.expire_at <= %(now)s RETURNING 1) "
-                "SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM gone), "
-                "(SELECT max(expire_at) FROM picked)",
-                {"now": now, "after": after, "limit": batch_size},
-            )
-            assert row is not None, "a SELECT of subqueries without FROM returns one row"
-            picked, deleted, reached = row
-            yield deleted
-            if picked == batch_size:
-                after = reached
-            elif after is None or not self.any_expired(now):
-                return
-            else:
-                after = None
-
     def hset(self, key: str, mapping: str, field_count: int, now: int, max_size: int) -> int | None:
         # must run in a transaction (the store opens one): two hsets creating the same hash
         # at once would both count every field as new, since a statement reads the state as
