@@ -58,16 +58,24 @@ class ScanStatements(Statements):
         return keys, last
 
     def all_keys(self, pattern: str | None, now: int) -> list[str]:
-        """Every live key matching ``pattern``, in key order, read in steps of ``scan`` of
-        ``ALL_KEYS_STEP`` rows: the database sorts nothing (the primary key index is in key
-        order) and holds no result of every key, and only the keys found stay in memory."""
+        """Every live key matching ``pattern``, in key order, read ``ALL_KEYS_STEP`` rows at a
+        time after the last key read (the walk of ``scan``): the database sorts nothing (the
+        primary key index is in key order) and never holds a result of every key, and only
+        the keys found stay in memory. A step is one plain statement: every row it reads comes
+        back with whether it is a hit (numbering the rows as ``read_step`` does cost 3 to 4
+        times more per row on PostgreSQL)."""
         keys: list[str] = []
         after = None
         while True:
-            found, after = self.scan(after, pattern, now, ALL_KEYS_STEP)
-            keys.extend(found)
-            if after is None:
+            step = self._step(after, pattern, now, ALL_KEYS_STEP, None)
+            if step is None:
                 return keys
+            where = f"WHERE {' AND '.join(step.where)} " if step.where else ""
+            rows = self._all(f"SELECT key, {step.hit} FROM _kv {where}ORDER BY key LIMIT %(count)s", step.params)
+            keys.extend(key for key, hit in rows if hit)
+            if len(rows) < ALL_KEYS_STEP:
+                return keys
+            after = rows[-1][0]
 
     def read_step(self, step: Step, count: int) -> tuple[list[str], str | None]:
         """``(keys, last)``: the keys of ``step.hit`` among the first ``count`` rows of
