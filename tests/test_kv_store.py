@@ -17,7 +17,6 @@ import pytest
 from django.utils import timezone
 
 import kv
-import kv.sql.scans
 from kv.errors import (
     InvalidKey,
     InvalidPattern,
@@ -29,6 +28,7 @@ from kv.errors import (
 )
 from kv.models import KVEntry
 from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
+from kv.sql.scans import ScanStatements
 from kv.validation import MAX_TTL
 from tachycore.jsontext import MAX_JSON_DEPTH
 from tests.helpers.json_values import SURROGATES, nested_list
@@ -1002,9 +1002,9 @@ def test_keys__defaults_to_every_live_key_of_every_type(store, clock):
 
 
 def test_keys__every_key_across_several_steps_of_the_walk_sorted_once_each(store, clock, monkeypatch):
-    # keys() without a limit reads the keys in steps of ALL_KEYS_STEP rows: 3 here, so that
+    # keys() without a limit reads the keys in steps of all_keys_step rows: 3 here, so that
     # expired rows, cache rows and a step boundary fall among the keys
-    monkeypatch.setattr(kv.sql.scans, "ALL_KEYS_STEP", 3)
+    monkeypatch.setattr(ScanStatements, "all_keys_step", 3)
     store.mset({f"k{i:02d}": i for i in range(10)})
     store.hset("k05h", "f", 1)
     expired_value(store, clock, "k03x")

@@ -14,9 +14,6 @@ from typing import Any
 from .base import ALIVE, Statements
 from .glob import key_bounds, length_bounds
 
-#: rows a step of ``all_keys`` reads (``kv.scans.MAX_COUNT``, the most a ``scan`` call reads)
-ALL_KEYS_STEP = 10_000
-
 
 @dataclass
 class Step:
@@ -31,6 +28,9 @@ class Step:
 
 class ScanStatements(Statements):
     """The statements of the store with its scan; ``CacheStatements`` extends it."""
+
+    #: rows a step of ``all_keys`` reads (``kv.scans.MAX_COUNT``, the most a ``scan`` call reads)
+    all_keys_step = 10_000
 
     def scan(self, after: str | None, pattern: str | None, now: int, count: int, *, limit: int | None = None,
              types: tuple[str, ...] | None = None) -> tuple[list[str], str | None]:
@@ -58,24 +58,16 @@ class ScanStatements(Statements):
         return keys, last
 
     def all_keys(self, pattern: str | None, now: int) -> list[str]:
-        """Every live key matching ``pattern``, in key order, read ``ALL_KEYS_STEP`` rows at a
-        time after the last key read (the walk of ``scan``): the database sorts nothing (the
-        primary key index is in key order) and never holds a result of every key, and only
-        the keys found stay in memory. A step is one plain statement: every row it reads comes
-        back with whether it is a hit (numbering the rows as ``read_step`` does cost 3 to 4
-        times more per row on PostgreSQL)."""
+        """Every live key matching ``pattern``, in key order, read in steps of ``scan`` of
+        ``all_keys_step`` rows: the database sorts nothing (the primary key index is in key
+        order) and never holds a result of every key, and only the keys found stay in memory."""
         keys: list[str] = []
         after = None
         while True:
-            step = self._step(after, pattern, now, ALL_KEYS_STEP, None)
-            if step is None:
+            found, after = self.scan(after, pattern, now, self.all_keys_step)
+            keys.extend(found)
+            if after is None:
                 return keys
-            where = f"WHERE {' AND '.join(step.where)} " if step.where else ""
-            rows = self._all(f"SELECT key, {step.hit} FROM _kv {where}ORDER BY key LIMIT %(count)s", step.params)
-            keys.extend(key for key, hit in rows if hit)
-            if len(rows) < ALL_KEYS_STEP:
-                return keys
-            after = rows[-1][0]
 
     def read_step(self, step: Step, count: int) -> tuple[list[str], str | None]:
         """``(keys, last)``: the keys of ``step.hit`` among the first ``count`` rows of
