@@ -134,23 +134,6 @@ class PostgresStatements(CacheStatements):
         keys = [key for key, hit, _ in rows if hit]
         return keys, rows[-1][0] if rows and rows[-1][2] == count else None
 
-    def all_keys(self, pattern: str | None, now: int) -> list[str]:
-        # the steps of scan, each one plain statement that returns every row it reads with
-        # whether it is a hit: numbering the rows as read_step does costs 3 to 4 times more
-        # per row here (on SQLite, returning the rows that miss costs more than read_step)
-        keys: list[str] = []
-        after = None
-        while True:
-            step = self._step(after, pattern, now, self.all_keys_step, None)
-            if step is None:
-                return keys
-            where = f"WHERE {' AND '.join(step.where)} " if step.where else ""
-            rows = self._all(f"SELECT key, {step.hit} FROM _kv {where}ORDER BY key LIMIT %(count)s", step.params)
-            keys.extend(key for key, hit in rows if hit)
-            if len(rows) < self.all_keys_step:
-                return keys
-            after = rows[-1][0]
-
     # kv_incr, made by the migration kv 0003: a function keeps its statement's plan for the
     # connection's life, where the statement sent as text would be parsed and planned on every
     # call (Django binds on the client). Every argument is cast: CAST(... AS bigint), not

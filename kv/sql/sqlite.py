@@ -123,24 +123,8 @@ class SQLiteStatements(CacheStatements):
         return None if glob is None else ("key GLOB %(pattern)s", glob)
 
     def read_step(self, step: Step, count: int) -> tuple[list[str], str | None]:
-        # SQLite would read every row of the step before numbering them (10,000 rows, 20 ms):
-        # the count-th key first (the key index alone answers it), then the rows up to it,
-        # which stop at the LIMIT. A key present throughout is read either way: whatever
-        # changes between the two statements, the next step starts after that same key.
-        where = list(step.where)
-        last_row = self._one(
-            f"SELECT key FROM _kv {'WHERE ' + ' AND '.join(where) if where else ''} "
-            "ORDER BY key LIMIT 1 OFFSET %(count)s - 1", step.params,
-        )
-        last = last_row[0] if last_row else None
-        if last is not None:
-            where.append("key <= %(last)s")
-        rows = self._all(
-            f"SELECT key FROM _kv WHERE {' AND '.join([*where, step.hit])} ORDER BY key"
-            + (" LIMIT %(rows)s" if "rows" in step.params else ""),
-            {**step.params, "last": last},
-        )
-        return [row[0] for row in rows], last
+        # SQLite would read every row of the step before numbering them (10,000 rows, 20 ms)
+        return self.read_step_to_last(step, count)
 
     def expired_deletions(self, now: int, batch_size: int) -> Iterator[int]:
         """Many expired rows: a walk through the table in rowid order (storage order), each
