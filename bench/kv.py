@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(os.environ.get("BENCH_ROOT") or Path(__file__).resolve().parent.parent)  # BENCH_ROOT: other code
 sys.path.insert(0, str(ROOT))
 from bench.demo_site import use_demo_site  # noqa: E402 (after the path it is found on)
 
@@ -43,6 +44,16 @@ def per_op(fn, n: int, repeat: int = 5) -> float:
             fn()
         best = min(best, (time.perf_counter() - start) / n)
     return best
+
+
+def paired(ours_fn, anchor_fn, n: int, repeat: int = 5) -> tuple[float, float]:
+    """``per_op`` of both, their runs taken in turn (ours, anchor, ours...): a change of the
+    machine's pace during the measurement reaches both alike. Best of ``repeat`` each."""
+    ours, anchor = float("inf"), float("inf")
+    for _ in range(repeat):
+        ours = min(ours, per_op(ours_fn, n, 1))
+        anchor = min(anchor, per_op(anchor_fn, n, 1))
+    return ours, anchor
 
 
 def record(name: str, ours: float, anchor_name: str, anchor: float, goal: str, met: bool) -> None:
@@ -133,15 +144,15 @@ def main() -> None:
     # -- L2 get ----------------------------------------------------------------------------
     with override_settings(KV={"L1_ENABLED": False}):
         assert store.get("bench:l2") == VALUE
-        ours = per_op(lambda: store.get("bench:l2"), n_db)
-
         def raw_get():
             raw.execute(select, ["bench:raw"])
             json.loads(raw.fetchone()[0])
 
-        anchor = per_op(raw_get, n_db)
+        ours, anchor = paired(lambda: store.get("bench:l2"), raw_get, n_db)
         django_db = per_op(lambda: dbcache.get("bench:l2"), n_db)
-        record("get, L1 off", ours, "raw PK SELECT", anchor, "<= 1.5x", ours <= 1.5 * anchor)
+        # issue 15: at most 1.3x on SQLite (1.5x before)
+        get_goal = 1.3 if connection.vendor == "sqlite" else 1.5
+        record("get, L1 off", ours, "raw PK SELECT", anchor, f"<= {get_goal}x", ours <= get_goal * anchor)
         record("get, L1 off", ours, "DatabaseCache.get", django_db, ">= 3x faster", django_db >= 3 * ours)
 
         # -- set and incr ------------------------------------------------------------------
@@ -172,14 +183,14 @@ def main() -> None:
         NOTES.append(f"one value repeated: raw upsert {fmt(same)}, set {fmt(ours_same)} "
                      f"({ours_same / same:.2f}x; on SQLite the raw upsert then rewrites nothing)")
 
-        ours = per_op(lambda: store.incr("bench:incr"), n_db)
-
         def raw_incr():
             raw.execute(incr, ["bench:rawincr"])
             raw.fetchone()
 
-        anchor = per_op(raw_incr, n_db)
-        record("incr", ours, "raw upsert RETURNING", anchor, "<= 1.3x", ours <= 1.3 * anchor)
+        ours, anchor = paired(lambda: store.incr("bench:incr"), raw_incr, n_db)
+        # issue 15: at most 1.2x on PostgreSQL (kv_incr, a function whose plan stays cached)
+        incr_goal = 1.2 if connection.vendor == "postgresql" else 1.3
+        record("incr", ours, "raw upsert RETURNING", anchor, f"<= {incr_goal}x", ours <= incr_goal * anchor)
 
     prepare = connection.connection.prepare_threshold if connection.vendor == "postgresql" else None
     print(f"kv on {connection.vendor} ({connection.settings_dict['NAME']}), best of 5 runs"

@@ -258,6 +258,10 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
         ``\\``), sorted: all of them, as Redis, or the first ``limit``. ``scan`` returns them a
         few at a time, in constant memory.
 
+        All of them are read in steps of ``scan`` (keyset pages of the primary key index): the
+        database sorts nothing and Python holds the key strings only. A key present throughout
+        is returned once; one added or removed meanwhile may be returned or not, as in a scan.
+
         A pattern is at most ``kv.sql.glob.MAX_PATTERN_LENGTH`` characters with at most
         ``kv.sql.glob.MAX_PATTERN_WILDCARDS`` wildcards (``InvalidPattern`` past them). On
         PostgreSQL the search is cancelled after ``KV["KEYS_TIMEOUT"]`` (``SearchTimeout``).
@@ -269,6 +273,8 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
             raise InvalidValue(f"limit must be a whole number of at least 1, got {limit!r}")
         sql = self._session.statements()
         with sql.time_limit(kv_settings.KEYS_TIMEOUT, pattern):
+            if limit is None:
+                return sql.all_keys(pattern, clock.now_ms())
             return sql.keys(pattern, clock.now_ms(), limit=limit)
 
     # -- expiry ----------------------------------------------------------------------------
@@ -317,20 +323,14 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
         """Delete the rows expired when the pass starts, in batches, until none is left;
         return how many.
 
-        A batch smaller than ``batch_size`` ends the pass only once no row expired by its
-        start is left: a ``set`` beside it may have given one of the rows the batch picked a
-        new life while more expired rows wait. Rows that expire while it runs are the next
-        pass's, so a pass always ends.
+        Every row expired at its start goes, even with writes beside it (a ``set`` that gives
+        a picked row a new life leaves its batch a row short; the pass goes on). Rows that
+        expire while it runs are the next pass's, so a pass always ends. See
+        ``Statements.expired_deletions`` (and SQLite's, which walks the table in storage
+        order when expired rows are many).
         """
         size = batch_size or kv_settings.CLEANUP_BATCH_SIZE
-        now = clock.now_ms()
-        total = 0
-        while True:
-            sql = self._session.statements()
-            deleted = sql.delete_expired(now, size)
-            total += deleted
-            if deleted < size and not sql.any_expired(now):
-                return total
+        return sum(self._session.statements().expired_deletions(clock.now_ms(), size))
 
     # -- counters --------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 SQLite carries no message between processes (the in-process pub/sub delivers none), so a
 write elsewhere would stay hidden behind L1 for up to ``L1_TTL``. Instead an update or
 delete of a ``_kv`` row raises a counter, ``_kv_changes.counter``, and sets its ``pending``
-flag, in the writing statement itself (triggers made by migration 0003): the same
+flag, in the writing statement itself (triggers made by migration 0004): the same
 transaction, whatever wrote it (the store, the cache backend, the admin, a ``sqlite3``
 shell). While ``pending`` is set, writes leave the counter alone: its page is not written
 again with each commit.
@@ -39,7 +39,7 @@ logger = logging.getLogger("kv")
 
 #: how often the watcher looks for commits: a write elsewhere leaves L1 within about this
 WATCH_INTERVAL = 0.02
-#: the triggers that raise the counter (kv/migrations/0003_sqlite_change_counter.py)
+#: the triggers that raise the counter (kv/migrations/0004_sqlite_change_counter.py)
 TRIGGERS = ("_kv_changed_by_update", "_kv_changed_by_delete")
 
 
@@ -89,7 +89,7 @@ class ChangeWatcher(CommitWatcher):
         missing = [name for name in TRIGGERS if name not in names]
         if missing:
             raise LookupError(f"the triggers {', '.join(missing)} on _kv are missing: run migrate "
-                              "(kv/migrations/0003_sqlite_change_counter.py makes them)")
+                              "(kv/migrations/0004_sqlite_change_counter.py makes them)")
 
     def failed(self, error: Exception) -> None:
         """A look failed: writes elsewhere may go unseen, so L1 is emptied and not filled

@@ -19,7 +19,7 @@ import contextvars
 import functools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import sqlglot
@@ -215,6 +215,17 @@ _SIDE_EFFECT_FUNCTIONS = frozenset({
     "lo_import", "lo_export", "lo_unlink", "lo_put", "lo_from_bytea", "dblink", "dblink_exec",
     "load_extension", "writefile", "readfile",
 })  # fmt: skip
+#: functions of the site's own apps that write tables, by lower-cased name: a statement that
+#: calls one writes those tables (``declare_writing_function``; kv declares ``kv_incr``)
+_WRITING_FUNCTIONS: dict[str, frozenset[str]] = {}
+
+
+def declare_writing_function(name: str, tables: Iterable[str]) -> None:
+    """Say that the database function ``name`` writes ``tables``: a statement calling it
+    (``SELECT name(...)``) is then a WRITE of them, not a READ of nothing. For an app that
+    creates such a function in a migration; classifications made before are forgotten."""
+    _WRITING_FUNCTIONS[name.lower()] = frozenset(table.lower() for table in tables)
+    _classify.cache_clear()
 
 
 def _classify_tree(tree: exp.Expr, vendor: str) -> Statement:
@@ -226,6 +237,7 @@ def _classify_tree(tree: exp.Expr, vendor: str) -> Statement:
             if nested > access:
                 access, reason = nested, nested_reason
     reads, writes = _tables(tree)
+    writes |= _function_writes(tree)
     return Statement(access, reads - writes, writes, reason)
 
 
@@ -261,6 +273,8 @@ def _nested_effects(tree: exp.Expr) -> Iterator[tuple[int, str]]:
                 yield WRITE, "locking read (SELECT ... FOR UPDATE/SHARE)"
         elif isinstance(node, exp.Anonymous) and node.name.lower() in _SIDE_EFFECT_FUNCTIONS:
             yield EXECUTE, f"{node.name.lower()}() acts beyond the tables"
+        elif isinstance(node, exp.Anonymous) and node.name.lower() in _WRITING_FUNCTIONS:
+            yield WRITE, f"{node.name.lower()}() writes {', '.join(sorted(_WRITING_FUNCTIONS[node.name.lower()]))}"
 
 
 def _classify_command(tree: exp.Command, vendor: str) -> Statement:
@@ -331,6 +345,15 @@ def _tables(tree: exp.Expr) -> tuple[frozenset[str], frozenset[str]]:
         if select.args.get("locks"):
             writes.update(_locked_tables(select))
     return frozenset(reads), frozenset(writes)
+
+
+def _function_writes(tree: exp.Expr) -> frozenset[str]:
+    """The tables written by the declared functions the statement calls."""
+    if not _WRITING_FUNCTIONS:
+        return _EMPTY
+    return frozenset().union(*(
+        _WRITING_FUNCTIONS.get(node.name.lower(), _EMPTY) for node in tree.find_all(exp.Anonymous)
+    ))
 
 
 def _table_name(table: exp.Table) -> str | None:

@@ -54,7 +54,7 @@ def schedules():
 
 
 def delete_statements(queries) -> int:
-    return sum(query["sql"].lstrip().upper().startswith("DELETE FROM _KV") for query in queries)
+    return sum("DELETE FROM _KV" in query["sql"].upper() for query in queries)
 
 
 # -- kv.cleanup.cleanup_expired -----------------------------------------------------------
@@ -110,6 +110,34 @@ def test_cleanup_expired__batch_size_defaults_to_the_setting(settings):
 
     assert removed == 9
     assert delete_statements(queries) == 3  # 4 + 4 + 1
+
+
+@pytest.mark.django_db
+def test_cleanup_expired__expired_rows_among_live_ones_go_and_the_live_ones_stay():
+    # many expired rows (SQLite walks the table in storage order then), written between live ones
+    for i in range(10):
+        put(f"live:{i}", 60_000 if i % 2 else None)
+        put(f"gone:{i}", -1000 - i)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert cleanup_expired(batch_size=3) == 10
+
+    assert remaining() == sorted(f"live:{i}" for i in range(10))
+    assert delete_statements(queries) == 4  # 3 + 3 + 3 + 1
+
+
+@pytest.mark.django_db
+def test_cleanup_expired__a_few_expired_rows_among_many_live_ones_go():
+    # few expired rows: the expiry index's order on both databases
+    KVEntry.objects.bulk_create(
+        KVEntry(key=f"live:{i:02d}", value=i, created=timezone.now(), updated=timezone.now())
+        for i in range(60)
+    )
+    put("gone:a", -1)
+    put("gone:b", -5000)
+
+    assert cleanup_expired(batch_size=1) == 2
+    assert remaining() == [f"live:{i:02d}" for i in range(60)]
 
 
 @pytest.mark.django_db

@@ -14,6 +14,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 import kv
 from kv.errors import (
@@ -27,6 +28,7 @@ from kv.errors import (
 )
 from kv.models import KVEntry
 from kv.sql.glob import MAX_PATTERN_LENGTH, MAX_PATTERN_WILDCARDS
+from kv.sql.scans import ScanStatements
 from kv.validation import MAX_TTL
 from tachycore.jsontext import MAX_JSON_DEPTH
 from tests.helpers.json_values import SURROGATES, nested_list
@@ -997,6 +999,21 @@ def test_keys__defaults_to_every_live_key_of_every_type(store, clock):
     expired_hash(store, clock, "gone-hash")
 
     assert sorted(store.keys()) == ["h", "v"]
+
+
+def test_keys__every_key_across_several_steps_of_the_walk_sorted_once_each(store, clock, monkeypatch):
+    # keys() without a limit reads the keys in steps of all_keys_step rows: 3 here, so that
+    # expired rows, cache rows and a step boundary fall among the keys
+    monkeypatch.setattr(ScanStatements, "all_keys_step", 3)
+    store.mset({f"k{i:02d}": i for i in range(10)})
+    store.hset("k05h", "f", 1)
+    expired_value(store, clock, "k03x")
+    KVEntry.objects.create(key="cache:default:k", type="cache", value=1, created=timezone.now(),
+                           updated=timezone.now())
+
+    assert store.keys("*") == sorted([f"k{i:02d}" for i in range(10)] + ["k05h"])
+    assert store.keys("k0?") == [f"k{i:02d}" for i in range(10)]
+    assert store.keys("k1*") == []
 
 
 def test_keys__no_key_gives_an_empty_list(store):

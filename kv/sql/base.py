@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -53,6 +54,8 @@ class Statements:
         self._get_sql = self.native(
             f"SELECT type, {self.value_text}, expire_at FROM _kv WHERE key = %(key)s AND {ALIVE}"
         )
+        #: the same with ``?`` for the key and now, where the driver binds a tuple for less
+        self._get_positional: str | None = None
         #: ``set``'s statement by ``(nx, keepttl, type_)``, made at first use
         self._set_sql: dict[tuple[bool, bool, str], str] = {}
         self._incr_sql = self.native(self.incr_statement)
@@ -80,10 +83,11 @@ class Statements:
         """``created``/``updated`` for now, as the driver takes it."""
         return timezone.now()
 
-    def run(self, native_sql: str, params: dict[str, Any]) -> None:
+    def run(self, native_sql: str, params: Any) -> None:
         """``execute`` for a statement already in the driver's style, with parameters the
         driver takes as they are (the statements of every call: no conversion, no context
-        manager); its rows are on ``self._results``."""
+        manager): a dict of names, or a tuple where the statement has ``?``; its rows are on
+        ``self._results``."""
         connection = self.connection
         if connection.needs_rollback:
             connection.validate_no_broken_transaction()
@@ -134,7 +138,10 @@ class Statements:
 
     def get(self, key: str, now: int) -> tuple[str, str, int | None] | None:
         """``(type, value JSON, expire_at)`` of a live key."""
-        self.run(self._get_sql, {"key": key, "now": now})
+        if self._get_positional is not None:
+            self.run(self._get_positional, (key, now))
+        else:
+            self.run(self._get_sql, {"key": key, "now": now})
         # every row is fetched: a statement left open would keep SQLite's transaction open
         rows = self._results.fetchall()
         return rows[0] if rows else None
@@ -274,8 +281,22 @@ class Statements:
         )
         return row is not None
 
+    def expired_deletions(self, now: int, batch_size: int) -> Iterator[int]:
+        """Delete the rows expired by ``now``, at most ``batch_size`` per statement, until none
+        is left; yield how many each batch deleted (each batch commits on its own outside a
+        transaction).
+
+        A batch smaller than ``batch_size`` ends the pass only once no row expired by ``now``
+        is left: a ``set`` beside it may have given one of the rows it picked a new life while
+        more expired rows wait. Rows that expire later are the next pass's."""
+        while True:
+            deleted = self.delete_expired(now, batch_size)
+            yield deleted
+            if deleted < batch_size and not self.any_expired(now):
+                return
+
     def delete_expired(self, now: int, batch_size: int) -> int:
-        """Delete at most ``batch_size`` expired rows; return how many."""
+        """Delete at most ``batch_size`` expired rows, in expiry order; return how many."""
         self.execute(
             # expiry is checked again outside the subquery: a key set anew while this
             # statement waited for its row lock must survive

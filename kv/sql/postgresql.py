@@ -134,17 +134,14 @@ class PostgresStatements(CacheStatements):
         keys = [key for key, hit, _ in rows if hit]
         return keys, rows[-1][0] if rows and rows[-1][2] == count else None
 
-    # CAST(... AS bigint), not ...::bigint: bound on the client, -9223372036854775808 becomes
-    # that literal, and "::" binds before the minus (9223372036854775808 is out of range)
+    # kv_incr, made by the migration kv 0003: a function keeps its statement's plan for the
+    # connection's life, where the statement sent as text would be parsed and planned on every
+    # call (Django binds on the client). Every argument is cast: CAST(... AS bigint), not
+    # ...::bigint, since bound on the client -9223372036854775808 becomes that literal, and
+    # "::" binds before the minus (9223372036854775808 is out of range)
     incr_statement = (
-        "INSERT INTO _kv (key, type, value, expire_at, created, updated) "
-        "VALUES (%(key)s, 'value', to_jsonb(CAST(%(amount)s AS bigint)), NULL, %(ts)s, %(ts)s) "
-        "ON CONFLICT (key) DO UPDATE SET "
-        f"value = CASE WHEN {EXPIRED} THEN excluded.value "
-        "ELSE to_jsonb(((_kv.value #>> '{}')::numeric + %(amount)s)::bigint) END, "
-        f"{RESTART_IF_EXPIRED} "
-        f"WHERE {EXPIRED} OR (_kv.type = 'value' AND {_sum_fits('_kv.value')}) "
-        "RETURNING (value #>> '{}')::bigint"
+        "SELECT kv_incr(CAST(%(key)s AS text), CAST(%(amount)s AS bigint), CAST(%(now)s AS bigint), "
+        "CAST(%(ts)s AS timestamptz), CAST(%(tc_channel)s AS text), CAST(%(tc_message)s AS text))"
     )
 
     def __init__(self, connection, cursor) -> None:
@@ -209,6 +206,14 @@ class PostgresStatements(CacheStatements):
         except Exception:
             with connection.wrap_database_errors:  # Django's error classes, as execute gives
                 raise
+
+    def incr(self, key: str, amount: int, now: int) -> int | None:
+        """``kv_incr`` sends the NOTIFY itself, once the write is made: it takes ``notify_with``."""
+        channel, message = self.notify_with or (None, None)
+        self.notify_with = None
+        self.run(self._incr_sql, {"key": key, "amount": amount, "now": now, "ts": self.timestamp(),
+                                  "tc_channel": channel, "tc_message": message})
+        return self._results.fetchall()[0][0]
 
     def hset(self, key: str, mapping: str, field_count: int, now: int, max_size: int) -> int | None:
         # must run in a transaction (the store opens one): two hsets creating the same hash

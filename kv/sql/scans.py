@@ -29,6 +29,9 @@ class Step:
 class ScanStatements(Statements):
     """The statements of the store with its scan; ``CacheStatements`` extends it."""
 
+    #: rows a step of ``all_keys`` reads (``kv.scans.MAX_COUNT``, the most a ``scan`` call reads)
+    all_keys_step = 10_000
+
     def scan(self, after: str | None, pattern: str | None, now: int, count: int, *, limit: int | None = None,
              types: tuple[str, ...] | None = None) -> tuple[list[str], str | None]:
         """One step of a walk through the keys in key order: the live keys of ``types`` matching
@@ -53,6 +56,44 @@ class ScanStatements(Statements):
         if limit is not None and len(keys) > limit:
             return keys[:limit], keys[limit - 1]
         return keys, last
+
+    def all_keys(self, pattern: str | None, now: int) -> list[str]:
+        """Every live key matching ``pattern``, in key order, read in steps of ``scan`` of
+        ``all_keys_step`` rows: the database sorts nothing (the primary key index is in key
+        order) and never holds a result of every key, and only the keys found stay in memory.
+        Each step as ``read_step_to_last`` reads it: only the keys found come back (at a
+        million keys on PostgreSQL, numbering the rows as its ``read_step`` does, or returning
+        every row read, cost twice as much)."""
+        keys: list[str] = []
+        after = None
+        while True:
+            step = self._step(after, pattern, now, self.all_keys_step, None)
+            if step is None:
+                return keys
+            found, after = self.read_step_to_last(step, self.all_keys_step)
+            keys.extend(found)
+            if after is None:
+                return keys
+
+    def read_step_to_last(self, step: Step, count: int) -> tuple[list[str], str | None]:
+        """``read_step`` in two statements: the ``count``-th key first (the key index alone
+        answers it), then the rows up to it that ``step.hit`` takes. A key present throughout
+        is read either way: whatever changes between the two statements, the next step starts
+        after that same key."""
+        where = list(step.where)
+        last_row = self._one(
+            f"SELECT key FROM _kv {'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY key LIMIT 1 OFFSET %(count)s - 1", step.params,
+        )
+        last = last_row[0] if last_row else None
+        if last is not None:
+            where.append("key <= %(last)s")
+        rows = self._all(
+            f"SELECT key FROM _kv WHERE {' AND '.join([*where, step.hit])} ORDER BY key"
+            + (" LIMIT %(rows)s" if "rows" in step.params else ""),
+            {**step.params, "last": last},
+        )
+        return [row[0] for row in rows], last
 
     def read_step(self, step: Step, count: int) -> tuple[list[str], str | None]:
         """``(keys, last)``: the keys of ``step.hit`` among the first ``count`` rows of

@@ -47,7 +47,7 @@ def run_on_sqlite(statements):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("kv", "0002_expiring_keys_index"),
+        ("kv", "0003_kv_incr_function"),
     ]
 
     operations = [
