@@ -26,29 +26,39 @@ from django.utils.translation import ngettext
 
 import jobs
 from jobs.errors import DedupeConflict, JobNotFound, JobRunning
+from jobs.handlers import handlers
 from jobs.models import Job, JobStatus
 from jobs.store import JobStore
 
 from .. import charts
 from .audit import trace_id_of, trace_rows_url
 from .lookups import FilterLookupsOnly
+from .pages import KeysetPages
 from .switches import SwitchedAdmin
 
 #: refusals named in one message; more are counted
 MAX_REASONS = 10
+#: the largest job id (a 64-bit integer): a longer number in the search box finds no job
+MAX_ID = 2**63 - 1
 BOTH_PLACES = [admin.ActionLocation.CHANGE_LIST, admin.ActionLocation.CHANGE_FORM]
 
 
 class TopicFilter(admin.SimpleListFilter):
-    """The topics that have jobs now."""
+    """The topics this process has handlers for (``jobs.handlers``), and the one chosen.
+
+    Not the topics of the table: a ``DISTINCT topic`` reads every row on every page. Jobs of
+    another topic (a ``django.tasks`` task's, one of ``ALLOWED_TOPICS``, a removed plugin's)
+    are listed through the URL (``?topic=``), as the dashboard links to them.
+    """
 
     title = _("topic")
     parameter_name = "topic"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        topics = (model_admin.get_queryset(request).order_by("topic")
-                  .values_list("topic", flat=True).distinct())
-        return [(topic, topic) for topic in topics]
+        topics = set(handlers.topics())
+        if self.value():
+            topics.add(self.value())
+        return [(topic, topic) for topic in sorted(topics)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value():
@@ -91,8 +101,14 @@ class JobAdmin(FilterLookupsOnly, SwitchedAdmin[JobStore]):
     list_display = ["id", "topic", "status_display", "priority", "attempts_display", "run_at",
                     "finished_at"]
     list_filter = ["status", TopicFilter, ("finished_at", admin.DateFieldListFilter)]
-    date_hierarchy = "created"
-    search_fields = ["=id", "topic"]
+    # no date hierarchy: ``created`` has no index, and its links need its MIN, MAX and months
+    search_fields = ["topic"]  # and a job id: get_search_results
+    search_help_text = _("A job id (digits), or part of a topic.")
+    #: pages by id, newest first (``pages.KeysetPages``); no column sorts, no page numbers
+    keyset = ("id",)
+    sortable_by: tuple[str, ...] = ()
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a count per filter choice: as many scans
     actions = ["requeue", "delete_selected"]
     fieldsets = [
         (None, {"fields": ["id", "topic", "status_display", "priority", "queue_name",
@@ -127,6 +143,19 @@ class JobAdmin(FilterLookupsOnly, SwitchedAdmin[JobStore]):
     def has_requeue_permission(self, request: HttpRequest) -> bool:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    # -- the list ------------------------------------------------------------------------
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[KeysetPages]:
+        return KeysetPages
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet,
+                           search_term: str) -> tuple[QuerySet, bool]:
+        """Digits are a job id, looked up by primary key; other text is part of a topic."""
+        term = search_term.strip()
+        if term.isascii() and term.isdigit():
+            return (queryset.filter(pk=int(term)) if int(term) <= MAX_ID else queryset.none()), False
+        return super().get_search_results(request, queryset, search_term)
 
     # -- columns and fields --------------------------------------------------------------
 
