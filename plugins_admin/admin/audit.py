@@ -24,6 +24,7 @@ from tachycore import audit
 from tachycore.models import AuditEvent
 
 from .lookups import FilterLookupsOnly
+from .pages import KeysetPages
 
 #: what the search box takes: a W3C trace id
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -78,6 +79,14 @@ class AuditEventAdmin(FilterLookupsOnly, admin.ModelAdmin):
     fields = readonly_fields = ("at", "node", "plugin", "capability", "access", "decision", "action", "target",
                                 "detail", "trace_id", "user_id")
     show_full_result_count = False  # a count(*) of the whole table on every page: not on a big trail
+    show_facets = admin.ShowFacets.NEVER  # a count per filter choice: as many scans
+    #: pages by time, newest first (``pages.KeysetPages``), read through the ``at`` index (or the
+    #: plugin's and the decision's, filtered); no column sorts, no page numbers
+    keyset = ("at", "id")
+    sortable_by: tuple[str, ...] = ()
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[KeysetPages]:
+        return KeysetPages
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
