@@ -72,8 +72,11 @@ def estimated_rows(queryset: QuerySet) -> int | None:
         return int(plan[0]["Plan"]["Plan Rows"])
     if not queryset.query.where and queryset.model._meta.pk.get_internal_type() in (
             "AutoField", "BigAutoField"):
-        bounds = queryset.order_by().aggregate(low=Min("pk"), high=Max("pk"))
-        return 0 if bounds["low"] is None else bounds["high"] - bounds["low"] + 1
+        # two queries: SQLite reads one end of the index for a lone MIN() or MAX(), and scans
+        # the table for both in one SELECT
+        ids = queryset.order_by().values_list("pk", flat=True)
+        low, high = ids.aggregate(low=Min("pk"))["low"], ids.aggregate(high=Max("pk"))["high"]
+        return 0 if low is None or high is None else high - low + 1
     return None
 
 
