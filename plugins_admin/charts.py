@@ -40,9 +40,9 @@ class MinuteUTC(TruncMinute):
     def __init__(self, expression: str) -> None:
         super().__init__(expression, tzinfo=datetime.UTC)
 
-    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, list]:
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, tuple[str | int, ...]]:
         sql, params = compiler.compile(self.lhs)
-        return f"strftime('%%Y-%%m-%%d %%H:%%M:00', {sql})", list(params)
+        return f"strftime('%%Y-%%m-%%d %%H:%%M:00', {sql})", tuple(params)
 
 
 def finished_per_minute(now: datetime.datetime, minutes: int = 60,

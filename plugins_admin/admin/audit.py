@@ -97,7 +97,7 @@ class AuditEventAdmin(FilterLookupsOnly, admin.ModelAdmin):
     #: pages by time, newest first (``pages.KeysetPages``), read through the ``at`` index (or the
     #: plugin's and the decision's, filtered); no column sorts, no page numbers
     keyset = ("at", "id")
-    sortable_by: tuple[str, ...] = ()
+    sortable_by = ()
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[KeysetPages]:
         return KeysetPages

@@ -56,8 +56,9 @@ class TopicFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         topics = set(handlers.topics())
-        if self.value():
-            topics.add(self.value())
+        chosen = self.value()
+        if chosen:
+            topics.add(chosen)
         return [(topic, topic) for topic in sorted(topics)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -106,7 +107,7 @@ class JobAdmin(FilterLookupsOnly, SwitchedAdmin[JobStore]):
     search_help_text = _("A job id (digits), or part of a topic.")
     #: pages by id, newest first (``pages.KeysetPages``); no column sorts, no page numbers
     keyset = ("id",)
-    sortable_by: tuple[str, ...] = ()
+    sortable_by = ()
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # a count per filter choice: as many scans
     actions = ["requeue", "delete_selected"]

@@ -101,9 +101,9 @@ def code_cells(node: NodeInfo, mixed: dict[str, str]) -> list[tuple[str, str, bo
     return [(name, version, live and name in mixed) for name, version in sorted(node.code_versions.items())]
 
 
-def page_links(page: Page, show_gone: bool) -> dict[str, str]:
+def page_links(page: Page[Any], show_gone: bool) -> dict[str, str]:
     """The query strings of the previous and the next page (``previous``, ``next``), when there are."""
-    base = {SHOW_GONE: "1"} if show_gone else {}
+    base: dict[str, str | int] = {SHOW_GONE: "1"} if show_gone else {}
     links = {}
     if page.has_previous():
         links["previous"] = "?" + urlencode({**base, PAGE: page.previous_page_number()})
@@ -172,8 +172,14 @@ class NodeAdmin(FilterLookupsOnly):
         gone_count = max(Node.objects.count() - len(live), 0)
         state = maintenance.current()
         mixed = mixed_plugins(live)
-        page = Paginator(Node.objects.all() if show_gone else live, NODES_PER_PAGE).get_page(request.GET.get(PAGE))
-        shown = [node_info(node, now) for node in page] if show_gone else list(page)
+        number = request.GET.get(PAGE)
+        page: Page[Any]
+        if show_gone:
+            page = Paginator(Node.objects.all(), NODES_PER_PAGE).get_page(number)
+            shown = [node_info(node, now) for node in page.object_list]
+        else:
+            page = Paginator(live, NODES_PER_PAGE).get_page(number)  # a page of any number that makes no sense
+            shown = list(page.object_list)
         rows = [{
             "node": node,
             "badges": status_badges(node),

@@ -27,6 +27,7 @@ from django.contrib import messages
 from django.contrib.admin.views.main import ChangeList
 from django.db import connections
 from django.db.models import Max, Min, Model, Q, QuerySet
+from django.db.models.expressions import Combinable
 from django.http import HttpRequest
 from django.utils.dateparse import parse_datetime
 
@@ -105,7 +106,8 @@ def keyset_after(keys: Sequence[str], values: Sequence[Any]) -> Q:
 
 class KeysetPages(ChangeList):
     """A changelist paged by key (``?after=``) in the fixed order ``model_admin.keyset``
-    (field names, newest first), with its count estimated (``RowCount``)."""
+    (field names, newest first; the primary key without it), with its count estimated
+    (``RowCount``)."""
 
     def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
         self.after = request.GET.get(AFTER_VAR, "")
@@ -115,7 +117,7 @@ class KeysetPages(ChangeList):
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return tuple(self.model_admin.keyset)
+        return tuple(getattr(self.model_admin, "keyset", (self.lookup_opts.pk.name,)))
 
     def get_filters_params(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         lookup_params = super().get_filters_params(params)
@@ -126,7 +128,7 @@ class KeysetPages(ChangeList):
                          remove: Iterable[str] | None = None) -> str:
         return super().get_query_string(new_params, [*(remove or ()), AFTER_VAR])
 
-    def get_ordering(self, request: HttpRequest, queryset: QuerySet) -> list[str]:
+    def get_ordering(self, request: HttpRequest, queryset: QuerySet) -> list[str | Combinable]:
         # the keyset's order, whatever ``?o=`` asks: the pages follow it
         return [f"-{key}" for key in self.keys]
 
