@@ -174,6 +174,22 @@ def test_list__a_filtered_list_counts_up_to_a_bound(admin_client, monkeypatch):
     assert "More than 2 jobs" in three or "About" in three and "estimated by the database" in three
 
 
+def test_list__pending_jobs_are_found_through_an_index_newest_first(admin_client):
+    old = [make_job("mail.send") for _ in range(2)]
+    make_job("mail.send", JobStatus.COMPLETED)
+    new = make_job("mail.send")
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(reverse(CHANGELIST), {"status__exact": "pending"})
+    assert [job.pk for job in response.context["cl"].result_list] == [new.pk, old[1].pk, old[0].pk]
+    [ids] = [query["sql"] for query in queries if query["sql"].startswith('SELECT "_jobs"."id" AS "pk"')]
+    # the status in the SQL text, and no walk down the primary key past finished jobs
+    assert "'pending'" in ids and re.search(r'ORDER BY \("_jobs"\."id" \+ 0\) DESC', ids)
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            steps = [row[3] for row in cursor.execute(f"EXPLAIN QUERY PLAN {ids}").fetchall()]
+        assert any(re.search(r"SEARCH _jobs USING (COVERING )?INDEX jobs_", step) for step in steps), steps
+
+
 def test_list__pages_by_id_newest_first(admin_client, monkeypatch):
     monkeypatch.setattr("plugins_admin.admin.jobs.JobAdmin.list_per_page", 2)
     made = [make_job("mail.send") for _ in range(5)]

@@ -157,10 +157,16 @@ class KeysetPages(ChangeList):
         finds a topic's jobs through ``jobs_status_topic``, then sorts their ids): reading whole
         rows instead, it would sort every matching row to keep a hundred.
         """
-        ids = list(queryset.values_list("pk", flat=True)[:self.list_per_page + 1])
+        ordered = queryset.order_by(*self.ids_ordering())
+        ids = list(ordered.values_list("pk", flat=True)[:self.list_per_page + 1])
         shown = ids[:self.list_per_page]
         rows = {row.pk: row for row in self.queryset.order_by().filter(pk__in=shown)} if shown else {}
         return [rows[pk] for pk in shown if pk in rows], len(ids) > self.list_per_page
+
+    def ids_ordering(self) -> list[Any]:
+        """The order the page's ids are read in: the keys' (what a subclass returns instead
+        must sort the same rows the same way)."""
+        return [f"-{key}" for key in self.keys]
 
     def _cursor(self, row: Model) -> str:
         """The ``?after=`` value of ``row``: its keys, ISO datetimes and integers, comma-separated."""
