@@ -149,7 +149,8 @@ def test_list__searches_digits_by_primary_key(admin_client):
     assert not any("UPPER" in sql for sql in jobs_queries)
 
 
-def test_list__runs_no_count_over_the_table_and_says_the_count_is_estimated(admin_client):
+def test_list__runs_no_count_over_the_table_and_says_the_count_is_estimated(admin_client, monkeypatch):
+    monkeypatch.setattr("plugins_admin.admin.pages.EXACT_UP_TO", 1)  # a table too big to count
     make_job("mail.send", JobStatus.COMPLETED)
     make_job("mail.send", JobStatus.FAILED)
     with CaptureQueriesContext(connection) as queries:
@@ -158,6 +159,13 @@ def test_list__runs_no_count_over_the_table_and_says_the_count_is_estimated(admi
     assert counts == []
     assert not any("DISTINCT" in query["sql"].upper() for query in queries if '"_jobs"' in query["sql"])
     assert "estimated by the database" in response.content.decode()
+
+
+def test_list__a_small_table_is_counted_exactly(admin_client):
+    for _ in range(3):
+        make_job("mail.send", JobStatus.COMPLETED)
+    content = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert "3 jobs." in content and "estimated" not in content
 
 
 def test_list__a_filtered_list_counts_up_to_a_bound(admin_client, monkeypatch):

@@ -9,10 +9,9 @@ reaches page ``p`` with an ``OFFSET`` that reads the rows of the pages before it
   the last row of the page before, named in the URL (``?after=``): the rows are read in
   index order from there, so a page costs the same on a table of any size. The column
   headers do not sort (another order would need a sort of every matching row);
-- the count says how many rows the list has without reading them (``RowCount``): a list
-  with filters or a search counts its rows exactly up to ``EXACT_UP_TO`` (a bounded read);
-  beyond that, and for the whole table, the count is the database's estimate
-  (``estimated_rows``) and the page says so.
+- the count says how many rows the list has without reading them all (``count_rows``): a
+  list counts its rows exactly up to ``EXACT_UP_TO`` (a bounded read); beyond that the count
+  is the database's estimate (``estimated_rows``), and the page says so.
 """
 
 from __future__ import annotations
@@ -82,16 +81,23 @@ def estimated_rows(queryset: QuerySet) -> int | None:
 
 
 def count_rows(queryset: QuerySet, whole_table: bool) -> RowCount:
-    """The count a list shows (``whole_table``: no filter and no search narrows it)."""
-    if not whole_table:
+    """The count a list shows (``whole_table``: no filter and no search narrows it).
+
+    A list is counted exactly up to ``EXACT_UP_TO`` rows (at most that many read); the whole
+    table only when its estimate says it is that small (a small site sees "12 jobs").
+    Beyond, the database's estimate, or "more than ``EXACT_UP_TO``" without one.
+    """
+    estimate = estimated_rows(queryset) if whole_table else None
+    if estimate is None or estimate <= EXACT_UP_TO:
         exact = queryset.order_by()[:EXACT_UP_TO + 1].count()
         if exact <= EXACT_UP_TO:
             return RowCount(exact)
-    estimate = estimated_rows(queryset)
-    if estimate is None:
-        return RowCount(EXACT_UP_TO, more=True)
-    # the planner's estimate of a list it just counted past EXACT_UP_TO may be lower
-    return RowCount(max(estimate, 0 if whole_table else EXACT_UP_TO + 1), estimated=True)
+        estimate = estimate if whole_table else estimated_rows(queryset)
+        if estimate is None:
+            return RowCount(EXACT_UP_TO, more=True)
+        # the estimate of a list just counted past EXACT_UP_TO may be lower: not below what was counted
+        estimate = max(estimate, EXACT_UP_TO + 1)
+    return RowCount(estimate, estimated=True)
 
 
 def keyset_after(keys: Sequence[str], values: Sequence[Any]) -> Q:
