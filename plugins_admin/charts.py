@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from typing import Any
 
 from django.db.models import Count
 from django.db.models.functions import TruncMinute
@@ -30,6 +31,20 @@ class Minute:
     failed: int = 0
 
 
+class MinuteUTC(TruncMinute):
+    """``TruncMinute`` in UTC; on SQLite written with SQLite's own ``strftime``: Django's
+    SQLite ``TruncMinute`` calls a Python function for each row (40 ms for the hour of a
+    table of a million jobs), and SQLite stores datetimes as UTC text, which ``strftime``
+    reads as such."""
+
+    def __init__(self, expression: str) -> None:
+        super().__init__(expression, tzinfo=datetime.UTC)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, tuple[str | int, ...]]:
+        sql, params = compiler.compile(self.lhs)
+        return f"strftime('%%Y-%%m-%%d %%H:%%M:00', {sql})", tuple(params)
+
+
 def finished_per_minute(now: datetime.datetime, minutes: int = 60,
                         using: str | None = None) -> list[Minute]:
     """The last ``minutes`` minutes up to ``now`` (the current minute last), each with the
@@ -39,7 +54,7 @@ def finished_per_minute(now: datetime.datetime, minutes: int = 60,
     rows = (Job.objects.using(using).finished()  # the partial index of finished jobs by age
             .filter(finished_at__gte=first, finished_at__lt=last + MINUTE)
             # truncated in UTC: minutes are the same everywhere, and the keys match ``first``
-            .annotate(minute=TruncMinute("finished_at", tzinfo=datetime.UTC))
+            .annotate(minute=MinuteUTC("finished_at"))
             .values("minute", "status").annotate(n=Count("id")).order_by())
     counts: dict[tuple[datetime.datetime, str], int] = {}
     for row in rows:

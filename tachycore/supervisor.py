@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from .conf import tachycore_settings
@@ -141,20 +142,27 @@ class NodeInfo:
 def list_nodes(include_gone: bool = False) -> list[NodeInfo]:
     """Nodes with a fresh heartbeat (and, with ``include_gone``, stale and stopped ones)."""
     now = timezone.now()
-    timeout = tachycore_settings.NODE_TIMEOUT
-    nodes = []
-    for node in Node.objects.all():
-        age = (now - node.heartbeat).total_seconds()
-        stale = age > timeout and node.status != NodeStatus.STOPPED
-        if not include_gone and (stale or node.status == NodeStatus.STOPPED):
-            continue
-        nodes.append(NodeInfo(
-            id=node.id, kind=node.kind, name=node.name, hostname=node.hostname, pid=node.pid,
-            status=node.status, started=node.started, heartbeat=node.heartbeat, heartbeat_age=round(age, 1),
-            stale=stale, maintenance=node.maintenance, last_errors=node.last_errors,
-            code_versions=node.code_versions or {}, instances=node.instances or {},
-        ))
-    return nodes
+    rows = Node.objects.all() if include_gone else live_rows(now)
+    return [node_info(node, now) for node in rows]
+
+
+def live_rows(now: datetime) -> QuerySet[Node]:
+    """The rows of the nodes live at ``now``: a heartbeat within ``NODE_TIMEOUT``, not stopped
+    (read through the heartbeat index, however many old rows wait for the prune)."""
+    fresh = now - timedelta(seconds=tachycore_settings.NODE_TIMEOUT)
+    return Node.objects.filter(heartbeat__gte=fresh).exclude(status=NodeStatus.STOPPED)
+
+
+def node_info(node: Node, now: datetime) -> NodeInfo:
+    """``node`` as seen at ``now``: stale when its heartbeat is older than ``NODE_TIMEOUT``."""
+    age = (now - node.heartbeat).total_seconds()
+    stale = age > tachycore_settings.NODE_TIMEOUT and node.status != NodeStatus.STOPPED
+    return NodeInfo(
+        id=node.id, kind=node.kind, name=node.name, hostname=node.hostname, pid=node.pid,
+        status=node.status, started=node.started, heartbeat=node.heartbeat, heartbeat_age=round(age, 1),
+        stale=stale, maintenance=node.maintenance, last_errors=node.last_errors,
+        code_versions=node.code_versions or {}, instances=node.instances or {},
+    )
 
 
 def prune_nodes() -> int:

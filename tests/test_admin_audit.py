@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -130,6 +133,36 @@ def test_list__shows_the_processes_drop_count(viewer, events, monkeypatch):
     page = viewer.get(reverse(LIST)).content.decode()
 
     assert re.search(r'<strong class="audit-dropped">1234</strong>\s*allowed checks dropped', page)
+
+
+# -- pages and counts ----------------------------------------------------------------------------
+
+
+def test_list__runs_no_count_over_the_trail_and_says_the_count_is_estimated(viewer, events, monkeypatch):
+    monkeypatch.setattr("plugins_admin.admin.pages.EXACT_UP_TO", 2)  # a trail too big to count
+    with CaptureQueriesContext(connection) as queries:
+        page = viewer.get(reverse(LIST)).content.decode()
+
+    assert not [query["sql"] for query in queries
+                if "COUNT(" in query["sql"].upper() and '"tachycore_audit"' in query["sql"]]
+    assert "estimated by the database" in page
+
+
+def test_list__pages_by_time_newest_first(viewer, events, monkeypatch):
+    monkeypatch.setattr("plugins_admin.admin.audit.AuditEventAdmin.list_per_page", 2)
+    at = timezone.now()
+    # two rows of the same instant, on either side of a page's end: ordered by id between them
+    tied = [event(at=at, trace_id=""), event(at=at, trace_id="")]
+    AuditEvent.objects.filter(pk=events["grant"].pk).update(at=at - timedelta(seconds=1))
+    AuditEvent.objects.filter(pk__in=[events["denied"].pk, events["would_deny"].pk]).update(at=at - timedelta(days=1))
+    first = viewer.get(reverse(LIST), {"decision__exact": "allowed"}).context["cl"]
+    assert first.result_list == [events["grant"]] and first.next_page_url is None
+    first = viewer.get(reverse(LIST)).context["cl"]
+    assert [row.pk for row in first.result_list] == [tied[1].pk, tied[0].pk]
+    second = viewer.get(reverse(LIST) + first.next_page_url).context["cl"]
+    assert [row.pk for row in second.result_list] == [events["grant"].pk, events["would_deny"].pk]
+    third = viewer.get(reverse(LIST) + second.next_page_url).context["cl"]
+    assert [row.pk for row in third.result_list] == [events["denied"].pk] and third.next_page_url is None
 
 
 # -- from a job to its trace ---------------------------------------------------------------------

@@ -90,6 +90,30 @@ def test_list__with_gone_lists_every_process(admin_client):
     assert set(node_rows(page)) == {"alive", "stopped"} and 'id="nodes-live-only"' in page
 
 
+def test_list__pages_the_live_processes_and_counts_the_others(admin_client, settings, monkeypatch):
+    settings.TACHYCORE = {**settings.TACHYCORE, "NODE_TIMEOUT": "30s"}
+    monkeypatch.setattr("plugins_admin.admin.nodes.NODES_PER_PAGE", 2)
+    for name in ("a", "b", "c"):
+        make_node(f"alive-{name}", pid=ord(name), age=5)
+    make_node("stale", age=600)
+    make_node("stopped", age=5, status="stopped")
+
+    first = page_of(admin_client)
+    second = admin_client.get(reverse(LIST), {"p": "2"}).content.decode()
+
+    assert set(node_rows(first)) | set(node_rows(second)) == {"alive-a", "alive-b", "alive-c"}
+    assert len(node_rows(first)) == 2 and len(node_rows(second)) == 1
+    assert "Page 1 of 2 (3 processes)" in first and 'href="?p=2" id="nodes-next-page"' in first
+    assert 'href="?p=1" id="nodes-previous-page"' in second
+    assert "Show 2 stopped or stale processes" in first and "Show 2 stopped or stale processes" in second
+    everyone = [node_rows(admin_client.get(reverse(LIST), {"gone": "1", "p": page}).content.decode())
+                for page in ("1", "2", "3")]
+    assert [len(rows) for rows in everyone] == [2, 2, 1]
+    assert set().union(*everyone) == {"alive-a", "alive-b", "alive-c", "stale", "stopped"}
+    # a page number that makes no sense: the nearest page, not an error
+    assert len(node_rows(admin_client.get(reverse(LIST), {"p": "x"}).content.decode())) == 2
+
+
 def test_maintenance__off_with_every_process_out_of_it_says_so(admin_client):
     make_node("web-1", maintenance=False)
     make_node("web-2", maintenance=False)

@@ -14,8 +14,10 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import build_q_object_from_lookup_parameters
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -26,34 +28,91 @@ from django.utils.translation import ngettext
 
 import jobs
 from jobs.errors import DedupeConflict, JobNotFound, JobRunning
-from jobs.models import Job, JobStatus
+from jobs.handlers import handlers
+from jobs.models import Job, JobStatus, StatusLiteral
 from jobs.store import JobStore
 
 from .. import charts
 from .audit import trace_id_of, trace_rows_url
 from .lookups import FilterLookupsOnly
+from .pages import KeysetPages
 from .switches import SwitchedAdmin
 
 #: refusals named in one message; more are counted
 MAX_REASONS = 10
+#: the largest job id (a 64-bit integer): a longer number in the search box finds no job
+MAX_ID = 2**63 - 1
 BOTH_PLACES = [admin.ActionLocation.CHANGE_LIST, admin.ActionLocation.CHANGE_FORM]
 
 
 class TopicFilter(admin.SimpleListFilter):
-    """The topics that have jobs now."""
+    """The topics this process has handlers for (``jobs.handlers``), and the one chosen.
+
+    Not the topics of the table: a ``DISTINCT topic`` reads every row on every page. Jobs of
+    another topic (a ``django.tasks`` task's, one of ``ALLOWED_TOPICS``, a removed plugin's)
+    are listed through the URL (``?topic=``), as the dashboard links to them.
+    """
 
     title = _("topic")
     parameter_name = "topic"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        topics = (model_admin.get_queryset(request).order_by("topic")
-                  .values_list("topic", flat=True).distinct())
-        return [(topic, topic) for topic in topics]
+        topics = set(handlers.topics())
+        chosen = self.value()
+        if chosen:
+            topics.add(chosen)
+        return [(topic, topic) for topic in sorted(topics)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value():
             return queryset.filter(topic=self.value())
         return queryset
+
+
+class StatusFilter(admin.ChoicesFieldListFilter):
+    """Django's filter of the status choices (``status__exact``, ``status__isnull``), the
+    status written into the SQL (``StatusLiteral``): SQLite's planner then can use the
+    queue's partial indexes, as PostgreSQL's does."""
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        chosen = self.used_parameters.get(self.lookup_kwarg)
+        others: dict[str, Any] = {name: value for name, value in self.used_parameters.items()
+                                  if name != self.lookup_kwarg}
+        if others:  # status__isnull, as Django's filter reads it
+            try:
+                queryset = queryset.filter(build_q_object_from_lookup_parameters(others))
+            except (ValueError, ValidationError) as e:
+                raise IncorrectLookupParameters(e) from e
+        if chosen is None:
+            return queryset
+        status = chosen[-1] if isinstance(chosen, list) else chosen
+        if status not in JobStatus.values:
+            return queryset.none()
+        return queryset.filter(status=StatusLiteral(status))
+
+
+class JobPages(KeysetPages):
+    """The job list's pages: by id, newest first.
+
+    A list of pending or processing jobs sorts the ids of its jobs, found through their
+    partial index (``jobs_pending_due``, ``jobs_processing_lease``; the queue keeps them
+    few), instead of walking the primary key down past the finished jobs: a few thousand
+    pending jobs of a disabled plugin, enqueued a million jobs ago, would otherwise cost a
+    read of the whole table.
+    """
+
+    #: the states whose jobs the queue keeps few, each with a partial index
+    FEW = (JobStatus.PENDING, JobStatus.PROCESSING)
+
+    def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        self.status = request.GET.get("status__exact")
+        super().__init__(request, *args, **kwargs)
+
+    def ids_ordering(self) -> list[Any]:
+        if self.status in self.FEW:
+            # ``id + 0``: the same order, which the primary key's index cannot give
+            return [(F("id") + 0).desc()]
+        return super().ids_ordering()
 
 
 def pretty_json(value: Any) -> str:
@@ -90,9 +149,15 @@ class JobAdmin(FilterLookupsOnly, SwitchedAdmin[JobStore]):
 
     list_display = ["id", "topic", "status_display", "priority", "attempts_display", "run_at",
                     "finished_at"]
-    list_filter = ["status", TopicFilter, ("finished_at", admin.DateFieldListFilter)]
-    date_hierarchy = "created"
-    search_fields = ["=id", "topic"]
+    list_filter = [("status", StatusFilter), TopicFilter, ("finished_at", admin.DateFieldListFilter)]
+    # no date hierarchy: ``created`` has no index, and its links need its MIN, MAX and months
+    search_fields = ["topic"]  # and a job id: get_search_results
+    search_help_text = _("A job id (digits), or part of a topic.")
+    #: pages by id, newest first (``pages.KeysetPages``); no column sorts, no page numbers
+    keyset = ("id",)
+    sortable_by = ()
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a count per filter choice: as many scans
     actions = ["requeue", "delete_selected"]
     fieldsets = [
         (None, {"fields": ["id", "topic", "status_display", "priority", "queue_name",
@@ -127,6 +192,19 @@ class JobAdmin(FilterLookupsOnly, SwitchedAdmin[JobStore]):
     def has_requeue_permission(self, request: HttpRequest) -> bool:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    # -- the list ------------------------------------------------------------------------
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[JobPages]:
+        return JobPages
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet,
+                           search_term: str) -> tuple[QuerySet, bool]:
+        """Digits are a job id, looked up by primary key; other text is part of a topic."""
+        term = search_term.strip()
+        if term.isascii() and term.isdigit():
+            return (queryset.filter(pk=int(term)) if int(term) <= MAX_ID else queryset.none()), False
+        return super().get_search_results(request, queryset, search_term)
 
     # -- columns and fields --------------------------------------------------------------
 

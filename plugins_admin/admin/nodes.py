@@ -1,9 +1,12 @@
 """Admin pages: the supervisor's nodes and maintenance mode.
 
-The node list is the supervisor's view (``tachycore.supervisor.list_nodes``): each
-process of the site with its status, heartbeat age, the plugin versions its code has and
-its last errors, stale ones shown as such; plugins that live processes run at different
-versions (a rolling restart under way) are named above the list. The rows are written by the processes themselves and are read-only here.
+The node list is the supervisor's view (``tachycore.supervisor.live_rows``): each live
+process of the site, a hundred a page, with its status, heartbeat age, the plugin versions
+its code has and its last errors; the stopped and stale ones are counted, and listed with
+the others on ``?gone=1`` (stale ones shown as such) until the prune schedule deletes them
+(``NODE_RETENTION``). Plugins that live processes run at different versions (a rolling
+restart under way) are named above the list. The rows are written by the processes
+themselves and are read-only here.
 The same page turns maintenance mode on or off (``tachycore.maintenance``) and says
 which live processes have picked the current mode up, as ``manage.py maintenance
 status`` does.
@@ -18,14 +21,17 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html_join
+from django.utils.http import urlencode
 
 from tachycore.maintenance import MaintenanceState, maintenance
 from tachycore.models import Node, NodeStatus
-from tachycore.supervisor import NodeInfo, list_nodes
+from tachycore.supervisor import NodeInfo, live_rows, node_info
 from tachycore.versions import mixed_plugins
 
 from .lookups import FilterLookupsOnly
@@ -36,6 +42,10 @@ MAINTENANCE_PERMISSION = "tachycore.change_sitestate"
 FOLLOWING_KINDS_EXCLUDE = ("command",)
 #: the query parameter that lists stopped and stale processes too
 SHOW_GONE = "gone"
+#: the query parameter of the page number
+PAGE = "p"
+#: processes on a page
+NODES_PER_PAGE = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +101,17 @@ def code_cells(node: NodeInfo, mixed: dict[str, str]) -> list[tuple[str, str, bo
     return [(name, version, live and name in mixed) for name, version in sorted(node.code_versions.items())]
 
 
+def page_links(page: Page[Any], show_gone: bool) -> dict[str, str]:
+    """The query strings of the previous and the next page (``previous``, ``next``), when there are."""
+    base: dict[str, str | int] = {SHOW_GONE: "1"} if show_gone else {}
+    links = {}
+    if page.has_previous():
+        links["previous"] = "?" + urlencode({**base, PAGE: page.previous_page_number()})
+    if page.has_next():
+        links["next"] = "?" + urlencode({**base, PAGE: page.next_page_number()})
+    return links
+
+
 def newest_first(errors: list[dict[str, str]]) -> list[dict[str, str]]:
     return sorted(errors, key=lambda error: str(error.get("at", "")), reverse=True)
 
@@ -140,14 +161,25 @@ class NodeAdmin(FilterLookupsOnly):
         ]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        """Live processes (stopped and stale ones on ``?gone=1``) and maintenance mode."""
+        """Live processes (every process on ``?gone=1``), a page at a time, the count of the
+        stopped and stale ones, and maintenance mode."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         show_gone = request.GET.get(SHOW_GONE) == "1"
-        nodes = list_nodes(include_gone=True)
+        now = timezone.now()
+        live = [node_info(node, now) for node in live_rows(now)]
+        # every row, and the live ones among them: a count of an indexed table of a few thousand rows
+        gone_count = max(Node.objects.count() - len(live), 0)
         state = maintenance.current()
-        shown = nodes if show_gone else [node for node in nodes if not is_gone(node)]
-        mixed = mixed_plugins(nodes)
+        mixed = mixed_plugins(live)
+        number = request.GET.get(PAGE)
+        page: Page[Any]
+        if show_gone:
+            page = Paginator(Node.objects.all(), NODES_PER_PAGE).get_page(number)
+            shown = [node_info(node, now) for node in page.object_list]
+        else:
+            page = Paginator(live, NODES_PER_PAGE).get_page(number)  # a page of any number that makes no sense
+            shown = list(page.object_list)
         rows = [{
             "node": node,
             "badges": status_badges(node),
@@ -161,11 +193,13 @@ class NodeAdmin(FilterLookupsOnly):
             "opts": self.opts,
             "title": "Nodes and maintenance",
             "rows": rows,
+            "page": page,
+            "page_links": page_links(page, show_gone),
             "show_gone": show_gone,
-            "gone_count": sum(is_gone(node) for node in nodes),
+            "gone_count": gone_count,
             "mixed": mixed,
             "state": state,
-            "uptake": uptake(state, nodes),
+            "uptake": uptake(state, live),
             "can_change_maintenance": request.user.has_perm(MAINTENANCE_PERMISSION),
             "form": MaintenanceForm(initial={"message": state.message}),
             **(extra_context or {}),
