@@ -28,7 +28,14 @@ class SQLiteStatements(Statements):
     insert_chunk = 100  # SQLite allows 32,766 parameters per statement
 
     def dt(self, value: datetime) -> Any:
+        # timezone.now()'s datetimes (in UTC) on a connection in UTC, the common case, as
+        # Django's adapt_datetimefield_value writes them, without its settings lookups
+        if value.tzinfo is UTC and self.connection.timezone is UTC:
+            return str(value.replace(tzinfo=None))
         return self.connection.ops.adapt_datetimefield_value(value)
+
+    def native(self, sql):
+        return sql.replace("%s", "?")
 
     def read_dt(self, value: Any) -> datetime | None:
         if value is None or isinstance(value, datetime):
