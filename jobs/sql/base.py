@@ -146,32 +146,36 @@ class Statements:
         driver's own cursor (``driver_cursor``): Django's cursor, its wrapper and the
         rewriting of the statement cost more than the insert itself on SQLite."""
         at = self.dt(now)
-        params = [*row, at, at]
-        cursor = self.driver_cursor()
-        if cursor is None:  # queries are logged or wrapped: through Django's cursor
-            with self.connection.cursor() as django_cursor:
-                django_cursor.execute(self._insert_sql(f"VALUES {self._values_sql(1)}", dedupe), params)
-                found = django_cursor.fetchall()
-        else:
-            connection = self.connection
-            if connection.needs_rollback:
-                connection.validate_no_broken_transaction()
-            try:
-                cursor.execute(self._one_row_sql(dedupe), params)
-                # every row: a statement left open would keep SQLite's transaction open
-                found = cursor.fetchall()
-            except Exception:
-                with connection.wrap_database_errors:  # Django's error classes, as its cursor gives
-                    raise
+        found = self.fetch(self._one_row_sql(dedupe), [*row, at, at])
         return found[0][0] if found else None
 
     def _one_row_sql(self, dedupe: bool) -> str:
-        """``insert_one``'s statement in the driver's style, made once per class."""
+        """``insert_one``'s statement, made once per class."""
         made = type(self).__dict__.get("_one_row_statements")
         if made is None:
-            made = {key: self.native(self._insert_sql(f"VALUES {self._values_sql(1)}", key)) for key in (False, True)}
+            made = {key: self._insert_sql(f"VALUES {self._values_sql(1)}", key) for key in (False, True)}
             type(self)._one_row_statements = made
         return made[dedupe]
+
+    def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """Run ``sql`` (``%s`` parameters) and return its rows: on the driver's own cursor
+        (``driver_cursor``), with Django's error classes, or on Django's cursor while queries
+        are logged or wrapped."""
+        cursor = self.driver_cursor()
+        if cursor is None:
+            with self.connection.cursor() as django_cursor:
+                django_cursor.execute(sql, params)
+                return django_cursor.fetchall()
+        connection = self.connection
+        if connection.needs_rollback:
+            connection.validate_no_broken_transaction()
+        try:
+            cursor.execute(self.native(sql), params)
+            # every row: a statement left open would keep SQLite's transaction open
+            return cursor.fetchall()
+        except Exception:
+            with connection.wrap_database_errors:  # Django's error classes, as its cursor gives
+                raise
 
     def native(self, sql: str) -> str:
         """``sql`` (``%s`` parameters, no literal ``%``) in the parameter style of the driver."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,20 +53,23 @@ class SQLiteStatements(Statements):
         with self.connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {TABLE}")
 
+    #: outcomes per completing statement (three parameters each; SQLite allows 32,766)
+    complete_chunk = 1000
+
     def complete(self, worker, now, outcomes):
         if not outcomes:
             return set()
         at = self.dt(now)
         done: set[int] = set()
-        sql = (f"UPDATE {TABLE} SET status = 'completed', result = %s, locked_until = NULL, "
-               "finished_at = %s, updated = %s WHERE id = %s AND locked_by = %s AND status = 'processing'")
-        # one transaction, one commit (one fsync) for the whole batch
-        with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
-            for outcome in outcomes:
-                attempt = attempt_of(outcome)
-                fence = "" if attempt is None else " AND attempts = %s"
-                cursor.execute(sql + fence, [outcome[1], at, at, outcome[0], worker]
-                               + ([] if attempt is None else [attempt]))
-                if cursor.rowcount == 1:
-                    done.add(outcome[0])
+        # one statement per chunk, in one transaction (one commit) when there are more
+        chunks = [outcomes[start:start + self.complete_chunk] for start in range(0, len(outcomes), self.complete_chunk)]
+        with transaction.atomic(using=self.using) if len(chunks) > 1 else contextlib.nullcontext():
+            for chunk in chunks:
+                values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+                sql = (f"WITH v(id, result, attempt) AS (VALUES {values}) "
+                       f"UPDATE {TABLE} SET status = 'completed', result = v.result, locked_until = NULL, "
+                       f"finished_at = %s, updated = %s FROM v WHERE {TABLE}.id = v.id AND locked_by = %s "
+                       "AND status = 'processing' AND (v.attempt IS NULL OR attempts = v.attempt) RETURNING id")
+                params = [v for outcome in chunk for v in (*outcome[:2], attempt_of(outcome))]
+                done.update(row[0] for row in self.fetch(sql, [*params, at, at, worker]))
         return done
