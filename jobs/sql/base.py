@@ -15,7 +15,7 @@ import json
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -73,13 +73,14 @@ class Statements:
         self.using = using
         # the connection of the thread that made these statements, if given: Django's lookup
         # (a context-local read) costs a tenth of an enqueue's Python, which asks three times
-        self._made_in = (threading.get_ident(), connection) if connection is not None else (None, None)
+        self._made_with = connection
+        self._made_in = threading.get_ident()
 
     @property
     def connection(self) -> BaseDatabaseWrapper:
         """This thread's connection to the statements' database."""
-        thread, connection = self._made_in
-        if thread == threading.get_ident():
+        connection = self._made_with
+        if connection is not None and self._made_in == threading.get_ident():
             return connection
         return connections[self.using]
 
@@ -140,6 +141,9 @@ class Statements:
 
     insert_chunk = 500
 
+    #: ``insert_one``'s statements, by ``dedupe``, made at first use (per class)
+    _one_row_statements: ClassVar[dict[bool, str]]
+
     def insert_one(self, now: datetime, row: Sequence[Any], dedupe: bool) -> int | None:
         """``insert`` of one row, an enqueue's: its id, or ``None`` when a pending job has its
         dedupe key. The statement is made once in the driver's style and runs on the
@@ -193,7 +197,7 @@ class Statements:
         connection.ensure_connection()
         cursor = connection.__dict__.get("_jobs_cursor")
         if cursor is None or cursor.connection is not connection.connection:
-            cursor = connection._jobs_cursor = self.new_driver_cursor(connection.connection)
+            cursor = connection.__dict__["_jobs_cursor"] = self.new_driver_cursor(connection.connection)
         return cursor
 
     def new_driver_cursor(self, driver_connection: Any) -> Any:
