@@ -146,9 +146,9 @@ class Statements:
 
     def insert_one(self, now: datetime, row: Sequence[Any], dedupe: bool) -> int | None:
         """``insert`` of one row, an enqueue's: its id, or ``None`` when a pending job has its
-        dedupe key. The statement is made once in the driver's style and runs on the
-        driver's own cursor (``driver_cursor``): Django's cursor, its wrapper and the
-        rewriting of the statement cost more than the insert itself on SQLite."""
+        dedupe key. Its text is made once, and it runs on the driver's own cursor
+        (``fetch``): Django's cursor, its wrapper and its rewriting of the statement cost
+        about what the insert itself costs on SQLite."""
         at = self.dt(now)
         found = self.fetch(self._one_row_sql(dedupe), [*row, at, at])
         return found[0][0] if found else None
