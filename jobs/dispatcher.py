@@ -35,7 +35,7 @@ from .errors import JobsDisabled
 from .execution import RETURNED, Outcome, check_connections, lost_connection, start
 from .gating import blocked_apps, blocked_topics, describe_held, held_by_plugin
 from .leases import ClaimBuffer, Leases, claim_of
-from .models import Job, JobStatus
+from .models import Job, JobStatus, new_job
 from .signals import job_finished
 from .sql import CLAIMED_COLUMNS, Statements, statements_for
 from .wakeup import CommitWatcher, Listener, wakeup_for
@@ -43,6 +43,11 @@ from .wakeup import CommitWatcher, Listener, wakeup_for
 logger = logging.getLogger("jobs.dispatcher")
 
 __all__ = ["Counters", "Dispatcher"]
+
+#: the longest an outcome waits in the dispatcher for others to be written with it (seconds);
+#: until it is written its job is still ``processing`` under this dispatcher's lease, and a
+#: dispatcher that dies meanwhile leaves it to run again when the lease ends (at least once)
+FINISH_DELAY = 0.02
 
 
 @dataclasses.dataclass
@@ -94,6 +99,7 @@ class Dispatcher:
         self._todo = ClaimBuffer()
         self._leases = Leases(self.lock_duration)
         self._done: deque[Outcome] = deque()
+        self._done_since = 0.0  # monotonic time of the first outcome in _done
         self._running: dict[int, Job] = {}  # started, not finished: job id -> job
         self._held: dict[int, Job] = {}  # claimed and not yet written back: job id -> job
         self._wake = threading.Event()
@@ -147,7 +153,8 @@ class Dispatcher:
                     self._renew(sql)
                     next_extend = now + self.lock_duration / 3
                 self._drop_expired(sql)
-                self._flush(sql)
+                if self._outcomes_due():
+                    self._flush(sql)
                 if now >= next_recover:
                     self._recover(sql)
                     next_recover = now + min(self.lock_duration, 30.0)
@@ -164,7 +171,9 @@ class Dispatcher:
             self._wake.wait(self._idle_wait())
 
     def _idle_wait(self) -> float:
-        if self._held or self._done:
+        if self._done:  # outcomes wait for more: no longer than FINISH_DELAY
+            return max(0.0, min(self._done_since + FINISH_DELAY - time.monotonic(), 1.0))
+        if self._held:
             return min(self.lock_duration / 3, 1.0)  # a worker will wake us when it finishes
         wait = self.poll_interval * random.uniform(0.8, 1.2)
         return min(wait, 0.05) if self.burst else wait
@@ -238,12 +247,23 @@ class Dispatcher:
             values[key] = sql.read_json(values[key])
         for key in ("run_at", "created", "started_at", "attempted_at"):
             values[key] = sql.read_dt(values[key])
-        job = Job(status=JobStatus.PROCESSING, locked_by=self.name, **values)
+        job = new_job(status=JobStatus.PROCESSING, locked_by=self.name, **values)
         job._state.adding = False
         job._state.db = self.using
         return job
 
     # -- finishing -----------------------------------------------------------------------
+
+    def _outcomes_due(self) -> bool:
+        """Whether to write the outcomes in hand now: as many as a claim takes, or one for
+        every job held (nothing else will finish before the next claim), or the first of
+        them has waited ``FINISH_DELAY``. Written together, a batch of completed jobs is one
+        statement, and the claim that follows takes as many jobs in one statement."""
+        done = len(self._done)
+        if not done:
+            return False
+        return (done >= self.batch_size or done >= len(self._held)
+                or time.monotonic() >= self._done_since + FINISH_DELAY)
 
     def _flush(self, sql: Statements) -> None:
         """Write the outcomes the workers reported: completed ones in one statement.
@@ -400,8 +420,14 @@ class Dispatcher:
 
     def _work(self) -> None:
         while (job := self._todo.take()) is not None:
-            self._done.append(self._attempt(job))
-            self._wake.set()
+            outcome = self._attempt(job)
+            if not self._done:
+                self._done_since = time.monotonic()
+            self._done.append(outcome)
+            # the loop comes back by itself FINISH_DELAY after the first outcome: woken for
+            # that one (to count from it) and when the outcomes are due, not for each job
+            if len(self._done) == 1 or self._outcomes_due():
+                self._wake.set()
 
     def _attempt(self, job: Job) -> Outcome:
         """Run ``job`` if its lease is still this dispatcher's, on connections checked before

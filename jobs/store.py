@@ -21,7 +21,7 @@ from tachycore.models import Access
 from .conf import jobs_settings
 from .errors import DedupeConflict, InvalidOption, JobNotFound, JobRunning, UnknownTopic
 from .handlers import allowed_without_handler, check_topic, handlers
-from .models import Job, JobStatus
+from .models import Job, JobStatus, new_job
 from .signals import job_enqueued
 from .sql import Statements, statements_for
 from .validation import (
@@ -99,9 +99,10 @@ class JobStore:
         (seconds or a timedelta) defers it; higher ``priority`` (-100..100) runs first;
         ``max_retries`` defaults to ``JOBS["MAX_RETRIES"]``.
         """
-        return self.enqueue_many([dict(topic=topic, payload=payload, run_at=run_at, delay=delay,
-                                       priority=priority, max_retries=max_retries,
-                                       dedupe_key=dedupe_key, queue_name=queue_name)])[0]
+        now = timezone.now()
+        job = self._prepare(now, topic, payload, run_at=run_at, delay=delay, priority=priority,
+                            max_retries=max_retries, dedupe_key=dedupe_key, queue_name=queue_name)
+        return self._insert(now, [job])[0]
 
     def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """Add many jobs in bulk (all or none); each item holds ``enqueue``'s arguments.
@@ -133,48 +134,52 @@ class JobStore:
                                "or list the topic in JOBS['ALLOWED_TOPICS'])")
         if payload is None:
             payload = {}
-        job = Job(topic=topic, payload=payload, status=JobStatus.PENDING, priority=check_priority(priority),
-                  queue_name=check_queue_name(queue_name), run_at=run_time(now, run_at, delay),
-                  max_retries=check_max_retries(max_retries), dedupe_key=check_dedupe_key(dedupe_key),
-                  task_backend=task_backend, created=now, updated=now, trace_context=trace.inject())
+        job = new_job(topic=topic, payload=payload, status=JobStatus.PENDING, priority=check_priority(priority),
+                      queue_name=check_queue_name(queue_name), run_at=run_time(now, run_at, delay),
+                      max_retries=check_max_retries(max_retries), dedupe_key=check_dedupe_key(dedupe_key),
+                      task_backend=task_backend, created=now, updated=now, trace_context=trace.inject())
         job._payload_json = payload_json(payload, topic)
         return job
 
     @staticmethod
     def _row(sql: Statements, job: Job) -> list[Any]:
         """The job's values in ``INSERT_COLUMNS`` order."""
+        # outside any trace the context is empty: its text needs no encoder
+        context = json.dumps(job.trace_context) if job.trace_context else "{}"
         return [job.topic, job._payload_json, job.priority, job.queue_name, sql.dt(job.run_at),
-                job.max_retries, job.dedupe_key, job.task_backend, json.dumps(job.trace_context)]
+                job.max_retries, job.dedupe_key, job.task_backend, context]
 
     def _insert(self, now: datetime, prepared: list[Job]) -> list[Job]:
         if current_plugin() is not None:  # a plugin's code: it needs jobs:enqueue
             topics = ", ".join(sorted({job.topic for job in prepared}))
             governance.check("jobs:enqueue", Access.EXECUTE, target=topics[:200], action="jobs.enqueue")
-        sql = self.sql
+        using = self.using
+        sql = statements_for(using)
         rows = [self._row(sql, job) for job in prepared]
         deduped = any(job.dedupe_key for job in prepared)
-        # one statement is atomic by itself; more (large batches, dedupe keys) share a transaction
-        alone = sql.insert_statements(len(rows), deduped) == 1
         # the queue's own statements: checked above by jobs:enqueue, not by the SQL guard
-        with (contextlib.nullcontext() if alone else transaction.atomic(using=self.using, savepoint=False),
-              governance.builtin_statements()):
-            ids = sql.insert(now, rows, dedupe=deduped)
+        with governance.builtin_statements():
+            if len(rows) == 1:  # one statement, atomic by itself: an enqueue
+                ids = [sql.insert_one(now, rows[0], deduped)]
+            else:  # more (large batches, dedupe keys) share a transaction
+                with (contextlib.nullcontext() if sql.insert_statements(len(rows), deduped) == 1
+                      else transaction.atomic(using=using, savepoint=False)):
+                    ids = sql.insert(now, rows, dedupe=deduped)
             result = []
             for job, job_id in zip(prepared, ids, strict=True):
                 if job_id is None:
                     job = self._existing(job, sql)
                 else:
                     job.id = job_id
-                    job.deduplicated = False
                     job._state.adding = False
-                    job._state.db = self.using
+                    job._state.db = using
                 result.append(job)
         for job in result:
             job.__dict__.pop("_payload_json", None)
             if job_enqueued.receivers and not job.deduplicated:  # a dedupe hit enqueued nothing
                 job_enqueued.send(sender=type(self), job=job)
         if self._local_wakers:
-            transaction.on_commit(self._wake_local, using=self.using)
+            transaction.on_commit(self._wake_local, using=using)
         return result
 
     def _existing(self, job: Job, sql: Statements) -> Job:

@@ -17,13 +17,16 @@ MIN_PRIORITY, MAX_PRIORITY = -100, 100
 MAX_DEDUPE_KEY = 255
 MAX_QUEUE_NAME = 100
 
+#: ``json.dumps(payload, allow_nan=False, separators=(",", ":"))`` without a new encoder per call
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
 
 def payload_json(payload: Any, topic: str) -> str:
     """The payload as JSON text, refused when it is not JSON, over ``MAX_PAYLOAD_SIZE``, or
     not storable alike on SQLite and PostgreSQL: a NUL character or a lone surrogate in a
     string or key, or more than ``MAX_JSON_DEPTH`` levels of nesting."""
     try:
-        text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        text = _ENCODER.encode(payload)
     except (TypeError, ValueError) as e:
         raise InvalidPayload(f"payload of {topic!r} is not JSON-serialisable: {e}") from None
     except RecursionError:  # some hundred levels deep: far over the limit

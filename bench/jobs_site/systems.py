@@ -224,7 +224,7 @@ class Bare:
 
     COLUMNS = ("topic", "payload", "status", "priority", "queue_name", "run_at", "locked_by", "attempts",
                "retries", "max_retries", "last_error", "errors", "dedupe_key", "task_backend", "workers",
-               "created", "updated")
+               "created", "updated", "trace_context")
 
     def __init__(self) -> None:
         from django.db import connection
@@ -271,7 +271,7 @@ class Bare:
 
     def row(self, i: int, now) -> list:
         return ["bench.noop", f'{{"i": {i}}}', "pending", 0, "default", now, "", 0, 0, 3, "", "[]", None,
-                "", "[]", now, now]
+                "", "[]", now, now, "{}"]
 
     def enqueue_one_rate(self, n: int) -> float:
         conn = self.connect()
@@ -285,7 +285,7 @@ class Bare:
 
     #: PostgreSQL: the SQL type of each column, for the bulk insert from arrays
     TYPES = ("text", "jsonb", "text", "smallint", "text", "timestamptz", "text", "integer", "integer",
-             "integer", "text", "jsonb", "text", "text", "jsonb", "timestamptz", "timestamptz")
+             "integer", "text", "jsonb", "text", "text", "jsonb", "timestamptz", "timestamptz", "jsonb")
 
     def enqueue_bulk_rate(self, n: int, chunk: int = 1000) -> float:
         """Jobs/s of one transaction of bulk inserts returning the ids: on PostgreSQL one

@@ -23,8 +23,8 @@ _VENDORS: dict[str, type[Statements]] = {"postgresql": PostgresStatements, "sqli
 def statements_for(using: str) -> Statements:
     """The statements for the database behind ``using``; ``ImproperlyConfigured`` for a
     database other than PostgreSQL and SQLite."""
-    vendor = connections[using].vendor
+    connection = connections[using]
     try:
-        return _VENDORS[vendor](using)
+        return _VENDORS[connection.vendor](using, connection)
     except KeyError:
-        raise ImproperlyConfigured(f"jobs supports PostgreSQL and SQLite, not {vendor}") from None
+        raise ImproperlyConfigured(f"jobs supports PostgreSQL and SQLite, not {connection.vendor}") from None

@@ -13,12 +13,15 @@ arrays grow.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+from tachycore.sql_guard import guard
 
 from ..errors import WorkerLost
 
@@ -88,11 +91,19 @@ class Statements:
     # names the index: its planner may prefer the index of (status, topic) and sort)
     pending_index = ""
 
-    def __init__(self, using: str) -> None:
+    def __init__(self, using: str, connection: BaseDatabaseWrapper | None = None) -> None:
         self.using = using
+        # the connection of the thread that made these statements, if given: Django's lookup
+        # (a context-local read) costs a tenth of an enqueue's Python, which asks three times
+        self._made_with = connection
+        self._made_in = threading.get_ident()
 
     @property
     def connection(self) -> BaseDatabaseWrapper:
+        """This thread's connection to the statements' database."""
+        connection = self._made_with
+        if connection is not None and self._made_in == threading.get_ident():
+            return connection
         return connections[self.using]
 
     # -- values --------------------------------------------------------------------------
@@ -151,6 +162,69 @@ class Statements:
         return ids
 
     insert_chunk = 500
+
+    #: ``insert_one``'s statements, by ``dedupe``, made at first use (per class)
+    _one_row_statements: ClassVar[dict[bool, str]]
+
+    def insert_one(self, now: datetime, row: Sequence[Any], dedupe: bool) -> int | None:
+        """``insert`` of one row, an enqueue's: its id, or ``None`` when a pending job has its
+        dedupe key. Its text is made once, and it runs on the driver's own cursor
+        (``fetch``): Django's cursor, its wrapper and its rewriting of the statement cost
+        about what the insert itself costs on SQLite."""
+        at = self.dt(now)
+        found = self.fetch(self._one_row_sql(dedupe), [*row, at, at])
+        return found[0][0] if found else None
+
+    def _one_row_sql(self, dedupe: bool) -> str:
+        """``insert_one``'s statement, made once per class."""
+        made = type(self).__dict__.get("_one_row_statements")
+        if made is None:
+            made = {key: self._insert_sql(f"VALUES {self._values_sql(1)}", key) for key in (False, True)}
+            type(self)._one_row_statements = made
+        return made[dedupe]
+
+    def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """Run ``sql`` (``%s`` parameters) and return its rows: on the driver's own cursor
+        (``driver_cursor``), with Django's error classes, or on Django's cursor while queries
+        are logged or wrapped."""
+        cursor = self.driver_cursor()
+        if cursor is None:
+            with self.connection.cursor() as django_cursor:
+                django_cursor.execute(sql, params)
+                return django_cursor.fetchall()
+        connection = self.connection
+        if connection.needs_rollback:
+            connection.validate_no_broken_transaction()
+        try:
+            cursor.execute(self.native(sql), params)
+            # every row: a statement left open would keep SQLite's transaction open
+            return cursor.fetchall()
+        except Exception:
+            with connection.wrap_database_errors:  # Django's error classes, as its cursor gives
+                raise
+
+    def native(self, sql: str) -> str:
+        """``sql`` (``%s`` parameters, no literal ``%``) in the parameter style of the driver."""
+        return sql
+
+    def driver_cursor(self) -> Any:
+        """The driver's own cursor on this thread's connection, kept for the connection's life;
+        ``None`` while Django logs queries (DEBUG, a test counting them) or wraps them (an
+        ``execute_wrapper`` other than the SQL guard, which leaves the queue's statements
+        alone anyway): then Django's cursor must run the statement, so that they see it."""
+        connection = self.connection
+        if connection.queries_logged or any(wrapper is not guard for wrapper in connection.execute_wrappers):
+            return None
+        connection.close_if_health_check_failed()  # what Django's cursor() does first
+        connection.ensure_connection()
+        cursor = connection.__dict__.get("_jobs_cursor")
+        if cursor is None or cursor.connection is not connection.connection:
+            cursor = connection.__dict__["_jobs_cursor"] = self.new_driver_cursor(connection.connection)
+        return cursor
+
+    def new_driver_cursor(self, driver_connection: Any) -> Any:
+        """A cursor of the driver's connection for ``driver_cursor``."""
+        return driver_connection.cursor()
 
     def notify(self) -> None:
         """Wake idle dispatchers once the caller's transaction commits (PostgreSQL; an

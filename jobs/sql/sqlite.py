@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +32,14 @@ class SQLiteStatements(Statements):
     insert_chunk = 100  # SQLite allows 32,766 parameters per statement
 
     def dt(self, value: datetime) -> Any:
+        # timezone.now()'s datetimes (in UTC) on a connection in UTC, the common case, as
+        # Django's adapt_datetimefield_value writes them, without its settings lookups
+        if value.tzinfo is UTC and self.connection.timezone is UTC:
+            return str(value.replace(tzinfo=None))
         return self.connection.ops.adapt_datetimefield_value(value)
+
+    def native(self, sql):
+        return sql.replace("%s", "?")
 
     def read_dt(self, value: Any) -> datetime | None:
         if value is None or isinstance(value, datetime):
@@ -59,20 +67,23 @@ class SQLiteStatements(Statements):
             row = cursor.fetchone()
         return int(row[0].split()[0]) if row else None
 
+    #: outcomes per completing statement (three parameters each; SQLite allows 32,766)
+    complete_chunk = 1000
+
     def complete(self, worker, now, outcomes):
         if not outcomes:
             return set()
         at = self.dt(now)
         done: set[int] = set()
-        sql = (f"UPDATE {TABLE} SET status = 'completed', result = %s, locked_until = NULL, "
-               "finished_at = %s, updated = %s WHERE id = %s AND locked_by = %s AND status = 'processing'")
-        # one transaction, one commit (one fsync) for the whole batch
-        with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
-            for outcome in outcomes:
-                attempt = attempt_of(outcome)
-                fence = "" if attempt is None else " AND attempts = %s"
-                cursor.execute(sql + fence, [outcome[1], at, at, outcome[0], worker]
-                               + ([] if attempt is None else [attempt]))
-                if cursor.rowcount == 1:
-                    done.add(outcome[0])
+        # one statement per chunk, in one transaction (one commit) when there are more
+        chunks = [outcomes[start:start + self.complete_chunk] for start in range(0, len(outcomes), self.complete_chunk)]
+        with transaction.atomic(using=self.using) if len(chunks) > 1 else contextlib.nullcontext():
+            for chunk in chunks:
+                values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+                sql = (f"WITH v(id, result, attempt) AS (VALUES {values}) "
+                       f"UPDATE {TABLE} SET status = 'completed', result = v.result, locked_until = NULL, "
+                       f"finished_at = %s, updated = %s FROM v WHERE {TABLE}.id = v.id AND locked_by = %s "
+                       "AND status = 'processing' AND (v.attempt IS NULL OR attempts = v.attempt) RETURNING id")
+                params = [v for outcome in chunk for v in (*outcome[:2], attempt_of(outcome))]
+                done.update(row[0] for row in self.fetch(sql, [*params, at, at, worker]))
         return done
