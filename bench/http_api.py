@@ -1,8 +1,8 @@
 """The HTTP APIs against plain Django views making the same store call, under a real server.
 
     .venv/bin/pip install -e '.[dev,redis,bench]'                  # gunicorn
-    .venv/bin/python bench/http.py                                   # SQLite (a temporary file)
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/tachy_bench .venv/bin/python bench/http.py
+    .venv/bin/python bench/http_api.py                                   # SQLite (a temporary file)
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/tachy_bench .venv/bin/python bench/http_api.py
 
 On PostgreSQL the run works in a scratch database ``<name>_http`` beside the one named
 (created afresh, dropped at the end unless ``--keep``). The site is ``bench/http_site``: the
