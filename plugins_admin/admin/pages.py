@@ -192,7 +192,7 @@ class KeysetPages(ChangeList):
                 if field.get_internal_type() == "DateTimeField":
                     values.append(_datetime(part.replace(" ", "+")))  # a "+" of the URL reads as a space
                 else:
-                    values.append(int(part) if part.isdigit() else None)
+                    values.append(int(part) if part.isascii() and part.isdigit() else None)  # not "²"
         if len(values) != len(self.keys) or any(value is None for value in values):
             self.model_admin.message_user(request, f"Not a page of this list: {self.after!r}. This is the first page.",
                                           messages.ERROR)
