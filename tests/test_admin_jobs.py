@@ -271,6 +271,11 @@ def test_detail__djangos_delete_page_is_closed(admin_client):
     assert Job.objects.filter(pk=job.pk).exists()
 
 
+
+def test_detail__an_id_of_other_digits_is_no_error(admin_client):
+    response = admin_client.get(reverse("admin:jobs_job_change", args=["\u00b2"]))
+    assert response.status_code == 302  # Django's answer to an id that names no row: the list
+
 # -- requeue -----------------------------------------------------------------------------
 
 

@@ -344,7 +344,7 @@ class JobAdmin(FilterLookupsOnly, SwitchedAdmin[JobStore]):
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict | None = None) -> HttpResponse:
         """The job's page, with a link to the audit rows of its trace (for who may see them)."""
-        rows = Job.objects.filter(pk=object_id) if object_id.isdigit() else Job.objects.none()
+        rows = Job.objects.filter(pk=object_id) if object_id.isascii() and object_id.isdigit() else Job.objects.none()
         trace_context = rows.values_list("trace_context", flat=True).first()
         audit_url = trace_rows_url(request, self.admin_site, trace_id_of(trace_context))
         return super().change_view(request, object_id, form_url, {"audit_url": audit_url, **(extra_context or {})})
