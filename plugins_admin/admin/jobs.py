@@ -95,7 +95,7 @@ class JobPages(KeysetPages):
     """The job list's pages: by id, newest first.
 
     A list of pending or processing jobs sorts the ids of its jobs, found through their
-    partial index (``jobs_pending_due``, ``jobs_processing_lease``; the queue keeps them
+    partial index (``jobs_pending_topic``, ``jobs_processing_lease``; the queue keeps them
     few), instead of walking the primary key down past the finished jobs: a few thousand
     pending jobs of a disabled plugin, enqueued a million jobs ago, would otherwise cost a
     read of the whole table.
