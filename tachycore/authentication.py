@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Any
 
+from django.db import transaction
 from rest_framework.authentication import TokenAuthentication
 
 from . import sync
@@ -104,8 +105,11 @@ def _clone(user: Any) -> Any:
 
 
 def revoked(**kwargs: Any) -> None:
-    """Empty the cache here, and in every other process after commit."""
+    """Empty the cache here, now and again after commit (a request of another thread may
+    read the state committed before and keep it meanwhile), and in every other process
+    after commit."""
     tokens.clear()
+    transaction.on_commit(tokens.clear, using=kwargs.get("using"))
     sync.publish(CHANNEL)
 
 

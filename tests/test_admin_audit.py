@@ -165,6 +165,18 @@ def test_list__pages_by_time_newest_first(viewer, events, monkeypatch):
     assert [row.pk for row in third.result_list] == [events["denied"].pk] and third.next_page_url is None
 
 
+
+@pytest.mark.parametrize("after", ["9999-12-31T23:59:59-23:59,1", "0001-01-01T00:00:00+23:59,1"])
+def test_list__a_cursor_of_a_time_with_no_utc_time_shows_the_first_page(viewer, events, after):
+    # each a valid datetime, whose offset moves it past year 9999 or before year 1 in UTC
+    assert shown(viewer, "?after=" + after.replace("+", "%2B")) == {row.pk for row in events.values()}
+
+
+def test_list__a_cursor_with_a_large_offset_is_compared_in_utc(viewer, events):
+    later = timezone.now() + timedelta(days=2)
+    at = (later.astimezone(timezone.get_fixed_timezone(20 * 60))).isoformat()  # +20:00
+    assert shown(viewer, "?after=" + at.replace("+", "%2B") + ",1") == {row.pk for row in events.values()}
+
 # -- from a job to its trace ---------------------------------------------------------------------
 
 

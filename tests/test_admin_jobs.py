@@ -218,6 +218,17 @@ def test_list__pages_by_id_newest_first(admin_client, monkeypatch):
     assert any("first page" in text for text in message_texts(wrong))
 
 
+
+@pytest.mark.parametrize("after", ["\u00b2", "1\u00b2", "99999999999999999999999"])
+def test_list__a_cursor_of_other_digits_or_too_big_shows_the_first_page(admin_client, after):
+    job = make_job("mail.send")
+    response = admin_client.get(reverse(CHANGELIST), {"after": after})
+    assert response.status_code == 200
+    cl = response.context["cl"]
+    assert [row.pk for row in cl.result_list] == [job.pk]  # before any id, or the first page
+    if not after.isascii():
+        assert any("first page" in text for text in message_texts(response))
+
 # -- the detail page ---------------------------------------------------------------------
 
 
@@ -259,6 +270,11 @@ def test_detail__djangos_delete_page_is_closed(admin_client):
     assert response.status_code == 403
     assert Job.objects.filter(pk=job.pk).exists()
 
+
+
+def test_detail__an_id_of_other_digits_is_no_error(admin_client):
+    response = admin_client.get(reverse("admin:jobs_job_change", args=["\u00b2"]))
+    assert response.status_code == 302  # Django's answer to an id that names no row: the list
 
 # -- requeue -----------------------------------------------------------------------------
 

@@ -145,3 +145,15 @@ def test_token__a_message_from_another_process_empties_the_cache(client, token):
     runtime._dispatch(authentication.CHANNEL, None, "another-process")
 
     assert authentication.tokens.get(token) is None
+
+
+def test_token__a_request_beside_an_uncommitted_revocation_keeps_nothing_past_commit(
+        client, token, reader, django_capture_on_commit_callbacks):
+    active = User.objects.get(pk=reader.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        reader.is_active = False
+        reader.save()
+        # a request of another thread, between the save and the commit, still reads the user active
+        authentication.tokens.fill(token, active, Token.objects.get(key=token), 60, authentication.tokens.generation)
+
+    assert get(client, token).status_code == 403

@@ -95,7 +95,7 @@ class JobPages(KeysetPages):
     """The job list's pages: by id, newest first.
 
     A list of pending or processing jobs sorts the ids of its jobs, found through their
-    partial index (``jobs_pending_due``, ``jobs_processing_lease``; the queue keeps them
+    partial index (``jobs_pending_topic``, ``jobs_processing_lease``; the queue keeps them
     few), instead of walking the primary key down past the finished jobs: a few thousand
     pending jobs of a disabled plugin, enqueued a million jobs ago, would otherwise cost a
     read of the whole table.
@@ -344,7 +344,7 @@ class JobAdmin(FilterLookupsOnly, SwitchedAdmin[JobStore]):
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict | None = None) -> HttpResponse:
         """The job's page, with a link to the audit rows of its trace (for who may see them)."""
-        rows = Job.objects.filter(pk=object_id) if object_id.isdigit() else Job.objects.none()
+        rows = Job.objects.filter(pk=object_id) if object_id.isascii() and object_id.isdigit() else Job.objects.none()
         trace_context = rows.values_list("trace_context", flat=True).first()
         audit_url = trace_rows_url(request, self.admin_site, trace_id_of(trace_context))
         return super().change_view(request, object_id, form_url, {"audit_url": audit_url, **(extra_context or {})})

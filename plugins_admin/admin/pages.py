@@ -22,12 +22,14 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.main import ChangeList
 from django.db import connections
 from django.db.models import Max, Min, Model, Q, QuerySet
 from django.db.models.expressions import Combinable
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 #: the query-string parameter of the page's start: the key of the previous page's last row
@@ -192,7 +194,7 @@ class KeysetPages(ChangeList):
                 if field.get_internal_type() == "DateTimeField":
                     values.append(_datetime(part.replace(" ", "+")))  # a "+" of the URL reads as a space
                 else:
-                    values.append(int(part) if part.isdigit() else None)
+                    values.append(int(part) if part.isascii() and part.isdigit() else None)  # not "²"
         if len(values) != len(self.keys) or any(value is None for value in values):
             self.model_admin.message_user(request, f"Not a page of this list: {self.after!r}. This is the first page.",
                                           messages.ERROR)
@@ -201,7 +203,16 @@ class KeysetPages(ChangeList):
 
 
 def _datetime(text: str) -> datetime.datetime | None:
+    """The datetime ``text`` names, in UTC where time zones are on (one without an offset in
+    the current time zone); ``None`` when it names none, or one that has no UTC time (a year
+    1 or 9999 datetime whose offset moves it out of range: Python's and the databases'
+    conversions would fail on it)."""
     try:
-        return parse_datetime(text)
-    except ValueError:  # well formed, but no such date
+        value = parse_datetime(text)
+        if value is None or not settings.USE_TZ:
+            return value
+        if timezone.is_naive(value):
+            value = timezone.make_aware(value)
+        return value.astimezone(datetime.UTC)
+    except (ValueError, OverflowError):  # well formed, but no such date, or none in UTC
         return None
