@@ -100,6 +100,7 @@ class Dispatcher:
         self._leases = Leases(self.lock_duration)
         self._done: deque[Outcome] = deque()
         self._done_since = 0.0  # monotonic time of the first outcome in _done
+        self._done_lock = threading.Lock()  # a worker's append and its look at _done
         self._running: dict[int, Job] = {}  # started, not finished: job id -> job
         self._held: dict[int, Job] = {}  # claimed and not yet written back: job id -> job
         self._wake = threading.Event()
@@ -421,12 +422,16 @@ class Dispatcher:
     def _work(self) -> None:
         while (job := self._todo.take()) is not None:
             outcome = self._attempt(job)
-            if not self._done:
-                self._done_since = time.monotonic()
-            self._done.append(outcome)
             # the loop comes back by itself FINISH_DELAY after the first outcome: woken for
-            # that one (to count from it) and when the outcomes are due, not for each job
-            if len(self._done) == 1 or self._outcomes_due():
+            # that one (to count from it) and when the outcomes are due, not for each job;
+            # under a lock, so that of two workers finishing at once one knows it was first
+            with self._done_lock:
+                first = not self._done
+                if first:
+                    self._done_since = time.monotonic()
+                self._done.append(outcome)
+                wake = first or self._outcomes_due()
+            if wake:
                 self._wake.set()
 
     def _attempt(self, job: Job) -> Outcome:
