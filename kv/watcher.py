@@ -53,13 +53,16 @@ class ChangeWatcher(CommitWatcher):
         #: the last looks succeeded and the triggers are there: L1 may be filled
         self.live = False
         self._counter: int | None = None
+        self._schema: int | None = None  # PRAGMA schema_version when the triggers were seen
         self._warned = False  # a failed look is logged as a warning when it ends L1, or once
 
     def poll(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA data_version").fetchall()[0][0]
         if version != self._version:  # the first look too: L1 starts empty
-            if self._counter is None:
+            schema = conn.execute("PRAGMA schema_version").fetchall()[0][0]
+            if schema != self._schema:  # the first look, or a migration ran since the last
                 self._check_triggers(conn)
+                self._schema = schema
             counter, pending = conn.execute("SELECT counter, pending FROM _kv_changes").fetchall()[0]
             if counter != self._counter or pending:
                 self.wake()
@@ -100,7 +103,7 @@ class ChangeWatcher(CommitWatcher):
         else:
             super().failed(error)
         was_live, self.live = self.live, False
-        self._counter = self._version = None
+        self._counter = self._version = self._schema = None
         if was_live:
             self.wake()
 

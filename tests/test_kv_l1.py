@@ -917,3 +917,27 @@ def test_watcher__without_the_triggers_l1_stays_off(store, watched, django_asser
             for _, sql in triggers:
                 cursor.execute(sql)
     assert watcher_live()
+
+
+@sqlite_only
+@store_db
+def test_watcher__triggers_dropped_while_it_runs_turn_l1_off(store, watched):
+    """A migration that rebuilds ``_kv`` while processes run: their watchers see the schema
+    change and find the triggers gone, not only a watcher started afterwards."""
+    store.set("k", "v")
+    assert store.get("k") == "v"
+    assert watcher_live()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = '_kv'")
+        triggers = cursor.fetchall()
+        for name, _ in triggers:
+            cursor.execute(f"DROP TRIGGER {name}")
+    try:
+        store.set("other", 1)  # a commit: the next look reads the schema version
+        assert wait_until(lambda: not receivers.invalidations_arrive(), timeout=5)
+        assert store.l1.get("k") is None
+    finally:
+        with connection.cursor() as cursor:
+            for _, sql in triggers:
+                cursor.execute(sql)
+    assert wait_until(watcher_live, timeout=5)
