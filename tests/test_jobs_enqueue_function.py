@@ -1,11 +1,13 @@
 """The enqueue on PostgreSQL through ``tachy_jobs_enqueue``, the function of migration jobs
 0004: one ``SELECT`` per enqueue, the wake-up NOTIFY sent only when a job was added (not for
-a dedupe hit), and the SQL guard reading a plugin's own call of it as a write of ``_jobs``.
+a dedupe hit), the SQL guard reading a plugin's own call of it as a write of ``_jobs``, and
+the migration undone and redone.
 The rest of the enqueue's behaviour is tests/test_jobs_store.py's, which runs through the
 function on PostgreSQL."""
 
 from __future__ import annotations
 
+import importlib
 import io
 
 import psycopg
@@ -25,6 +27,7 @@ from tachycore.governance import grants
 pytestmark = pytest.mark.postgres
 CALL = ("SELECT tachy_jobs_enqueue('toolbox.echo', '{}'::jsonb, 0::smallint, 'default', now(), 3, NULL, '', "
         "'{}'::jsonb, now(), false)")
+migration = importlib.import_module("jobs.migrations.0004_enqueue_function")
 
 
 def test_sql_classifier__a_call_of_the_enqueue_function_writes_the_jobs_table():
@@ -70,3 +73,18 @@ def test_sql_guard__a_plugin_calling_the_enqueue_function_needs_to_write_the_job
         cursor.execute(CALL)
 
     assert not Job.objects.filter(topic="toolbox.echo").exists()
+
+
+@pytest.mark.django_db
+def test_migration__is_undone_and_redone():
+    def exists() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = 'tachy_jobs_enqueue'")
+            return cursor.fetchone()[0] == 1
+
+    with connection.schema_editor() as editor:  # in the test's transaction: PostgreSQL DDL rolls back
+        migration.drop(None, editor)
+        assert not exists()
+        migration.create(None, editor)
+    assert exists()
+    assert jobs.get_job_store().enqueue("toolbox.echo", {"n": 1}).id
