@@ -142,11 +142,13 @@ class JobStore:
         return job
 
     @staticmethod
-    def _row(sql: Statements, job: Job) -> list[Any]:
-        """The job's values in ``INSERT_COLUMNS`` order."""
+    def _row(sql: Statements, job: Job, at: Any = None) -> list[Any]:
+        """The job's values in ``INSERT_COLUMNS`` order; ``at``: ``sql.dt(job.created)``, if
+        known (a job due at once runs at it: not converted twice)."""
         # outside any trace the context is empty: its text needs no encoder
         context = json.dumps(job.trace_context) if job.trace_context else "{}"
-        return [job.topic, job._payload_json, job.priority, job.queue_name, sql.dt(job.run_at),
+        run_at = at if at is not None and job.run_at is job.created else sql.dt(job.run_at)
+        return [job.topic, job._payload_json, job.priority, job.queue_name, run_at,
                 job.max_retries, job.dedupe_key, job.task_backend, context]
 
     def _insert(self, now: datetime, prepared: list[Job]) -> list[Job]:
@@ -155,12 +157,13 @@ class JobStore:
             governance.check("jobs:enqueue", Access.EXECUTE, target=topics[:200], action="jobs.enqueue")
         using = self.using
         sql = statements_for(using)
-        rows = [self._row(sql, job) for job in prepared]
+        at = sql.dt(now)  # every job's created and updated, and run_at when due at once
+        rows = [self._row(sql, job, at) for job in prepared]
         deduped = any(job.dedupe_key for job in prepared)
         # the queue's own statements: checked above by jobs:enqueue, not by the SQL guard
         with governance.builtin_statements():
             if len(rows) == 1:  # one statement, atomic by itself: an enqueue
-                ids = [sql.insert_one(now, rows[0], deduped)]
+                ids = [sql.insert_one(now, rows[0], deduped, at)]
             else:  # more (large batches, dedupe keys) share a transaction
                 with (contextlib.nullcontext() if sql.insert_statements(len(rows), deduped) == 1
                       else transaction.atomic(using=using, savepoint=False)):

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from tachycore.jsontext import depth_fault, json_fault, string_fault
+from tachycore.jsontext import MAX_JSON_DEPTH, depth_fault, json_fault, string_fault
 
 from .conf import jobs_settings
 from .errors import InvalidOption, InvalidPayload, InvalidPriority, InvalidSchedule, PayloadTooLarge
@@ -36,7 +36,9 @@ def payload_json(payload: Any, topic: str) -> str:
         raise PayloadTooLarge(f"payload of {topic!r} is {len(text)} bytes of JSON, "
                               f"over JOBS['MAX_PAYLOAD_SIZE'] ({limit})")
     # a NUL: jsonb cannot hold it; a lone surrogate: no database can; refused everywhere alike
-    fault = json_fault(payload, text)  # after the size, which bounds its work
+    # after the size, which bounds its work; a short text without a backslash (every NUL and
+    # non-ASCII character comes escaped) has no NUL, no surrogate and too few brackets to be deep
+    fault = None if len(text) <= MAX_JSON_DEPTH and "\\" not in text else json_fault(payload, text)
     if fault is not None:
         raise InvalidPayload(f"payload of {topic!r} {fault}")
     return text

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Thread", "acting_as", "builtin_statements", "current_plugin", "in_builtin_statements"]
@@ -54,14 +53,18 @@ class acting_as:  # lower case: used like a function, ``with acting_as("notes"):
 _builtin = contextvars.ContextVar("tachycore_builtin_statements", default=False)
 
 
-@contextmanager
-def builtin_statements() -> Iterator[None]:
-    """Run the block's SQL as the kernel's or a built-in's own (not checked by the SQL guard)."""
-    token = _builtin.set(True)
-    try:
-        yield
-    finally:
-        _builtin.reset(token)
+class builtin_statements:  # lower case: used like a function, ``with builtin_statements():``
+    """Run the block's SQL as the kernel's or a built-in's own (not checked by the SQL guard).
+
+    A class rather than a generator, as ``acting_as``: every enqueue enters one."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _builtin.set(True)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _builtin.reset(self._token)
 
 
 #: whether the SQL running now is the kernel's or a built-in's own (``builtin_statements``)

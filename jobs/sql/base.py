@@ -163,30 +163,37 @@ class Statements:
 
     insert_chunk = 500
 
-    #: ``insert_one``'s statements, by ``dedupe``, made at first use (per class)
-    _one_row_statements: ClassVar[dict[bool, str]]
+    #: ``insert_one``'s statements by ``dedupe``, each as ``(text, text in the driver's
+    #: style)``, made at first use (per class)
+    _one_row_statements: ClassVar[dict[bool, tuple[str, str]]]
 
-    def insert_one(self, now: datetime, row: Sequence[Any], dedupe: bool) -> int | None:
+    def insert_one(self, now: datetime, row: Sequence[Any], dedupe: bool, at: Any = None) -> int | None:
         """``insert`` of one row, an enqueue's: its id, or ``None`` when a pending job has its
-        dedupe key. Its text is made once, and it runs on the driver's own cursor
-        (``fetch``): Django's cursor, its wrapper and its rewriting of the statement cost
-        about what the insert itself costs on SQLite."""
-        at = self.dt(now)
-        found = self.fetch(self._one_row_sql(dedupe), [*row, at, at])
+        dedupe key. ``at``: ``dt(now)``, when the caller has it already. Its text is made
+        once, and it runs on the driver's own cursor (``fetch``): Django's cursor, its
+        wrapper and its rewriting of the statement cost about what the insert itself costs
+        on SQLite."""
+        if at is None:
+            at = self.dt(now)
+        sql, native = self._one_row_sql(dedupe)
+        found = self.fetch(sql, [*row, at, at], native=native)
         return found[0][0] if found else None
 
-    def _one_row_sql(self, dedupe: bool) -> str:
-        """``insert_one``'s statement, made once per class."""
+    def _one_row_sql(self, dedupe: bool) -> tuple[str, str]:
+        """``insert_one``'s statement and its text in the driver's style, made once per class."""
         made = type(self).__dict__.get("_one_row_statements")
         if made is None:
-            made = {key: self._insert_sql(f"VALUES {self._values_sql(1)}", key) for key in (False, True)}
+            made = {}
+            for key in (False, True):
+                sql = self._insert_sql(f"VALUES {self._values_sql(1)}", key)
+                made[key] = (sql, self.native(sql))
             type(self)._one_row_statements = made
         return made[dedupe]
 
-    def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+    def fetch(self, sql: str, params: Sequence[Any], native: str | None = None) -> list[tuple]:
         """Run ``sql`` (``%s`` parameters) and return its rows: on the driver's own cursor
         (``driver_cursor``), with Django's error classes, or on Django's cursor while queries
-        are logged or wrapped."""
+        are logged or wrapped. ``native``: ``native(sql)``, when the caller keeps it."""
         cursor = self.driver_cursor()
         if cursor is None:
             with self.connection.cursor() as django_cursor:
@@ -196,7 +203,7 @@ class Statements:
         if connection.needs_rollback:
             connection.validate_no_broken_transaction()
         try:
-            cursor.execute(self.native(sql), params)
+            cursor.execute(self.native(sql) if native is None else native, params)
             # every row: a statement left open would keep SQLite's transaction open
             return cursor.fetchall()
         except Exception:
