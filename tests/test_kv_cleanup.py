@@ -23,8 +23,8 @@ from kv import clock as kv_clock
 from kv import get_store
 from kv.cleanup import CleanupLoop, cleanup_expired
 from kv.models import KVEntry
-from kv.sql import sqlite as sqlite_statements
 from kv.schedules import CLEANUP_FUNC, SCHEDULE_NAME, register_cleanup_schedule
+from kv.sql import sqlite as sqlite_statements
 from tachycore.models import Node
 from tests.helpers.processes import ROOT, manage, wait_until
 
