@@ -149,8 +149,8 @@ class SQLiteStatements(CacheStatements):
     def _walk_pragmas(self, rows: int) -> Iterator[None]:
         """Inside the block, the connection's page cache holds ``_CLEANUP_CACHE_KIB`` KiB and
         its commits checkpoint the WAL only once it holds ``_walk_checkpoint_pages()`` pages;
-        after it, both as before, and one passive checkpoint of what the pass wrote (it
-        waits for no reader or writer).
+        after it, both as before, and, when the WAL was let grow past its usual limit, one
+        passive checkpoint of what the pass wrote (it waits for no reader or writer).
 
         Each batch rewrites the expiry index pages of its rows, spread over the whole index;
         a checkpoint after every commit (SQLite's default: once the WAL holds 1,000 pages)
@@ -162,14 +162,17 @@ class SQLiteStatements(CacheStatements):
         if cache is None or autocheckpoint is None:  # not a SQLite build that has them
             yield
             return
+        usual = int(autocheckpoint[0])
+        pages = self._walk_checkpoint_pages(rows, usual)
         self.execute(f"PRAGMA cache_size = -{_CLEANUP_CACHE_KIB}", {})
-        self.execute(f"PRAGMA wal_autocheckpoint = {self._walk_checkpoint_pages(rows, int(autocheckpoint[0]))}", {})
+        self.execute(f"PRAGMA wal_autocheckpoint = {pages}", {})
         try:
             yield
         finally:
             self.execute(f"PRAGMA cache_size = {int(cache[0])}", {})
-            self.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint[0])}", {})
-            if self.connection.get_autocommit():
+            self.execute(f"PRAGMA wal_autocheckpoint = {usual}", {})
+            if pages > usual and self.connection.get_autocommit():
+                # what the WAL holds past the usual limit: not left to the next writer's commit
                 self._one("PRAGMA wal_checkpoint(PASSIVE)", {})
 
     def _walk_checkpoint_pages(self, rows: int, usual: int) -> int:
