@@ -26,7 +26,9 @@ def cleanup_expired(batch_size: int | None = None) -> int:
     ``KV["CLEANUP_BATCH_SIZE"]``); return how many rows were deleted.
 
     Each batch is its own statement and, outside a transaction, commits on its
-    own: a pass that is interrupted leaves nothing half done.
+    own: a pass that is interrupted leaves nothing half done. On SQLite, when the
+    pass walks the table, ``batch_size`` is the first batch's and the smallest: the
+    next ones grow to last about 30 ms (docs/kv-cleanup.md).
     """
     from . import get_store
 

@@ -24,6 +24,7 @@ from kv import get_store
 from kv.cleanup import CleanupLoop, cleanup_expired
 from kv.models import KVEntry
 from kv.schedules import CLEANUP_FUNC, SCHEDULE_NAME, register_cleanup_schedule
+from kv.sql import sqlite as sqlite_statements
 from tachycore.models import Node
 from tests.helpers.processes import ROOT, manage, wait_until
 
@@ -87,8 +88,20 @@ def test_cleanup_expired__removes_a_key_set_with_px_once_its_time_has_passed():
     assert store.get("long") == "lived"
 
 
+@pytest.fixture
+def slow_batches(monkeypatch):
+    """SQLite's walk takes every batch for one that lasted too long: each has the batch size."""
+    monkeypatch.setattr(sqlite_statements, "_BATCH_SECONDS", 0.0)
+
+
+@pytest.fixture
+def fast_batches(monkeypatch):
+    """SQLite's walk takes every batch for a quick one: each next one has twice the rows."""
+    monkeypatch.setattr(sqlite_statements, "_BATCH_SECONDS", 3600.0)
+
+
 @pytest.mark.django_db
-def test_cleanup_expired__removes_more_rows_than_a_batch_one_statement_per_batch():
+def test_cleanup_expired__removes_more_rows_than_a_batch_one_statement_per_batch(slow_batches):
     put_expired(25)
     put("live", None)
 
@@ -101,7 +114,40 @@ def test_cleanup_expired__removes_more_rows_than_a_batch_one_statement_per_batch
 
 
 @pytest.mark.django_db
-def test_cleanup_expired__batch_size_defaults_to_the_setting(settings):
+def test_cleanup_expired__quick_batches_grow_on_sqlite_from_the_batch_size(fast_batches):
+    put_expired(25)
+    put("live", None)
+
+    with CaptureQueriesContext(connection) as queries:
+        removed = cleanup_expired(batch_size=10)
+
+    assert removed == 25
+    assert remaining() == ["live"]
+    # SQLite's walk: 10, then 15 of the 20 the next batch may take; elsewhere 10 + 10 + 5
+    assert delete_statements(queries) == (2 if connection.vendor == "sqlite" else 3)
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's walk only")
+def test_cleanup_expired__sqlite_walk_leaves_the_connection_s_pragmas_as_they_were():
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size")
+        cache = cursor.fetchone()[0]
+        cursor.execute("PRAGMA wal_autocheckpoint")
+        autocheckpoint = cursor.fetchone()[0]
+    put_expired(30)
+
+    assert cleanup_expired(batch_size=10) == 30
+
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size")
+        assert cursor.fetchone()[0] == cache
+        cursor.execute("PRAGMA wal_autocheckpoint")
+        assert cursor.fetchone()[0] == autocheckpoint
+
+
+@pytest.mark.django_db
+def test_cleanup_expired__batch_size_defaults_to_the_setting(settings, slow_batches):
     settings.KV = {"CLEANUP_BATCH_SIZE": 4}
     put_expired(9)
 
@@ -113,7 +159,7 @@ def test_cleanup_expired__batch_size_defaults_to_the_setting(settings):
 
 
 @pytest.mark.django_db
-def test_cleanup_expired__expired_rows_among_live_ones_go_and_the_live_ones_stay():
+def test_cleanup_expired__expired_rows_among_live_ones_go_and_the_live_ones_stay(slow_batches):
     # many expired rows (SQLite walks the table in storage order then), written between live ones
     for i in range(10):
         put(f"live:{i}", 60_000 if i % 2 else None)

@@ -4,6 +4,7 @@ registered on each connection for the hash updates SQLite's JSON paths cannot ex
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
@@ -26,6 +27,14 @@ from .scans import Step
 _GET = f"SELECT type, value, expire_at FROM _kv WHERE key = ? AND {ALIVE.replace('%(now)s', '?')}"
 #: SQLite's cleanup walks the table in storage order once one row in this many has expired
 _DENSE_EXPIRY = 20
+#: how long one batch of SQLite's cleanup walk should take (writers wait for it as long)
+_BATCH_SECONDS = 0.030
+#: the page cache of the cleanup's connection during a walk, in KiB (64 MiB)
+_CLEANUP_CACHE_KIB = 65536
+#: during a walk, the WAL may hold one page per this many rows of the table before a checkpoint
+_ROWS_PER_WAL_PAGE = 100
+#: ... and at most this many pages (200 MiB of 4 KiB pages)
+_MOST_WAL_PAGES = 50_000
 _results = threading.local()  # what a hash function computed, read right after its statement
 #: the last second formatted by utc_text: (its start in epoch nanoseconds, its text, the text and ".")
 _second: tuple[int, str, str] = (0, "", "")
@@ -77,6 +86,16 @@ def _hincr(old: str | None, field: str, amount: int) -> str:
     return json.dumps(current)
 
 
+def _next_batch_size(size: int, smallest: int, elapsed: float) -> int:
+    """The rows of the next batch of the cleanup walk: ``size`` scaled so that a batch takes
+    about ``_BATCH_SECONDS`` (by ``elapsed``, what the last one took), at most doubled or
+    halved at a time, never fewer than ``smallest``."""
+    if elapsed <= 0:
+        return size * 2
+    scaled = int(size * _BATCH_SECONDS / elapsed)
+    return max(smallest, size // 2, min(size * 2, scaled))
+
+
 def register_functions(connection) -> None:
     """Add the kv functions to a new SQLite connection (``connection_created``)."""
     raw = connection.connection
@@ -126,10 +145,50 @@ class SQLiteStatements(CacheStatements):
         # SQLite would read every row of the step before numbering them (10,000 rows, 20 ms)
         return self.read_step_to_last(step, count)
 
+    @contextlib.contextmanager
+    def _walk_pragmas(self, rows: int) -> Iterator[None]:
+        """Inside the block, the connection's page cache holds ``_CLEANUP_CACHE_KIB`` KiB and
+        its commits checkpoint the WAL only once it holds ``_walk_checkpoint_pages()`` pages;
+        after it, both as before, and, when the WAL was let grow past its usual limit, one
+        passive checkpoint of what the pass wrote (it waits for no reader or writer).
+
+        Each batch rewrites the expiry index pages of its rows, spread over the whole index;
+        a checkpoint after every commit (SQLite's default: once the WAL holds 1,000 pages)
+        copies them into the database file and syncs it, batch after batch: on a table of a
+        million keys that costs more than the deletions. Fewer checkpoints copy each such
+        page once for many batches. The larger cache keeps a batch's pages in memory until
+        its commit instead of spilling them to the WAL mid-batch."""
+        cache, autocheckpoint = self._one("PRAGMA cache_size", {}), self._one("PRAGMA wal_autocheckpoint", {})
+        if cache is None or autocheckpoint is None:  # not a SQLite build that has them
+            yield
+            return
+        usual = int(autocheckpoint[0])
+        pages = self._walk_checkpoint_pages(rows, usual)
+        self.execute(f"PRAGMA cache_size = -{_CLEANUP_CACHE_KIB}", {})
+        self.execute(f"PRAGMA wal_autocheckpoint = {pages}", {})
+        try:
+            yield
+        finally:
+            self.execute(f"PRAGMA cache_size = {int(cache[0])}", {})
+            self.execute(f"PRAGMA wal_autocheckpoint = {usual}", {})
+            if pages > usual and self.connection.get_autocommit():
+                # what the WAL holds past the usual limit: not left to the next writer's commit
+                self._one("PRAGMA wal_checkpoint(PASSIVE)", {})
+
+    def _walk_checkpoint_pages(self, rows: int, usual: int) -> int:
+        """How many pages the WAL may hold during a cleanup walk of a table of about ``rows``
+        rows before a commit checkpoints it: more as the expiry index grows (one of its pages
+        holds about 250 rows), so that a checkpoint comes once per a few rewrites of the whole
+        index, not once per batch; never fewer than ``usual``, the connection's own setting."""
+        return max(usual, min(rows // _ROWS_PER_WAL_PAGE, _MOST_WAL_PAGES))
+
     def expired_deletions(self, now: int, batch_size: int) -> Iterator[int]:
         """Many expired rows: a walk through the table in rowid order (storage order), each
-        batch the next ``batch_size`` expired rows after the last one's rowid; few: the
-        expiry index's order (``Statements.expired_deletions``).
+        batch the next expired rows after the last one's rowid; few: the expiry index's order
+        (``Statements.expired_deletions``). The walk's first batch has ``batch_size`` rows;
+        each next one as many as make a batch last about ``_BATCH_SECONDS`` (never fewer than
+        ``batch_size``): the expiry index pages a batch rewrites are spread over the whole
+        index, and a larger batch rewrites each of them for more rows (see ``_walk_pragmas``).
 
         Expiry order deletes rows scattered over the whole table, so each batch rewrites
         about one table page and one key index page per row (29 µs a row at 100,000 keys,
@@ -149,23 +208,28 @@ class SQLiteStatements(CacheStatements):
             yield from super().expired_deletions(now, batch_size)
             return
         after = None
-        while True:
-            # +expire_at: not through the expiry index, whose order is the one avoided here
-            batch = self._one(
-                "SELECT count(*), max(rowid) FROM (SELECT rowid FROM _kv WHERE +expire_at <= %(now)s"
-                + ("" if after is None else " AND rowid > %(after)s") + " ORDER BY rowid LIMIT %(limit)s)",
-                {"now": now, "after": after, "limit": batch_size},
-            )
-            if batch is None or not batch[0]:
-                break
-            # the expiry is checked again: a key set anew since the SELECT stays
-            self.execute(
-                "DELETE FROM _kv WHERE rowid <= %(last)s AND +expire_at <= %(now)s"
-                + ("" if after is None else " AND rowid > %(after)s"),
-                {"now": now, "after": after, "last": batch[1]},
-            )
-            yield self.cursor.rowcount
-            after = batch[1]
+        size = batch_size
+        with self._walk_pragmas(highest):
+            while True:
+                # +expire_at: not through the expiry index, whose order is the one avoided here
+                batch = self._one(
+                    "SELECT count(*), max(rowid) FROM (SELECT rowid FROM _kv WHERE +expire_at <= %(now)s"
+                    + ("" if after is None else " AND rowid > %(after)s") + " ORDER BY rowid LIMIT %(limit)s)",
+                    {"now": now, "after": after, "limit": size},
+                )
+                if batch is None or not batch[0]:
+                    break
+                started = time.perf_counter()
+                # the expiry is checked again: a key set anew since the SELECT stays
+                self.execute(
+                    "DELETE FROM _kv WHERE rowid <= %(last)s AND +expire_at <= %(now)s"
+                    + ("" if after is None else " AND rowid > %(after)s"),
+                    {"now": now, "after": after, "last": batch[1]},
+                )
+                deleted, elapsed = self.cursor.rowcount, time.perf_counter() - started
+                yield deleted
+                after = batch[1]
+                size = _next_batch_size(size, batch_size, elapsed)
         if self.any_expired(now):  # left behind the walk (written by a process whose clock is behind)
             yield from super().expired_deletions(now, batch_size)
 

@@ -27,7 +27,8 @@ class Command(KernelCommand):
                             help='time between passes with --loop: seconds or "500ms", "30s", "2m" '
                                  '(default: KV["CLEANUP_INTERVAL"])')
         parser.add_argument("--batch-size", metavar="N",
-                            help='rows deleted per statement (default: KV["CLEANUP_BATCH_SIZE"])')
+                            help='rows deleted per statement; on SQLite walking the table, of the first '
+                                 'and smallest batch (default: KV["CLEANUP_BATCH_SIZE"])')
 
     def handle(self, *, loop: bool, interval: str | None, batch_size: str | None, verbosity: int,
                **options: Any) -> None:
