@@ -74,7 +74,7 @@ def held_by_plugin(only: Sequence[str] | None = None, using: str | None = None) 
         match |= ~Q(task_backend="") & Q(topic__startswith=prefix)
     counts: dict[str, int] = {}
     rows = (Job.objects.using(using).due(timezone.now()).filter(match)
-            .values_list("topic", "task_backend").annotate(n=Count("id")).order_by())
+            .values_list("topic", "task_backend").annotate(n=Count("*")).order_by())
     for topic, task_backend, n in rows:
         if only is not None and topic not in only:
             continue
