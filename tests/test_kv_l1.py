@@ -72,6 +72,8 @@ def test_l1cache__hit_returns_type_and_value():
     assert cache.get("missing") is None
 
 
+# the child only reads the cache (its lock is new after the fork) and leaves with os._exit
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 def test_l1cache__a_forked_child_starts_empty():
     # the child's invalidations start with its own first miss: what the parent kept must
     # not be served there (gunicorn --preload forks after the parent may have read)
