@@ -73,12 +73,16 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
         l1 = self._l1 if self._l1_config is not None else self.l1  # the property costs an L1 hit a call
         if l1 is not None and self._session.connection().in_atomic_block:
             l1 = None  # inside a transaction: past L1, and it is not filled
-        if l1 is not None:
-            if key.__class__ is str:  # L1 holds checked keys only: a hit needs no check
-                hit = l1.get(key)
-                if hit is not None:
-                    return hit
-            generation = l1.generation
+        # L1 holds checked keys only: a hit needs no check
+        if l1 is not None and key.__class__ is str and (hit := l1.get(key)) is not None:
+            return hit
+        row = self._load(key, l1)
+        return None if row is None else (row[0], row[1])
+
+    def _load(self, key: Any, l1: L1Cache | None) -> tuple[str, Any, int | None, int] | None:
+        """``(type, value, expire_at, now)`` of a live key read from the database (``key``
+        checked here), kept in ``l1`` unless an invalidation came during the read."""
+        generation = l1.generation if l1 is not None else 0
         key = check_key(key)
         now = clock.now_ms()
         row = self._session.statements().get(key, now)
@@ -89,7 +93,7 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
         if l1 is not None:
             l1.fill(key, type_, value, text, None if expire_at is None else (expire_at - now) / 1000, generation,
                     expire_at)
-        return type_, value
+        return type_, value, expire_at, now
 
     # -- strings ---------------------------------------------------------------------------
 
@@ -165,22 +169,11 @@ class KVStore(HashCommands, LockCommands, ScanCommands):
         l1 = self.l1
         if l1 is not None and self._session.connection().in_atomic_block:
             l1 = None  # inside a transaction: past L1, and it is not filled
-        if l1 is not None:
-            if key.__class__ is str and (hit := l1.read(key)) is not None:
-                left = _left(hit[2], clock.now_ms())
-                return None if left == -2 else (hit[0], hit[1], left)
-            generation = l1.generation
-        key = check_key(key)
-        now = clock.now_ms()
-        row = self._session.statements().get(key, now)
-        if row is None:
-            return None
-        type_, text, expire_at = row
-        value = json.loads(text)
-        if l1 is not None:
-            l1.fill(key, type_, value, text, None if expire_at is None else (expire_at - now) / 1000, generation,
-                    expire_at)
-        return type_, value, _left(expire_at, now)
+        if l1 is not None and key.__class__ is str and (hit := l1.read(key)) is not None:
+            left = _left(hit[2], clock.now_ms())
+            return None if left == -2 else (hit[0], hit[1], left)
+        row = self._load(key, l1)
+        return None if row is None else (row[0], row[1], _left(row[2], row[3]))
 
     def read_many(self, keys: list[str]) -> dict[str, tuple[str, Any]]:
         """``{key: (type, value)}`` for the live ones of ``keys``, of any type, through L1."""
