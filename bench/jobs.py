@@ -46,14 +46,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = str(ROOT / "bench")
 # run as a script, this file's folder comes first on sys.path, and "jobs" would be this file
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if p not in (BENCH, str(ROOT))]
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.jobs_site.settings"
-from bench.demo_site import debug_off  # noqa: E402 (after the path it is found on)
+from bench import demo_site  # noqa: E402 (after the path it is found on)
+from bench.demo_site import debug_off  # noqa: E402
 
 debug_off()
 os.environ.setdefault("TACHYCORE_LOG_LEVEL", "WARNING")
@@ -76,32 +76,7 @@ from bench.jobs_site.systems import (  # noqa: E402
 
 def scratch_database(keep: bool) -> Callable[[], None]:
     """Point DATABASE_URL at a fresh scratch database; return what drops it at the end."""
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        os.environ["DATABASE_URL"] = f"sqlite:///{LOGS}/bench.sqlite3"
-        return lambda: None
-    if not url.startswith(("postgres://", "postgresql://")):
-        return lambda: None
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/") + "_jobs"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{name}"))
-
-    def drop() -> None:
-        if keep:
-            return
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return drop
+    return demo_site.scratch_database(keep, "jobs", str(LOGS))
 
 
 # -- worker processes -------------------------------------------------------------------------
