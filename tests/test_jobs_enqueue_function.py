@@ -23,6 +23,7 @@ from tachycore import sql_classifier
 from tachycore.context import acting_as
 from tachycore.errors import CapabilityDenied
 from tachycore.governance import grants
+from tests.helpers.functions import undo_and_redo
 
 pytestmark = pytest.mark.postgres
 CALL = ("SELECT tachy_jobs_enqueue('toolbox.echo', '{}'::jsonb, 0::smallint, 'default', now(), 3, NULL, '', "
@@ -77,14 +78,5 @@ def test_sql_guard__a_plugin_calling_the_enqueue_function_needs_to_write_the_job
 
 @pytest.mark.django_db
 def test_migration__is_undone_and_redone():
-    def exists() -> bool:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = 'tachy_jobs_enqueue'")
-            return cursor.fetchone()[0] == 1
-
-    with connection.schema_editor() as editor:  # in the test's transaction: PostgreSQL DDL rolls back
-        migration.drop(None, editor)
-        assert not exists()
-        migration.create(None, editor)
-    assert exists()
+    undo_and_redo(migration, "tachy_jobs_enqueue")
     assert jobs.get_job_store().enqueue("toolbox.echo", {"n": 1}).id

@@ -22,6 +22,7 @@ from tachycore import sql_classifier
 from tachycore.context import acting_as
 from tachycore.errors import CapabilityDenied
 from tachycore.governance import grants
+from tests.helpers.functions import undo_and_redo
 
 pytestmark = pytest.mark.postgres
 CALL = "SELECT kv_incr(%s, 1, 0, now(), NULL, NULL)"
@@ -107,14 +108,5 @@ def test_sql_guard__the_stores_own_incr_passes_with_the_kv_grant(notes_on, setti
 
 @pytest.mark.django_db
 def test_migration__is_undone_and_redone():
-    def exists() -> bool:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = 'kv_incr'")
-            return cursor.fetchone()[0] == 1
-
-    with connection.schema_editor() as editor:  # in the test's transaction: PostgreSQL DDL rolls back
-        migration.drop(None, editor)
-        assert not exists()
-        migration.create(None, editor)
-    assert exists()
+    undo_and_redo(migration, "kv_incr")
     assert kv.get_store().incr("n") == 1
