@@ -10,17 +10,17 @@ the first; a link to another search or filter starts on the first page.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib import messages
-from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
 
 from kv import clock as kv_clock
 from kv.errors import InvalidCursor
 from kv.models import ValueType
 from kv.scans import MAX_COUNT, cursor_after, key_after
+
+from .pages import PositionedPages
 
 if TYPE_CHECKING:
     from kv.store import KVStore
@@ -33,27 +33,15 @@ CURSOR_VAR = "cursor"
 TYPE_VAR = "type__exact"
 
 
-class KeyPages(ChangeList):
+class KeyPages(PositionedPages):
     """The changelist of ``KeyAdmin``: pages by key, no count, no page numbers."""
 
     #: the most rows a page reads to fill itself
     rows_per_page = MAX_COUNT
     model_admin: SwitchedAdmin[KVStore]
 
-    def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
-        self.cursor = request.GET.get(CURSOR_VAR, "0")
-        super().__init__(request, *args, **kwargs)
-        # the search form sends the other parameters along: a new search starts on the first page
-        self.params.pop(CURSOR_VAR, None)
-
-    def get_filters_params(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        lookup_params = super().get_filters_params(params)
-        lookup_params.pop(CURSOR_VAR, None)  # not a filter of the rows
-        return lookup_params
-
-    def get_query_string(self, new_params: dict[str, Any] | None = None,
-                         remove: Iterable[str] | None = None) -> str:
-        return super().get_query_string(new_params, [*(remove or ()), CURSOR_VAR])
+    position_var = CURSOR_VAR
+    first_position = "0"
 
     def get_results(self, request: HttpRequest) -> None:
         after, keys, last = self._page(request)
@@ -74,7 +62,7 @@ class KeyPages(ChangeList):
     def _page(self, request: HttpRequest) -> tuple[str | None, list[str], str | None]:
         """``(the key the page starts after, its keys, the key the next page starts after)``."""
         try:
-            after = key_after(self.cursor)
+            after = key_after(self.position)
         except InvalidCursor as e:
             self.model_admin.message_user(request, f"{e}. This is the first page.", messages.ERROR)
             after = None

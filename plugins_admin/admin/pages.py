@@ -112,29 +112,40 @@ def keyset_after(keys: Sequence[str], values: Sequence[Any]) -> Q:
         Q(**{f"{first[0]}__lt": first[1]}) | (Q(**{first[0]: first[1]}) & keyset_after(keys[1:], values[1:])))
 
 
-class KeysetPages(ChangeList):
-    """A changelist paged by key (``?after=``) in the fixed order ``model_admin.keyset``
-    (field names, newest first; the primary key without it), with its count estimated
-    (``RowCount``)."""
+class PositionedPages(ChangeList):
+    """A changelist whose page is a position in the query string (``position_var``, read into
+    ``self.position``): not a filter of the rows, left out of the links the list makes, so a
+    new search or filter starts on the first page."""
+
+    position_var: str
+    first_position = ""
 
     def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
-        self.after = request.GET.get(AFTER_VAR, "")
+        self.position = request.GET.get(self.position_var, self.first_position)
         super().__init__(request, *args, **kwargs)
         # the search form sends the other parameters along: a new search starts on the first page
-        self.params.pop(AFTER_VAR, None)
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return tuple(getattr(self.model_admin, "keyset", (self.lookup_opts.pk.name,)))
+        self.params.pop(self.position_var, None)
 
     def get_filters_params(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         lookup_params = super().get_filters_params(params)
-        lookup_params.pop(AFTER_VAR, None)  # not a filter of the rows
+        lookup_params.pop(self.position_var, None)  # not a filter of the rows
         return lookup_params
 
     def get_query_string(self, new_params: dict[str, Any] | None = None,
                          remove: Iterable[str] | None = None) -> str:
-        return super().get_query_string(new_params, [*(remove or ()), AFTER_VAR])
+        return super().get_query_string(new_params, [*(remove or ()), self.position_var])
+
+
+class KeysetPages(PositionedPages):
+    """A changelist paged by key (``?after=``) in the fixed order ``model_admin.keyset``
+    (field names, newest first; the primary key without it), with its count estimated
+    (``RowCount``)."""
+
+    position_var = AFTER_VAR
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(getattr(self.model_admin, "keyset", (self.lookup_opts.pk.name,)))
 
     def get_ordering(self, request: HttpRequest, queryset: QuerySet) -> list[str | Combinable]:
         # the keyset's order, whatever ``?o=`` asks: the pages follow it
@@ -184,9 +195,9 @@ class KeysetPages(ChangeList):
     def _start(self, request: HttpRequest) -> list[Any] | None:
         """The keys ``?after=`` names (``None`` on the first page, or when they make no sense:
         then the page says so and shows the first page)."""
-        if not self.after:
+        if not self.position:
             return None
-        parts = self.after.split(",")
+        parts = self.position.split(",")
         values: list[Any] = []
         if len(parts) == len(self.keys):
             for key, part in zip(self.keys, parts, strict=True):
@@ -196,7 +207,7 @@ class KeysetPages(ChangeList):
                 else:
                     values.append(int(part) if part.isascii() and part.isdigit() else None)  # not "²"
         if len(values) != len(self.keys) or any(value is None for value in values):
-            self.model_admin.message_user(request, f"Not a page of this list: {self.after!r}. This is the first page.",
+            self.model_admin.message_user(request, f"Not a page of this list: {self.position!r}. This is the first page.",
                                           messages.ERROR)
             return None
         return values
